@@ -1,0 +1,46 @@
+# wardgate: the two commands a fresh machine needs are `make dev` and `make test`.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+SAM     = $(BIN)/sam
+REGION ?= us-east-1
+
+.PHONY: dev test unit lint validate build bench clean
+
+$(BIN)/.installed: pyproject.toml layers/wardgate/requirements.txt
+	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) (the Lambda runtime's version)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+## Run wardgate locally: moto in-process, a development OIDC issuer, a demo upstream.
+dev: venv
+	$(BIN)/wardgate dev
+
+## The whole suite: lint, type-check, template validation, unit and integration tests.
+test: venv lint validate
+	$(BIN)/pytest -q
+
+unit: venv
+	$(BIN)/pytest -q
+
+lint: venv
+	$(BIN)/ruff check layers functions tests benchmarks
+	$(BIN)/ruff format --check layers functions tests benchmarks
+	$(BIN)/mypy
+
+validate: venv
+	$(SAM) validate --lint --region $(REGION)
+
+build: venv
+	$(SAM) build --region $(REGION)
+
+bench: venv
+	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/cold_start.py
+
+clean:
+	rm -rf $(VENV) .aws-sam .wardgate .pytest_cache .mypy_cache .ruff_cache
