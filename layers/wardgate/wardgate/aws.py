@@ -1,0 +1,25 @@
+"""boto3 clients, created once per container on first use, with timeouts short enough to fail fast.
+
+A Lambda that waits 60 s (botocore's default read timeout) on a sick dependency holds the
+agent past API Gateway's 30 s limit; we would rather answer 503 quickly.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+CLIENT_CONFIG = {"connect_timeout": 2, "read_timeout": 5, "retries": {"mode": "standard", "max_attempts": 2}}
+
+
+@functools.cache
+def client(service: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session().client(service, config=Config(**CLIENT_CONFIG))  # type: ignore[arg-type]
+
+
+def reset_clients() -> None:
+    """Forget cached clients (tests and ``wardgate dev`` switch endpoints)."""
+    client.cache_clear()

@@ -1,0 +1,242 @@
+"""The ``wardgate`` command: local mode, development tokens, connections and recordings.
+
+Against a running ``wardgate dev`` (found through .wardgate/dev.json) commands act on the
+local stack; otherwise on AWS, with table and bucket names from the environment or from a
+deployed stack's outputs (``--stack``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+STACK_OUTPUTS = {
+    "ConnectionsTableName": "CONNECTIONS_TABLE",
+    "RecordingsTableName": "RECORDINGS_TABLE",
+    "RecordingsBucketName": "RECORDINGS_BUCKET",
+    "RecordingsStreamName": "RECORDINGS_STREAM",
+}
+
+
+def _parse_claim(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--claim takes key=value, got {text!r}")
+    try:
+        return key, json.loads(raw)
+    except ValueError:
+        return key, raw
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from moto.server import ThreadedMotoServer
+
+    from wardgate.dev.stack import DevStack, find_project_root, quick_start
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-call access log drowns the console
+    root = find_project_root()
+    moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.aws_port, verbose=False)
+    moto_server.start()
+    stack = DevStack(
+        root=root,
+        state_dir=root / ".wardgate",
+        port=args.port,
+        upstream_port=args.upstream_port,
+        aws_endpoint=f"http://127.0.0.1:{args.aws_port}",
+    )
+    try:
+        stack.start()
+        stack.write_state()
+        print(quick_start(stack), flush=True)
+        stopped = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+        try:
+            stopped.wait()
+        except KeyboardInterrupt:
+            pass
+    finally:
+        stack.stop()
+        moto_server.stop()
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from wardgate.dev.oidc import ISSUER_PATH, DevIssuer
+    from wardgate.dev.stack import find_project_root, read_state
+
+    root = find_project_root()
+    state = read_state(root)
+    base = args.issuer_url or (state["url"] if state else "http://127.0.0.1:8700")
+    issuer = DevIssuer(base.rstrip("/") + ISSUER_PATH, root / ".wardgate" / "dev-issuer-key.pem")
+    claims = dict(args.claim or [])
+    print(issuer.mint(args.sub, args.group or [], audience=args.aud, ttl=args.ttl, claims=claims))
+    return 0
+
+
+def _target(args: argparse.Namespace) -> None:
+    """Point boto3 and the table names at the local stack or at AWS."""
+    from wardgate.dev.stack import FAKE_AWS_ENV, read_state
+
+    state = None if getattr(args, "stack", None) else read_state()
+    if state is not None:
+        os.environ.update(FAKE_AWS_ENV)
+        os.environ.update(state["env"])
+        if state.get("aws_endpoint"):
+            os.environ["AWS_ENDPOINT_URL"] = state["aws_endpoint"]
+        print(f"(local wardgate dev at {state['url']})", file=sys.stderr)
+        return
+    if getattr(args, "stack", None):
+        import boto3
+
+        outputs = boto3.client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"][0]["Outputs"]
+        for output in outputs:
+            if output["OutputKey"] in STACK_OUTPUTS:
+                os.environ[STACK_OUTPUTS[output["OutputKey"]]] = output["OutputValue"]
+
+
+def _reader() -> Any:
+    from wardgate.config import Settings
+    from wardgate.recording import RecordingReader
+
+    settings = Settings.from_env()
+    return RecordingReader(settings.recordings_table, settings.recordings_bucket, settings.recordings_prefix)
+
+
+def cmd_recordings_ls(args: argparse.Namespace) -> int:
+    _target(args)
+    entries = _reader().list(connection=args.connection, subject=args.subject, limit=args.limit)
+    if args.json:
+        print(json.dumps(entries, indent=2, default=str))
+        return 0
+    print(f"{'RECORD':<29} {'STARTED':<26} {'SUBJECT':<16} {'CONNECTION':<12} {'OUTCOME':<8} STATUS REQUEST")
+    for e in entries:
+        print(
+            f"{e['record_id']:<29} {str(e['started_at'])[:26]:<26} {e['subject'][:16]:<16} {e['connection'][:12]:<12} "
+            f"{e['outcome']:<8} {int(e['status']):<6} {e['method']} {e['path']}"
+            + (f"  [{e['error']}]" if e.get("error") else "")
+        )
+    return 0
+
+
+def cmd_recordings_show(args: argparse.Namespace) -> int:
+    _target(args)
+    events = _reader().get(args.record_id)
+    if not events:
+        print(f"no recording {args.record_id!r} (it may still be in Firehose's buffer)", file=sys.stderr)
+        return 1
+    print(json.dumps(events, indent=2))
+    return 0
+
+
+def _store() -> Any:
+    from wardgate.config import Settings
+    from wardgate.connections import ConnectionStore
+
+    return ConnectionStore(Settings.from_env().connections_table)
+
+
+def cmd_connections_ls(args: argparse.Namespace) -> int:
+    _target(args)
+    for connection in _store().list():
+        print(json.dumps(connection.to_dict()))
+    return 0
+
+
+def cmd_connections_put(args: argparse.Namespace) -> int:
+    from wardgate.connections import Connection
+
+    _target(args)
+    try:
+        connection = Connection(
+            name=args.name,
+            kind=args.kind,
+            upstream_url=args.upstream,
+            credential_secret=args.secret,
+            allowed_groups=tuple(args.group or ()),
+            description=args.description,
+        )
+    except ValueError as exc:
+        print(f"wardgate: {exc}", file=sys.stderr)
+        return 2
+    _store().put(connection)
+    print(json.dumps(connection.to_dict()))
+    return 0
+
+
+def cmd_connections_rm(args: argparse.Namespace) -> int:
+    _target(args)
+    _store().delete(args.name)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wardgate", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="run wardgate locally (moto, development issuer, demo upstream)")
+    dev.add_argument("--port", type=int, default=8700)
+    dev.add_argument("--upstream-port", type=int, default=8701)
+    dev.add_argument("--aws-port", type=int, default=8702)
+    dev.set_defaults(func=cmd_dev)
+
+    token = sub.add_parser("token", help="print a token from the development issuer")
+    token.add_argument("--sub", required=True, help="subject (the agent or person)")
+    token.add_argument("--group", action="append", help="group claim; repeat for several")
+    token.add_argument("--aud", default="wardgate", help="audience (default: wardgate)")
+    token.add_argument("--ttl", type=int, default=900, help="lifetime in seconds (default: 900)")
+    token.add_argument("--claim", action="append", type=_parse_claim, help="k=v, overrides any claim (JSON values)")
+    token.add_argument("--issuer-url", help="base URL of the dev server (default: the running one)")
+    token.set_defaults(func=cmd_token)
+
+    recordings = sub.add_parser("recordings", help="list and read session recordings")
+    rsub = recordings.add_subparsers(dest="action", required=True)
+    ls = rsub.add_parser("ls", help="list recent recordings, newest first")
+    ls.add_argument("--connection")
+    ls.add_argument("--subject")
+    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_recordings_ls)
+    show = rsub.add_parser("show", help="print every event of one recording as JSON")
+    show.add_argument("record_id")
+    show.set_defaults(func=cmd_recordings_show)
+
+    connections = sub.add_parser("connections", help="list, add and remove connections")
+    csub = connections.add_subparsers(dest="action", required=True)
+    csub.add_parser("ls").set_defaults(func=cmd_connections_ls)
+    put = csub.add_parser("put", help="create or replace a connection")
+    put.add_argument("--name", required=True)
+    put.add_argument("--kind", default="http")
+    put.add_argument("--upstream", required=True, help="upstream base URL")
+    put.add_argument("--secret", help="Secrets Manager name or ARN of the backend credential")
+    put.add_argument("--group", action="append", help="group allowed to use it; repeat for several")
+    put.add_argument("--description", default="")
+    put.set_defaults(func=cmd_connections_put)
+    rm = csub.add_parser("rm")
+    rm.add_argument("name")
+    rm.set_defaults(func=cmd_connections_rm)
+
+    for p in (ls, show, put, rm, csub.choices["ls"]):
+        p.add_argument("--stack", help="read table and bucket names from this deployed stack's outputs")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except FileNotFoundError as exc:
+        print(f"wardgate: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+

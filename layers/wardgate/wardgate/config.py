@@ -1,0 +1,52 @@
+"""Settings read once from the environment (set by template.yaml on AWS, by ``wardgate dev`` locally)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+from wardgate.errors import ServiceUnavailable
+from wardgate.identity import IssuerConfig
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps that keep one request inside Lambda's and API Gateway's own limits."""
+
+    max_request_body: int = 1024 * 1024  # API Gateway accepts 10 MB, Lambda 6 MB; agents rarely need more
+    max_response_body: int = 4 * 1024 * 1024  # base64 of 4 MiB stays under Lambda's 6 MB response cap
+    recorded_body_bytes: int = 64 * 1024  # bodies beyond this are recorded truncated (docs/recording-format.md)
+    connect_timeout: float = 3.0
+    upstream_timeout: float = 25.0  # under API Gateway's 30 s integration timeout
+
+
+@dataclass(frozen=True)
+class Settings:
+    issuers: tuple[IssuerConfig, ...]
+    connections_table: str
+    recordings_table: str
+    recordings_stream: str
+    recordings_bucket: str
+    recordings_prefix: str = "recordings/"
+    secret_prefix: str = "wardgate/"
+    limits: Limits = field(default_factory=Limits)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        try:
+            raw_issuers = json.loads(env.get("WARDGATE_ISSUERS", "[]"))
+            issuers = tuple(IssuerConfig.from_dict(item) for item in raw_issuers)
+        except (ValueError, TypeError, KeyError) as exc:
+            # Fail closed: a gateway that cannot read its trusted issuers trusts nobody.
+            raise ServiceUnavailable(f"WARDGATE_ISSUERS is not a valid issuer list: {exc}") from None
+        return cls(
+            issuers=issuers,
+            connections_table=env.get("CONNECTIONS_TABLE", "wardgate-connections"),
+            recordings_table=env.get("RECORDINGS_TABLE", "wardgate-recordings"),
+            recordings_stream=env.get("RECORDINGS_STREAM", "wardgate-recordings"),
+            recordings_bucket=env.get("RECORDINGS_BUCKET", "wardgate-recordings"),
+            recordings_prefix=env.get("RECORDINGS_PREFIX", "recordings/"),
+            secret_prefix=env.get("WARDGATE_SECRET_PREFIX", "wardgate/"),
+        )

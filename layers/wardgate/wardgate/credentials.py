@@ -1,0 +1,81 @@
+"""Backend credentials: fetched from Secrets Manager, cached briefly, injected into upstream requests.
+
+The agent never sees them: they are added to the outgoing request only, never recorded,
+never logged, and their ``repr`` is blank.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from wardgate import aws
+from wardgate.errors import ServiceUnavailable
+
+RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "cookie"})
+
+
+@dataclass(frozen=True)
+class Credential:
+    header_name: str
+    header_value: str = field(repr=False)
+
+    @classmethod
+    def from_secret(cls, raw: str) -> Credential:
+        """Secret string formats (JSON):
+        ``{"type": "bearer", "token": ...}``, ``{"type": "basic", "username": ..., "password": ...}``,
+        ``{"type": "api_key", "header": "X-Api-Key", "value": ...}``.
+        """
+        doc = json.loads(raw)
+        kind = doc.get("type")
+        if kind == "bearer":
+            return cls("authorization", f"Bearer {doc['token']}")
+        if kind == "basic":
+            pair = f"{doc['username']}:{doc['password']}".encode()
+            return cls("authorization", "Basic " + base64.b64encode(pair).decode("ascii"))
+        if kind == "api_key":
+            header = str(doc["header"]).lower()
+            if header in RESERVED_HEADERS or not header.isascii():
+                raise ValueError(f"header {header!r} cannot carry a credential")
+            return cls(header, str(doc["value"]))
+        raise ValueError(f"unknown credential type {kind!r}")
+
+
+@dataclass
+class CredentialStore:
+    ttl_seconds: float = 300.0
+    clock: Any = time.monotonic
+    _cache: dict[str, tuple[float, Credential]] = field(default_factory=dict, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def get(self, secret_id: str) -> Credential:
+        now = self.clock()
+        with self._lock:
+            cached = self._cache.get(secret_id)
+        if cached is not None and now - cached[0] < self.ttl_seconds:
+            return cached[1]
+        credential = self._load(secret_id)
+        with self._lock:
+            self._cache[secret_id] = (now, credential)
+        return credential
+
+    @staticmethod
+    def _load(secret_id: str) -> Credential:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            secret = aws.client("secretsmanager").get_secret_value(SecretId=secret_id)
+        except (BotoCoreError, ClientError) as exc:
+            code = exc.response["Error"]["Code"] if isinstance(exc, ClientError) else type(exc).__name__
+            raise ServiceUnavailable(
+                f"backend credential unavailable ({code})", code="credential_unavailable"
+            ) from None
+        try:
+            return Credential.from_secret(secret["SecretString"])
+        except (KeyError, ValueError, TypeError, AttributeError):
+            # Never echo the secret's content, not even in an error.
+            raise ServiceUnavailable("backend credential is malformed", code="credential_unavailable") from None

@@ -1,0 +1,183 @@
+"""The local HTTP front door: API Gateway's job, done the way payload format 2.0 describes it.
+
+It serves the routes declared in template.yaml by building the same events API Gateway
+would and calling the same handlers, plus the development issuer under /_dev/oidc.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import ModuleType
+from typing import Any
+from urllib.parse import unquote
+
+from wardgate.dev.oidc import ISSUER_PATH, DevIssuer
+from wardgate.dev.template import ACCOUNT, Route, Template
+
+MAX_PAYLOAD = 10 * 1024 * 1024  # API Gateway HTTP APIs accept at most 10 MB
+
+
+class LambdaContext:
+    """What a handler may read from its context object, with Lambda's 29 s API timeout."""
+
+    def __init__(self, function_name: str, timeout_s: float = 29.0) -> None:
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = 512
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:{function_name}"
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def api_gateway_event(
+    route: Route, method: str, raw_path: str, raw_query: str, headers: dict[str, str], body: bytes, source_ip: str
+) -> dict[str, Any]:
+    params = route.match(method, raw_path) or {}
+    cookies = [c.strip() for c in headers.pop("cookie", "").split(";") if c.strip()]
+    now = datetime.now(UTC)
+    return {
+        "version": "2.0",
+        "routeKey": route.route_key,
+        "rawPath": raw_path,
+        "rawQueryString": raw_query,
+        "cookies": cookies or None,
+        "headers": headers,
+        "pathParameters": {k: unquote(v) for k, v in params.items()},
+        "requestContext": {
+            "accountId": ACCOUNT,
+            "apiId": "local",
+            "domainName": headers.get("host", "127.0.0.1"),
+            "http": {
+                "method": method,
+                "path": unquote(raw_path),
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": headers.get("user-agent", ""),
+            },
+            "requestId": base64.b32encode(uuid.uuid4().bytes[:10]).decode().rstrip("="),
+            "routeKey": route.route_key,
+            "stage": "$default",
+            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now.timestamp() * 1000),
+        },
+        "body": base64.b64encode(body).decode("ascii") if body else None,
+        "isBase64Encoded": bool(body),
+    }
+
+
+class GatewayServer:
+    def __init__(self, template: Template, issuer: DevIssuer | None, host: str = "127.0.0.1", port: int = 8700) -> None:
+        self.routes = template.routes()
+        self.issuer = issuer
+        self._modules: dict[str, ModuleType] = {}
+        self._lock = threading.Lock()
+        self.server = ThreadingHTTPServer((host, port), self._handler_class())
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> GatewayServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def handler_for(self, route: Route) -> Any:
+        module_name, _, function_name = route.handler.rpartition(".")
+        with self._lock:
+            module = self._modules.get(route.function)
+            if module is None:
+                path = route.code_dir / (module_name.replace(".", "/") + ".py")
+                spec = importlib.util.spec_from_file_location(f"wardgate_function_{route.function}", path)
+                assert spec is not None and spec.loader is not None
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                self._modules[route.function] = module
+        return getattr(module, function_name)
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            server_version = "wardgate-dev"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def __getattr__(self, name: str) -> Any:
+                if name.startswith("do_"):
+                    return lambda: gateway.dispatch(self)
+                raise AttributeError(name)
+
+        return Handler
+
+    def dispatch(self, h: BaseHTTPRequestHandler) -> None:
+        if not h.path.startswith("/"):
+            return _reply(h, 400, {"message": "Bad Request"})
+        raw_path, _, raw_query = h.path.partition("?")
+        if self.issuer is not None and raw_path.startswith(ISSUER_PATH + "/"):
+            return self._issuer_document(h, raw_path[len(ISSUER_PATH) :])
+        if h.headers.get("transfer-encoding"):
+            return _reply(h, 411, {"message": "Length Required"})
+        length = int(h.headers.get("content-length") or 0)
+        if length > MAX_PAYLOAD:
+            return _reply(h, 413, {"message": "Request Entity Too Large"})
+        body = h.rfile.read(length) if length else b""
+        route = next((r for r in self.routes if r.match(h.command, raw_path) is not None), None)
+        if route is None:
+            return _reply(h, 404, {"message": "Not Found"})
+        headers: dict[str, str] = {}
+        for name, value in h.headers.items():
+            key = name.lower()
+            headers[key] = f"{headers[key]},{value}" if key in headers else value
+        event = api_gateway_event(route, h.command, raw_path, raw_query, headers, body, h.client_address[0])
+        result = self.handler_for(route)(event, LambdaContext(route.function))
+        data = result.get("body") or ""
+        payload = base64.b64decode(data) if result.get("isBase64Encoded") else data.encode()
+        h.send_response_only(int(result["statusCode"]))
+        headers = result.get("headers") or {}
+        if "date" not in headers:
+            h.send_header("date", h.date_time_string())
+        for name, value in headers.items():
+            h.send_header(name, value)
+        for cookie in result.get("cookies") or []:
+            h.send_header("set-cookie", cookie)
+        h.send_header("content-length", str(len(payload)))
+        h.end_headers()
+        h.wfile.write(payload)
+
+    def _issuer_document(self, h: BaseHTTPRequestHandler, path: str) -> None:
+        assert self.issuer is not None
+        if path == "/.well-known/openid-configuration":
+            return _reply(h, 200, self.issuer.discovery())
+        if path == "/jwks":
+            return _reply(h, 200, self.issuer.jwks())
+        return _reply(h, 404, {"message": "Not Found"})
+
+
+def _reply(h: BaseHTTPRequestHandler, status: int, doc: Any) -> None:
+    data = json.dumps(doc).encode()
+    h.send_response(status)
+    h.send_header("content-type", "application/json")
+    h.send_header("content-length", str(len(data)))
+    h.end_headers()
+    h.wfile.write(data)

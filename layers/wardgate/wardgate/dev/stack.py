@@ -1,0 +1,160 @@
+"""Starts the whole local stack: moto, the template's resources, the issuer, the demo upstream, the gateway.
+
+``wardgate dev`` runs it until Ctrl-C; the integration tests start the very same stack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wardgate.dev.oidc import ISSUER_PATH, DevIssuer
+from wardgate.dev.server import GatewayServer
+from wardgate.dev.template import REGION, Template, issuers_parameter
+from wardgate.dev.upstream import EchoUpstream
+
+DEMO_SECRET = "wardgate/demo"
+DEMO_GROUPS = ("ci", "developers")
+FAKE_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
+LOCAL_ENV = {
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+}
+
+
+def find_project_root(start: Path | None = None) -> Path:
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "template.yaml").exists():
+            return candidate
+    raise FileNotFoundError("no template.yaml here or above: run wardgate from the project folder")
+
+
+@dataclass
+class DevStack:
+    """One running local wardgate. ``aws_endpoint`` is moto's server, or None when moto is mocked in-process."""
+
+    root: Path
+    state_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8700
+    upstream_port: int = 8701
+    aws_endpoint: str | None = None
+    gateway: GatewayServer | None = field(default=None, init=False)
+    upstream: EchoUpstream | None = field(default=None, init=False)
+    issuer: DevIssuer | None = field(default=None, init=False)
+    template: Template | None = field(default=None, init=False)
+    _stoppers: list[Callable[[], None]] = field(default_factory=list, init=False)
+
+    def start(self) -> DevStack:
+        os.environ.update(FAKE_AWS_ENV)
+        for key, value in LOCAL_ENV.items():
+            os.environ.setdefault(key, value)
+        if self.aws_endpoint:
+            os.environ["AWS_ENDPOINT_URL"] = self.aws_endpoint
+        from wardgate import aws, runtime
+
+        aws.reset_clients()
+        runtime.http_gateway.cache_clear()
+        self.template = Template(self.root / "template.yaml")
+        self.template.provision()
+
+        self.issuer = DevIssuer(f"http://{self.host}:{self.port}{ISSUER_PATH}", self.state_dir / "dev-issuer-key.pem")
+        parameters = {"TrustedIssuers": issuers_parameter(self.issuer.issuer_config())}
+        for function in {r.function for r in self.template.routes()}:
+            os.environ.update(self.template.function_environment(function, parameters))
+
+        demo_token = secrets.token_urlsafe(24)
+        self.upstream = EchoUpstream(f"Bearer {demo_token}", self.host, self.upstream_port).start()
+        self._stoppers.append(self.upstream.stop)
+        self.seed_demo(demo_token)
+
+        self.gateway = GatewayServer(self.template, self.issuer, self.host, self.port).start()
+        self._stoppers.append(self.gateway.stop)
+        return self
+
+    def seed_demo(self, demo_token: str) -> None:
+        from wardgate import aws
+        from wardgate.config import Settings
+        from wardgate.connections import Connection, ConnectionStore
+
+        assert self.upstream is not None
+        aws.client("secretsmanager").create_secret(
+            Name=DEMO_SECRET, SecretString=json.dumps({"type": "bearer", "token": demo_token})
+        )
+        ConnectionStore(Settings.from_env().connections_table).put(
+            Connection(
+                name="demo",
+                kind="http",
+                upstream_url=self.upstream.url,
+                credential_secret=DEMO_SECRET,
+                allowed_groups=DEMO_GROUPS,
+                description="Local echo API that checks the credential wardgate injects",
+            )
+        )
+
+    def write_state(self) -> Path:
+        """Let CLI commands in other shells find this stack (and know it is local)."""
+        state = {"url": self.url, "aws_endpoint": self.aws_endpoint, "pid": os.getpid(), "env": self.function_env()}
+        path = self.state_dir / "dev.json"
+        path.write_text(json.dumps(state, indent=2))
+        self._stoppers.append(lambda: path.unlink(missing_ok=True))
+        return path
+
+    def function_env(self) -> dict[str, str]:
+        keys = ("CONNECTIONS_TABLE", "RECORDINGS_TABLE", "RECORDINGS_STREAM", "RECORDINGS_BUCKET", "RECORDINGS_PREFIX")
+        return {k: os.environ[k] for k in keys if k in os.environ}
+
+    @property
+    def url(self) -> str:
+        assert self.gateway is not None
+        return self.gateway.url
+
+    def stop(self) -> None:
+        while self._stoppers:
+            self._stoppers.pop()()
+
+
+def quick_start(stack: DevStack) -> str:
+    return f"""
+wardgate dev is running.
+
+  gateway        {stack.url}
+  OIDC issuer    {stack.url}{ISSUER_PATH}   (discovery and JWKS; audience "wardgate")
+  demo upstream  {stack.upstream.url if stack.upstream else "-"}   (connection "demo", groups {", ".join(DEMO_GROUPS)})
+  AWS (moto)     {stack.aws_endpoint or "in-process"}
+
+Try it (in another shell, from this folder, with .venv/bin on PATH):
+
+  export TOKEN=$(wardgate token --sub agent-1 --group ci)
+  curl -H "Authorization: Bearer $TOKEN" {stack.url}/http/demo/anything
+  wardgate recordings ls
+  wardgate recordings show <record-id>
+
+Ctrl-C stops everything; local state is in memory and goes with it.
+"""
+
+
+def read_state(root: Path | None = None) -> dict[str, Any] | None:
+    try:
+        path = find_project_root(root) / ".wardgate" / "dev.json"
+        state: dict[str, Any] = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        os.kill(int(state["pid"]), 0)
+    except (OSError, KeyError, ValueError):
+        return None  # a stale file from a dev server that is gone
+    return state

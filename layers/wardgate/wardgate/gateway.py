@@ -1,0 +1,129 @@
+"""One guarded HTTP request, start to finish: authenticate, resolve, decide, record, forward, record.
+
+The order is the security argument: nothing reaches the upstream before the caller is
+authenticated, the connection resolved, the policy asked and the request durably recorded.
+Every exit, success or refusal, produces a recording.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from wardgate import policy
+from wardgate.apigw import HttpRequest, HttpResponse, error_response
+from wardgate.config import Limits
+from wardgate.connections import ConnectionStore
+from wardgate.credentials import CredentialStore
+from wardgate.errors import Forbidden, GatewayError
+from wardgate.identity import TokenValidator
+from wardgate.observability import logger, metrics
+from wardgate.proxies import http as http_proxy
+from wardgate.recording import Recorder, Recording, recorded_body, recorded_headers
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 3)
+
+
+@dataclass
+class HttpGateway:
+    validator: TokenValidator
+    connections: ConnectionStore
+    credentials: CredentialStore
+    recorder: Recorder
+    forwarder: http_proxy.HttpForwarder
+    limits: Limits
+
+    def handle(self, request: HttpRequest, deadline: float) -> HttpResponse:
+        started = time.perf_counter()
+        recording = Recording(
+            request_id=request.request_id,
+            connection=request.connection,
+            request={
+                "method": request.method,
+                "path": request.proxy_path,
+                "query": request.raw_query,
+                "source_ip": request.source_ip,
+                "headers": recorded_headers(request.headers.items()),
+                "body": recorded_body(request.body, self.limits.recorded_body_bytes),
+            },
+        )
+        metric_connection = "unknown"
+        forwarded = False
+        try:
+            identity = self.validator.authenticate(request.headers.get("authorization"))
+            recording.identity = identity.to_record()
+            connection = self.connections.get(request.connection)
+            metric_connection = connection.name
+            if connection.kind != "http":
+                raise Forbidden(f"connection {connection.name!r} is a {connection.kind} connection, not http")
+            operation = policy.HttpOperation(
+                request.method, http_proxy.normalise_path(request.proxy_path), http_proxy.check_query(request.raw_query)
+            )
+            recording.operation = operation.to_record()
+            decision = policy.decide(identity, connection, operation)
+            recording.decision = decision.to_record()
+            if decision.outcome != "allow":
+                raise Forbidden(decision.reason, code="denied_by_policy")
+            body = http_proxy.check_request_body(request.body, self.limits.max_request_body)
+            url = http_proxy.upstream_url(connection.upstream_url, operation.path, operation.query)
+            credential = self.credentials.get(connection.credential_secret) if connection.credential_secret else None
+            headers = http_proxy.forwarded_headers(request.headers, request.cookies, credential, request.request_id)
+            recording.timings_ms["guard"] = _ms(started)
+
+            self.recorder.record_request(recording)  # durable before anything leaves: fail closed
+            forwarded = True
+            upstream_started = time.perf_counter()
+            upstream = self.forwarder.forward(request.method, url, headers, body, deadline)
+            recording.timings_ms["upstream"] = _ms(upstream_started)
+            response_headers = dict(upstream.headers)
+            if "location" in response_headers:
+                response_headers["location"] = http_proxy.rewrite_location(
+                    response_headers["location"], connection.upstream_url, request.gateway_prefix
+                )
+            response = HttpResponse(upstream.status, response_headers, upstream.body, upstream.cookies)
+            recording.response = {
+                "status": upstream.status,
+                "headers": recorded_headers(upstream.headers),
+                "cookies": len(upstream.cookies),
+                "body": recorded_body(upstream.body, self.limits.recorded_body_bytes),
+            }
+        except GatewayError as error:
+            response = self._refuse(recording, error, request.request_id)
+        recording.timings_ms["total"] = _ms(started)
+        try:
+            self.recorder.record_outcome(recording, "response" if forwarded else "refused")
+        except GatewayError as error:
+            logger.error("recording failed", extra={"record_id": recording.record_id, "code": error.code})
+            metrics.add_metric(name="RecordingFailures", unit="Count", value=1)
+            if forwarded or response.status < 400:
+                # The upstream answered but we could not record it: the agent does not get the answer.
+                response = error_response(error, request.request_id)
+        self._observe(recording, response, metric_connection)
+        response.headers["x-wardgate-record-id"] = recording.record_id
+        return response
+
+    @staticmethod
+    def _refuse(recording: Recording, error: GatewayError, request_id: str) -> HttpResponse:
+        recording.error = {"status": error.status, "code": error.code, "message": error.message}
+        recording.response = {"status": error.status}
+        return error_response(error, request_id)
+
+    @staticmethod
+    def _observe(recording: Recording, response: HttpResponse, connection: str) -> None:
+        outcome = (recording.decision or {}).get("outcome", "refused") if recording.error is None else "refused"
+        metrics.add_dimension(name="connection", value=connection)
+        metrics.add_dimension(name="outcome", value=outcome)
+        metrics.add_metric(name="Requests", unit="Count", value=1)
+        logger.info(
+            "request finished",
+            extra={
+                "record_id": recording.record_id,
+                "connection": recording.connection,
+                "subject": (recording.identity or {}).get("subject"),
+                "status": response.status,
+                "error": (recording.error or {}).get("code"),
+                "duration_ms": recording.timings_ms.get("total"),
+            },
+        )

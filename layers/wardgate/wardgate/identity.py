@@ -1,0 +1,292 @@
+"""Who is calling: OIDC access-token validation against several trusted issuers.
+
+Tokens are validated in-function (not by an API Gateway authorizer): see docs/architecture.md.
+Only asymmetric algorithms are accepted; ``none`` and every HMAC variant are refused outright,
+because with a public JWKS an HMAC "secret" is public too. Signing keys come from the issuer's
+discovery document, are cached, and an unknown ``kid`` triggers at most one refresh per
+``min_refresh_interval`` so that garbage tokens cannot make us hammer the identity provider.
+The raw token never leaves this module: callers get an ``Identity``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import jwt
+
+from wardgate.errors import ServiceUnavailable, Unauthorized
+
+SAFE_ALGORITHMS: tuple[str, ...] = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384")
+MAX_TOKEN_BYTES = 16 * 1024
+
+FetchJson = Callable[[str], Mapping[str, Any]]
+
+
+def is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _require_trusted_url(url: str, what: str) -> None:
+    """Key material must come over TLS; plain http is tolerated only on loopback (wardgate dev)."""
+    scheme = urlsplit(url).scheme
+    if scheme == "https" or (scheme == "http" and is_loopback_url(url)):
+        return
+    raise ValueError(f"{what} must be an https URL (http only on loopback): {url!r}")
+
+
+@dataclass(frozen=True)
+class IssuerConfig:
+    """One trusted identity provider and how to read its tokens."""
+
+    issuer: str
+    audience: str
+    groups_claim: str = "groups"  # dotted path for nested claims, e.g. "realm_access.roles"
+    algorithms: tuple[str, ...] = SAFE_ALGORITHMS
+    jwks_uri: str | None = None  # normally read from the discovery document
+    max_lifetime_seconds: int = 24 * 3600  # a token valid for longer than this is not short-lived
+
+    def __post_init__(self) -> None:
+        if not self.issuer or not self.audience:
+            raise ValueError("an issuer needs both 'issuer' and 'audience'")
+        _require_trusted_url(self.issuer, "issuer")
+        if self.jwks_uri:
+            _require_trusted_url(self.jwks_uri, "jwks_uri")
+        unsafe = [a for a in self.algorithms if a not in SAFE_ALGORITHMS]
+        if unsafe or not self.algorithms:
+            raise ValueError(f"algorithms must be a non-empty subset of {SAFE_ALGORITHMS}, got {unsafe}")
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> IssuerConfig:
+        known = {"issuer", "audience", "groups_claim", "algorithms", "jwks_uri", "max_lifetime_seconds"}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"unknown issuer fields: {sorted(unknown)}")
+        values = dict(raw)
+        if "algorithms" in values:
+            values["algorithms"] = tuple(values["algorithms"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The caller, as established from a validated token. Never holds the token itself."""
+
+    subject: str
+    issuer: str
+    groups: tuple[str, ...] = ()
+    client_id: str | None = None
+    token_id: str | None = None
+    expires_at: int | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "subject": self.subject,
+            "issuer": self.issuer,
+            "groups": list(self.groups),
+            "client_id": self.client_id,
+            "token_id": self.token_id,
+        }
+
+
+def _claim(claims: Mapping[str, Any], path: str) -> Any:
+    value: Any = claims
+    for part in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _groups(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(g for g in value.replace(",", " ").split() if g)
+    if isinstance(value, list | tuple):
+        return tuple(g for g in value if isinstance(g, str))
+    return ()
+
+
+def fetch_json_with_httpx(url: str) -> Mapping[str, Any]:
+    import httpx  # lazy: only the first JWKS fetch of a container pays for it here
+
+    response = httpx.get(url, timeout=httpx.Timeout(3.0), follow_redirects=False)
+    response.raise_for_status()
+    document = response.json()
+    if not isinstance(document, dict):
+        raise ValueError(f"{url} did not return a JSON object")
+    return document
+
+
+@dataclass
+class JwksCache:
+    """Signing keys of one issuer, refreshed on expiry and (rate-limited) on an unknown ``kid``."""
+
+    config: IssuerConfig
+    fetch_json: FetchJson
+    ttl_seconds: float = 3600.0
+    min_refresh_interval: float = 60.0
+    clock: Callable[[], float] = time.monotonic
+    _keys: dict[str, dict[str, Any]] = field(default_factory=dict, init=False)
+    _loaded_at: float | None = field(default=None, init=False)
+    _attempted_at: float | None = field(default=None, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def jwk_for(self, kid: str | None) -> dict[str, Any]:
+        with self._lock:
+            now = self.clock()
+            if self._loaded_at is None or now - self._loaded_at > self.ttl_seconds:
+                self._refresh(now)
+            found = self._lookup(kid)
+            if found is None and self._may_refresh(now):
+                self._refresh(now)
+                found = self._lookup(kid)
+        if found is None:
+            raise Unauthorized("token is signed with a key the issuer does not publish", code="unknown_key")
+        return found
+
+    def _may_refresh(self, now: float) -> bool:
+        return self._attempted_at is None or now - self._attempted_at >= self.min_refresh_interval
+
+    def _lookup(self, kid: str | None) -> dict[str, Any] | None:
+        if kid is not None:
+            return self._keys.get(kid)
+        # A token without kid is only unambiguous when the issuer publishes a single key.
+        return next(iter(self._keys.values())) if len(self._keys) == 1 else None
+
+    def _refresh(self, now: float) -> None:
+        self._attempted_at = now
+        try:
+            jwks_uri = self.config.jwks_uri or self._discover_jwks_uri()
+            document = self.fetch_json(jwks_uri)
+            keys = document.get("keys")
+            if not isinstance(keys, list):
+                raise ValueError("JWKS has no 'keys' list")
+        except Exception as exc:
+            if self._keys:  # keep serving the keys we have; the IdP may be briefly down
+                return
+            raise ServiceUnavailable(
+                f"cannot load signing keys of issuer {self.config.issuer}: {type(exc).__name__}",
+                code="identity_provider_unavailable",
+            ) from None
+        self._keys = {
+            str(k.get("kid", f"#{i}")): k
+            for i, k in enumerate(keys)
+            if isinstance(k, dict) and k.get("use", "sig") == "sig"
+        }
+        self._loaded_at = now
+
+    def _discover_jwks_uri(self) -> str:
+        document = self.fetch_json(self.config.issuer.rstrip("/") + "/.well-known/openid-configuration")
+        if document.get("issuer") != self.config.issuer:
+            raise ValueError("discovery document names a different issuer")
+        jwks_uri = document.get("jwks_uri")
+        if not isinstance(jwks_uri, str):
+            raise ValueError("discovery document has no jwks_uri")
+        _require_trusted_url(jwks_uri, "jwks_uri")
+        return jwks_uri
+
+
+class TokenValidator:
+    """Turns an ``Authorization`` header into an ``Identity`` or raises ``Unauthorized``."""
+
+    def __init__(
+        self,
+        issuers: tuple[IssuerConfig, ...] | list[IssuerConfig],
+        fetch_json: FetchJson = fetch_json_with_httpx,
+        leeway_seconds: int = 60,
+        min_refresh_interval: float = 60.0,
+    ) -> None:
+        self.leeway = leeway_seconds
+        self._issuers = {cfg.issuer: cfg for cfg in issuers}
+        self._jwks = {
+            cfg.issuer: JwksCache(cfg, fetch_json, min_refresh_interval=min_refresh_interval)
+            for cfg in issuers
+        }
+
+    def authenticate(self, authorization: str | None) -> Identity:
+        token = self._bearer_token(authorization)
+        try:
+            header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise Unauthorized("token is not a well-formed JWT", code="malformed_token") from None
+        alg = header.get("alg")
+        if alg not in SAFE_ALGORITHMS:
+            raise Unauthorized(f"token algorithm {alg!r} is not accepted", code="unsupported_algorithm")
+        config = self._issuers.get(unverified.get("iss"))  # type: ignore[arg-type]
+        if config is None:
+            raise Unauthorized("token issuer is not trusted", code="untrusted_issuer")
+        if alg not in config.algorithms:
+            raise Unauthorized(f"issuer does not sign with {alg}", code="unsupported_algorithm")
+        kid = header.get("kid")
+        jwk = self._jwks[config.issuer].jwk_for(kid if isinstance(kid, str) else None)
+        claims = self._verify(token, alg, jwk, config)
+        return Identity(
+            subject=claims["sub"],
+            issuer=config.issuer,
+            groups=_groups(_claim(claims, config.groups_claim)),
+            client_id=claims.get("client_id") or claims.get("azp"),
+            token_id=claims.get("jti"),
+            expires_at=int(claims["exp"]),
+        )
+
+    @staticmethod
+    def _bearer_token(authorization: str | None) -> str:
+        if not authorization:
+            raise Unauthorized("missing bearer token in the Authorization header", code="missing_token")
+        scheme, _, token = authorization.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("Authorization header must be 'Bearer <token>'", code="malformed_token")
+        if len(token) > MAX_TOKEN_BYTES:
+            raise Unauthorized("token is too large", code="malformed_token")
+        return token
+
+    def _verify(self, token: str, alg: str, jwk: dict[str, Any], config: IssuerConfig) -> dict[str, Any]:
+        declared = jwk.get("alg")
+        if declared is not None and declared != alg:
+            raise Unauthorized("token algorithm does not match its key", code="unsupported_algorithm")
+        try:
+            key = jwt.PyJWK(jwk, algorithm=alg).key
+        except jwt.PyJWTError:
+            raise Unauthorized("token key does not fit its algorithm", code="unsupported_algorithm") from None
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key=key,
+                algorithms=[alg],
+                audience=config.audience,
+                issuer=config.issuer,
+                leeway=self.leeway,
+                options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("token has expired", code="token_expired") from None
+        except jwt.ImmatureSignatureError:
+            raise Unauthorized("token is not valid yet (nbf or iat in the future)", code="token_not_yet_valid") from None
+        except jwt.InvalidAudienceError:
+            raise Unauthorized("token audience is not this gateway", code="wrong_audience") from None
+        except jwt.InvalidIssuerError:
+            raise Unauthorized("token issuer is not trusted", code="untrusted_issuer") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise Unauthorized(f"token lacks the {exc.claim!r} claim", code="malformed_token") from None
+        except jwt.InvalidSignatureError:
+            raise Unauthorized("token signature is invalid", code="bad_signature") from None
+        except jwt.PyJWTError:
+            raise Unauthorized("token is invalid", code="malformed_token") from None
+        if not isinstance(claims.get("sub"), str) or not claims["sub"]:
+            raise Unauthorized("token subject is empty", code="malformed_token")
+        if claims["exp"] - claims["iat"] > config.max_lifetime_seconds:
+            raise Unauthorized("token lifetime exceeds what this issuer is trusted for", code="token_too_long_lived")
+        return claims

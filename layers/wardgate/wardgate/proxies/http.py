@@ -1,0 +1,210 @@
+"""The HTTP proxy: pins every request to its connection's upstream and forwards it with httpx.
+
+Target pinning is structural, not a filter: the upstream URL is assembled from the
+connection's scheme, host and port, plus a path rebuilt from decoded, checked segments. No
+agent-supplied header, path trick or redirect can change the host we connect to.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote_to_bytes, urlsplit
+
+from wardgate.credentials import Credential
+from wardgate.errors import BadGateway, BadRequest, GatewayTimeout, PayloadTooLarge
+
+if TYPE_CHECKING:
+    import httpx
+
+# RFC 9110 7.6.1 hop-by-hop headers, plus what the gateway itself sets or must not pass on.
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te",
+     "trailer", "transfer-encoding", "upgrade"}
+)
+DROPPED_REQUEST_HEADERS = HOP_BY_HOP | {
+    "authorization", "host", "content-length", "expect", "forwarded", "x-forwarded-for", "x-forwarded-host",
+    "x-forwarded-port", "x-forwarded-proto", "x-real-ip",
+}
+DROPPED_RESPONSE_HEADERS = HOP_BY_HOP | {"content-length", "content-encoding", "set-cookie"}
+SEGMENT_SAFE = "!$&'()*+,;=:@-._~"
+QUERY_FORBIDDEN = frozenset(chr(c) for c in range(0x21)) | {"#", "\x7f"}
+
+
+def normalise_path(raw_path: str) -> str:
+    """Decode an agent's path once, refuse anything that could escape, and re-encode it canonically.
+
+    The result is what policy sees and exactly what is forwarded (under the upstream's base path).
+    """
+    if not raw_path:
+        return "/"
+    if not raw_path.startswith("/"):
+        raw_path = "/" + raw_path
+    segments = raw_path.split("/")[1:]
+    out: list[str] = []
+    for index, segment in enumerate(segments):
+        last = index == len(segments) - 1
+        if segment == "":
+            if last:  # a trailing slash is meaningful to many APIs
+                out.append("")
+                continue
+            raise BadRequest("empty path segment ('//') is not allowed", code="bad_path")
+        if "%" in segment and not _valid_percent_encoding(segment):
+            raise BadRequest("invalid percent-encoding in path", code="bad_path")
+        decoded = unquote_to_bytes(segment)
+        try:
+            text = decoded.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("path is not valid UTF-8", code="bad_path") from None
+        if text in (".", ".."):
+            raise BadRequest("dot segments ('.' or '..') are not allowed in the path", code="bad_path")
+        if any(c in text for c in "/\\") or any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+            raise BadRequest("encoded slashes, backslashes and control characters are not allowed", code="bad_path")
+        out.append(quote(text, safe=SEGMENT_SAFE))
+    return "/" + "/".join(out)
+
+
+def _valid_percent_encoding(text: str) -> bool:
+    hexdigits = "0123456789abcdefABCDEF"
+    i = 0
+    while (i := text.find("%", i)) != -1:
+        if i + 3 > len(text) or text[i + 1] not in hexdigits or text[i + 2] not in hexdigits:
+            return False
+        i += 3
+    return True
+
+
+def check_query(raw_query: str) -> str:
+    if any(c in QUERY_FORBIDDEN for c in raw_query):
+        raise BadRequest("query string contains forbidden characters", code="bad_query")
+    if "%" in raw_query and not _valid_percent_encoding(raw_query):
+        raise BadRequest("invalid percent-encoding in query string", code="bad_query")
+    return raw_query
+
+
+def upstream_url(base_url: str, path: str, query: str) -> httpx.URL:
+    """The only URL the request may go to: the connection's origin, its base path, then ``path``."""
+    import httpx
+
+    base = urlsplit(base_url)
+    base_path = base.path.rstrip("/")
+    raw = (base_path + path).encode("ascii") + (b"?" + query.encode("ascii") if query else b"")
+    url = httpx.URL(scheme=base.scheme, host=base.hostname or "", port=base.port, raw_path=raw)
+    # Defence in depth: the assembled URL must still point at the connection's origin.
+    if (url.scheme, url.host, url.port) != (base.scheme, base.hostname, base.port):
+        raise BadRequest("request would leave the connection's upstream", code="bad_path")
+    return url
+
+
+def forwarded_headers(
+    headers: Mapping[str, str], cookies: Iterable[str], credential: Credential | None, request_id: str
+) -> dict[str, str]:
+    connection_tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
+    out = {
+        name: value
+        for name, value in headers.items()
+        if name not in DROPPED_REQUEST_HEADERS
+        and name not in connection_tokens
+        and not name.startswith(("x-amzn-", "x-amz-apigw"))
+        and (credential is None or name != credential.header_name)
+    }
+    cookie_list = list(cookies)
+    if cookie_list:
+        out["cookie"] = "; ".join(cookie_list)
+    out["x-wardgate-request-id"] = request_id
+    if credential is not None:
+        out[credential.header_name] = credential.header_value
+    return out
+
+
+@dataclass
+class UpstreamResponse:
+    status: int
+    headers: list[tuple[str, str]]
+    cookies: list[str]
+    body: bytes
+
+
+class HttpForwarder:
+    """One httpx client per container: keeps upstream connections alive across invocations."""
+
+    def __init__(self, connect_timeout: float, max_response_body: int, transport: Any = None) -> None:
+        self.connect_timeout = connect_timeout
+        self.max_response_body = max_response_body
+        self._transport = transport
+        self._client: httpx.Client | None = None
+
+    @property
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.Client(
+                follow_redirects=False,
+                trust_env=False,  # HTTP(S)_PROXY or NO_PROXY in the environment must not reroute us
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=30),
+                transport=self._transport,
+            )
+        return self._client
+
+    def forward(
+        self, method: str, url: httpx.URL, headers: dict[str, str], body: bytes, deadline: float
+    ) -> UpstreamResponse:
+        import httpx
+
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise GatewayTimeout("no time left to call the upstream", code="upstream_timeout")
+        timeout = httpx.Timeout(remaining, connect=min(self.connect_timeout, remaining))
+        try:
+            request = self.client.build_request(method, url, headers=headers, content=body, timeout=timeout)
+            resp = self.client.send(request, stream=True)
+            try:
+                chunks: list[bytes] = []
+                size = 0
+                for chunk in resp.iter_bytes():  # decoded: gzip bombs count at their real size
+                    size += len(chunk)
+                    if size > self.max_response_body:
+                        raise BadGateway(
+                            f"upstream response exceeds the {self.max_response_body}-byte limit",
+                            code="upstream_response_too_large",
+                        )
+                    if time.monotonic() > deadline:
+                        raise GatewayTimeout("upstream did not finish its response in time")
+                    chunks.append(chunk)
+                return UpstreamResponse(
+                    status=resp.status_code,
+                    headers=[(k, v) for k, v in resp.headers.multi_items() if k not in DROPPED_RESPONSE_HEADERS],
+                    cookies=resp.headers.get_list("set-cookie"),
+                    body=b"".join(chunks),
+                )
+            finally:
+                resp.close()
+        except httpx.TimeoutException as exc:
+            if isinstance(exc, httpx.ConnectTimeout):
+                raise GatewayTimeout("upstream did not accept the connection in time") from None
+            raise GatewayTimeout("upstream did not answer in time") from None
+        except httpx.DecodingError:
+            raise BadGateway("upstream sent a body that cannot be decoded", code="upstream_bad_response") from None
+        except httpx.TransportError as exc:
+            raise BadGateway(f"upstream unreachable ({type(exc).__name__})") from None
+
+
+def check_request_body(body: bytes, limit: int) -> bytes:
+    if len(body) > limit:
+        raise PayloadTooLarge(f"request body of {len(body)} bytes exceeds the {limit}-byte limit")
+    return body
+
+
+def rewrite_location(location: str, base_url: str, gateway_prefix: str) -> str:
+    """Point a same-origin redirect back at the gateway, so agents follow it through wardgate."""
+    target, base = urlsplit(location), urlsplit(base_url)
+    if target.scheme and (target.scheme, target.netloc) != (base.scheme, base.netloc):
+        return location  # another origin: the agent reaches it without our credential
+    base_path = base.path.rstrip("/")
+    if target.path.startswith(base_path + "/") or target.path == base_path:
+        rest = target.path[len(base_path) :] or "/"
+        return gateway_prefix + rest + (f"?{target.query}" if target.query else "")
+    return location

@@ -1,0 +1,54 @@
+"""The long-lived objects of a warm Lambda container, built on first use from the environment.
+
+Building lazily (not at import) keeps cold-start imports small and lets a configuration
+error surface as a 503 on the request instead of a crashed init phase.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any
+
+from wardgate.apigw import HttpRequest, error_response
+from wardgate.config import Settings
+from wardgate.connections import ConnectionStore
+from wardgate.credentials import CredentialStore
+from wardgate.errors import GatewayError
+from wardgate.gateway import HttpGateway
+from wardgate.identity import TokenValidator
+from wardgate.proxies.http import HttpForwarder
+from wardgate.recording import DynamoRecordIndex, FirehoseStream, Recorder
+
+DEADLINE_MARGIN_S = 1.0  # leave time to record the outcome and answer before Lambda's own timeout
+
+
+@functools.cache
+def http_gateway() -> HttpGateway:
+    settings = Settings.from_env()
+    return HttpGateway(
+        validator=TokenValidator(settings.issuers),
+        connections=ConnectionStore(settings.connections_table),
+        credentials=CredentialStore(),
+        recorder=Recorder(FirehoseStream(settings.recordings_stream), DynamoRecordIndex(settings.recordings_table)),
+        forwarder=HttpForwarder(settings.limits.connect_timeout, settings.limits.max_response_body),
+        limits=settings.limits,
+    )
+
+
+def deadline_for(context: Any, budget: float) -> float:
+    remaining_ms = context.get_remaining_time_in_millis() if context is not None else budget * 1000
+    return time.monotonic() + min(budget, remaining_ms / 1000 - DEADLINE_MARGIN_S)
+
+
+def handle_http_event(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    request_id = (event.get("requestContext") or {}).get("requestId", "")
+    try:
+        request = HttpRequest.from_apigw_v2(event)
+        gateway = http_gateway()
+        response = gateway.handle(request, deadline_for(context, gateway.limits.upstream_timeout))
+    except GatewayError as error:  # before a request exists to record: a broken event or configuration
+        response = error_response(error, request_id)
+    return response.to_apigw_v2()
+
+
