@@ -13,13 +13,20 @@ CLIENT_CONFIG = {"connect_timeout": 2, "read_timeout": 5, "retries": {"mode": "s
 
 
 @functools.cache
-def client(service: str) -> Any:
+def _session() -> Any:
     import boto3
+
+    return boto3.session.Session()
+
+
+@functools.cache
+def client(service: str) -> Any:
     from botocore.config import Config
 
-    return boto3.session.Session().client(service, config=Config(**CLIENT_CONFIG))  # type: ignore[arg-type]
+    return _session().client(service, config=Config(**CLIENT_CONFIG))  # type: ignore[arg-type]
 
 
 def reset_clients() -> None:
-    """Forget cached clients (tests and ``wardgate dev`` switch endpoints)."""
+    """Forget cached clients and credentials (``wardgate dev`` and tests change endpoints and accounts)."""
     client.cache_clear()
+    _session.cache_clear()

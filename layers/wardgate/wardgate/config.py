@@ -21,6 +21,16 @@ class Limits:
     upstream_timeout: float = 25.0  # under API Gateway's 30 s integration timeout
 
 
+# Environment overrides of the limits, for operators and tests.
+LIMIT_VARIABLES: dict[str, tuple[str, type]] = {
+    "max_request_body": ("WARDGATE_MAX_REQUEST_BYTES", int),
+    "max_response_body": ("WARDGATE_MAX_RESPONSE_BYTES", int),
+    "recorded_body_bytes": ("WARDGATE_RECORDED_BODY_BYTES", int),
+    "connect_timeout": ("WARDGATE_CONNECT_TIMEOUT_S", float),
+    "upstream_timeout": ("WARDGATE_UPSTREAM_TIMEOUT_S", float),
+}
+
+
 @dataclass(frozen=True)
 class Settings:
     issuers: tuple[IssuerConfig, ...]
@@ -29,12 +39,21 @@ class Settings:
     recordings_stream: str
     recordings_bucket: str
     recordings_prefix: str = "recordings/"
-    secret_prefix: str = "wardgate/"
     limits: Limits = field(default_factory=Limits)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
+        try:
+            limits = Limits(
+                **{
+                    name: kind(env[variable])
+                    for name, (variable, kind) in LIMIT_VARIABLES.items()
+                    if env.get(variable)
+                }
+            )
+        except ValueError as exc:
+            raise ServiceUnavailable(f"invalid limit setting: {exc}") from None
         try:
             raw_issuers = json.loads(env.get("WARDGATE_ISSUERS", "[]"))
             issuers = tuple(IssuerConfig.from_dict(item) for item in raw_issuers)
@@ -48,5 +67,5 @@ class Settings:
             recordings_stream=env.get("RECORDINGS_STREAM", "wardgate-recordings"),
             recordings_bucket=env.get("RECORDINGS_BUCKET", "wardgate-recordings"),
             recordings_prefix=env.get("RECORDINGS_PREFIX", "recordings/"),
-            secret_prefix=env.get("WARDGATE_SECRET_PREFIX", "wardgate/"),
+            limits=limits,
         )

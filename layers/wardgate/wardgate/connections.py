@@ -7,6 +7,7 @@ written, so a hand-edited item cannot widen what the gateway forwards to.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import time
@@ -63,6 +64,7 @@ class Connection:
         )
 
 
+@functools.cache  # one class (and one pynamodb connection) per table, however many stores
 def _model(table_name: str) -> Any:
     """A pynamodb model bound to ``table_name`` (pynamodb reads the table name from class Meta)."""
     from pynamodb.attributes import ListAttribute, UnicodeAttribute

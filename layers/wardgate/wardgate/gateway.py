@@ -17,7 +17,7 @@ from wardgate.connections import ConnectionStore
 from wardgate.credentials import CredentialStore
 from wardgate.errors import Forbidden, GatewayError
 from wardgate.identity import TokenValidator
-from wardgate.observability import logger, metrics
+from wardgate.observability import count, logger
 from wardgate.proxies import http as http_proxy
 from wardgate.recording import Recorder, Recording, recorded_body, recorded_headers
 
@@ -96,7 +96,7 @@ class HttpGateway:
             self.recorder.record_outcome(recording, "response" if forwarded else "refused")
         except GatewayError as error:
             logger.error("recording failed", extra={"record_id": recording.record_id, "code": error.code})
-            metrics.add_metric(name="RecordingFailures", unit="Count", value=1)
+            count("RecordingFailures", connection=metric_connection)
             if forwarded or response.status < 400:
                 # The upstream answered but we could not record it: the agent does not get the answer.
                 response = error_response(error, request.request_id)
@@ -113,9 +113,7 @@ class HttpGateway:
     @staticmethod
     def _observe(recording: Recording, response: HttpResponse, connection: str) -> None:
         outcome = (recording.decision or {}).get("outcome", "refused") if recording.error is None else "refused"
-        metrics.add_dimension(name="connection", value=connection)
-        metrics.add_dimension(name="outcome", value=outcome)
-        metrics.add_metric(name="Requests", unit="Count", value=1)
+        count("Requests", connection=connection, outcome=outcome)
         logger.info(
             "request finished",
             extra={

@@ -1,12 +1,25 @@
-"""Powertools Logger, Metrics and Tracer, configured once for every function.
+"""Powertools Logger, Tracer and metrics, configured once for every function.
 
 Never pass tokens, credentials or bodies to the logger: log codes, ids and sizes.
 """
 
 from __future__ import annotations
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+NAMESPACE = "wardgate"
 
 logger = Logger(service="wardgate")
-metrics = Metrics(namespace="wardgate", service="wardgate")
 tracer = Tracer(service="wardgate")
+
+
+def count(name: str, **dimensions: str) -> None:
+    """Emit one count with its own dimensions (as an EMF log line; CloudWatch turns it into a metric).
+
+    A metric of its own per event, rather than dimensions on a shared Metrics object, because
+    dimensions such as the connection differ between the requests a process serves.
+    """
+    with single_metric(name=name, unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
+        for key, value in dimensions.items():
+            metric.add_dimension(name=key, value=value)

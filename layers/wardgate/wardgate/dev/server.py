@@ -85,7 +85,7 @@ class GatewayServer:
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer((host, port), self._handler_class())
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
     def url(self) -> str:

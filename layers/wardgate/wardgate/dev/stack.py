@@ -62,16 +62,19 @@ class DevStack:
         os.environ.update(FAKE_AWS_ENV)
         for key, value in LOCAL_ENV.items():
             os.environ.setdefault(key, value)
-        if self.aws_endpoint:
-            os.environ["AWS_ENDPOINT_URL"] = self.aws_endpoint
         from wardgate import aws, runtime
 
-        aws.reset_clients()
+        if self.aws_endpoint:
+            os.environ["AWS_ENDPOINT_URL"] = self.aws_endpoint
+            aws.reset_clients()  # clients made earlier would still talk to another endpoint
         runtime.http_gateway.cache_clear()
         self.template = Template(self.root / "template.yaml")
         self.template.provision()
 
-        self.issuer = DevIssuer(f"http://{self.host}:{self.port}{ISSUER_PATH}", self.state_dir / "dev-issuer-key.pem")
+        # Bind first: with port 0 the issuer URL is only known once the socket exists.
+        self.gateway = GatewayServer(self.template, None, self.host, self.port)
+        self.issuer = DevIssuer(f"{self.gateway.url}{ISSUER_PATH}", self.state_dir / "dev-issuer-key.pem")
+        self.gateway.issuer = self.issuer
         parameters = {"TrustedIssuers": issuers_parameter(self.issuer.issuer_config())}
         for function in {r.function for r in self.template.routes()}:
             os.environ.update(self.template.function_environment(function, parameters))
@@ -81,7 +84,7 @@ class DevStack:
         self._stoppers.append(self.upstream.stop)
         self.seed_demo(demo_token)
 
-        self.gateway = GatewayServer(self.template, self.issuer, self.host, self.port).start()
+        self.gateway.start()
         self._stoppers.append(self.gateway.stop)
         return self
 

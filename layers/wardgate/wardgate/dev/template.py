@@ -153,24 +153,24 @@ class Template:
 
     def provision(self) -> None:
         """Create the template's tables, buckets and delivery streams in the (moto) AWS in reach."""
-        import boto3
+        from wardgate.aws import client
 
         for logical_id, resource in self.resources.items():
             props = resource.get("Properties", {})
             name = self.local_name(logical_id)
             if resource["Type"] == "AWS::DynamoDB::Table":
-                boto3.client("dynamodb", region_name=REGION).create_table(
+                client("dynamodb").create_table(
                     TableName=name,
                     KeySchema=props["KeySchema"],
                     AttributeDefinitions=props["AttributeDefinitions"],
                     BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
                 )
             elif resource["Type"] == "AWS::S3::Bucket":
-                boto3.client("s3", region_name=REGION).create_bucket(Bucket=name)
+                client("s3").create_bucket(Bucket=name)
         for logical_id, resource in self.resources.items():  # streams deliver to buckets made above
             if resource["Type"] == "AWS::KinesisFirehose::DeliveryStream":
                 dest = resource["Properties"]["ExtendedS3DestinationConfiguration"]
-                boto3.client("firehose", region_name=REGION).create_delivery_stream(
+                client("firehose").create_delivery_stream(
                     DeliveryStreamName=self.local_name(logical_id),
                     DeliveryStreamType="DirectPut",
                     ExtendedS3DestinationConfiguration={

@@ -1,0 +1,59 @@
+"""Shared fixtures: the real local stack (moto in-process, dev issuer, echo upstream, gateway server).
+
+Tests drive it with real clients (httpx, boto3) over loopback; nothing of wardgate is mocked.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from moto import mock_aws
+
+from wardgate.dev.stack import DevStack
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("wardgate-state")  # one dev key for the whole session
+
+
+@pytest.fixture
+def restore_env() -> Iterator[None]:
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture
+def stack(state_dir: Path, restore_env: None) -> Iterator[DevStack]:
+    os.environ.update({"WARDGATE_UPSTREAM_TIMEOUT_S": "2", "WARDGATE_MAX_REQUEST_BYTES": str(256 * 1024)})
+    with mock_aws():
+        running = DevStack(root=ROOT, state_dir=state_dir, port=0, upstream_port=0).start()
+        try:
+            yield running
+        finally:
+            running.stop()
+
+
+@pytest.fixture
+def client(stack: DevStack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.url, timeout=10) as http:
+        yield http
+
+
+@pytest.fixture
+def token(stack: DevStack) -> str:
+    assert stack.issuer is not None
+    return stack.issuer.mint("agent-1", ["ci"])
+
+
+@pytest.fixture
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

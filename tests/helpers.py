@@ -1,0 +1,40 @@
+"""Small helpers for reading what the stack recorded."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from typing import Any
+
+import boto3
+
+
+def recorded_events() -> list[dict[str, Any]]:
+    """Every recording event that Firehose delivered to S3, oldest first."""
+    s3 = boto3.client("s3")
+    bucket = os.environ["RECORDINGS_BUCKET"]
+    events = []
+    for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+        data = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+        events.extend(json.loads(line) for line in data.splitlines())
+    return sorted(events, key=lambda e: e["time"])
+
+
+def raw_recordings() -> bytes:
+    """All recorded bytes (S3 objects and index items), for 'this secret never appears' checks."""
+    s3 = boto3.client("s3")
+    bucket = os.environ["RECORDINGS_BUCKET"]
+    blob = b"".join(
+        s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+        for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])
+    )
+    items = boto3.client("dynamodb").scan(TableName=os.environ["RECORDINGS_TABLE"])["Items"]
+    return blob + json.dumps(items).encode()
+
+
+def index_entries() -> list[dict[str, Any]]:
+    items = boto3.client("dynamodb").scan(TableName=os.environ["RECORDINGS_TABLE"])["Items"]
+    return [{k: next(iter(v.values())) for k, v in item.items()} for item in items]
