@@ -199,7 +199,9 @@ def test_missing_token_is_401_and_recorded(client, stack):
 
 def test_expired_token_is_401(client, stack):
     token = stack.issuer.mint("agent-1", ["ci"], claims={"exp": 1_000_000, "iat": 999_000})
-    assert_error(client.get("/http/demo/x", headers={"Authorization": f"Bearer {token}"}), 401, "token_expired")
+    assert_error(
+        client.get("/http/demo/x", headers={"Authorization": f"Bearer {token}"}), 401, "token_expired"
+    )
 
 
 def test_token_for_another_audience_is_401(client, stack):
@@ -288,7 +290,9 @@ def test_secret_unavailable_is_503_and_nothing_forwarded(client, auth, stack):
 
 
 def test_malformed_secret_is_503_without_echoing_it(client, auth, stack):
-    boto3.client("secretsmanager").put_secret_value(SecretId=DEMO_SECRET, SecretString='{"type":"magic","k":"s3cr3t"}')
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=DEMO_SECRET, SecretString='{"type":"magic","k":"s3cr3t"}'
+    )
     response = client.get("/http/demo/x", headers=auth)
     assert_error(response, 503, "credential_unavailable")
     assert "s3cr3t" not in response.text

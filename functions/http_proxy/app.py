@@ -3,6 +3,7 @@
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
+
 from wardgate.observability import logger, tracer
 from wardgate.runtime import handle_http_event
 

@@ -38,7 +38,9 @@ class HttpRequest:
             body = event.get("body") or ""
             data = base64.b64decode(body, validate=True) if event.get("isBase64Encoded") else body.encode()
         except (KeyError, TypeError, binascii.Error) as exc:
-            raise BadRequest(f"malformed API Gateway event ({type(exc).__name__})", code="bad_event") from None
+            raise BadRequest(
+                f"malformed API Gateway event ({type(exc).__name__})", code="bad_event"
+            ) from None
         if stage != "$default" and raw_path.startswith(f"/{stage}/"):
             raw_path = raw_path[len(stage) + 1 :]
         # "/http/{connection}/{proxy+}": everything after the connection segment is the upstream path.

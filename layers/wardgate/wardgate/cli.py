@@ -8,6 +8,7 @@ deployed stack's outputs (``--stack``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -57,10 +58,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
         print(quick_start(stack), flush=True)
         stopped = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             stopped.wait()
-        except KeyboardInterrupt:
-            pass
     finally:
         stack.stop()
         moto_server.stop()
@@ -111,15 +110,15 @@ def _reader() -> Any:
 
 def cmd_recordings_ls(args: argparse.Namespace) -> int:
     _target(args)
-    entries = _reader().list(connection=args.connection, subject=args.subject, limit=args.limit)
+    entries = _reader().recent(connection=args.connection, subject=args.subject, limit=args.limit)
     if args.json:
         print(json.dumps(entries, indent=2, default=str))
         return 0
     print(f"{'RECORD':<29} {'STARTED':<26} {'SUBJECT':<16} {'CONNECTION':<12} {'OUTCOME':<8} STATUS REQUEST")
     for e in entries:
         print(
-            f"{e['record_id']:<29} {str(e['started_at'])[:26]:<26} {e['subject'][:16]:<16} {e['connection'][:12]:<12} "
-            f"{e['outcome']:<8} {int(e['status']):<6} {e['method']} {e['path']}"
+            f"{e['record_id']:<29} {str(e['started_at'])[:26]:<26} {e['subject'][:16]:<16} "
+            f"{e['connection'][:12]:<12} {e['outcome']:<8} {int(e['status']):<6} {e['method']} {e['path']}"
             + (f"  [{e['error']}]" if e.get("error") else "")
         )
     return 0
@@ -127,7 +126,7 @@ def cmd_recordings_ls(args: argparse.Namespace) -> int:
 
 def cmd_recordings_show(args: argparse.Namespace) -> int:
     _target(args)
-    events = _reader().get(args.record_id)
+    events = _reader().events(args.record_id)
     if not events:
         print(f"no recording {args.record_id!r} (it may still be in Firehose's buffer)", file=sys.stderr)
         return 1
@@ -144,7 +143,7 @@ def _store() -> Any:
 
 def cmd_connections_ls(args: argparse.Namespace) -> int:
     _target(args)
-    for connection in _store().list():
+    for connection in _store().all():
         print(json.dumps(connection.to_dict()))
     return 0
 
@@ -191,7 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--group", action="append", help="group claim; repeat for several")
     token.add_argument("--aud", default="wardgate", help="audience (default: wardgate)")
     token.add_argument("--ttl", type=int, default=900, help="lifetime in seconds (default: 900)")
-    token.add_argument("--claim", action="append", type=_parse_claim, help="k=v, overrides any claim (JSON values)")
+    token.add_argument(
+        "--claim", action="append", type=_parse_claim, help="k=v, overrides any claim (JSON values)"
+    )
     token.add_argument("--issuer-url", help="base URL of the dev server (default: the running one)")
     token.set_defaults(func=cmd_token)
 
@@ -238,5 +239,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-
-

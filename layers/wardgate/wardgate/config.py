@@ -16,7 +16,9 @@ class Limits:
 
     max_request_body: int = 1024 * 1024  # API Gateway accepts 10 MB, Lambda 6 MB; agents rarely need more
     max_response_body: int = 4 * 1024 * 1024  # base64 of 4 MiB stays under Lambda's 6 MB response cap
-    recorded_body_bytes: int = 64 * 1024  # bodies beyond this are recorded truncated (docs/recording-format.md)
+    recorded_body_bytes: int = (
+        64 * 1024
+    )  # bodies beyond this are recorded truncated (docs/recording-format.md)
     connect_timeout: float = 3.0
     upstream_timeout: float = 25.0  # under API Gateway's 30 s integration timeout
 

@@ -125,19 +125,22 @@ class ConnectionStore:
             return None
         except PynamoDBException as exc:
             raise ServiceUnavailable(
-                f"connection store unavailable ({type(exc.__cause__ or exc).__name__})", code="store_unavailable"
+                f"connection store unavailable ({type(exc.__cause__ or exc).__name__})",
+                code="store_unavailable",
             ) from None
         try:
             return Connection.from_dict(item.attribute_values)
         except (KeyError, ValueError) as exc:
-            raise ServiceUnavailable(f"connection {name!r} is misconfigured: {exc}", code="bad_connection") from None
+            raise ServiceUnavailable(
+                f"connection {name!r} is misconfigured: {exc}", code="bad_connection"
+            ) from None
 
     def put(self, connection: Connection) -> None:
         self.model(**connection.to_dict()).save()
         with self._lock:
             self._cache.pop(connection.name, None)
 
-    def list(self) -> list[Connection]:
+    def all(self) -> list[Connection]:
         return [Connection.from_dict(item.attribute_values) for item in self.model.scan()]
 
     def delete(self, name: str) -> None:

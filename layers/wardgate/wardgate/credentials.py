@@ -78,4 +78,6 @@ class CredentialStore:
             return Credential.from_secret(secret["SecretString"])
         except (KeyError, ValueError, TypeError, AttributeError):
             # Never echo the secret's content, not even in an error.
-            raise ServiceUnavailable("backend credential is malformed", code="credential_unavailable") from None
+            raise ServiceUnavailable(
+                "backend credential is malformed", code="credential_unavailable"
+            ) from None

@@ -59,7 +59,9 @@ class HttpGateway:
             if connection.kind != "http":
                 raise Forbidden(f"connection {connection.name!r} is a {connection.kind} connection, not http")
             operation = policy.HttpOperation(
-                request.method, http_proxy.normalise_path(request.proxy_path), http_proxy.check_query(request.raw_query)
+                request.method,
+                http_proxy.normalise_path(request.proxy_path),
+                http_proxy.check_query(request.raw_query),
             )
             recording.operation = operation.to_record()
             decision = policy.decide(identity, connection, operation)
@@ -68,8 +70,12 @@ class HttpGateway:
                 raise Forbidden(decision.reason, code="denied_by_policy")
             body = http_proxy.check_request_body(request.body, self.limits.max_request_body)
             url = http_proxy.upstream_url(connection.upstream_url, operation.path, operation.query)
-            credential = self.credentials.get(connection.credential_secret) if connection.credential_secret else None
-            headers = http_proxy.forwarded_headers(request.headers, request.cookies, credential, request.request_id)
+            credential = (
+                self.credentials.get(connection.credential_secret) if connection.credential_secret else None
+            )
+            headers = http_proxy.forwarded_headers(
+                request.headers, request.cookies, credential, request.request_id
+            )
             recording.timings_ms["guard"] = _ms(started)
 
             self.recorder.record_request(recording)  # durable before anything leaves: fail closed
@@ -112,7 +118,9 @@ class HttpGateway:
 
     @staticmethod
     def _observe(recording: Recording, response: HttpResponse, connection: str) -> None:
-        outcome = (recording.decision or {}).get("outcome", "refused") if recording.error is None else "refused"
+        outcome = (
+            (recording.decision or {}).get("outcome", "refused") if recording.error is None else "refused"
+        )
         count("Requests", connection=connection, outcome=outcome)
         logger.info(
             "request finished",

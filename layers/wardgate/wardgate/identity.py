@@ -145,7 +145,8 @@ class JwksCache:
     def jwk_for(self, kid: str | None) -> dict[str, Any]:
         with self._lock:
             now = self.clock()
-            if self._loaded_at is None or now - self._loaded_at > self.ttl_seconds:
+            stale = self._loaded_at is not None and now - self._loaded_at > self.ttl_seconds
+            if self._loaded_at is None or (stale and self._may_refresh(now)):
                 self._refresh(now)
             found = self._lookup(kid)
             if found is None and self._may_refresh(now):
@@ -223,8 +224,10 @@ class TokenValidator:
             raise Unauthorized("token is not a well-formed JWT", code="malformed_token") from None
         alg = header.get("alg")
         if alg not in SAFE_ALGORITHMS:
-            raise Unauthorized(f"token algorithm {alg!r} is not accepted", code="unsupported_algorithm")
-        config = self._issuers.get(unverified.get("iss"))  # type: ignore[arg-type]
+            shown = str(alg)[:20]  # attacker-chosen: never echo it at length
+            raise Unauthorized(f"token algorithm {shown!r} is not accepted", code="unsupported_algorithm")
+        iss = unverified.get("iss")
+        config = self._issuers.get(iss) if isinstance(iss, str) else None
         if config is None:
             raise Unauthorized("token issuer is not trusted", code="untrusted_issuer")
         if alg not in config.algorithms:
@@ -274,9 +277,13 @@ class TokenValidator:
         except jwt.ExpiredSignatureError:
             raise Unauthorized("token has expired", code="token_expired") from None
         except jwt.ImmatureSignatureError:
-            raise Unauthorized("token is not valid yet (nbf or iat in the future)", code="token_not_yet_valid") from None
+            raise Unauthorized(
+                "token is not valid yet (nbf or iat in the future)", code="token_not_yet_valid"
+            ) from None
         except jwt.InvalidAudienceError:
             raise Unauthorized("token audience is not this gateway", code="wrong_audience") from None
+        except jwt.InvalidKeyError:
+            raise Unauthorized("token key does not fit its algorithm", code="unsupported_algorithm") from None
         except jwt.InvalidIssuerError:
             raise Unauthorized("token issuer is not trusted", code="untrusted_issuer") from None
         except jwt.MissingRequiredClaimError as exc:
@@ -287,6 +294,11 @@ class TokenValidator:
             raise Unauthorized("token is invalid", code="malformed_token") from None
         if not isinstance(claims.get("sub"), str) or not claims["sub"]:
             raise Unauthorized("token subject is empty", code="malformed_token")
-        if claims["exp"] - claims["iat"] > config.max_lifetime_seconds:
-            raise Unauthorized("token lifetime exceeds what this issuer is trusted for", code="token_too_long_lived")
+        exp, iat = claims["exp"], claims["iat"]
+        if any(isinstance(v, bool) or not isinstance(v, int | float) for v in (exp, iat)):
+            raise Unauthorized("token exp and iat must be numbers", code="malformed_token")
+        if exp - iat > config.max_lifetime_seconds:
+            raise Unauthorized(
+                "token lifetime exceeds what this issuer is trusted for", code="token_too_long_lived"
+            )
         return claims

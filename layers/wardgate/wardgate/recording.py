@@ -38,7 +38,9 @@ def new_record_id(now: float | None = None) -> str:
     return f"{millis:013x}{secrets.token_hex(8)}"
 
 
-def recorded_headers(headers: Iterable[tuple[str, str]], extra_sensitive: Iterable[str] = ()) -> dict[str, str]:
+def recorded_headers(
+    headers: Iterable[tuple[str, str]], extra_sensitive: Iterable[str] = ()
+) -> dict[str, str]:
     hidden = SENSITIVE_HEADERS | {h.lower() for h in extra_sensitive}
     return {name: REDACTED if name.lower() in hidden else value for name, value in headers}
 
@@ -200,7 +202,7 @@ class RecordingReader:
         self.bucket = bucket
         self.prefix = prefix
 
-    def list(
+    def recent(
         self, connection: str | None = None, subject: str | None = None, limit: int = 50
     ) -> list[dict[str, Any]]:
         from boto3.dynamodb.types import TypeDeserializer
@@ -218,14 +220,16 @@ class RecordingReader:
             pages = ddb.get_paginator("scan").paginate(TableName=self.table_name)
         deserializer = TypeDeserializer()
         entries = [
-            {k: deserializer.deserialize(v) for k, v in item.items()} for page in pages for item in page["Items"]
+            {k: deserializer.deserialize(v) for k, v in item.items()}
+            for page in pages
+            for item in page["Items"]
         ]
         if subject:
             entries = [e for e in entries if e.get("subject") == subject]
         entries.sort(key=lambda e: str(e["started_at"]), reverse=True)
         return entries[:limit]
 
-    def get(self, record_id: str) -> list[dict[str, Any]]:
+    def events(self, record_id: str) -> list[dict[str, Any]]:
         """Every event of one record, in order; [] when none is found."""
         try:
             hour = datetime.fromtimestamp(int(record_id[:13], 16) / 1000, UTC).replace(minute=0, second=0)
@@ -243,7 +247,9 @@ class RecordingReader:
 
     def _lines(self, hour_prefix: str) -> Iterator[bytes]:
         s3 = aws.client("s3")
-        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix + hour_prefix)
+        pages = s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self.prefix + hour_prefix
+        )
         for page in pages:
             for obj in page.get("Contents", []):
                 data = s3.get_object(Bucket=self.bucket, Key=obj["Key"])["Body"].read()

@@ -30,7 +30,9 @@ def http_gateway() -> HttpGateway:
         validator=TokenValidator(settings.issuers),
         connections=ConnectionStore(settings.connections_table),
         credentials=CredentialStore(),
-        recorder=Recorder(FirehoseStream(settings.recordings_stream), DynamoRecordIndex(settings.recordings_table)),
+        recorder=Recorder(
+            FirehoseStream(settings.recordings_stream), DynamoRecordIndex(settings.recordings_table)
+        ),
         forwarder=HttpForwarder(settings.limits.connect_timeout, settings.limits.max_response_body),
         limits=settings.limits,
     )
@@ -50,5 +52,3 @@ def handle_http_event(event: dict[str, Any], context: Any) -> dict[str, Any]:
     except GatewayError as error:  # before a request exists to record: a broken event or configuration
         response = error_response(error, request_id)
     return response.to_apigw_v2()
-
-

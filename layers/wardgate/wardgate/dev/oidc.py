@@ -24,11 +24,14 @@ class DevIssuer:
     def __init__(self, issuer: str, key_file: Path) -> None:
         self.issuer = issuer.rstrip("/")
         self.key = self._load_or_create(key_file)
-        self.kid = "dev-" + jwt.utils.base64url_encode(
-            self.key.public_key().public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            )[-12:]
-        ).decode()
+        self.kid = (
+            "dev-"
+            + jwt.utils.base64url_encode(
+                self.key.public_key().public_bytes(
+                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+                )[-12:]
+            ).decode()
+        )
 
     @staticmethod
     def _load_or_create(key_file: Path) -> rsa.RSAPrivateKey:

@@ -42,7 +42,13 @@ class LambdaContext:
 
 
 def api_gateway_event(
-    route: Route, method: str, raw_path: str, raw_query: str, headers: dict[str, str], body: bytes, source_ip: str
+    route: Route,
+    method: str,
+    raw_path: str,
+    raw_query: str,
+    headers: dict[str, str],
+    body: bytes,
+    source_ip: str,
 ) -> dict[str, Any]:
     params = route.match(method, raw_path) or {}
     cookies = [c.strip() for c in headers.pop("cookie", "").split(";") if c.strip()]
@@ -78,19 +84,23 @@ def api_gateway_event(
 
 
 class GatewayServer:
-    def __init__(self, template: Template, issuer: DevIssuer | None, host: str = "127.0.0.1", port: int = 8700) -> None:
+    def __init__(
+        self, template: Template, issuer: DevIssuer | None, host: str = "127.0.0.1", port: int = 8700
+    ) -> None:
         self.routes = template.routes()
         self.issuer = issuer
         self._modules: dict[str, ModuleType] = {}
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer((host, port), self._handler_class())
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> GatewayServer:
         self.thread.start()

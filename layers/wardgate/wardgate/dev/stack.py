@@ -44,7 +44,10 @@ def find_project_root(start: Path | None = None) -> Path:
 
 @dataclass
 class DevStack:
-    """One running local wardgate. ``aws_endpoint`` is moto's server, or None when moto is mocked in-process."""
+    """One running local wardgate.
+
+    ``aws_endpoint`` is moto's server, or None when moto is mocked in-process (the tests).
+    """
 
     root: Path
     state_dir: Path
@@ -110,14 +113,25 @@ class DevStack:
 
     def write_state(self) -> Path:
         """Let CLI commands in other shells find this stack (and know it is local)."""
-        state = {"url": self.url, "aws_endpoint": self.aws_endpoint, "pid": os.getpid(), "env": self.function_env()}
+        state = {
+            "url": self.url,
+            "aws_endpoint": self.aws_endpoint,
+            "pid": os.getpid(),
+            "env": self.function_env(),
+        }
         path = self.state_dir / "dev.json"
         path.write_text(json.dumps(state, indent=2))
         self._stoppers.append(lambda: path.unlink(missing_ok=True))
         return path
 
     def function_env(self) -> dict[str, str]:
-        keys = ("CONNECTIONS_TABLE", "RECORDINGS_TABLE", "RECORDINGS_STREAM", "RECORDINGS_BUCKET", "RECORDINGS_PREFIX")
+        keys = (
+            "CONNECTIONS_TABLE",
+            "RECORDINGS_TABLE",
+            "RECORDINGS_STREAM",
+            "RECORDINGS_BUCKET",
+            "RECORDINGS_PREFIX",
+        )
         return {k: os.environ[k] for k in keys if k in os.environ}
 
     @property
@@ -131,12 +145,13 @@ class DevStack:
 
 
 def quick_start(stack: DevStack) -> str:
+    groups = ", ".join(DEMO_GROUPS)
     return f"""
 wardgate dev is running.
 
   gateway        {stack.url}
   OIDC issuer    {stack.url}{ISSUER_PATH}   (discovery and JWKS; audience "wardgate")
-  demo upstream  {stack.upstream.url if stack.upstream else "-"}   (connection "demo", groups {", ".join(DEMO_GROUPS)})
+  demo upstream  {stack.upstream.url if stack.upstream else "-"}   (connection "demo", groups {groups})
   AWS (moto)     {stack.aws_endpoint or "in-process"}
 
 Try it (in another shell, from this folder, with .venv/bin on PATH):

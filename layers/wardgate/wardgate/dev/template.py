@@ -100,7 +100,9 @@ class Template:
                 if event.get("Type") == "HttpApi":
                     found.append(
                         Route(
-                            method=str(event["Properties"].get("Method", "ANY")).upper().replace("X-AMAZON-APIGATEWAY-ANY-METHOD", "ANY"),
+                            method=str(event["Properties"].get("Method", "ANY"))
+                            .upper()
+                            .replace("X-AMAZON-APIGATEWAY-ANY-METHOD", "ANY"),
                             path=event["Properties"]["Path"],
                             function=logical_id,
                             code_dir=self.root / props["CodeUri"],
@@ -115,7 +117,7 @@ class Template:
     def resolve(self, value: Any, parameters: dict[str, str]) -> Any:
         """Evaluate the intrinsic functions local mode needs (Ref, GetAtt .Arn/.Name, Sub)."""
         if isinstance(value, dict) and len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             if key == "Ref":
                 if arg in parameters:
                     return parameters[arg]
@@ -128,7 +130,11 @@ class Template:
                 return self._arn(arg[0]) if arg[1] == "Arn" else self.local_name(arg[0])
             if key == "Fn::Sub" and isinstance(arg, str):
                 out = arg
-                for name in list(parameters) + list(self.resources) + ["AWS::Region", "AWS::AccountId", "AWS::Partition"]:
+                for name in (
+                    list(parameters)
+                    + list(self.resources)
+                    + ["AWS::Region", "AWS::AccountId", "AWS::Partition"]
+                ):
                     out = out.replace("${" + name + "}", str(self.resolve({"Ref": name}, parameters)))
                 return out
         return value

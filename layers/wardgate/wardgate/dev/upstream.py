@@ -23,12 +23,14 @@ class EchoUpstream:
         self.requests: list[dict[str, Any]] = []  # what reached the upstream, for tests
         self.server = ThreadingHTTPServer((host, port), self._handler_class())
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> EchoUpstream:
         self.thread.start()
@@ -61,7 +63,9 @@ class EchoUpstream:
                     "method": self.command,
                     "path": parts.path,
                     "query": parts.query,
-                    "headers": {k.lower(): v for k, v in self.headers.items() if k.lower() != "authorization"},
+                    "headers": {
+                        k.lower(): v for k, v in self.headers.items() if k.lower() != "authorization"
+                    },
                     "body": body.decode("utf-8", "replace"),
                     "credential": "accepted"
                     if authorization == upstream.expected_authorization
@@ -89,7 +93,9 @@ class EchoUpstream:
             def _send(self, status: int, doc: Any, headers: dict[str, str] | None = None) -> None:
                 self._raw(status, json.dumps(doc).encode(), "application/json", headers)
 
-            def _raw(self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+            def _raw(
+                self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None
+            ) -> None:
                 self.send_response(status)
                 self.send_header("content-type", content_type)
                 self.send_header("content-length", str(len(data)))

@@ -21,12 +21,29 @@ if TYPE_CHECKING:
 
 # RFC 9110 7.6.1 hop-by-hop headers, plus what the gateway itself sets or must not pass on.
 HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te",
-     "trailer", "transfer-encoding", "upgrade"}
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
 )
 DROPPED_REQUEST_HEADERS = HOP_BY_HOP | {
-    "authorization", "host", "content-length", "expect", "forwarded", "x-forwarded-for", "x-forwarded-host",
-    "x-forwarded-port", "x-forwarded-proto", "x-real-ip",
+    "authorization",
+    "host",
+    "content-length",
+    "expect",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-proto",
+    "x-real-ip",
 }
 DROPPED_RESPONSE_HEADERS = HOP_BY_HOP | {"content-length", "content-encoding", "set-cookie"}
 SEGMENT_SAFE = "!$&'()*+,;=:@-._~"
@@ -61,7 +78,9 @@ def normalise_path(raw_path: str) -> str:
         if text in (".", ".."):
             raise BadRequest("dot segments ('.' or '..') are not allowed in the path", code="bad_path")
         if any(c in text for c in "/\\") or any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
-            raise BadRequest("encoded slashes, backslashes and control characters are not allowed", code="bad_path")
+            raise BadRequest(
+                "encoded slashes, backslashes and control characters are not allowed", code="bad_path"
+            )
         out.append(quote(text, safe=SEGMENT_SAFE))
     return "/" + "/".join(out)
 
@@ -176,7 +195,9 @@ class HttpForwarder:
                     chunks.append(chunk)
                 return UpstreamResponse(
                     status=resp.status_code,
-                    headers=[(k, v) for k, v in resp.headers.multi_items() if k not in DROPPED_RESPONSE_HEADERS],
+                    headers=[
+                        (k, v) for k, v in resp.headers.multi_items() if k not in DROPPED_RESPONSE_HEADERS
+                    ],
                     cookies=resp.headers.get_list("set-cookie"),
                     body=b"".join(chunks),
                 )
@@ -187,7 +208,9 @@ class HttpForwarder:
                 raise GatewayTimeout("upstream did not accept the connection in time") from None
             raise GatewayTimeout("upstream did not answer in time") from None
         except httpx.DecodingError:
-            raise BadGateway("upstream sent a body that cannot be decoded", code="upstream_bad_response") from None
+            raise BadGateway(
+                "upstream sent a body that cannot be decoded", code="upstream_bad_response"
+            ) from None
         except httpx.TransportError as exc:
             raise BadGateway(f"upstream unreachable ({type(exc).__name__})") from None
 
