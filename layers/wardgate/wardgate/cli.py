@@ -39,7 +39,7 @@ def _parse_claim(text: str) -> tuple[str, Any]:
 def cmd_dev(args: argparse.Namespace) -> int:
     from moto.server import ThreadedMotoServer
 
-    from wardgate.dev.stack import DevStack, find_project_root, quick_start
+    from wardgate.dev.stack import DevStack, find_project_root, quick_start, state_dir
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-call access log drowns the console
     root = find_project_root()
@@ -47,7 +47,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     moto_server.start()
     stack = DevStack(
         root=root,
-        state_dir=root / ".wardgate",
+        state_dir=state_dir(root),
         port=args.port,
         upstream_port=args.upstream_port,
         aws_endpoint=f"http://127.0.0.1:{args.aws_port}",
@@ -68,12 +68,12 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 def cmd_token(args: argparse.Namespace) -> int:
     from wardgate.dev.oidc import ISSUER_PATH, DevIssuer
-    from wardgate.dev.stack import find_project_root, read_state
+    from wardgate.dev.stack import find_project_root, read_state, state_dir
 
     root = find_project_root()
     state = read_state(root)
     base = args.issuer_url or (state["url"] if state else "http://127.0.0.1:8700")
-    issuer = DevIssuer(base.rstrip("/") + ISSUER_PATH, root / ".wardgate" / "dev-issuer-key.pem")
+    issuer = DevIssuer(base.rstrip("/") + ISSUER_PATH, state_dir(root) / "dev-issuer-key.pem")
     claims = dict(args.claim or [])
     print(issuer.mint(args.sub, args.group or [], audience=args.aud, ttl=args.ttl, claims=claims))
     return 0

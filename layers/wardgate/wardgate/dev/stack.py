@@ -34,6 +34,11 @@ LOCAL_ENV = {
 }
 
 
+def state_dir(root: Path) -> Path:
+    """Where local mode keeps its issuer key and the running server's address."""
+    return Path(os.environ.get("WARDGATE_HOME") or root / ".wardgate")
+
+
 def find_project_root(start: Path | None = None) -> Path:
     here = (start or Path.cwd()).resolve()
     for candidate in (here, *here.parents):
@@ -167,7 +172,7 @@ Ctrl-C stops everything; local state is in memory and goes with it.
 
 def read_state(root: Path | None = None) -> dict[str, Any] | None:
     try:
-        path = find_project_root(root) / ".wardgate" / "dev.json"
+        path = state_dir(find_project_root(root)) / "dev.json"
         state: dict[str, Any] = json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
         return None

@@ -1,0 +1,181 @@
+"""Local mode as a user meets it: template routes, sample events, the CLI and `wardgate dev` itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT
+from wardgate import cli
+from wardgate.dev.template import Template
+
+
+def test_every_function_has_a_sample_event_that_its_handler_serves(stack, token):
+    template = Template(ROOT / "template.yaml")
+    functions = {route.function: route for route in template.routes()}
+    assert functions, "template.yaml declares no HttpApi routes"
+    for route in functions.values():
+        event_file = ROOT / "events" / f"{route.code_dir.name}.json"
+        event = json.loads(event_file.read_text())
+        event["headers"]["authorization"] = f"Bearer {token}"
+        handler = stack.gateway.handler_for(route)
+        result = handler(event, _context())
+        assert result["statusCode"] == 200, result
+        assert json.loads(result["body"])["credential"] == "accepted"
+        event["headers"]["authorization"] = "Bearer REPLACE_WITH_A_TOKEN"
+        refused = handler(event, _context())
+        assert refused["statusCode"] == 401
+        assert json.loads(refused["body"])["error"]["code"] == "malformed_token"
+
+
+def _context():
+    from wardgate.dev.server import LambdaContext
+
+    return LambdaContext("test")
+
+
+def test_dev_server_serves_exactly_the_template_routes():
+    routes = {r.route_key for r in Template(ROOT / "template.yaml").routes()}
+    assert routes == {"ANY /http/{connection}/{proxy+}", "ANY /http/{connection}"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "expected"),
+    [
+        ("GET", "/http/demo/a/b", {"connection": "demo", "proxy": "a/b"}),
+        ("DELETE", "/http/demo", {"connection": "demo"}),
+        ("GET", "/http/demo/", {"connection": "demo"}),
+        ("GET", "/http", None),
+        ("GET", "/other/demo/x", None),
+    ],
+)
+def test_route_matching_follows_api_gateway(method, path, expected):
+    routes = Template(ROOT / "template.yaml").routes()
+    match = next((m for r in routes if (m := r.match(method, path)) is not None), None)
+    assert match == expected
+
+
+def test_cli_lists_and_shows_recordings(client, auth, capsys):
+    record_id = client.get("/http/demo/cli-check", headers=auth).headers["x-wardgate-record-id"]
+    client.get("/http/nope/x", headers=auth)
+
+    assert cli.main(["recordings", "ls"]) == 0
+    listing = capsys.readouterr().out
+    assert record_id in listing and "/cli-check" in listing and "unknown_connection" in listing
+
+    assert cli.main(["recordings", "ls", "--connection", "demo", "--json"]) == 0
+    entries = json.loads(capsys.readouterr().out)
+    assert [e["record_id"] for e in entries] == [record_id]
+
+    assert cli.main(["recordings", "show", record_id]) == 0
+    events = json.loads(capsys.readouterr().out)
+    assert [e["event"] for e in events] == ["request", "response"]
+
+    assert cli.main(["recordings", "show", "0000000000000ffff"]) == 1
+    assert "no recording" in capsys.readouterr().err
+
+
+def test_cli_manages_connections(client, auth, stack, capsys):
+    args = ["connections", "put", "--name", "echo2", "--upstream", stack.upstream.url, "--group", "ci"]
+    assert cli.main([*args, "--secret", "wardgate/demo"]) == 0
+    capsys.readouterr()
+    assert client.get("/http/echo2/x", headers=auth).json()["credential"] == "accepted"
+    assert cli.main(["connections", "ls"]) == 0
+    assert "echo2" in capsys.readouterr().out
+    assert cli.main(["connections", "put", "--name", "Bad Name", "--upstream", "ftp://x"]) == 2
+    assert "must match" in capsys.readouterr().err
+    assert cli.main(["connections", "rm", "echo2"]) == 0
+
+
+def test_cli_token_claims_override_anything(stack, client, capsys, monkeypatch):
+    monkeypatch.setenv("WARDGATE_HOME", str(stack.state_dir))
+    assert cli.main(["token", "--sub", "agent-9", "--group", "ci", "--issuer-url", stack.url]) == 0
+    good = capsys.readouterr().out.strip()
+    assert client.get("/http/demo/x", headers={"Authorization": f"Bearer {good}"}).status_code == 200
+    expired_args = [
+        "token",
+        "--sub",
+        "agent-9",
+        "--group",
+        "ci",
+        "--issuer-url",
+        stack.url,
+        "--claim",
+        "exp=1000",
+    ]
+    assert cli.main(expired_args) == 0
+    expired = capsys.readouterr().out.strip()
+    response = client.get("/http/demo/x", headers={"Authorization": f"Bearer {expired}"})
+    assert response.json()["error"]["code"] == "token_expired"
+
+
+def _free_ports(count: int) -> list[int]:
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_wardgate_dev_end_to_end_as_a_user_runs_it(tmp_path: Path):
+    """`wardgate dev`, `wardgate token`, an HTTP client, `wardgate recordings ls`: separate processes."""
+    port, upstream_port, aws_port = _free_ports(3)
+    bin_dir = Path(sys.executable).parent
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "WARDGATE_", "CONNECTIONS_", "RECORDINGS_"))
+    }
+    dev = subprocess.Popen(
+        [str(bin_dir / "wardgate"), "dev", "--port", str(port), "--upstream-port", str(upstream_port),
+         "--aws-port", str(aws_port)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        banner = ""
+        deadline = time.monotonic() + 60
+        while "wardgate dev is running" not in banner and time.monotonic() < deadline:
+            line = dev.stdout.readline()
+            assert line or dev.poll() is None, f"wardgate dev exited: {banner}"
+            banner += line
+        for _ in range(12):  # the rest of the quick start
+            banner += dev.stdout.readline()
+        assert f"http://127.0.0.1:{port}" in banner and "wardgate token" in banner
+
+        def wardgate(*args: str) -> str:
+            done = subprocess.run(
+                [str(bin_dir / "wardgate"), *args],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            return done.stdout
+
+        token = wardgate("token", "--sub", "agent-1", "--group", "ci").strip()
+        response = httpx.get(
+            f"http://127.0.0.1:{port}/http/demo/anything", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["credential"] == "accepted"
+        listing = wardgate("recordings", "ls")
+        assert response.headers["x-wardgate-record-id"] in listing
+        assert "agent-1" in listing
+        shown = json.loads(wardgate("recordings", "show", response.headers["x-wardgate-record-id"]))
+        assert shown[0]["identity"]["subject"] == "agent-1"
+    finally:
+        dev.terminate()
+        dev.wait(timeout=20)
+    assert not (ROOT / ".wardgate" / "dev.json").exists()
