@@ -21,7 +21,7 @@ dev: venv
 	$(BIN)/wardgate dev
 
 ## The whole suite: lint, type-check, template validation, unit and integration tests.
-test: venv lint validate
+test: venv lint validate build
 	$(BIN)/pytest -q
 
 unit: venv
@@ -36,7 +36,7 @@ validate: venv
 	$(SAM) validate --lint --region $(REGION)
 
 build: venv
-	$(SAM) build --region $(REGION)
+	$(SAM) build --region $(REGION) --parallel
 
 bench: venv
 	$(BIN)/python benchmarks/overhead.py

@@ -122,7 +122,8 @@ class HttpGateway:
             (recording.decision or {}).get("outcome", "refused") if recording.error is None else "refused"
         )
         count("Requests", connection=connection, outcome=outcome)
-        logger.info(
+        # DEBUG: the recording is the audit trail; a log line per request would cost more than the index.
+        logger.debug(
             "request finished",
             extra={
                 "record_id": recording.record_id,

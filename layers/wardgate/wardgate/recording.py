@@ -29,7 +29,7 @@ SENSITIVE_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "x-amz-security-token"}
 )
 REDACTED = "[redacted]"
-INDEX_RETENTION = timedelta(days=400)
+INDEX_RETENTION = timedelta(days=90)  # the index is for browsing; S3 keeps records longer (docs/cost.md)
 
 
 def new_record_id(now: float | None = None) -> str:

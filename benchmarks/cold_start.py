@@ -1,0 +1,599 @@
+"""Cold start of each Lambda function in template.yaml, against a floor timed in the same run.
+
+A cold start here is a fresh Python process that imports the function's handler module and
+handles its first event, which has to succeed (status 200) against a local AWS: moto's server
+with the template's tables, bucket and stream, a seeded connection and secret, the development
+OIDC issuer (discovery + JWKS over loopback HTTP) and an echo upstream, all run by this script.
+
+The floor is a fresh process running a bare handler that imports boto3 and creates the AWS
+clients the functions need (dynamodb, firehose, secretsmanager from one boto3 session, plus the
+separate dynamodb client pynamodb builds from its own botocore session), and returns.
+
+Both kinds of child run like a Lambda sandbox as far as possible:
+- ``python -S`` with PYTHONPATH = function code, the layer's source (layers/wardgate) and a
+  folder of links to exactly the distributions layers/wardgate/requirements.txt resolves to in
+  .venv, so dev-only packages (awscrt, pyOpenSSL, rich, moto...) cannot change what boto3 or
+  httpx import;
+- the function's environment from the template, plus the variables Lambda sets (function name,
+  memory, LAMBDA_TASK_ROOT, the X-Ray trace header and daemon address, log format/level), so
+  Powertools' Tracer is active and patches botocore/httpx as on Lambda;
+- changed for local runs only: AWS_ENDPOINT_URL (moto), fake credentials, TrustedIssuers (the
+  dev issuer), AWS_XRAY_DAEMON_ADDRESS (a UDP sink in this script), HOME (an empty folder).
+
+Runs alternate floor and function; the first of each is a discarded warm-up (bytecode and page
+caches). A last, untimed function run with ``-X importtime`` gives the import breakdown.
+
+    .venv/bin/python benchmarks/cold_start.py            # print the tables
+    .venv/bin/python benchmarks/cold_start.py --write    # and update docs/benchmarks.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+LAYER = ROOT / "layers" / "wardgate"
+sys.path.insert(0, str(LAYER))
+
+DOC = ROOT / "docs" / "benchmarks.md"
+MARKERS = ("<!-- coldstart:start -->", "<!-- coldstart:end -->")
+TARGET_RATIO = 1.3
+CONNECTION = "bench"
+SECRET = "wardgate/bench"
+RESULT_PREFIX = "COLDSTART-RESULT "
+PHASE_MARKER = "--- first event ---"
+
+# The child: timed from its very first statement. Everything it needs arrives as one JSON argument.
+RUNNER = r"""
+import time
+t0 = time.perf_counter()
+import importlib, json, sys
+cfg = json.loads(sys.argv[1])
+
+
+class Context:
+    function_name = cfg["function"]
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:" + cfg["function"]
+    log_group_name = "/aws/lambda/" + cfg["function"]
+    log_stream_name = "2024/01/01/[$LATEST]0123456789abcdef"
+
+    def __init__(self, request_id):
+        self.aws_request_id = request_id
+        self._deadline = time.monotonic() + 29
+
+    def get_remaining_time_in_millis(self):
+        return int((self._deadline - time.monotonic()) * 1000)
+
+
+module_name, _, attribute = cfg["handler"].rpartition(".")
+t1 = time.perf_counter()
+handler = getattr(importlib.import_module(module_name), attribute)
+t2 = time.perf_counter()
+print(cfg["marker"], file=sys.stderr, flush=True)
+if cfg.get("profile"):  # untimed diagnostic run only
+    import cProfile
+    profiler = cProfile.Profile()
+    profiler.enable()
+first = handler(cfg["event"], Context("00000000-0000-4000-8000-000000000001"))
+t3 = time.perf_counter()
+if cfg.get("profile"):
+    profiler.disable()
+    profiler.dump_stats(cfg["profile"])
+print(cfg["prefix"] + json.dumps({
+    "import_ms": (t2 - t0) * 1000,
+    "first_event_ms": (t3 - t2) * 1000,
+    "cold_ms": (t3 - t0) * 1000,
+    "status": first.get("statusCode"),
+    "body": str(first.get("body"))[:300],
+}), flush=True)
+second = handler(cfg["event"], Context("00000000-0000-4000-8000-000000000002"))
+t4 = time.perf_counter()
+print(cfg["prefix"] + json.dumps({"second_event_ms": (t4 - t3) * 1000, "second_status": second.get("statusCode")}))
+"""
+
+FLOOR_MODULE = '''"""Cold-start floor: import boto3, create the AWS clients the gateway uses, return."""
+
+import boto3
+import botocore.session
+from botocore.config import Config
+
+
+clients = []
+
+
+def handler(event, context):
+    if not clients:  # once per container, like the gateway's own clients
+        config = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 2})
+        session = boto3.session.Session()
+        clients.extend(session.client(name, config=config) for name in ("dynamodb", "firehose", "secretsmanager"))
+        # pynamodb always builds its own dynamodb client, from its own botocore session.
+        clients.append(
+            botocore.session.get_session().create_client("dynamodb", config=Config(parameter_validation=False))
+        )
+    return {"statusCode": 200, "body": str(len(clients))}
+'''
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------ layer
+def layer_distributions() -> list[Any]:
+    """The installed distributions layers/wardgate/requirements.txt resolves to (with extras)."""
+    import importlib.metadata as metadata
+
+    from packaging.requirements import Requirement
+
+    wanted = []
+    for line in (LAYER / "requirements.txt").read_text().splitlines():
+        spec = line.split("#", 1)[0].strip()
+        if spec:
+            wanted.append(Requirement(spec))
+    found: dict[str, tuple[Any, set[str]]] = {}
+    while wanted:
+        requirement = wanted.pop()
+        key = requirement.name.lower().replace("_", "-")
+        dist = metadata.distribution(requirement.name)
+        extras = set(requirement.extras)
+        if key in found and extras <= found[key][1]:
+            continue
+        extras |= found.get(key, (dist, set()))[1]
+        found[key] = (dist, extras)
+        for raw in dist.requires or []:
+            child = Requirement(raw)
+            if child.marker is None or any(child.marker.evaluate({"extra": e}) for e in extras | {""}):
+                wanted.append(child)
+    return [dist for dist, _ in found.values()]
+
+
+def link_layer(target: Path) -> list[str]:
+    """A folder of links to the layer's packages only, like the layer's python/ folder on Lambda."""
+    target.mkdir(parents=True)
+    names = []
+    for dist in layer_distributions():
+        names.append(f"{dist.metadata['Name']}=={dist.version}")
+        tops = {Path(str(f)).parts[0] for f in dist.files or [] if not str(f).startswith("..")}
+        for top in tops:
+            source = Path(str(dist.locate_file(top)))
+            if source.exists() and not (target / top).exists() and top != "__pycache__":
+                (target / top).symlink_to(source)
+    return sorted(names)
+
+
+# ------------------------------------------------------------------------------------------ local AWS
+class XRaySink:
+    """Stands in for the X-Ray daemon: counts the UDP segments the tracer emits."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.received = 0
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    @property
+    def address(self) -> str:
+        host, port = self.sock.getsockname()
+        return f"{host}:{port}"
+
+    def _drain(self) -> None:
+        with contextlib.suppress(OSError):
+            while self.sock.recv(65536):
+                self.received += 1
+
+
+@dataclass
+class Function:
+    name: str
+    handler: str
+    code_dir: Path
+    event: dict[str, Any] | None  # None: no HttpApi route to build a first event from
+    env: dict[str, str]
+
+
+@contextlib.contextmanager
+def local_stack(workdir: Path) -> Iterator[tuple[list[Function], Any]]:
+    """moto + the template's resources + dev issuer + echo upstream + a seeded connection."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    from wardgate.connections import Connection, ConnectionStore
+    from wardgate.dev.oidc import ISSUER_PATH, DevIssuer
+    from wardgate.dev.server import GatewayServer, api_gateway_event
+    from wardgate.dev.stack import FAKE_AWS_ENV
+    from wardgate.dev.template import REGION, Template, issuers_parameter
+    from wardgate.dev.upstream import EchoUpstream
+
+    os.environ.update(FAKE_AWS_ENV)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
+    moto = ThreadedMotoServer("127.0.0.1", 0, verbose=False)
+    moto.start()
+    stoppers: list[Any] = [moto.stop]
+    try:
+        host, port = moto.get_host_and_port()
+        os.environ["AWS_ENDPOINT_URL"] = f"http://{host}:{port}"
+        template = Template(ROOT / "template.yaml")
+        template.provision()
+
+        issuer_server = GatewayServer(template, None, "127.0.0.1", 0).start()  # serves /_dev/oidc/... only
+        stoppers.append(issuer_server.stop)
+        issuer = DevIssuer(issuer_server.url + ISSUER_PATH, workdir / "issuer.pem")
+        issuer_server.issuer = issuer
+        parameters = {"TrustedIssuers": issuers_parameter(issuer.issuer_config())}
+
+        upstream_token = secrets.token_urlsafe(24)
+        upstream = EchoUpstream(f"Bearer {upstream_token}", "127.0.0.1", 0).start()
+        stoppers.append(upstream.stop)
+
+        import boto3
+
+        boto3.client("secretsmanager", region_name=REGION).create_secret(
+            Name=SECRET, SecretString=json.dumps({"type": "bearer", "token": upstream_token})
+        )
+        functions = []
+        routes = template.routes()
+        for logical_id, resource in template.resources.items():
+            if resource.get("Type") != "AWS::Serverless::Function":
+                continue
+            env = template.function_environment(logical_id, parameters)
+            if "CONNECTIONS_TABLE" in env:
+                ConnectionStore(env["CONNECTIONS_TABLE"]).put(
+                    Connection(
+                        name=CONNECTION,
+                        kind="http",
+                        upstream_url=upstream.url,
+                        credential_secret=SECRET,
+                        allowed_groups=("ci",),
+                    )
+                )
+            own = [r for r in routes if r.function == logical_id]
+            event = None
+            if own:
+                route = own[0]
+                raw_path = "/" + "/".join(
+                    ("anything" if p.endswith("+}") else CONNECTION) if p.startswith("{") else p
+                    for p in route.path.strip("/").split("/")
+                )
+                token = issuer.mint("bench-agent", groups=["ci"], ttl=3 * 3600)
+                headers = {
+                    "accept": "application/json",
+                    "authorization": f"Bearer {token}",
+                    "host": "abcdef1234.execute-api.us-east-1.amazonaws.com",
+                    "user-agent": "python-httpx/0.28.1",
+                    "x-forwarded-for": "203.0.113.7",
+                    "x-forwarded-proto": "https",
+                }
+                method = "GET" if route.method == "ANY" else route.method
+                event = api_gateway_event(route, method, raw_path, "", headers, b"", "203.0.113.7")
+            code_dir = template.root / resource["Properties"]["CodeUri"]
+            handler = resource["Properties"].get("Handler") or template.doc["Globals"]["Function"]["Handler"]
+            functions.append(Function(logical_id, handler, code_dir, event, env))
+        yield functions, upstream
+    finally:
+        for stop in reversed(stoppers):
+            with contextlib.suppress(Exception):
+                stop()
+
+
+# ------------------------------------------------------------------------------------------ children
+@dataclass
+class Sandbox:
+    workdir: Path
+    site: Path
+    xray: XRaySink
+
+    def env(self, function: str, code_dir: Path, extra: dict[str, str], with_layer: bool) -> dict[str, str]:
+        from wardgate.dev.stack import FAKE_AWS_ENV
+
+        home = self.workdir / "home"
+        home.mkdir(exist_ok=True)
+        path = [str(code_dir), *([str(LAYER)] if with_layer else []), str(self.site)]
+        return {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(home),
+            "LANG": "en_US.UTF-8",
+            "TZ": ":UTC",
+            "PYTHONPATH": os.pathsep.join(path),
+            **FAKE_AWS_ENV,
+            "AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"],
+            # What Lambda itself sets for a python3.11 function with Tracing: Active and JSON logs.
+            "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11",
+            "AWS_LAMBDA_FUNCTION_NAME": function,
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
+            "AWS_LAMBDA_LOG_FORMAT": "JSON",
+            "AWS_LAMBDA_LOG_LEVEL": "INFO",
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": "2024/01/01/[$LATEST]0123456789abcdef",
+            "LAMBDA_TASK_ROOT": str(code_dir),
+            "LAMBDA_RUNTIME_DIR": str(code_dir),
+            "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+            "AWS_XRAY_DAEMON_ADDRESS": self.xray.address,
+            "_AWS_XRAY_DAEMON_ADDRESS": self.xray.address.split(":")[0],
+            "_AWS_XRAY_DAEMON_PORT": self.xray.address.split(":")[1],
+            "_X_AMZN_TRACE_ID": "Root=1-65a1b2c3-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=1",
+            **extra,
+        }
+
+    def run(self, config: dict[str, Any], env: dict[str, str], importtime: bool = False) -> dict[str, Any]:
+        argv = [sys.executable, "-S", *(["-X", "importtime"] if importtime else []), "-c", RUNNER, json.dumps(config)]
+        with tempfile.TemporaryFile("w+") as stderr:
+            spawned = time.perf_counter()
+            proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=self.workdir)
+            assert proc.stdout is not None
+            result: dict[str, Any] | None = None
+            for line in proc.stdout:
+                if line.startswith(RESULT_PREFIX):
+                    if result is None:  # the first event's result: the cold start is over
+                        result = json.loads(line[len(RESULT_PREFIX) :])
+                        result["wall_ms"] = (time.perf_counter() - spawned) * 1000
+                    else:
+                        result.update(json.loads(line[len(RESULT_PREFIX) :]))
+            proc.wait(60)
+            stderr.seek(0)
+            errors = stderr.read()
+        if result is None:
+            raise RuntimeError(f"{config['function']}: the child failed (exit {proc.returncode}):\n{errors[-3000:]}")
+        if result["status"] != 200 or result.get("second_status") != 200:
+            raise RuntimeError(f"{config['function']}: events answered {result['status']}, "
+                               f"{result.get('second_status')}: {result['body']}\n{errors[-3000:]}")
+        result["stderr"] = errors
+        return result
+
+
+# ------------------------------------------------------------------------------------------ importtime
+def parse_importtime(stderr: str) -> dict[str, list[tuple[str, str | None, int, int]]]:
+    """(module, importing first-party module or None, self µs, cumulative µs) per phase."""
+    phases: dict[str, list[tuple[str, str | None, int, int]]] = {"import": [], "event": []}
+    phase = "import"
+    raw: dict[str, list[tuple[int, str, int, int]]] = {"import": [], "event": []}
+    for line in stderr.splitlines():
+        if line.strip() == PHASE_MARKER:
+            phase = "event"
+            continue
+        if not line.startswith("import time:") or "self [us]" in line:
+            continue
+        own, cumulative, label = line[len("import time:") :].split("|", 2)
+        depth = (len(label) - len(label.lstrip()) - 1) // 2  # " " + two spaces per level + name
+        raw[phase].append((depth, label.strip(), int(own), int(cumulative)))
+    for phase, entries in raw.items():
+        # importtime prints children before their parent: walk backwards to know each one's parent.
+        stack: list[tuple[int, str]] = []
+        for depth, name, own, cumulative in reversed(entries):
+            while stack and stack[-1][0] >= depth:
+                stack.pop()
+            parent = stack[-1][1] if stack else None
+            phases[phase].append((name, parent, own, cumulative))
+            stack.append((depth, name))
+    return phases
+
+
+def first_party(module: str | None) -> bool:
+    return module is not None and (module == "app" or module.split(".")[0] == "wardgate")
+
+
+def import_tables(stderr: str, top: int) -> list[str]:
+    phases = parse_importtime(stderr)
+    lines = []
+    for phase, title in (("import", "importing the handler module"), ("event", "during the first event (lazy)")):
+        entries = phases[phase]
+        total = sum(own for _, _, own, _ in entries) / 1000
+        by_package: dict[str, int] = defaultdict(int)
+        for name, _, own, _ in entries:
+            by_package[name.split(".")[0]] += own
+        edges = sorted(
+            ((cum, parent or ("runner" if phase == "import" else "(lazy import in a function)"), name)
+             for name, parent, _, cum in entries
+             if not first_party(name) and (first_party(parent) or parent is None)),
+            reverse=True,
+        )[:top]
+        packages = sorted(by_package.items(), key=lambda kv: kv[1], reverse=True)[:top]
+        lines += [
+            f"Imports {title}: {total:.0f} ms in all.",
+            "",
+            "| package (self time summed) | ms | | imported by → module | cumulative ms |",
+            "|---|---:|---|---|---:|",
+        ]
+        for i in range(max(len(packages), len(edges))):
+            package = f"{packages[i][0]} | {packages[i][1] / 1000:.1f}" if i < len(packages) else " | "
+            edge = f"{edges[i][1]} → {edges[i][2]} | {edges[i][0] / 1000:.1f}" if i < len(edges) else " | "
+            lines.append(f"| {package} | | {edge} |")
+        lines.append("")
+    return lines
+
+
+def first_event_profile(path: Path) -> list[str]:
+    """Where the function's first event goes, from a cProfile of one extra cold start."""
+    import pstats
+
+    from wardgate import connections, credentials, gateway, identity, recording, runtime
+    from wardgate.proxies import http as http_proxy
+
+    profile = pstats.Stats(str(path))
+    raw: dict[tuple[str, int, str], tuple[Any, ...]] = profile.stats  # type: ignore[attr-defined]
+    by_code = {(Path(f).parts[-2:], line, name): entry[3] * 1000 for (f, line, name), entry in raw.items()}
+
+    def cum(function: Any) -> float:
+        code = getattr(getattr(function, "fget", function), "__wrapped__", getattr(function, "fget", function)).__code__
+        return by_code.get((Path(code.co_filename).parts[-2:], code.co_firstlineno, code.co_name), 0.0)
+
+    total = profile.total_tt * 1000  # type: ignore[attr-defined]
+    handle = cum(runtime.handle_http_event)
+    client = cum(http_proxy.HttpForwarder.client)
+    steps = [
+        ("build the gateway (`runtime.http_gateway`)", cum(runtime.http_gateway)),
+        ("JWKS discovery + fetch (`JwksCache._refresh`, 2 × `httpx.get`)", cum(identity.JwksCache._refresh)),
+        ("token signature and claims (`TokenValidator._verify`)", cum(identity.TokenValidator._verify)),
+        ("connection from DynamoDB (`ConnectionStore._load`: pynamodb import, client, GetItem)",
+         cum(connections.ConnectionStore._load)),
+        ("credential from Secrets Manager (`CredentialStore._load`: boto3 import, session, client, call)",
+         cum(credentials.CredentialStore._load)),
+        ("upstream httpx client (`HttpForwarder.client`)", client),
+        ("upstream call (`HttpForwarder.forward` without the client)", cum(http_proxy.HttpForwarder.forward) - client),
+        ("Firehose client + 2 × PutRecord (`FirehoseStream.put`)", cum(recording.FirehoseStream.put)),
+        ("DynamoDB client + PutItem (`DynamoRecordIndex.put`)", cum(recording.DynamoRecordIndex.put)),
+        ("log line + metrics (`HttpGateway._observe`)", cum(gateway.HttpGateway._observe)),
+    ]
+    steps.append(("rest of `handle_http_event`", handle - sum(ms for _, ms in steps)))
+    steps.append(("Powertools decorators: logger context, tracer segment, metrics flush", total - handle))
+    lines = [
+        f"Where the function's first event goes (one extra run under cProfile, which inflates every step; "
+        f"{total:.0f} ms profiled):",
+        "",
+        "| step | ms | share |",
+        "|---|---:|---:|",
+        *[f"| {name} | {ms:.1f} | {ms / total:.0%} |" for name, ms in steps],
+        "",
+    ]
+    return lines
+
+
+# ------------------------------------------------------------------------------------------ report
+def machine() -> str:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return (
+        f"{os.cpu_count()} CPUs{f' ({cpu})' if cpu else ''}, {platform.system()} {platform.machine()}, "
+        f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.2f}"
+    )
+
+
+def med(results: list[dict[str, Any]], key: str) -> float:
+    return statistics.median(r[key] for r in results)
+
+
+def report(
+    floor: list[dict[str, Any]], functions: dict[str, list[dict[str, Any]]], importtime: dict[str, str],
+    profiles: dict[str, Path], layer: list[str], skipped: list[str], xray_per_start: float, runs: int,
+) -> str:
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    names = list(functions)
+    lines = [
+        f"Run {when} on {machine()}; {runs} cold starts of each, interleaved, after one discarded warm-up each; "
+        "medians in ms.",
+        "",
+        "| | floor: boto3 + 4 clients | " + " | ".join(names) + " |",
+        "|---|---:|" + "---:|" * len(names),
+    ]
+    rows = [
+        ("imports, from the runner's first line", "import_ms"),
+        ("first event (function: a 200 through moto, issuer, upstream)", "first_event_ms"),
+        ("**cold start** (imports + first event)", "cold_ms"),
+        ("wall time, parent's spawn → result", "wall_ms"),
+        ("second event in the same process (warm)", "second_event_ms"),
+    ]
+    for label, key in rows:
+        cells = [f"{med(floor, key):.0f}", *(f"{med(functions[n], key):.0f}" for n in names)]
+        if key == "cold_ms":
+            cells = [f"**{c}**" for c in cells]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    ratios = []
+    for n in names:
+        ratio = med(functions[n], "cold_ms") / med(floor, "cold_ms")
+        wall = med(functions[n], "wall_ms") / med(floor, "wall_ms")
+        verdict = "met" if ratio <= TARGET_RATIO else "**missed**"
+        ratios.append(f"{n}: **{ratio:.2f}×** the floor (wall time {wall:.2f}×); target ≤ {TARGET_RATIO}×: {verdict}")
+    lines += ["", *ratios, ""]
+    if skipped:
+        lines += [f"Not measured (no HttpApi route to build a first event from): {', '.join(skipped)}.", ""]
+    lines += [
+        f"X-Ray was on as on Lambda: {xray_per_start:.1f} UDP segment(s) per function cold start reached the "
+        f"stand-in daemon. The children saw only the layer's distributions: {', '.join(layer)}.",
+        "",
+    ]
+    for n, stderr in importtime.items():
+        lines += [f"Import breakdown of {n} (one extra run with `python -X importtime`):", ""]
+        lines += import_tables(stderr, top=10)
+        if n in profiles:
+            lines += first_event_profile(profiles[n])
+    return "\n".join(lines).rstrip()
+
+
+def write_section(text: str) -> None:
+    start, end = MARKERS
+    doc = DOC.read_text()
+    if start not in doc or end not in doc:
+        raise SystemExit(f"{DOC} lacks the markers {start} ... {end}")
+    head, rest = doc.split(start, 1)
+    _, tail = rest.split(end, 1)
+    DOC.write_text(f"{head}{start}\n{text}\n{end}{tail}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--write", action="store_true", help=f"update the cold-start section of {DOC.name}")
+    parser.add_argument("--runs", type=int, default=15, help="timed cold starts of each kind (default 15)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp, local_stack(Path(tmp)) as (functions, upstream):
+        workdir = Path(tmp)
+        layer = link_layer(workdir / "layer-python")
+        floor_dir = workdir / "floor"
+        floor_dir.mkdir()
+        (floor_dir / "floor_app.py").write_text(FLOOR_MODULE)
+        sandbox = Sandbox(workdir, workdir / "layer-python", XRaySink())
+
+        base = {"marker": PHASE_MARKER, "prefix": RESULT_PREFIX}
+        floor_config = {**base, "function": "Floor", "handler": "floor_app.handler", "event": {}}
+        floor_env = sandbox.env("Floor", floor_dir, {}, with_layer=False)
+        measured = [f for f in functions if f.event is not None]
+        skipped = [f.name for f in functions if f.event is None]
+        configs = {f.name: {**base, "function": f.name, "handler": f.handler, "event": f.event} for f in measured}
+        envs = {f.name: sandbox.env(f.name, f.code_dir, f.env, with_layer=True) for f in measured}
+
+        floor: list[dict[str, Any]] = []
+        results: dict[str, list[dict[str, Any]]] = {f.name: [] for f in measured}
+        xray_before = sandbox.xray.received
+        for i in range(args.runs + 1):
+            kinds = ["Floor", *configs] if i % 2 == 0 else [*configs, "Floor"]
+            for kind in kinds:
+                if kind == "Floor":
+                    result = sandbox.run(floor_config, floor_env)
+                else:
+                    result = sandbox.run(configs[kind], envs[kind])
+                    if upstream.requests[-1]["credential"] != "accepted":
+                        raise RuntimeError(f"{kind}: the upstream did not get the connection's credential")
+                if i > 0:  # run 0 is the warm-up
+                    (floor if kind == "Floor" else results[kind]).append(result)
+            log(f"cold starts: {i}/{args.runs} ...")
+        time.sleep(0.2)  # let the last UDP segments arrive
+        xray_per_start = (sandbox.xray.received - xray_before) / max(1, (args.runs + 1) * len(measured))
+        importtime = {n: sandbox.run(configs[n], envs[n], importtime=True)["stderr"] for n in configs}
+        profiles = {}
+        for n in configs:
+            profiles[n] = workdir / f"{n}.pstats"
+            sandbox.run({**configs[n], "profile": str(profiles[n])}, envs[n])
+        text = report(floor, results, importtime, profiles, layer, skipped, xray_per_start, args.runs)
+    print(text)
+    if args.write:
+        write_section(text)
+        log(f"updated {DOC.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
