@@ -50,8 +50,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYER = ROOT / "layers" / "wardgate"
-sys.path.insert(0, str(LAYER))
+LAYER = ROOT / "layers" / "wardgate"  # --layer points the children (and this script) at another copy
 
 DOC = ROOT / "docs" / "benchmarks.md"
 MARKERS = ("<!-- coldstart:start -->", "<!-- coldstart:end -->")
@@ -548,7 +547,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--write", action="store_true", help=f"update the cold-start section of {DOC.name}")
     parser.add_argument("--runs", type=int, default=15, help="timed cold starts of each kind (default 15)")
+    parser.add_argument(
+        "--layer", type=Path, default=LAYER, help="the layer source to measure, e.g. a copy with a candidate change"
+    )
     args = parser.parse_args()
+    global LAYER
+    LAYER = args.layer.resolve()
+    sys.path.insert(0, str(LAYER))
 
     with tempfile.TemporaryDirectory() as tmp, local_stack(Path(tmp)) as (functions, upstream):
         workdir = Path(tmp)

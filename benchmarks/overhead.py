@@ -7,12 +7,11 @@ request with a fixed 1 KB JSON body), over kept-alive httpx connections:
 - guarded: what a warm Lambda invocation runs, in-process: the API Gateway payload 2.0 event
   (built outside the timed region, as API Gateway builds it) goes through
   ``HttpRequest.from_apigw_v2`` -> ``HttpGateway.handle`` -> ``HttpResponse.to_apigw_v2`` (the body
-  of ``wardgate.runtime.handle_http_event``), then ``metrics.flush_metrics()`` (what the handler's
-  ``@metrics.log_metrics`` does after every invocation). The token is really validated every time
+  of ``wardgate.runtime.handle_http_event``). The token is really validated every time
   (RS256, keys from a JWKS cached as on a warm container); the connection and the credential come
   from the stores' own caches (their AWS loads are stubbed out and happen only on cache expiry);
-  recordings are serialised in full and handed to in-memory sinks; Powertools logs and metrics
-  are formatted and written, to /dev/null.
+  recordings are serialised in full and handed to in-memory sinks; Powertools log lines and EMF
+  metrics are formatted and written as on Lambda (log level INFO), to /dev/null.
 
 Samples are taken in alternating blocks so that a noisy machine hurts both paths alike.
 
@@ -164,7 +163,6 @@ class Bench:
         from wardgate.dev.template import Template
         from wardgate.gateway import HttpGateway
         from wardgate.identity import IssuerConfig, TokenValidator
-        from wardgate.observability import metrics
         from wardgate.proxies.http import HttpForwarder
         from wardgate.recording import MemoryIndex, MemoryStream, Recorder
         from wardgate.runtime import deadline_for
@@ -215,7 +213,6 @@ class Bench:
             forwarder=HttpForwarder(limits.connect_timeout, limits.max_response_body),
             limits=limits,
         )
-        self.metrics = metrics
         self.token = self.issuer.mint("bench-agent", groups=["ci"], ttl=6 * 3600)
         self.authorization = f"Bearer {self.token}"
         routes = Template(ROOT / "template.yaml").routes()
@@ -256,9 +253,7 @@ class Bench:
         # wardgate.runtime.handle_http_event, with this bench's gateway in place of runtime.http_gateway()
         request = self._from_apigw_v2(event)
         response = self.gateway.handle(request, self._deadline_for(context, self.gateway.limits.upstream_timeout))
-        result = response.to_apigw_v2()
-        self.metrics.flush_metrics()  # @metrics.log_metrics, after every invocation
-        return result
+        return response.to_apigw_v2()
 
     # ---------------------------------------------------------------------------------------------
     def check(self) -> None:
@@ -357,7 +352,6 @@ class Bench:
 
         def observe() -> None:
             HttpGateway._observe(prepared, response, CONNECTION)
-            self.metrics.flush_metrics()
 
         with stdout_to_devnull():
             parts = {
@@ -366,7 +360,7 @@ class Bench:
                 "recording preparation (`Recording` with redacted headers, 2 × 1 KB body digest)": median_us(
                     recording, n
                 ),
-                "logs + metrics (`_observe` + `flush_metrics`, to /dev/null)": median_us(observe, n),
+                "logs + metrics (`HttpGateway._observe`, to /dev/null)": median_us(observe, n),
                 "event in / response out (`from_apigw_v2` + `to_apigw_v2`)": median_us(
                     lambda: self._from_apigw_v2(event) and response.to_apigw_v2(), n
                 ),
@@ -415,7 +409,7 @@ def report(samples: dict[str, list[float]], parts: dict[str, float], block_size:
         ("… … upstream call through `HttpForwarder` (`timings_ms.upstream`)", med(upstream)),
         ("… … `record_request` and response handling (total − guard − upstream)",
          med([t - a - b for t, a, b in zip(handle, guard, upstream, strict=True)])),
-        ("… outside `handle`: event in, `record_outcome`, logs, response out, metrics flush",
+        ("… outside `handle`: event in, `record_outcome`, logs, metrics, response out",
          med([g - t for g, t in zip(samples["guarded"], handle, strict=True)])),
         ("direct request, for comparison with the upstream call", med(samples["direct"])),
     ]

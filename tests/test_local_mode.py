@@ -179,3 +179,11 @@ def test_wardgate_dev_end_to_end_as_a_user_runs_it(tmp_path: Path):
         dev.terminate()
         dev.wait(timeout=20)
     assert not (ROOT / ".wardgate" / "dev.json").exists()
+
+
+def test_connections_refuse_secrets_outside_the_readable_prefix(stack, capsys):
+    args = ["connections", "put", "--name", "x", "--upstream", "https://api.example.com", "--secret", "prod/db"]
+    assert cli.main(args) == 2
+    assert "wardgate/" in capsys.readouterr().err
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:wardgate/x-AbCdEf"
+    assert cli.main([*args[:-1], arn]) == 0

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from wardgate.errors import NotFound, ServiceUnavailable
 
 KINDS = ("http", "k8s", "sql", "tcp")
+SECRET_PREFIX = "wardgate/"
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
@@ -41,6 +42,11 @@ class Connection:
                 raise ValueError(f"upstream_url {self.upstream_url!r} must be an absolute http(s) URL")
             if parts.username or parts.password or parts.query or parts.fragment:
                 raise ValueError("upstream_url must not carry credentials, a query or a fragment")
+        if self.credential_secret is not None and not self.credential_secret.split(":secret:")[-1].startswith(
+            SECRET_PREFIX
+        ):
+            # The functions' IAM role may read only this prefix; say so now rather than 503 later.
+            raise ValueError(f"credential_secret must be a Secrets Manager secret named {SECRET_PREFIX}...")
 
     def to_dict(self) -> dict[str, Any]:
         return {
