@@ -110,7 +110,7 @@ t4 = time.perf_counter()
 print(cfg["prefix"] + json.dumps({"second_event_ms": (t4 - t3) * 1000, "second_status": second.get("statusCode")}))
 """
 
-FLOOR_MODULE = '''"""Cold-start floor: import boto3, create the AWS clients the gateway uses, return."""
+FLOOR_MODULE = '''"""Cold-start floor: import boto3, create the AWS clients the function uses, return."""
 
 import boto3
 import botocore.session
@@ -124,11 +124,11 @@ def handler(event, context):
     if not clients:  # once per container, like the gateway's own clients
         config = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 2})
         session = boto3.session.Session()
-        clients.extend(session.client(name, config=config) for name in ("dynamodb", "firehose", "secretsmanager"))
-        # pynamodb always builds its own dynamodb client, from its own botocore session.
-        clients.append(
-            botocore.session.get_session().create_client("dynamodb", config=Config(parameter_validation=False))
-        )
+        clients.extend(session.client(name, config=config) for name in event["services"])
+        if event["pynamodb"]:  # pynamodb always builds its own client, from its own botocore session
+            clients.append(
+                botocore.session.get_session().create_client("dynamodb", config=Config(parameter_validation=False))
+            )
     return {"statusCode": 200, "body": str(len(clients))}
 '''
 
@@ -208,10 +208,31 @@ class Function:
     code_dir: Path
     event: dict[str, Any] | None  # None: no HttpApi route to build a first event from
     env: dict[str, str]
+    services: list[str]  # the AWS services its IAM policies allow: the clients its floor creates
+    tracing: str  # Active or PassThrough, from the template (Tracing, with parameter defaults)
+
+
+def policy_services(resource: dict[str, Any]) -> list[str]:
+    """boto3 service names of the actions a function's inline policies allow (dynamodb:GetItem -> dynamodb)."""
+    services = set()
+    for policy in resource.get("Properties", {}).get("Policies") or []:
+        statements = policy.get("Statement", []) if isinstance(policy, dict) else []
+        for statement in statements if isinstance(statements, list) else [statements]:
+            if statement.get("Effect") != "Allow":
+                continue
+            actions = statement.get("Action", [])
+            for action in [actions] if isinstance(actions, str) else actions:
+                services.add(action.split(":", 1)[0])
+    return sorted(services)
+
+
+def uses_pynamodb() -> bool:
+    requirements = (LAYER / "requirements.txt").read_text().lower()
+    return any(line.split("#")[0].strip().startswith("pynamodb") for line in requirements.splitlines())
 
 
 @contextlib.contextmanager
-def local_stack(workdir: Path) -> Iterator[tuple[list[Function], Any]]:
+def local_stack(workdir: Path, tracing: str | None = None) -> Iterator[tuple[list[Function], Any]]:
     """moto + the template's resources + dev issuer + echo upstream + a seeded connection."""
     import logging
 
@@ -285,9 +306,19 @@ def local_stack(workdir: Path) -> Iterator[tuple[list[Function], Any]]:
                 }
                 method = "GET" if route.method == "ANY" else route.method
                 event = api_gateway_event(route, method, raw_path, "", headers, b"", "203.0.113.7")
-            code_dir = template.root / resource["Properties"]["CodeUri"]
-            handler = resource["Properties"].get("Handler") or template.doc["Globals"]["Function"]["Handler"]
-            functions.append(Function(logical_id, handler, code_dir, event, env))
+            props = {**template.doc.get("Globals", {}).get("Function", {}), **resource.get("Properties", {})}
+            mode = tracing or str(template.resolve(props.get("Tracing", "PassThrough"), parameters))
+            functions.append(
+                Function(
+                    logical_id,
+                    props["Handler"],
+                    template.root / props["CodeUri"],
+                    event,
+                    env,
+                    policy_services(resource),
+                    mode,
+                )
+            )
         yield functions, upstream
     finally:
         for stop in reversed(stoppers):
@@ -302,7 +333,9 @@ class Sandbox:
     site: Path
     xray: XRaySink
 
-    def env(self, function: str, code_dir: Path, extra: dict[str, str], with_layer: bool) -> dict[str, str]:
+    def env(
+        self, function: str, code_dir: Path, extra: dict[str, str], with_layer: bool, tracing: str
+    ) -> dict[str, str]:
         from wardgate.dev.stack import FAKE_AWS_ENV
 
         home = self.workdir / "home"
@@ -331,7 +364,9 @@ class Sandbox:
             "AWS_XRAY_DAEMON_ADDRESS": self.xray.address,
             "_AWS_XRAY_DAEMON_ADDRESS": self.xray.address.split(":")[0],
             "_AWS_XRAY_DAEMON_PORT": self.xray.address.split(":")[1],
-            "_X_AMZN_TRACE_ID": "Root=1-65a1b2c3-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=1",
+            # Lambda samples under Tracing: Active; under PassThrough (no incoming trace) it does not.
+            "_X_AMZN_TRACE_ID": "Root=1-65a1b2c3-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled="
+            + ("1" if tracing == "Active" else "0"),
             **extra,
         }
 
@@ -487,17 +522,24 @@ def med(results: list[dict[str, Any]], key: str) -> float:
 
 
 def report(
-    floor: list[dict[str, Any]], functions: dict[str, list[dict[str, Any]]], importtime: dict[str, str],
-    profiles: dict[str, Path], layer: list[str], skipped: list[str], xray_per_start: float, runs: int,
+    results: dict[tuple[str, str], list[dict[str, Any]]], floor_event: dict[str, dict[str, Any]],
+    importtime: dict[str, str], profiles: dict[str, Path], layer: list[str], skipped: list[str],
+    tracing: dict[str, str], xray_per_start: float, runs: int,
 ) -> str:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    names = list(functions)
+    names = list(floor_event)
+    header, align = [], []
+    for n in names:
+        event = floor_event[n]
+        clients = ", ".join(event["services"]) + (" + pynamodb's dynamodb" if event["pynamodb"] else "")
+        header += [f"floor ({clients})", n]
+        align += ["---:", "---:"]
     lines = [
-        f"Run {when} on {machine()}; {runs} cold starts of each, interleaved, after one discarded warm-up each; "
-        "medians in ms.",
+        f"Run {when} on {machine()}; {runs} cold starts of each kind, order rotated every round, after one "
+        "discarded warm-up each; medians in ms.",
         "",
-        "| | floor: boto3 + 4 clients | " + " | ".join(names) + " |",
-        "|---|---:|" + "---:|" * len(names),
+        "| | " + " | ".join(header) + " |",
+        "|---|" + "|".join(align) + "|",
     ]
     rows = [
         ("imports, from the runner's first line", "import_ms"),
@@ -507,22 +549,28 @@ def report(
         ("second event in the same process (warm)", "second_event_ms"),
     ]
     for label, key in rows:
-        cells = [f"{med(floor, key):.0f}", *(f"{med(functions[n], key):.0f}" for n in names)]
+        cells = [f"{med(results[kind, n], key):.0f}" for n in names for kind in ("floor", "function")]
         if key == "cold_ms":
             cells = [f"**{c}**" for c in cells]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     ratios = []
     for n in names:
-        ratio = med(functions[n], "cold_ms") / med(floor, "cold_ms")
-        wall = med(functions[n], "wall_ms") / med(floor, "wall_ms")
+        floor, function = results["floor", n], results["function", n]
+        ratio = med(function, "cold_ms") / med(floor, "cold_ms")
+        wall = med(function, "wall_ms") / med(floor, "wall_ms")
         verdict = "met" if ratio <= TARGET_RATIO else "**missed**"
-        ratios.append(f"{n}: **{ratio:.2f}×** the floor (wall time {wall:.2f}×); target ≤ {TARGET_RATIO}×: {verdict}")
+        ratios.append(
+            f"{n}: cold start **{ratio:.2f}×** its floor (wall time {wall:.2f}×), "
+            f"+{med(function, 'cold_ms') - med(floor, 'cold_ms'):.0f} ms; target ≤ {TARGET_RATIO}×: {verdict}"
+        )
     lines += ["", *ratios, ""]
     if skipped:
         lines += [f"Not measured (no HttpApi route to build a first event from): {', '.join(skipped)}.", ""]
+    modes = ", ".join(f"{n}: {mode}" for n, mode in tracing.items())
     lines += [
-        f"X-Ray was on as on Lambda: {xray_per_start:.1f} UDP segment(s) per function cold start reached the "
-        f"stand-in daemon. The children saw only the layer's distributions: {', '.join(layer)}.",
+        f"X-Ray as deployed by the template ({modes}): Powertools' Tracer is on (it patches at import), the "
+        f"first invocation is sampled only under Active; {xray_per_start:.1f} UDP segment(s) per cold start "
+        f"reached the stand-in daemon. The children saw only the layer's distributions: {', '.join(layer)}.",
         "",
     ]
     for n, stderr in importtime.items():
@@ -544,18 +592,25 @@ def write_section(text: str) -> None:
 
 
 def main() -> None:
+    global LAYER
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--write", action="store_true", help=f"update the cold-start section of {DOC.name}")
     parser.add_argument("--runs", type=int, default=15, help="timed cold starts of each kind (default 15)")
     parser.add_argument(
         "--layer", type=Path, default=LAYER, help="the layer source to measure, e.g. a copy with a candidate change"
     )
+    parser.add_argument(
+        "--tracing", choices=("Active", "PassThrough"), help="override the template's Tracing (default: as deployed)"
+    )
     args = parser.parse_args()
-    global LAYER
+    if args.write and args.layer.resolve() != LAYER:
+        parser.error("--write records the figures of layers/wardgate only")
+    if args.write and args.tracing:
+        parser.error("--write records the figures of the template as it is (no --tracing)")
     LAYER = args.layer.resolve()
     sys.path.insert(0, str(LAYER))
 
-    with tempfile.TemporaryDirectory() as tmp, local_stack(Path(tmp)) as (functions, upstream):
+    with tempfile.TemporaryDirectory() as tmp, local_stack(Path(tmp), args.tracing) as (functions, upstream):
         workdir = Path(tmp)
         layer = link_layer(workdir / "layer-python")
         floor_dir = workdir / "floor"
@@ -564,36 +619,41 @@ def main() -> None:
         sandbox = Sandbox(workdir, workdir / "layer-python", XRaySink())
 
         base = {"marker": PHASE_MARKER, "prefix": RESULT_PREFIX}
-        floor_config = {**base, "function": "Floor", "handler": "floor_app.handler", "event": {}}
-        floor_env = sandbox.env("Floor", floor_dir, {}, with_layer=False)
         measured = [f for f in functions if f.event is not None]
         skipped = [f.name for f in functions if f.event is None]
-        configs = {f.name: {**base, "function": f.name, "handler": f.handler, "event": f.event} for f in measured}
-        envs = {f.name: sandbox.env(f.name, f.code_dir, f.env, with_layer=True) for f in measured}
-
-        floor: list[dict[str, Any]] = []
-        results: dict[str, list[dict[str, Any]]] = {f.name: [] for f in measured}
+        floor_event = {f.name: {"services": f.services, "pynamodb": uses_pynamodb()} for f in measured}
+        runs: dict[tuple[str, str], tuple[dict[str, Any], dict[str, str]]] = {}
+        for f in measured:
+            runs["function", f.name] = (
+                {**base, "function": f.name, "handler": f.handler, "event": f.event},
+                sandbox.env(f.name, f.code_dir, f.env, with_layer=True, tracing=f.tracing),
+            )
+            runs["floor", f.name] = (
+                {**base, "function": f.name, "handler": "floor_app.handler", "event": floor_event[f.name]},
+                sandbox.env(f.name, floor_dir, {}, with_layer=False, tracing=f.tracing),
+            )
+        results: dict[tuple[str, str], list[dict[str, Any]]] = {key: [] for key in runs}
         xray_before = sandbox.xray.received
+        keys = list(runs)
         for i in range(args.runs + 1):
-            kinds = ["Floor", *configs] if i % 2 == 0 else [*configs, "Floor"]
-            for kind in kinds:
-                if kind == "Floor":
-                    result = sandbox.run(floor_config, floor_env)
-                else:
-                    result = sandbox.run(configs[kind], envs[kind])
-                    if upstream.requests[-1]["credential"] != "accepted":
-                        raise RuntimeError(f"{kind}: the upstream did not get the connection's credential")
+            shift = i % len(keys)  # rotate the order: no kind always runs first
+            for key in keys[shift:] + keys[:shift]:
+                result = sandbox.run(*runs[key])
+                if key[0] == "function" and upstream.requests[-1]["credential"] != "accepted":
+                    raise RuntimeError(f"{key[1]}: the upstream did not get the connection's credential")
                 if i > 0:  # run 0 is the warm-up
-                    (floor if kind == "Floor" else results[kind]).append(result)
+                    results[key].append(result)
             log(f"cold starts: {i}/{args.runs} ...")
         time.sleep(0.2)  # let the last UDP segments arrive
         xray_per_start = (sandbox.xray.received - xray_before) / max(1, (args.runs + 1) * len(measured))
-        importtime = {n: sandbox.run(configs[n], envs[n], importtime=True)["stderr"] for n in configs}
-        profiles = {}
-        for n in configs:
-            profiles[n] = workdir / f"{n}.pstats"
-            sandbox.run({**configs[n], "profile": str(profiles[n])}, envs[n])
-        text = report(floor, results, importtime, profiles, layer, skipped, xray_per_start, args.runs)
+        tracing = {f.name: f.tracing for f in measured}
+        importtime, profiles = {}, {}
+        for f in measured:
+            config, env = runs["function", f.name]
+            importtime[f.name] = sandbox.run(config, env, importtime=True)["stderr"]
+            profiles[f.name] = workdir / f"{f.name}.pstats"
+            sandbox.run({**config, "profile": str(profiles[f.name])}, env)
+        text = report(results, floor_event, importtime, profiles, layer, skipped, tracing, xray_per_start, args.runs)
     print(text)
     if args.write:
         write_section(text)

@@ -85,6 +85,7 @@ def test_connection_root_route_is_served(client, auth):
         ("/http/demo/a/../../admin", "bad_path"),
         ("/http/demo/a/%2e%2e/admin", "bad_path"),
         ("/http/demo/a/%2E%2e/admin", "bad_path"),
+        ("/http/demo/a/..;/admin", "bad_path"),
         ("/http/demo/a%2f..%2fadmin", "bad_path"),
         ("/http/demo/a%5c..%5cadmin", "bad_path"),
         ("/http/demo//evil.example.com/x", "bad_path"),
@@ -164,6 +165,11 @@ def test_compressed_upstream_bodies_arrive_decoded(client, auth):
     assert response.status_code == 200
     assert "content-encoding" not in response.headers
     assert response.json() == {"gzipped": True}
+
+
+def test_repeated_upstream_headers_are_all_returned(client, auth):
+    response = client.get("/http/demo/links", headers=auth)
+    assert response.headers["link"] == '</items?page=2>; rel="next", </items?page=2>; rel="last"'
 
 
 def test_binary_bodies_round_trip(client, auth, stack):

@@ -182,7 +182,16 @@ def test_wardgate_dev_end_to_end_as_a_user_runs_it(tmp_path: Path):
 
 
 def test_connections_refuse_secrets_outside_the_readable_prefix(stack, capsys):
-    args = ["connections", "put", "--name", "x", "--upstream", "https://api.example.com", "--secret", "prod/db"]
+    args = [
+        "connections",
+        "put",
+        "--name",
+        "x",
+        "--upstream",
+        "https://api.example.com",
+        "--secret",
+        "prod/db",
+    ]
     assert cli.main(args) == 2
     assert "wardgate/" in capsys.readouterr().err
     arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:wardgate/x-AbCdEf"

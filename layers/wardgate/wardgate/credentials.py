@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 from wardgate import aws
 from wardgate.errors import ServiceUnavailable
 
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")  # an RFC 9110 token, lower case
 RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "cookie"})
 
 
@@ -32,6 +34,9 @@ class Credential:
         """
         doc = json.loads(raw)
         kind = doc.get("type")
+        values = {k: v for k, v in doc.items() if k != "type"}
+        if not values or not all(isinstance(v, str) and v for v in values.values()):
+            raise ValueError("every credential field must be a non-empty string")
         if kind == "bearer":
             return cls("authorization", f"Bearer {doc['token']}")
         if kind == "basic":
@@ -39,7 +44,7 @@ class Credential:
             return cls("authorization", "Basic " + base64.b64encode(pair).decode("ascii"))
         if kind == "api_key":
             header = str(doc["header"]).lower()
-            if header in RESERVED_HEADERS or not header.isascii():
+            if header in RESERVED_HEADERS or not HEADER_NAME.fullmatch(header):
                 raise ValueError(f"header {header!r} cannot carry a credential")
             return cls(header, str(doc["value"]))
         raise ValueError(f"unknown credential type {kind!r}")

@@ -83,7 +83,11 @@ class HttpGateway:
             upstream_started = time.perf_counter()
             upstream = self.forwarder.forward(request.method, url, headers, body, deadline)
             recording.timings_ms["upstream"] = _ms(upstream_started)
-            response_headers = dict(upstream.headers)
+            response_headers: dict[str, str] = {}
+            for name, value in upstream.headers:  # repeated headers (Link, Vary) are joined, not lost
+                response_headers[name] = (
+                    f"{response_headers[name]}, {value}" if name in response_headers else value
+                )
             if "location" in response_headers:
                 response_headers["location"] = http_proxy.rewrite_location(
                     response_headers["location"], connection.upstream_url, request.gateway_prefix

@@ -3,7 +3,7 @@
 It answers with what it received (method, path, query, headers, body) so you can see the
 gateway's work, but it never echoes the credential itself, only whether it matched.
 Extra routes exercise the gateway: /status/{code}, /delay/{seconds}, /redirect?to=...,
-/bytes/{n}, /gzip.
+/bytes/{n}, /gzip, /links.
 """
 
 from __future__ import annotations
@@ -67,9 +67,9 @@ class EchoUpstream:
                         k.lower(): v for k, v in self.headers.items() if k.lower() != "authorization"
                     },
                     "body": body.decode("utf-8", "replace"),
-                    "credential": "accepted"
-                    if authorization == upstream.expected_authorization
-                    else ("missing" if authorization is None else "rejected"),
+                    "credential": "missing"
+                    if authorization is None
+                    else ("accepted" if authorization == upstream.expected_authorization else "rejected"),
                     "host": self.headers.get("host"),
                 }
                 upstream.requests.append(seen)
@@ -85,6 +85,13 @@ class EchoUpstream:
                     return self._send(302, {"redirect": target}, {"location": target})
                 if segments[0] == "bytes" and len(segments) > 1:
                     return self._raw(200, b"x" * int(segments[1]), "application/octet-stream")
+                if segments[0] == "links":  # the same header twice
+                    self.send_response(200)
+                    for rel in ("next", "last"):
+                        self.send_header("link", f'</items?page=2>; rel="{rel}"')
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                    return None
                 if segments[0] == "gzip":
                     data = gzip.compress(json.dumps({"gzipped": True}).encode())
                     return self._raw(200, data, "application/json", {"content-encoding": "gzip"})

@@ -48,6 +48,7 @@ DROPPED_REQUEST_HEADERS = HOP_BY_HOP | {
 DROPPED_RESPONSE_HEADERS = HOP_BY_HOP | {"content-length", "content-encoding", "set-cookie"}
 SEGMENT_SAFE = "!$&'()*+,;=:@-._~"
 QUERY_FORBIDDEN = frozenset(chr(c) for c in range(0x21)) | {"#", "\x7f"}
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def normalise_path(raw_path: str) -> str:
@@ -75,7 +76,7 @@ def normalise_path(raw_path: str) -> str:
             text = decoded.decode("utf-8")
         except UnicodeDecodeError:
             raise BadRequest("path is not valid UTF-8", code="bad_path") from None
-        if text in (".", ".."):
+        if text.split(";", 1)[0] in (".", ".."):  # "..;" is ".." to Tomcat-style servers
             raise BadRequest("dot segments ('.' or '..') are not allowed in the path", code="bad_path")
         if any(c in text for c in "/\\") or any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
             raise BadRequest(
@@ -96,7 +97,7 @@ def _valid_percent_encoding(text: str) -> bool:
 
 
 def check_query(raw_query: str) -> str:
-    if any(c in QUERY_FORBIDDEN for c in raw_query):
+    if not raw_query.isascii() or any(c in QUERY_FORBIDDEN for c in raw_query):
         raise BadRequest("query string contains forbidden characters", code="bad_query")
     if "%" in raw_query and not _valid_percent_encoding(raw_query):
         raise BadRequest("invalid percent-encoding in query string", code="bad_query")
@@ -112,7 +113,8 @@ def upstream_url(base_url: str, path: str, query: str) -> httpx.URL:
     raw = (base_path + path).encode("ascii") + (b"?" + query.encode("ascii") if query else b"")
     url = httpx.URL(scheme=base.scheme, host=base.hostname or "", port=base.port, raw_path=raw)
     # Defence in depth: the assembled URL must still point at the connection's origin.
-    if (url.scheme, url.host, url.port) != (base.scheme, base.hostname, base.port):
+    default = DEFAULT_PORTS.get(base.scheme)  # httpx drops an explicit default port; urlsplit keeps it
+    if (url.scheme, url.host, url.port or default) != (base.scheme, base.hostname, base.port or default):
         raise BadRequest("request would leave the connection's upstream", code="bad_path")
     return url
 
@@ -126,7 +128,7 @@ def forwarded_headers(
         for name, value in headers.items()
         if name not in DROPPED_REQUEST_HEADERS
         and name not in connection_tokens
-        and not name.startswith(("x-amzn-", "x-amz-apigw"))
+        and not name.startswith(("x-amzn-", "x-amz-apigw", "x-forwarded-"))
         and (credential is None or name != credential.header_name)
     }
     cookie_list = list(cookies)
@@ -224,7 +226,10 @@ def check_request_body(body: bytes, limit: int) -> bytes:
 def rewrite_location(location: str, base_url: str, gateway_prefix: str) -> str:
     """Point a same-origin redirect back at the gateway, so agents follow it through wardgate."""
     target, base = urlsplit(location), urlsplit(base_url)
-    if target.scheme and (target.scheme, target.netloc) != (base.scheme, base.netloc):
+    if (target.scheme or target.netloc) and (target.scheme or base.scheme, target.netloc) != (
+        base.scheme,
+        base.netloc,
+    ):
         return location  # another origin: the agent reaches it without our credential
     base_path = base.path.rstrip("/")
     if target.path.startswith(base_path + "/") or target.path == base_path:
