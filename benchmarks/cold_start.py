@@ -58,13 +58,13 @@ TARGET_RATIO = 1.3
 CONNECTION = "bench"
 SECRET = "wardgate/bench"
 RESULT_PREFIX = "COLDSTART-RESULT "
-PHASE_MARKER = "--- first event ---"
+PHASE_MARKER = "--- wardgate bench phase:"
 
 # The child: timed from its very first statement. Everything it needs arrives as one JSON argument.
 RUNNER = r"""
 import time
 t0 = time.perf_counter()
-import importlib, json, sys
+import json, sys
 cfg = json.loads(sys.argv[1])
 
 
@@ -85,10 +85,12 @@ class Context:
 
 
 module_name, _, attribute = cfg["handler"].rpartition(".")
+print(cfg["marker"] + " import", file=sys.stderr, flush=True)
 t1 = time.perf_counter()
-handler = getattr(importlib.import_module(module_name), attribute)
+__import__(module_name)  # an import statement, so that -X importtime shows the handler module's tree
+handler = getattr(sys.modules[module_name], attribute)
 t2 = time.perf_counter()
-print(cfg["marker"], file=sys.stderr, flush=True)
+print(cfg["marker"] + " event", file=sys.stderr, flush=True)
 if cfg.get("profile"):  # untimed diagnostic run only
     import cProfile
     profiler = cProfile.Profile()
@@ -107,7 +109,10 @@ print(cfg["prefix"] + json.dumps({
 }), flush=True)
 second = handler(cfg["event"], Context("00000000-0000-4000-8000-000000000002"))
 t4 = time.perf_counter()
-print(cfg["prefix"] + json.dumps({"second_event_ms": (t4 - t3) * 1000, "second_status": second.get("statusCode")}))
+print(cfg["prefix"] + json.dumps({
+    "second_event_ms": (t4 - t3) * 1000,
+    "second_status": second.get("statusCode"),
+}), flush=True)
 """
 
 FLOOR_MODULE = '''"""Cold-start floor: import boto3, create the AWS clients the function uses, return."""
@@ -126,9 +131,8 @@ def handler(event, context):
         session = boto3.session.Session()
         clients.extend(session.client(name, config=config) for name in event["services"])
         if event["pynamodb"]:  # pynamodb always builds its own client, from its own botocore session
-            clients.append(
-                botocore.session.get_session().create_client("dynamodb", config=Config(parameter_validation=False))
-            )
+            own = botocore.session.get_session()
+            clients.append(own.create_client("dynamodb", config=Config(parameter_validation=False)))
     return {"statusCode": 200, "body": str(len(clients))}
 '''
 
@@ -213,7 +217,7 @@ class Function:
 
 
 def policy_services(resource: dict[str, Any]) -> list[str]:
-    """boto3 service names of the actions a function's inline policies allow (dynamodb:GetItem -> dynamodb)."""
+    """boto3 names of the services a function's inline policies allow (dynamodb:GetItem -> dynamodb)."""
     services = set()
     for policy in resource.get("Properties", {}).get("Policies") or []:
         statements = policy.get("Statement", []) if isinstance(policy, dict) else []
@@ -371,10 +375,19 @@ class Sandbox:
         }
 
     def run(self, config: dict[str, Any], env: dict[str, str], importtime: bool = False) -> dict[str, Any]:
-        argv = [sys.executable, "-S", *(["-X", "importtime"] if importtime else []), "-c", RUNNER, json.dumps(config)]
+        argv = [
+            sys.executable,
+            "-S",
+            *(["-X", "importtime"] if importtime else []),
+            "-c",
+            RUNNER,
+            json.dumps(config),
+        ]
         with tempfile.TemporaryFile("w+") as stderr:
             spawned = time.perf_counter()
-            proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=self.workdir)
+            proc = subprocess.Popen(
+                argv, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=self.workdir
+            )
             assert proc.stdout is not None
             result: dict[str, Any] | None = None
             for line in proc.stdout:
@@ -388,29 +401,35 @@ class Sandbox:
             stderr.seek(0)
             errors = stderr.read()
         if result is None:
-            raise RuntimeError(f"{config['function']}: the child failed (exit {proc.returncode}):\n{errors[-3000:]}")
+            raise RuntimeError(
+                f"{config['function']}: the child failed (exit {proc.returncode}):\n{errors[-3000:]}"
+            )
         if result["status"] != 200 or result.get("second_status") != 200:
-            raise RuntimeError(f"{config['function']}: events answered {result['status']}, "
-                               f"{result.get('second_status')}: {result['body']}\n{errors[-3000:]}")
+            raise RuntimeError(
+                f"{config['function']}: events answered {result['status']}, "
+                f"{result.get('second_status')}: {result['body']}\n{errors[-3000:]}"
+            )
         result["stderr"] = errors
+        # What the cold start costs on top of the same request served warm (AWS and upstream round trips).
+        result["penalty_ms"] = result["cold_ms"] - result["second_event_ms"]
         return result
 
 
 # ------------------------------------------------------------------------------------------ importtime
 def parse_importtime(stderr: str) -> dict[str, list[tuple[str, str | None, int, int]]]:
     """(module, importing first-party module or None, self µs, cumulative µs) per phase."""
-    phases: dict[str, list[tuple[str, str | None, int, int]]] = {"import": [], "event": []}
-    phase = "import"
-    raw: dict[str, list[tuple[int, str, int, int]]] = {"import": [], "event": []}
+    phases: dict[str, list[tuple[str, str | None, int, int]]] = {"runner": [], "import": [], "event": []}
+    phase = "runner"  # the runner's own few imports, the same for floor and function
+    raw: dict[str, list[tuple[int, str, int, int]]] = {"runner": [], "import": [], "event": []}
     for line in stderr.splitlines():
-        if line.strip() == PHASE_MARKER:
-            phase = "event"
+        if line.startswith(PHASE_MARKER):
+            phase = line[len(PHASE_MARKER) :].strip()
             continue
         if not line.startswith("import time:") or "self [us]" in line:
             continue
-        own, cumulative, label = line[len("import time:") :].split("|", 2)
+        self_us, cumulative_us, label = line[len("import time:") :].split("|", 2)
         depth = (len(label) - len(label.lstrip()) - 1) // 2  # " " + two spaces per level + name
-        raw[phase].append((depth, label.strip(), int(own), int(cumulative)))
+        raw[phase].append((depth, label.strip(), int(self_us), int(cumulative_us)))
     for phase, entries in raw.items():
         # importtime prints children before their parent: walk backwards to know each one's parent.
         stack: list[tuple[int, str]] = []
@@ -428,31 +447,38 @@ def first_party(module: str | None) -> bool:
 
 
 def import_tables(stderr: str, top: int) -> list[str]:
+    """The imports that wardgate code (or the handler module) asks for, and self time per package."""
     phases = parse_importtime(stderr)
     lines = []
-    for phase, title in (("import", "importing the handler module"), ("event", "during the first event (lazy)")):
+    for phase, title in (
+        ("import", "importing the handler module"),
+        ("event", "during the first event (lazy imports)"),
+    ):
         entries = phases[phase]
         total = sum(own for _, _, own, _ in entries) / 1000
         by_package: dict[str, int] = defaultdict(int)
         for name, _, own, _ in entries:
             by_package[name.split(".")[0]] += own
+        lazy = "(a function, lazily)" if phase == "event" else "(top level)"
         edges = sorted(
-            ((cum, parent or ("runner" if phase == "import" else "(lazy import in a function)"), name)
-             for name, parent, _, cum in entries
-             if not first_party(name) and (first_party(parent) or parent is None)),
+            (
+                (cum, parent or lazy, name)
+                for name, parent, _, cum in entries
+                if not first_party(name) and (first_party(parent) or parent is None)
+            ),
             reverse=True,
         )[:top]
         packages = sorted(by_package.items(), key=lambda kv: kv[1], reverse=True)[:top]
         lines += [
-            f"Imports {title}: {total:.0f} ms in all.",
+            f"Imports {title}: {total:.0f} ms of import time in all.",
             "",
-            "| package (self time summed) | ms | | imported by → module | cumulative ms |",
+            "| imported by → third-party module | cumulative ms | | package | self ms, summed |",
             "|---|---:|---|---|---:|",
         ]
         for i in range(max(len(packages), len(edges))):
-            package = f"{packages[i][0]} | {packages[i][1] / 1000:.1f}" if i < len(packages) else " | "
             edge = f"{edges[i][1]} → {edges[i][2]} | {edges[i][0] / 1000:.1f}" if i < len(edges) else " | "
-            lines.append(f"| {package} | | {edge} |")
+            package = f"{packages[i][0]} | {packages[i][1] / 1000:.1f}" if i < len(packages) else " | "
+            lines.append(f"| {edge} | | {package} |")
         lines.append("")
     return lines
 
@@ -466,10 +492,14 @@ def first_event_profile(path: Path) -> list[str]:
 
     profile = pstats.Stats(str(path))
     raw: dict[tuple[str, int, str], tuple[Any, ...]] = profile.stats  # type: ignore[attr-defined]
-    by_code = {(Path(f).parts[-2:], line, name): entry[3] * 1000 for (f, line, name), entry in raw.items()}
+    by_code: dict[tuple[tuple[str, ...], int, str], float] = {
+        (Path(f).parts[-2:], line, name): float(entry[3]) * 1000 for (f, line, name), entry in raw.items()
+    }
 
     def cum(function: Any) -> float:
-        code = getattr(getattr(function, "fget", function), "__wrapped__", getattr(function, "fget", function)).__code__
+        code = getattr(
+            getattr(function, "fget", function), "__wrapped__", getattr(function, "fget", function)
+        ).__code__
         return by_code.get((Path(code.co_filename).parts[-2:], code.co_firstlineno, code.co_name), 0.0)
 
     total = profile.total_tt * 1000  # type: ignore[attr-defined]
@@ -477,20 +507,27 @@ def first_event_profile(path: Path) -> list[str]:
     client = cum(http_proxy.HttpForwarder.client)
     steps = [
         ("build the gateway (`runtime.http_gateway`)", cum(runtime.http_gateway)),
-        ("JWKS discovery + fetch (`JwksCache._refresh`, 2 × `httpx.get`)", cum(identity.JwksCache._refresh)),
+        ("JWKS discovery + fetch (`JwksCache._refresh`, 2 x `httpx.get`)", cum(identity.JwksCache._refresh)),
         ("token signature and claims (`TokenValidator._verify`)", cum(identity.TokenValidator._verify)),
-        ("connection from DynamoDB (`ConnectionStore._load`: pynamodb import, client, GetItem)",
-         cum(connections.ConnectionStore._load)),
-        ("credential from Secrets Manager (`CredentialStore._load`: boto3 import, session, client, call)",
-         cum(credentials.CredentialStore._load)),
+        (
+            "connection from DynamoDB (`ConnectionStore._load`: pynamodb import, client, GetItem)",
+            cum(connections.ConnectionStore._load),
+        ),
+        (
+            "credential from Secrets Manager (`CredentialStore._load`: boto3 import, session, client, call)",
+            cum(credentials.CredentialStore._load),
+        ),
         ("upstream httpx client (`HttpForwarder.client`)", client),
-        ("upstream call (`HttpForwarder.forward` without the client)", cum(http_proxy.HttpForwarder.forward) - client),
-        ("Firehose client + 2 × PutRecord (`FirehoseStream.put`)", cum(recording.FirehoseStream.put)),
+        (
+            "upstream call (`HttpForwarder.forward` without the client)",
+            cum(http_proxy.HttpForwarder.forward) - client,
+        ),
+        ("Firehose client + 2 x PutRecord (`FirehoseStream.put`)", cum(recording.FirehoseStream.put)),
         ("DynamoDB client + PutItem (`DynamoRecordIndex.put`)", cum(recording.DynamoRecordIndex.put)),
         ("log line + metrics (`HttpGateway._observe`)", cum(gateway.HttpGateway._observe)),
     ]
     steps.append(("rest of `handle_http_event`", handle - sum(ms for _, ms in steps)))
-    steps.append(("Powertools decorators: logger context, tracer segment, metrics flush", total - handle))
+    steps.append(("Powertools decorators around the handler (logger context, tracer)", total - handle))
     lines = [
         f"Where the function's first event goes (one extra run under cProfile, which inflates every step; "
         f"{total:.0f} ms profiled):",
@@ -504,6 +541,24 @@ def first_event_profile(path: Path) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------ report
+def code_version() -> str:
+    """The commit measured, and whether the package, functions or template had uncommitted changes."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "layers", "functions", "template.yaml"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "an unknown commit"
+    return f"commit {commit}" + (" with uncommitted changes" if dirty else "")
+
+
 def machine() -> str:
     cpu = ""
     with contextlib.suppress(OSError):
@@ -518,13 +573,19 @@ def machine() -> str:
 
 
 def med(results: list[dict[str, Any]], key: str) -> float:
-    return statistics.median(r[key] for r in results)
+    return float(statistics.median(r[key] for r in results))
 
 
 def report(
-    results: dict[tuple[str, str], list[dict[str, Any]]], floor_event: dict[str, dict[str, Any]],
-    importtime: dict[str, str], profiles: dict[str, Path], layer: list[str], skipped: list[str],
-    tracing: dict[str, str], xray_per_start: float, runs: int,
+    results: dict[tuple[str, str], list[dict[str, Any]]],
+    floor_event: dict[str, dict[str, Any]],
+    importtime: dict[str, str],
+    profiles: dict[str, Path],
+    layer: list[str],
+    skipped: list[str],
+    tracing: dict[str, str],
+    xray_per_start: float,
+    runs: int,
 ) -> str:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     names = list(floor_event)
@@ -535,8 +596,8 @@ def report(
         header += [f"floor ({clients})", n]
         align += ["---:", "---:"]
     lines = [
-        f"Run {when} on {machine()}; {runs} cold starts of each kind, order rotated every round, after one "
-        "discarded warm-up each; medians in ms.",
+        f"Run {when} of {code_version()} on {machine()}; {runs} cold starts of each kind, order rotated "
+        "every round, after one discarded warm-up each; medians in ms.",
         "",
         "| | " + " | ".join(header) + " |",
         "|---|" + "|".join(align) + "|",
@@ -547,6 +608,7 @@ def report(
         ("**cold start** (imports + first event)", "cold_ms"),
         ("wall time, parent's spawn → result", "wall_ms"),
         ("second event in the same process (warm)", "second_event_ms"),
+        ("cold-start penalty (cold start - the warm event)", "penalty_ms"),
     ]
     for label, key in rows:
         cells = [f"{med(results[kind, n], key):.0f}" for n in names for kind in ("floor", "function")]
@@ -559,9 +621,12 @@ def report(
         ratio = med(function, "cold_ms") / med(floor, "cold_ms")
         wall = med(function, "wall_ms") / med(floor, "wall_ms")
         verdict = "met" if ratio <= TARGET_RATIO else "**missed**"
+        penalty = med(function, "penalty_ms") / med(floor, "penalty_ms")
         ratios.append(
-            f"{n}: cold start **{ratio:.2f}×** its floor (wall time {wall:.2f}×), "
-            f"+{med(function, 'cold_ms') - med(floor, 'cold_ms'):.0f} ms; target ≤ {TARGET_RATIO}×: {verdict}"
+            f"{n}: cold start **{ratio:.2f}x** its floor (wall time {wall:.2f}x), "
+            f"+{med(function, 'cold_ms') - med(floor, 'cold_ms'):.0f} ms; "
+            f"target ≤ {TARGET_RATIO}x: {verdict}. "
+            f"Cold-start penalty {penalty:.2f}x the floor's."
         )
     lines += ["", *ratios, ""]
     if skipped:
@@ -593,14 +658,21 @@ def write_section(text: str) -> None:
 
 def main() -> None:
     global LAYER
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--write", action="store_true", help=f"update the cold-start section of {DOC.name}")
     parser.add_argument("--runs", type=int, default=15, help="timed cold starts of each kind (default 15)")
     parser.add_argument(
-        "--layer", type=Path, default=LAYER, help="the layer source to measure, e.g. a copy with a candidate change"
+        "--layer",
+        type=Path,
+        default=LAYER,
+        help="the layer source to measure, e.g. a copy with a candidate change",
     )
     parser.add_argument(
-        "--tracing", choices=("Active", "PassThrough"), help="override the template's Tracing (default: as deployed)"
+        "--tracing",
+        choices=("Active", "PassThrough"),
+        help="override the template's Tracing (default: as deployed)",
     )
     args = parser.parse_args()
     if args.write and args.layer.resolve() != LAYER:
@@ -653,7 +725,9 @@ def main() -> None:
             importtime[f.name] = sandbox.run(config, env, importtime=True)["stderr"]
             profiles[f.name] = workdir / f"{f.name}.pstats"
             sandbox.run({**config, "profile": str(profiles[f.name])}, env)
-        text = report(results, floor_event, importtime, profiles, layer, skipped, tracing, xray_per_start, args.runs)
+        text = report(
+            results, floor_event, importtime, profiles, layer, skipped, tracing, xray_per_start, args.runs
+        )
     print(text)
     if args.write:
         write_section(text)

@@ -98,9 +98,7 @@ def serve_upstream() -> None:
 
 @contextlib.contextmanager
 def upstream_process() -> Iterator[str]:
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve-upstream"], stdout=subprocess.PIPE, text=True
-    )
+    proc = subprocess.Popen([sys.executable, __file__, "--serve-upstream"], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         port = int(proc.stdout.readline())
@@ -180,7 +178,11 @@ class Bench:
             return documents[url]
 
         connection = Connection(
-            name=CONNECTION, kind="http", upstream_url=upstream, credential_secret=SECRET, allowed_groups=("ci",)
+            name=CONNECTION,
+            kind="http",
+            upstream_url=upstream,
+            credential_secret=SECRET,
+            allowed_groups=("ci",),
         )
         secret = json.dumps({"type": "bearer", "token": UPSTREAM_TOKEN})
         self.loads: dict[str, int] = {"connection": 0, "credential": 0}
@@ -202,7 +204,9 @@ class Bench:
                 return Credential.from_secret(secret)
 
         limits = Limits()
-        self.validator = TokenValidator([IssuerConfig.from_dict(self.issuer.issuer_config())], fetch_json=fetch_json)
+        self.validator = TokenValidator(
+            [IssuerConfig.from_dict(self.issuer.issuer_config())], fetch_json=fetch_json
+        )
         self.stream, self.index = MemoryStream(), MemoryIndex()
         self.recorder = Recorder(self.stream, self.index)
         self.gateway = HttpGateway(
@@ -252,7 +256,9 @@ class Bench:
     def guarded(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         # wardgate.runtime.handle_http_event, with this bench's gateway in place of runtime.http_gateway()
         request = self._from_apigw_v2(event)
-        response = self.gateway.handle(request, self._deadline_for(context, self.gateway.limits.upstream_timeout))
+        response = self.gateway.handle(
+            request, self._deadline_for(context, self.gateway.limits.upstream_timeout)
+        )
         return response.to_apigw_v2()
 
     # ---------------------------------------------------------------------------------------------
@@ -266,7 +272,13 @@ class Bench:
 
     def run(self, blocks: int, block_size: int, warmup: int) -> dict[str, list[float]]:
         """Per-request times (ms) of both paths, plus the gateway's own ``timings_ms`` of each guarded one."""
-        samples: dict[str, list[float]] = {"direct": [], "guarded": [], "guard": [], "upstream": [], "handle": []}
+        samples: dict[str, list[float]] = {
+            "direct": [],
+            "guarded": [],
+            "guard": [],
+            "upstream": [],
+            "handle": [],
+        }
         perf = time.perf_counter_ns
         with stdout_to_devnull():
             for _ in range(warmup):
@@ -331,7 +343,11 @@ class Bench:
             )
             rec.identity = identity.to_record()
             rec.operation = {"protocol": "http", "method": "GET", "path": PATH, "query": ""}
-            rec.decision = {"outcome": "allow", "reason": "member of 'ci'", "rule": "connection.allowed_groups"}
+            rec.decision = {
+                "outcome": "allow",
+                "reason": "member of 'ci'",
+                "rule": "connection.allowed_groups",
+            }
             rec.timings_ms.update(guard=0.1, upstream=0.5, total=0.7)
             rec.response = {
                 "status": 200,
@@ -355,9 +371,13 @@ class Bench:
 
         with stdout_to_devnull():
             parts = {
-                "token validation (`TokenValidator.authenticate`)": median_us(lambda: authenticate(authorization), n),
-                "recording serialisation (`record_request` + `record_outcome`, memory sinks)": median_us(record, n),
-                "recording preparation (`Recording` with redacted headers, 2 × 1 KB body digest)": median_us(
+                "token validation (`TokenValidator.authenticate`)": median_us(
+                    lambda: authenticate(authorization), n
+                ),
+                "recording serialisation (`record_request` + `record_outcome`, memory sinks)": median_us(
+                    record, n
+                ),
+                "recording preparation (`Recording` with redacted headers, 2 x 1 KB body digest)": median_us(
                     recording, n
                 ),
                 "logs + metrics (`HttpGateway._observe`, to /dev/null)": median_us(observe, n),
@@ -374,6 +394,24 @@ class Bench:
 
 
 # ------------------------------------------------------------------------------------------ report
+def code_version() -> str:
+    """The commit measured, and whether the package, functions or template had uncommitted changes."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "layers", "functions", "template.yaml"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "an unknown commit"
+    return f"commit {commit}" + (" with uncommitted changes" if dirty else "")
+
+
 def machine() -> str:
     """CPU count and model, OS, Python, and the load average (other work on the machine skews results)."""
     cpu = ""
@@ -396,7 +434,9 @@ def report(samples: dict[str, list[float]], parts: dict[str, float], block_size:
         d, g = percentile(direct, q), percentile(guarded, q)
         added[q] = g - d
         verdict = "met" if g - d < target else "**missed**"
-        rows.append(f"| p{q} | {d:.3f} | {g:.3f} | **{g - d:.3f}** | {g / d:.2f}× | < {target:g} ms: {verdict} |")
+        rows.append(
+            f"| p{q} | {d:.3f} | {g:.3f} | **{g - d:.3f}** | {g / d:.2f}x | < {target:g} ms: {verdict} |"
+        )
 
     def med(values: list[float]) -> float:
         return statistics.median(values) * 1000
@@ -404,18 +444,22 @@ def report(samples: dict[str, list[float]], parts: dict[str, float], block_size:
     handle, guard, upstream = samples["handle"], samples["guard"], samples["upstream"]
     in_path = [
         ("whole guarded request", med(samples["guarded"])),
-        ("… inside `HttpGateway.handle` until the outcome is recorded (`timings_ms.total`)", med(handle)),
+        ("… `HttpGateway.handle` until it records the outcome (`timings_ms.total`)", med(handle)),
         ("… … guard: token, connection, policy, credential, headers (`timings_ms.guard`)", med(guard)),
         ("… … upstream call through `HttpForwarder` (`timings_ms.upstream`)", med(upstream)),
-        ("… … `record_request` and response handling (total − guard − upstream)",
-         med([t - a - b for t, a, b in zip(handle, guard, upstream, strict=True)])),
-        ("… outside `handle`: event in, `record_outcome`, logs, metrics, response out",
-         med([g - t for g, t in zip(samples["guarded"], handle, strict=True)])),
+        (
+            "… … `record_request` and response handling (total - guard - upstream)",
+            med([t - a - b for t, a, b in zip(handle, guard, upstream, strict=True)]),
+        ),
+        (
+            "… the rest: event in, `record_outcome`, logs + metrics, response out",
+            med([g - t for g, t in zip(samples["guarded"], handle, strict=True)]),
+        ),
         ("direct request, for comparison with the upstream call", med(samples["direct"])),
     ]
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        f"Run {when} on {machine()}; {len(direct)} requests per path after warm-up, in "
+        f"Run {when} of {code_version()} on {machine()}; {len(direct)} requests per path after warm-up, in "
         f"{blocks} alternating blocks of {block_size}; the upstream answers a {BODY_BYTES}-byte JSON body.",
         "",
         "| percentile | direct (ms) | through wardgate (ms) | added (ms) | ratio | target |",
@@ -429,7 +473,8 @@ def report(samples: dict[str, list[float]], parts: dict[str, float], block_size:
         "|---|---:|",
         *[f"| {name} | {value:.0f} |" for name, value in in_path],
         "",
-        "Parts of the guarded path timed alone in a tight loop (medians, µs; hot caches, so lower than in the path):",
+        "Parts of the guarded path timed alone in a tight loop (medians, µs; hot caches, so lower than "
+        "in the path):",
         "",
         "| part | median (µs) |",
         "|---|---:|",
@@ -449,11 +494,15 @@ def write_section(text: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--write", action="store_true", help=f"update the overhead section of {DOC.name}")
     parser.add_argument("--requests", type=int, default=2000, help="timed requests per path (default 2000)")
     parser.add_argument("--block", type=int, default=20, help="requests per alternating block (default 20)")
-    parser.add_argument("--warmup", type=int, default=200, help="untimed requests per path first (default 200)")
+    parser.add_argument(
+        "--warmup", type=int, default=200, help="untimed requests per path first (default 200)"
+    )
     parser.add_argument("--serve-upstream", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_upstream:
