@@ -10,6 +10,7 @@ The raw token never leaves this module: callers get an ``Identity``.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import threading
 import time
@@ -117,10 +118,19 @@ def _groups(value: Any) -> tuple[str, ...]:
     return ()
 
 
-def fetch_json_with_httpx(url: str) -> Mapping[str, Any]:
+@functools.cache
+def _idp_client() -> Any:
     import httpx  # lazy: only the first JWKS fetch of a container pays for it here
 
-    response = httpx.get(url, timeout=httpx.Timeout(3.0), follow_redirects=False)
+    from wardgate.tls import tls_context
+
+    return httpx.Client(
+        verify=tls_context(), timeout=httpx.Timeout(3.0), follow_redirects=False, trust_env=False
+    )
+
+
+def fetch_json_with_httpx(url: str) -> Mapping[str, Any]:
+    response = _idp_client().get(url)
     response.raise_for_status()
     document = response.json()
     if not isinstance(document, dict):
@@ -138,6 +148,7 @@ class JwksCache:
     min_refresh_interval: float = 60.0
     clock: Callable[[], float] = time.monotonic
     _keys: dict[str, dict[str, Any]] = field(default_factory=dict, init=False)
+    _verifiers: dict[tuple[str, str], Any] = field(default_factory=dict, init=False)
     _loaded_at: float | None = field(default=None, init=False)
     _attempted_at: float | None = field(default=None, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
@@ -155,6 +166,24 @@ class JwksCache:
         if found is None:
             raise Unauthorized("token is signed with a key the issuer does not publish", code="unknown_key")
         return found
+
+    def verifier_for(self, kid: str | None, alg: str) -> Any:
+        """The key object that verifies ``alg`` signatures for ``kid``, built once per key."""
+        jwk = self.jwk_for(kid)
+        cache_key = (str(jwk.get("kid")), alg)
+        verifier = self._verifiers.get(cache_key)
+        if verifier is None:
+            declared = jwk.get("alg")
+            if declared is not None and declared != alg:
+                raise Unauthorized("token algorithm does not match its key", code="unsupported_algorithm")
+            try:
+                verifier = jwt.PyJWK(jwk, algorithm=alg).key
+            except jwt.PyJWTError:
+                raise Unauthorized(
+                    "token key does not fit its algorithm", code="unsupported_algorithm"
+                ) from None
+            self._verifiers[cache_key] = verifier
+        return verifier
 
     def _may_refresh(self, now: float) -> bool:
         return self._attempted_at is None or now - self._attempted_at >= self.min_refresh_interval
@@ -180,6 +209,7 @@ class JwksCache:
                 f"cannot load signing keys of issuer {self.config.issuer}: {type(exc).__name__}",
                 code="identity_provider_unavailable",
             ) from None
+        self._verifiers = {}
         self._keys = {
             str(k.get("kid", f"#{i}")): k
             for i, k in enumerate(keys)
@@ -218,10 +248,10 @@ class TokenValidator:
     def authenticate(self, authorization: str | None) -> Identity:
         token = self._bearer_token(authorization)
         try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
+            unverified_token = jwt.api_jwt.decode_complete(token, options={"verify_signature": False})
         except jwt.PyJWTError:
             raise Unauthorized("token is not a well-formed JWT", code="malformed_token") from None
+        header, unverified = unverified_token["header"], unverified_token["payload"]
         alg = header.get("alg")
         if alg not in SAFE_ALGORITHMS:
             shown = str(alg)[:20]  # attacker-chosen: never echo it at length
@@ -233,8 +263,8 @@ class TokenValidator:
         if alg not in config.algorithms:
             raise Unauthorized(f"issuer does not sign with {alg}", code="unsupported_algorithm")
         kid = header.get("kid")
-        jwk = self._jwks[config.issuer].jwk_for(kid if isinstance(kid, str) else None)
-        claims = self._verify(token, alg, jwk, config)
+        key = self._jwks[config.issuer].verifier_for(kid if isinstance(kid, str) else None, alg)
+        claims = self._verify(token, alg, key, config)
         return Identity(
             subject=claims["sub"],
             issuer=config.issuer,
@@ -256,14 +286,7 @@ class TokenValidator:
             raise Unauthorized("token is too large", code="malformed_token")
         return token
 
-    def _verify(self, token: str, alg: str, jwk: dict[str, Any], config: IssuerConfig) -> dict[str, Any]:
-        declared = jwk.get("alg")
-        if declared is not None and declared != alg:
-            raise Unauthorized("token algorithm does not match its key", code="unsupported_algorithm")
-        try:
-            key = jwt.PyJWK(jwk, algorithm=alg).key
-        except jwt.PyJWTError:
-            raise Unauthorized("token key does not fit its algorithm", code="unsupported_algorithm") from None
+    def _verify(self, token: str, alg: str, key: Any, config: IssuerConfig) -> dict[str, Any]:
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,

@@ -1,18 +1,47 @@
-"""Powertools Logger, Tracer and metrics, configured once for every function.
+"""Powertools Logger, Tracer and metric counts, configured once for every function.
 
 Never pass tokens, credentials or bodies to the logger: log codes, ids and sizes.
 """
 
 from __future__ import annotations
 
-from aws_lambda_powertools import Logger, Tracer
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 NAMESPACE = "wardgate"
+Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 logger = Logger(service="wardgate")
-tracer = Tracer(service="wardgate")
+
+
+class _TracingOff:
+    """Stands in for Powertools' Tracer when X-Ray is off (template parameter ``TracingMode``).
+
+    Creating a real Tracer imports the X-Ray SDK and patches libraries, a large share of a cold
+    start, even when tracing is disabled; with PassThrough on an HTTP API nothing is ever sampled.
+    """
+
+    def capture_lambda_handler(self, handler: Handler) -> Handler:
+        return handler
+
+    def capture_method(self, method: Handler) -> Handler:
+        return method
+
+
+def _tracer() -> Any:
+    if os.environ.get("WARDGATE_TRACING") != "Active":
+        return _TracingOff()
+    from aws_lambda_powertools import Tracer
+
+    return Tracer(service="wardgate")
+
+
+tracer = _tracer()
 
 
 def count(name: str, **dimensions: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
+import sys
 import threading
 import time
 import uuid
@@ -22,6 +23,16 @@ from wardgate.dev.oidc import ISSUER_PATH, DevIssuer
 from wardgate.dev.template import ACCOUNT, Route, Template
 
 MAX_PAYLOAD = 10 * 1024 * 1024  # API Gateway HTTP APIs accept at most 10 MB
+
+
+class LoopbackServer(ThreadingHTTPServer):
+    """A threaded HTTP server that does not print a traceback when a client hangs up early."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionResetError | BrokenPipeError):
+            super().handle_error(request, client_address)
 
 
 class LambdaContext:
@@ -91,8 +102,7 @@ class GatewayServer:
         self.issuer = issuer
         self._modules: dict[str, ModuleType] = {}
         self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer((host, port), self._handler_class())
-        self.server.daemon_threads = True
+        self.server = LoopbackServer((host, port), self._handler_class())
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )

@@ -12,17 +12,18 @@ import gzip
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from wardgate.dev.server import LoopbackServer
 
 
 class EchoUpstream:
     def __init__(self, expected_authorization: str | None, host: str = "127.0.0.1", port: int = 0) -> None:
         self.expected_authorization = expected_authorization
         self.requests: list[dict[str, Any]] = []  # what reached the upstream, for tests
-        self.server = ThreadingHTTPServer((host, port), self._handler_class())
-        self.server.daemon_threads = True
+        self.server = LoopbackServer((host, port), self._handler_class())
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )

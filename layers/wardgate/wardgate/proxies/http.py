@@ -162,7 +162,10 @@ class HttpForwarder:
         if self._client is None:
             import httpx
 
+            from wardgate.tls import tls_context
+
             self._client = httpx.Client(
+                verify=tls_context(),
                 follow_redirects=False,
                 trust_env=False,  # HTTP(S)_PROXY or NO_PROXY in the environment must not reroute us
                 limits=httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=30),
