@@ -13,10 +13,18 @@ CLIENT_CONFIG = {"connect_timeout": 2, "read_timeout": 5, "retries": {"mode": "s
 
 
 @functools.cache
+def botocore_session() -> Any:
+    """The container's one botocore session: endpoint and service data are loaded once for all clients."""
+    import botocore.session
+
+    return botocore.session.get_session()
+
+
+@functools.cache
 def _session() -> Any:
     import boto3
 
-    return boto3.session.Session()
+    return boto3.session.Session(botocore_session=botocore_session())
 
 
 @functools.cache
@@ -30,3 +38,4 @@ def reset_clients() -> None:
     """Forget cached clients and credentials (``wardgate dev`` and tests change endpoints and accounts)."""
     client.cache_clear()
     _session.cache_clear()
+    botocore_session.cache_clear()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from wardgate import aws
 from wardgate.errors import NotFound, ServiceUnavailable
 
 KINDS = ("http", "k8s", "sql", "tcp")
@@ -78,7 +79,10 @@ def _model(table_name: str) -> Any:
 
     class ConnectionModel(Model):
         class Meta:
-            pass
+            # Fail fast: pynamodb's defaults (15 s connect, 30 s read) outlast API Gateway's 30 s.
+            connect_timeout_seconds = aws.CLIENT_CONFIG["connect_timeout"]
+            read_timeout_seconds = aws.CLIENT_CONFIG["read_timeout"]
+            max_retry_attempts = 1
 
         name = UnicodeAttribute(hash_key=True)
         kind = UnicodeAttribute()
@@ -88,6 +92,9 @@ def _model(table_name: str) -> Any:
         description = UnicodeAttribute(default="")
 
     ConnectionModel.Meta.table_name = table_name  # type: ignore[attr-defined]
+    # pynamodb would build a botocore session of its own, loading the same endpoint and service
+    # data again (~50 ms of a cold start); it has no public hook, so hand it the shared one.
+    ConnectionModel._get_connection().connection._local.session = aws.botocore_session()
     return ConnectionModel
 
 

@@ -1,0 +1,24 @@
+"""The AWS adapters share one botocore session and fail fast (both matter for cold start and 30 s limits)."""
+
+from __future__ import annotations
+
+import os
+
+from wardgate import aws
+from wardgate.connections import ConnectionStore
+
+
+def test_pynamodb_uses_the_shared_session_and_short_timeouts(stack):
+    store = ConnectionStore(os.environ["CONNECTIONS_TABLE"])
+    assert store.get("demo").name == "demo"
+    connection = store.model._get_connection().connection
+    assert connection.session is aws.botocore_session()
+    config = connection.client.meta.config
+    assert (config.connect_timeout, config.read_timeout) == (2, 5)
+
+
+def test_boto3_clients_are_cached_and_fail_fast(stack):
+    firehose = aws.client("firehose")
+    assert aws.client("firehose") is firehose
+    assert firehose.meta.config.read_timeout == aws.CLIENT_CONFIG["read_timeout"]
+    assert aws._session()._session is aws.botocore_session()
