@@ -7,7 +7,7 @@ OIDC issuer (discovery + JWKS over loopback HTTP) and an echo upstream, all run 
 
 The floor is a fresh process running a bare handler that imports boto3 and creates the AWS
 clients the functions need (dynamodb, firehose, secretsmanager from one boto3 session, plus the
-separate dynamodb client pynamodb builds from its own botocore session), and returns.
+second dynamodb client pynamodb builds, with its own config, from that same session), and returns.
 
 Both kinds of child run like a Lambda sandbox as far as possible:
 - ``python -S`` with PYTHONPATH = function code, the layer's source (layers/wardgate) and a
@@ -16,7 +16,8 @@ Both kinds of child run like a Lambda sandbox as far as possible:
   httpx import;
 - the function's environment from the template, plus the variables Lambda sets (function name,
   memory, LAMBDA_TASK_ROOT, the X-Ray trace header and daemon address, log format/level), so
-  Powertools' Tracer is active and patches botocore/httpx as on Lambda;
+  the Powertools Tracer is created (and patches botocore/httpx) exactly when the template's
+  TracingMode says Active, as on Lambda;
 - changed for local runs only: AWS_ENDPOINT_URL (moto), fake credentials, TrustedIssuers (the
   dev issuer), AWS_XRAY_DAEMON_ADDRESS (a UDP sink in this script), HOME (an empty folder).
 
@@ -118,7 +119,6 @@ print(cfg["prefix"] + json.dumps({
 FLOOR_MODULE = '''"""Cold-start floor: import boto3, create the AWS clients the function uses, return."""
 
 import boto3
-import botocore.session
 from botocore.config import Config
 
 
@@ -130,9 +130,8 @@ def handler(event, context):
         config = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 2})
         session = boto3.session.Session()
         clients.extend(session.client(name, config=config) for name in event["services"])
-        if event["pynamodb"]:  # pynamodb always builds its own client, from its own botocore session
-            own = botocore.session.get_session()
-            clients.append(own.create_client("dynamodb", config=Config(parameter_validation=False)))
+        if event["pynamodb"]:  # pynamodb builds its own client (from the shared session: connections.py)
+            clients.append(session.client("dynamodb", config=Config(parameter_validation=False)))
     return {"statusCode": 200, "body": str(len(clients))}
 '''
 
@@ -633,8 +632,8 @@ def report(
         lines += [f"Not measured (no HttpApi route to build a first event from): {', '.join(skipped)}.", ""]
     modes = ", ".join(f"{n}: {mode}" for n, mode in tracing.items())
     lines += [
-        f"X-Ray as deployed by the template ({modes}): Powertools' Tracer is on (it patches at import), the "
-        f"first invocation is sampled only under Active; {xray_per_start:.1f} UDP segment(s) per cold start "
+        f"X-Ray as deployed by the template ({modes}): wardgate creates the Powertools Tracer (importing the "
+        f"X-Ray SDK) only under Active; {xray_per_start:.1f} UDP segment(s) per cold start "
         f"reached the stand-in daemon. The children saw only the layer's distributions: {', '.join(layer)}.",
         "",
     ]
