@@ -31,6 +31,7 @@ lint: venv
 	$(BIN)/ruff check layers functions tests benchmarks
 	$(BIN)/ruff format --check layers functions tests benchmarks
 	$(BIN)/mypy
+	for handler in functions/*/app.py; do $(BIN)/mypy $$handler || exit 1; done
 
 validate: venv
 	$(SAM) validate --lint --region $(REGION)

@@ -34,7 +34,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import secrets
 import socket
 import statistics
@@ -50,10 +49,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import DOC, ROOT, code_version, machine, write_section
+
 LAYER = ROOT / "layers" / "wardgate"  # --layer points the children (and this script) at another copy
 
-DOC = ROOT / "docs" / "benchmarks.md"
 MARKERS = ("<!-- coldstart:start -->", "<!-- coldstart:end -->")
 TARGET_RATIO = 1.3
 CONNECTION = "bench"
@@ -540,35 +539,6 @@ def first_event_profile(path: Path) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------ report
-def code_version() -> str:
-    """The commit measured, and whether the package, functions or template had uncommitted changes."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "layers", "functions", "template.yaml"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "an unknown commit"
-    return f"commit {commit}" + (" with uncommitted changes" if dirty else "")
-
-
-def machine() -> str:
-    cpu = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return (
-        f"{os.cpu_count()} CPUs{f' ({cpu})' if cpu else ''}, {platform.system()} {platform.machine()}, "
-        f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.2f}"
-    )
 
 
 def med(results: list[dict[str, Any]], key: str) -> float:
@@ -645,16 +615,6 @@ def report(
     return "\n".join(lines).rstrip()
 
 
-def write_section(text: str) -> None:
-    start, end = MARKERS
-    doc = DOC.read_text()
-    if start not in doc or end not in doc:
-        raise SystemExit(f"{DOC} lacks the markers {start} ... {end}")
-    head, rest = doc.split(start, 1)
-    _, tail = rest.split(end, 1)
-    DOC.write_text(f"{head}{start}\n{text}\n{end}{tail}")
-
-
 def main() -> None:
     global LAYER
     parser = argparse.ArgumentParser(
@@ -729,7 +689,7 @@ def main() -> None:
         )
     print(text)
     if args.write:
-        write_section(text)
+        write_section(MARKERS, text)
         log(f"updated {DOC.relative_to(ROOT)}")
 
 

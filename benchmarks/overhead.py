@@ -26,7 +26,6 @@ import contextlib
 import json
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -37,10 +36,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import DOC, ROOT, code_version, machine, write_section
+
 sys.path.insert(0, str(ROOT / "layers" / "wardgate"))
 
-DOC = ROOT / "docs" / "benchmarks.md"
 MARKERS = ("<!-- overhead:start -->", "<!-- overhead:end -->")
 BODY_BYTES = 1024
 UPSTREAM_TOKEN = "bench-upstream-token"  # the backend credential the gateway injects
@@ -329,18 +328,7 @@ class Bench:
         identity = authenticate(authorization)
 
         def recording() -> Recording:
-            rec = Recording(
-                request_id=request.request_id,
-                connection=request.connection,
-                request={
-                    "method": request.method,
-                    "path": request.proxy_path,
-                    "query": request.raw_query,
-                    "source_ip": request.source_ip,
-                    "headers": recorded_headers(request.headers.items()),
-                    "body": recorded_body(request.body, self.gateway.limits.recorded_body_bytes),
-                },
-            )
+            rec = self.gateway.start_recording(request)
             rec.identity = identity.to_record()
             rec.operation = {"protocol": "http", "method": "GET", "path": PATH, "query": ""}
             rec.decision = {
@@ -394,36 +382,6 @@ class Bench:
 
 
 # ------------------------------------------------------------------------------------------ report
-def code_version() -> str:
-    """The commit measured, and whether the package, functions or template had uncommitted changes."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "layers", "functions", "template.yaml"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "an unknown commit"
-    return f"commit {commit}" + (" with uncommitted changes" if dirty else "")
-
-
-def machine() -> str:
-    """CPU count and model, OS, Python, and the load average (other work on the machine skews results)."""
-    cpu = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return (
-        f"{os.cpu_count()} CPUs{f' ({cpu})' if cpu else ''}, {platform.system()} {platform.machine()}, "
-        f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.2f}"
-    )
 
 
 def report(samples: dict[str, list[float]], parts: dict[str, float], block_size: int, blocks: int) -> str:
@@ -483,16 +441,6 @@ def report(samples: dict[str, list[float]], parts: dict[str, float], block_size:
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
-    start, end = MARKERS
-    doc = DOC.read_text()
-    if start not in doc or end not in doc:
-        raise SystemExit(f"{DOC} lacks the markers {start} ... {end}")
-    head, rest = doc.split(start, 1)
-    _, tail = rest.split(end, 1)
-    DOC.write_text(f"{head}{start}\n{text}\n{end}{tail}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -526,7 +474,7 @@ def main() -> None:
     text = report(samples, parts, args.block, blocks)
     print(text)
     if args.write:
-        write_section(text)
+        write_section(MARKERS, text)
         log(f"updated {DOC.relative_to(ROOT)}")
 
 

@@ -334,3 +334,43 @@ def test_invalid_issuer_configuration_fails_closed(client, auth, stack, monkeypa
 
 def test_unroutable_paths_get_api_gateway_404(client):
     assert client.get("/nothing/here").status_code == 404
+
+
+def test_an_unexpected_failure_is_a_recorded_500_not_a_crash(client, auth, stack, monkeypatch):
+    from wardgate.proxies.http import HttpForwarder
+
+    def broken_forward(*args, **kwargs):
+        raise RuntimeError("a bug")  # stands in for any defect after the request was recorded
+
+    monkeypatch.setattr(HttpForwarder, "forward", broken_forward)
+    response = client.get("/http/demo/x", headers=auth)
+    assert_error(response, 500, "internal_error")
+    assert "a bug" not in response.text
+    events = [e for e in recorded_events() if e["record_id"] == response.headers["x-wardgate-record-id"]]
+    assert [e["event"] for e in events] == ["request", "response"]
+    assert events[1]["error"]["code"] == "internal_error"
+
+
+def test_tokens_and_credentials_never_reach_the_logs(client, token, stack):
+    import io
+    import logging
+
+    from wardgate.observability import logger
+
+    sink = io.StringIO()
+    handler = logging.StreamHandler(sink)
+    handler.setFormatter(logger.registered_formatter)  # the JSON lines Lambda would ship
+    logger.addHandler(handler)
+    logger.setLevel("DEBUG")
+    try:
+        client.get("/http/demo/x", headers={"Authorization": f"Bearer {token}"})
+        client.get("/http/demo/x", headers={"Authorization": f"Bearer {token}x"})  # refused: malformed
+        client.get("/http/nope/x", headers={"Authorization": f"Bearer {token}"})
+    finally:
+        logger.setLevel("WARNING")
+        logger.removeHandler(handler)
+    logged = sink.getvalue()
+    assert logged.count("request finished") == 3  # the lines were written, so the check means something
+    secret = json.loads(boto3.client("secretsmanager").get_secret_value(SecretId=DEMO_SECRET)["SecretString"])
+    assert token not in logged and token.split(".")[2] not in logged
+    assert secret["token"] not in logged

@@ -37,18 +37,7 @@ class HttpGateway:
 
     def handle(self, request: HttpRequest, deadline: float) -> HttpResponse:
         started = time.perf_counter()
-        recording = Recording(
-            request_id=request.request_id,
-            connection=request.connection,
-            request={
-                "method": request.method,
-                "path": request.proxy_path,
-                "query": request.raw_query,
-                "source_ip": request.source_ip,
-                "headers": recorded_headers(request.headers.items()),
-                "body": recorded_body(request.body, self.limits.recorded_body_bytes),
-            },
-        )
+        recording = self.start_recording(request)
         metric_connection = "unknown"
         forwarded = False
         try:
@@ -101,6 +90,9 @@ class HttpGateway:
             }
         except GatewayError as error:
             response = self._refuse(recording, error, request.request_id)
+        except Exception:  # a bug must still end in a recorded, generic refusal, never a bare crash
+            logger.exception("unexpected error", extra={"record_id": recording.record_id})
+            response = self._refuse(recording, GatewayError("internal error"), request.request_id)
         recording.timings_ms["total"] = _ms(started)
         try:
             self.recorder.record_outcome(recording, "response" if forwarded else "refused")
@@ -113,6 +105,21 @@ class HttpGateway:
         self._observe(recording, response, metric_connection)
         response.headers["x-wardgate-record-id"] = recording.record_id
         return response
+
+    def start_recording(self, request: HttpRequest) -> Recording:
+        """The recording of ``request`` as received, before anything is decided about it."""
+        return Recording(
+            request_id=request.request_id,
+            connection=request.connection,
+            request={
+                "method": request.method,
+                "path": request.proxy_path,
+                "query": request.raw_query,
+                "source_ip": request.source_ip,
+                "headers": recorded_headers(request.headers.items()),
+                "body": recorded_body(request.body, self.limits.recorded_body_bytes),
+            },
+        )
 
     @staticmethod
     def _refuse(recording: Recording, error: GatewayError, request_id: str) -> HttpResponse:

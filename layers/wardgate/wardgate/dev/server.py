@@ -16,7 +16,7 @@ import uuid
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import unquote
 
 from wardgate.dev.oidc import ISSUER_PATH, DevIssuer
@@ -94,15 +94,11 @@ def api_gateway_event(
     }
 
 
-class GatewayServer:
-    def __init__(
-        self, template: Template, issuer: DevIssuer | None, host: str = "127.0.0.1", port: int = 8700
-    ) -> None:
-        self.routes = template.routes()
-        self.issuer = issuer
-        self._modules: dict[str, ModuleType] = {}
-        self._lock = threading.Lock()
-        self.server = LoopbackServer((host, port), self._handler_class())
+class LoopbackService:
+    """An HTTP server answering on a background thread: the local gateway, the demo upstream."""
+
+    def __init__(self, handler_class: type[BaseHTTPRequestHandler], host: str, port: int) -> None:
+        self.server = LoopbackServer((host, port), handler_class)
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -112,13 +108,24 @@ class GatewayServer:
         host, port = self.server.server_address[:2]
         return f"http://{host!s}:{port}"
 
-    def start(self) -> GatewayServer:
+    def start(self) -> Self:
         self.thread.start()
         return self
 
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class GatewayServer(LoopbackService):
+    def __init__(
+        self, template: Template, issuer: DevIssuer | None, host: str = "127.0.0.1", port: int = 8700
+    ) -> None:
+        self.routes = template.routes()
+        self.issuer = issuer
+        self._modules: dict[str, ModuleType] = {}
+        self._lock = threading.Lock()
+        super().__init__(self._handler_class(), host, port)
 
     def handler_for(self, route: Route) -> Any:
         module_name, _, function_name = route.handler.rpartition(".")

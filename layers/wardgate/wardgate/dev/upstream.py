@@ -10,36 +10,19 @@ from __future__ import annotations
 
 import gzip
 import json
-import threading
 import time
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from wardgate.dev.server import LoopbackServer
+from wardgate.dev.server import LoopbackService
 
 
-class EchoUpstream:
+class EchoUpstream(LoopbackService):
     def __init__(self, expected_authorization: str | None, host: str = "127.0.0.1", port: int = 0) -> None:
         self.expected_authorization = expected_authorization
         self.requests: list[dict[str, Any]] = []  # what reached the upstream, for tests
-        self.server = LoopbackServer((host, port), self._handler_class())
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> EchoUpstream:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(self._handler_class(), host, port)
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         upstream = self
