@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
@@ -33,6 +33,12 @@ class _TracingOff:
         return method
 
 
+class TracerLike(Protocol):
+    def capture_lambda_handler(self, handler: Handler) -> Handler: ...
+
+    def capture_method(self, method: Handler) -> Handler: ...
+
+
 def _tracer() -> Any:
     if os.environ.get("WARDGATE_TRACING") != "Active":
         return _TracingOff()
@@ -41,7 +47,7 @@ def _tracer() -> Any:
     return Tracer(service="wardgate")
 
 
-tracer = _tracer()
+tracer: TracerLike = _tracer()
 
 
 def count(name: str, **dimensions: str) -> None:
