@@ -72,22 +72,7 @@ class HttpGateway:
             upstream_started = time.perf_counter()
             upstream = self.forwarder.forward(request.method, url, headers, body, deadline)
             recording.timings_ms["upstream"] = _ms(upstream_started)
-            response_headers: dict[str, str] = {}
-            for name, value in upstream.headers:  # repeated headers (Link, Vary) are joined, not lost
-                response_headers[name] = (
-                    f"{response_headers[name]}, {value}" if name in response_headers else value
-                )
-            if "location" in response_headers:
-                response_headers["location"] = http_proxy.rewrite_location(
-                    response_headers["location"], connection.upstream_url, request.gateway_prefix
-                )
-            response = HttpResponse(upstream.status, response_headers, upstream.body, upstream.cookies)
-            recording.response = {
-                "status": upstream.status,
-                "headers": recorded_headers(upstream.headers),
-                "cookies": len(upstream.cookies),
-                "body": recorded_body(upstream.body, self.limits.recorded_body_bytes),
-            }
+            response = self._relay(upstream, connection.upstream_url, request.gateway_prefix, recording)
         except GatewayError as error:
             response = self._refuse(recording, error, request.request_id)
         except Exception:  # a bug must still end in a recorded, generic refusal, never a bare crash
@@ -105,6 +90,23 @@ class HttpGateway:
         self._observe(recording, response, metric_connection)
         response.headers["x-wardgate-record-id"] = recording.record_id
         return response
+
+    def _relay(
+        self, upstream: http_proxy.UpstreamResponse, base_url: str, gateway_prefix: str, recording: Recording
+    ) -> HttpResponse:
+        """The agent's response from the upstream's, and its recording."""
+        headers: dict[str, str] = {}
+        for name, value in upstream.headers:  # repeated headers (Link, Vary) are joined, not lost
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        if "location" in headers:
+            headers["location"] = http_proxy.rewrite_location(headers["location"], base_url, gateway_prefix)
+        recording.response = {
+            "status": upstream.status,
+            "headers": recorded_headers(upstream.headers),
+            "cookies": len(upstream.cookies),
+            "body": recorded_body(upstream.body, self.limits.recorded_body_bytes),
+        }
+        return HttpResponse(upstream.status, headers, upstream.body, upstream.cookies)
 
     def start_recording(self, request: HttpRequest) -> Recording:
         """The recording of ``request`` as received, before anything is decided about it."""
