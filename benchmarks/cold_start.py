@@ -243,9 +243,10 @@ def local_stack(workdir: Path, tracing: str | None = None) -> Iterator[tuple[lis
     from wardgate.connections import Connection, ConnectionStore
     from wardgate.dev.oidc import ISSUER_PATH, DevIssuer
     from wardgate.dev.server import GatewayServer, api_gateway_event
-    from wardgate.dev.stack import FAKE_AWS_ENV
+    from wardgate.dev.stack import DEV_POLICY, FAKE_AWS_ENV
     from wardgate.dev.template import REGION, Template, issuers_parameter
     from wardgate.dev.upstream import EchoUpstream
+    from wardgate.policy.store import NO_POLICY, PolicyStore
 
     os.environ.update(FAKE_AWS_ENV)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
@@ -288,6 +289,10 @@ def local_stack(workdir: Path, tracing: str | None = None) -> Iterator[tuple[lis
                         credential_secret=SECRET,
                         allowed_groups=("ci",),
                     )
+                )
+            if "POLICIES_TABLE" in env:
+                PolicyStore(env["POLICIES_TABLE"], env["CONNECTIONS_TABLE"]).apply(
+                    {**DEV_POLICY, "rules": DEV_POLICY["rules"][:1]}, "bench", NO_POLICY
                 )
             own = [r for r in routes if r.function == logical_id]
             event = None

@@ -157,9 +157,12 @@ class Bench:
         from wardgate.credentials import Credential, CredentialStore
         from wardgate.dev.oidc import ISSUER_PATH, DevIssuer
         from wardgate.dev.server import LambdaContext, api_gateway_event
+        from wardgate.dev.stack import DEV_POLICY
         from wardgate.dev.template import Template
         from wardgate.gateway import HttpGateway
         from wardgate.identity import IssuerConfig, TokenValidator
+        from wardgate.policy.document import version_of
+        from wardgate.policy.store import PolicyStore
         from wardgate.proxies.http import HttpForwarder
         from wardgate.recording import MemoryIndex, MemoryStream, Recorder
         from wardgate.runtime import deadline_for
@@ -184,7 +187,7 @@ class Bench:
             allowed_groups=("ci",),
         )
         secret = json.dumps({"type": "bearer", "token": UPSTREAM_TOKEN})
-        self.loads: dict[str, int] = {"connection": 0, "credential": 0}
+        self.loads: dict[str, int] = {"connection": 0, "credential": 0, "policy": 0}
         loads = self.loads
 
         class CachedConnections(ConnectionStore):
@@ -202,6 +205,16 @@ class Bench:
                 loads["credential"] += 1
                 return Credential.from_secret(secret)
 
+        class CachedPolicies(PolicyStore):
+            """The real store and cache; only the DynamoDB reads behind a cache miss are replaced."""
+
+            def current_version(self) -> str:
+                return version_of(DEV_POLICY)
+
+            def document(self, version: str | None = None) -> dict[str, Any] | None:
+                loads["policy"] += 1
+                return DEV_POLICY
+
         limits = Limits()
         self.validator = TokenValidator(
             [IssuerConfig.from_dict(self.issuer.issuer_config())], fetch_json=fetch_json
@@ -214,6 +227,7 @@ class Bench:
             credentials=CachedCredentials(),
             recorder=self.recorder,
             forwarder=HttpForwarder(limits.connect_timeout, limits.max_response_body),
+            policies=CachedPolicies("wardgate-policies", "wardgate-connections", ttl_seconds=5.0),
             limits=limits,
         )
         self.token = self.issuer.mint("bench-agent", groups=["ci"], ttl=6 * 3600)

@@ -38,6 +38,7 @@ class Settings:
     issuers: tuple[IssuerConfig, ...]
     connections_table: str
     recordings_table: str
+    policies_table: str
     recordings_stream: str
     recordings_bucket: str
     recordings_prefix: str = "recordings/"
@@ -66,6 +67,7 @@ class Settings:
             issuers=issuers,
             connections_table=env.get("CONNECTIONS_TABLE", "wardgate-connections"),
             recordings_table=env.get("RECORDINGS_TABLE", "wardgate-recordings"),
+            policies_table=env.get("POLICIES_TABLE", "wardgate-policies"),
             recordings_stream=env.get("RECORDINGS_STREAM", "wardgate-recordings"),
             recordings_bucket=env.get("RECORDINGS_BUCKET", "wardgate-recordings"),
             recordings_prefix=env.get("RECORDINGS_PREFIX", "recordings/"),

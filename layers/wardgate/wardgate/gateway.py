@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from wardgate import policy
 from wardgate.apigw import HttpRequest, HttpResponse, error_response
 from wardgate.config import Limits
 from wardgate.connections import ConnectionStore
@@ -18,6 +17,9 @@ from wardgate.credentials import CredentialStore
 from wardgate.errors import Forbidden, GatewayError
 from wardgate.identity import TokenValidator
 from wardgate.observability import count, logger
+from wardgate.operations.http import HttpOperation
+from wardgate.policy.engine import Decision
+from wardgate.policy.store import PolicyStore
 from wardgate.proxies import http as http_proxy
 from wardgate.recording import Recorder, Recording, recorded_body, recorded_headers
 
@@ -33,6 +35,7 @@ class HttpGateway:
     credentials: CredentialStore
     recorder: Recorder
     forwarder: http_proxy.HttpForwarder
+    policies: PolicyStore
     limits: Limits
 
     def handle(self, request: HttpRequest, deadline: float) -> HttpResponse:
@@ -47,14 +50,32 @@ class HttpGateway:
             metric_connection = connection.name
             if connection.kind != "http":
                 raise Forbidden(f"connection {connection.name!r} is a {connection.kind} connection, not http")
-            operation = policy.HttpOperation(
+            operation = HttpOperation(
                 request.method,
                 http_proxy.normalise_path(request.proxy_path),
                 http_proxy.check_query(request.raw_query),
+                request.body,
+                request.headers.get("content-type", ""),
             )
             recording.operation = operation.to_record()
-            decision = policy.decide(identity, connection, operation)
+            policy_set = self.policies.current()
+            if set(connection.allowed_groups) & set(identity.groups):
+                decision = policy_set.decide(identity, connection.name, "http", operation)
+            else:  # the connection's own gate comes before any rule
+                decision = Decision(
+                    "deny",
+                    f"identity {identity.subject!r} is in none of the groups allowed on connection "
+                    f"{connection.name!r}",
+                    "connection.allowed_groups",
+                    policy_set.version,
+                )
             recording.decision = decision.to_record()
+            if decision.outcome == "require_approval":
+                raise Forbidden(
+                    f"{decision.reason}; approvers: {', '.join(decision.approvers)} "
+                    "(the approval flow is not available yet, so the request is refused)",
+                    code="approval_required",
+                )
             if decision.outcome != "allow":
                 raise Forbidden(decision.reason, code="denied_by_policy")
             body = http_proxy.check_request_body(request.body, self.limits.max_request_body)

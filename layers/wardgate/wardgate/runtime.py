@@ -17,6 +17,7 @@ from wardgate.credentials import CredentialStore
 from wardgate.errors import GatewayError
 from wardgate.gateway import HttpGateway
 from wardgate.identity import TokenValidator
+from wardgate.policy.store import PolicyStore
 from wardgate.proxies.http import HttpForwarder
 from wardgate.recording import DynamoRecordIndex, FirehoseStream, Recorder
 
@@ -34,6 +35,7 @@ def http_gateway() -> HttpGateway:
             FirehoseStream(settings.recordings_stream), DynamoRecordIndex(settings.recordings_table)
         ),
         forwarder=HttpForwarder(settings.limits.connect_timeout, settings.limits.max_response_body),
+        policies=PolicyStore(settings.policies_table, settings.connections_table),
         limits=settings.limits,
     )
 

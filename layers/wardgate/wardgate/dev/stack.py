@@ -20,6 +20,28 @@ from wardgate.dev.upstream import EchoUpstream
 
 DEMO_SECRET = "wardgate/demo"
 DEMO_GROUPS = ("ci", "developers")
+# The policy local mode applies: agents may call HTTP connections, except to delete users on demo.
+DEV_POLICY: dict[str, Any] = {
+    "version": 1,
+    "connections": [],
+    "rules": [
+        {
+            "name": "agents may call http connections",
+            "effect": "allow",
+            "identity": {"groups": list(DEMO_GROUPS)},
+            "match": {"http": {"methods": ["*"]}},
+        },
+        {
+            "name": "no deleting users on demo",
+            "effect": "deny",
+            "connections": ["demo"],
+            "message": "deleting users is not allowed through wardgate",
+            "match": {"http": {"methods": ["DELETE"], "paths": ["/v1/users/*"]}},
+        },
+    ],
+    "packs": [],
+    "settings": {},
+}
 FAKE_AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -91,6 +113,7 @@ class DevStack:
         self.upstream = EchoUpstream(f"Bearer {demo_token}", self.host, self.upstream_port).start()
         self._stoppers.append(self.upstream.stop)
         self.seed_demo(demo_token)
+        self.apply_policy(DEV_POLICY)
 
         self.gateway.start()
         self._stoppers.append(self.gateway.stop)
@@ -115,6 +138,14 @@ class DevStack:
                 description="Local echo API that checks the credential wardgate injects",
             )
         )
+
+    def apply_policy(self, document: dict[str, Any]) -> str:
+        from wardgate.config import Settings
+        from wardgate.policy.store import PolicyStore
+
+        settings = Settings.from_env()
+        store = PolicyStore(settings.policies_table, settings.connections_table)
+        return store.apply(document, applied_by="wardgate dev", expected_version=store.current_version())
 
     def write_state(self) -> Path:
         """Let CLI commands in other shells find this stack (and know it is local)."""
