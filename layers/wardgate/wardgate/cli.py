@@ -18,9 +18,12 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from wardgate import cli_policy
+
 STACK_OUTPUTS = {
     "ConnectionsTableName": "CONNECTIONS_TABLE",
     "RecordingsTableName": "RECORDINGS_TABLE",
+    "PoliciesTableName": "POLICIES_TABLE",
     "RecordingsBucketName": "RECORDINGS_BUCKET",
     "RecordingsStreamName": "RECORDINGS_STREAM",
 }
@@ -79,7 +82,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
-def _target(args: argparse.Namespace) -> None:
+def target(args: argparse.Namespace) -> None:
     """Point boto3 and the table names at the local stack or at AWS."""
     from wardgate.dev.stack import FAKE_AWS_ENV, read_state
 
@@ -109,7 +112,7 @@ def _reader() -> Any:
 
 
 def cmd_recordings_ls(args: argparse.Namespace) -> int:
-    _target(args)
+    target(args)
     entries = _reader().recent(connection=args.connection, subject=args.subject, limit=args.limit)
     if args.json:
         print(json.dumps(entries, indent=2, default=str))
@@ -125,7 +128,7 @@ def cmd_recordings_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_recordings_show(args: argparse.Namespace) -> int:
-    _target(args)
+    target(args)
     events = _reader().events(args.record_id)
     if not events:
         print(f"no recording {args.record_id!r} (it may still be in Firehose's buffer)", file=sys.stderr)
@@ -142,7 +145,7 @@ def _store() -> Any:
 
 
 def cmd_connections_ls(args: argparse.Namespace) -> int:
-    _target(args)
+    target(args)
     for connection in _store().all():
         print(json.dumps(connection.to_dict()))
     return 0
@@ -151,7 +154,7 @@ def cmd_connections_ls(args: argparse.Namespace) -> int:
 def cmd_connections_put(args: argparse.Namespace) -> int:
     from wardgate.connections import Connection
 
-    _target(args)
+    target(args)
     try:
         connection = Connection(
             name=args.name,
@@ -170,7 +173,7 @@ def cmd_connections_put(args: argparse.Namespace) -> int:
 
 
 def cmd_connections_rm(args: argparse.Namespace) -> int:
-    _target(args)
+    target(args)
     _store().delete(args.name)
     return 0
 
@@ -223,8 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("name")
     rm.set_defaults(func=cmd_connections_rm)
 
+    def with_stack(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--stack", help="read table and bucket names from this deployed stack's outputs")
+
     for p in (ls, show, put, rm, csub.choices["ls"]):
-        p.add_argument("--stack", help="read table and bucket names from this deployed stack's outputs")
+        with_stack(p)
+    cli_policy.add_commands(sub, with_stack)
     return parser
 
 

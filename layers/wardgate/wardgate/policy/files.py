@@ -110,6 +110,14 @@ def check_schema(policy_file: PolicyFile) -> list[str]:
         validator.iter_errors(policy_file.document), key=lambda e: list(map(str, e.absolute_path))
     ):
         path = tuple(error.absolute_path)
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            known = set(error.schema.get("properties", {}))
+            for key in sorted(set(error.instance) - known):  # point at the unknown field itself
+                where = (*path, key)
+                problems.append(
+                    f"{policy_file.name}:{policy_file.line(where)}: {field_name(where)}: unknown field"
+                )
+            continue
         problems.append(f"{policy_file.name}:{policy_file.line(path)}: {field_name(path)}: {error.message}")
     return problems
 

@@ -8,6 +8,7 @@ matches, and a rule matches when all its conditions do. Attributes that hold sev
 from __future__ import annotations
 
 import fnmatch
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time
@@ -20,6 +21,7 @@ Effect = Literal["allow", "require_approval", "deny"]
 SEVERITY: dict[str, int] = {"allow": 0, "require_approval": 1, "deny": 2}
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 PROTOCOLS = ("http", "k8s", "sql", "shell")
+COMPARISONS = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le}
 
 # condition key -> (attribute names in the unit, how values compare)
 ATTRIBUTE_CONDITIONS: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {
@@ -145,8 +147,7 @@ class BodyCondition:
         if self.bounds:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 return fail_closed
-            checks = {"gt": value.__gt__, "gte": value.__ge__, "lt": value.__lt__, "lte": value.__le__}
-            return all(checks[op](bound) for op, bound in self.bounds)
+            return all(COMPARISONS[op](value, bound) for op, bound in self.bounds)
         return True
 
 
