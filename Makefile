@@ -42,6 +42,7 @@ build: venv
 bench: venv
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/cold_start.py
+	$(BIN)/python benchmarks/policy_decisions.py
 
 clean:
 	rm -rf $(VENV) .aws-sam .wardgate .pytest_cache .mypy_cache .ruff_cache
