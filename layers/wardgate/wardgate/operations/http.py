@@ -20,7 +20,15 @@ class HttpOperation:
     content_type: str = ""
 
     def attributes(self) -> dict[str, Any]:
-        return {"method": self.method, "path": self.path, "query": self.query}
+        return {"method": self.method, "path": self.match_path, "query": self.query}
+
+    @functools.cached_property
+    def match_path(self) -> str:
+        """The path rules match: without ``;parameters`` in segments, which many servers ignore
+        (``/admin;x=1/keys`` is ``/admin/keys`` to Tomcat or Spring), so they cannot dodge a rule."""
+        if ";" not in self.path:
+            return self.path
+        return "/".join(segment.split(";", 1)[0] for segment in self.path.split("/"))
 
     def body_field(self, dotted: str) -> Any:
         """The value at ``dotted`` (``a.b.0.c``) in a JSON body; None if absent, UNREADABLE if not JSON."""

@@ -27,7 +27,7 @@ COMPARISONS = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": 
 ATTRIBUTE_CONDITIONS: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {
     "http": {
         "methods": (("method",), "upper"),
-        "paths": (("path",), "exact"),
+        "paths": (("path",), "lower"),  # many servers route case-insensitively: so must deny rules
         "query": (("query",), "exact"),
     },
     "k8s": {
