@@ -86,6 +86,7 @@ def test_connection_root_route_is_served(client, auth):
         ("/http/demo/a/%2e%2e/admin", "bad_path"),
         ("/http/demo/a/%2E%2e/admin", "bad_path"),
         ("/http/demo/a/..;/admin", "bad_path"),
+        ("/http/demo/%2561dmin/keys", "bad_path"),
         ("/http/demo/a%2f..%2fadmin", "bad_path"),
         ("/http/demo/a%5c..%5cadmin", "bad_path"),
         ("/http/demo//evil.example.com/x", "bad_path"),

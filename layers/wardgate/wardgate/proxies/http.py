@@ -7,6 +7,7 @@ agent-supplied header, path trick or redirect can change the host we connect to.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ DROPPED_RESPONSE_HEADERS = HOP_BY_HOP | {"content-length", "content-encoding", "
 SEGMENT_SAFE = "!$&'()*+,;=:@-._~"
 QUERY_FORBIDDEN = frozenset(chr(c) for c in range(0x21)) | {"#", "\x7f"}
 DEFAULT_PORTS = {"http": 80, "https": 443}
+DOUBLE_ENCODED = re.compile(r"%[0-9A-Fa-f]{2}")
 
 
 def normalise_path(raw_path: str) -> str:
@@ -78,6 +80,9 @@ def normalise_path(raw_path: str) -> str:
             raise BadRequest("path is not valid UTF-8", code="bad_path") from None
         if text.split(";", 1)[0] in (".", ".."):  # "..;" is ".." to Tomcat-style servers
             raise BadRequest("dot segments ('.' or '..') are not allowed in the path", code="bad_path")
+        if DOUBLE_ENCODED.search(text):
+            # "%2561dmin" decodes to "%61dmin": a server that decodes twice sees "admin", policy would not
+            raise BadRequest("double percent-encoding is not allowed in the path", code="bad_path")
         if any(c in text for c in "/\\") or any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
             raise BadRequest(
                 "encoded slashes, backslashes and control characters are not allowed", code="bad_path"
