@@ -220,3 +220,25 @@ def test_indexed_decisions_equal_a_full_scan(seed, method, path):
     for identity in (AGENT, Identity("agent-2", "i", ("ops",))):
         indexed = p.decide(identity, "api", "http", operation, now=MONDAY_NOON).outcome
         assert indexed == scan_decision(p, identity, "api", operation)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    method=st.text(max_size=10),
+    path=st.text(max_size=40),
+    body=st.binary(max_size=200),
+    content_type=st.sampled_from(["application/json", "text/plain", ""]),
+)
+def test_the_engine_never_crashes_on_arbitrary_requests(method, path, body, content_type):
+    p = policy(
+        allow_all_http(),
+        {"name": "body", "effect": "deny", "match": {"http": {"body": {"a.b": {"gt": 1}}, "paths": ["/x*"]}}},
+        {
+            "name": "vals",
+            "effect": "require_approval",
+            "approvers": ["x"],
+            "match": {"http": {"body": {"k": ["v*"]}}},
+        },
+    )
+    decision = p.decide(AGENT, "api", "http", HttpOperation(method, path, "", body, content_type))
+    assert decision.outcome in ("allow", "deny", "require_approval")
