@@ -28,16 +28,17 @@ Fail-closed choices (each raises ``UnparseableOperation`` with a reason):
 * The path goes through ``normalise_path``, the HTTP proxy's single decoding step: it is
   percent-decoded exactly once (``secr%65ts`` *is* ``secrets``); empty segments (``//``), dot
   segments (also encoded, ``%2e%2e``), encoded slashes or backslashes, control characters and
-  invalid UTF-8 are refused. The API server (Go's ``URL.Path``) also decodes exactly once, so
-  ``secr%2565ts`` reaches it as the resource ``secr%65ts`` -- not a resource name at all; we
-  refuse it rather than guess. A single trailing slash is dropped, as the API server's resolver
-  does (``pods/`` is the ``pods`` collection).
+  invalid UTF-8 are refused. The API server resolves the attributes from Go's ``URL.Path``,
+  which is decoded exactly once, so ``secr%2565ts`` reaches it as the resource ``secr%65ts`` --
+  not a resource name at all; we refuse it rather than guess. (``URL.Path`` also turns ``%2F``
+  into a real ``/``, which the resolver then splits on: another reason to refuse it.) A single
+  trailing slash is dropped, as the API server's resolver does (``pods/`` is the collection).
 * Resources, subresources, groups, versions and namespaces must be lower-case DNS names.
   Kubernetes matches them case-sensitively, so ``Secrets`` is not ``secrets`` to the API server
   (it would answer 404); we refuse it instead of treating it as a harmless unknown resource.
   ``API``/``APIS`` as a first segment is refused for the same reason.
-* Object names are limited to ASCII letters, digits and ``-._:@`` (this covers DNS names,
-  ``system:`` RBAC names and ``<name>:<port>`` proxy targets).
+* Object names are ASCII letters, digits and ``-._:@``, starting with a letter or digit
+  (DNS names, ``system:`` RBAC names and ``<name>:<port>`` proxy targets).
 * Anything the API server would not route or would resolve ambiguously is refused: methods
   other than GET HEAD POST PUT PATCH DELETE on resources, the removed legacy ``/proxy/``
   prefix, extra path segments after a subresource (except after ``proxy``), a repeated
@@ -76,7 +77,7 @@ _DNS_LABEL = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"
 _GROUP_RE = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
 _LABEL_RE = re.compile(_DNS_LABEL)
 _RESOURCE_RE = re.compile(r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?")
-_NAME_RE = re.compile(r"[A-Za-z0-9._:@-]{1,253}")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,252}")
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,9 @@ def parse_k8s_request(method: str, raw_path: str, raw_query: str = "") -> K8sOpe
         raise UnparseableOperation(f"invalid API version {version!r}")
 
     if rest[0] == "proxy":
-        raise UnparseableOperation("the legacy /proxy/ path prefix is not supported; use <resource>/<name>/proxy")
+        raise UnparseableOperation(
+            "the legacy /proxy/ path prefix is not supported; use <resource>/<name>/proxy"
+        )
     special_watch = rest[0] == "watch"
     if special_watch:
         if len(rest) < 2:
@@ -223,7 +226,7 @@ def parse_k8s_request(method: str, raw_path: str, raw_query: str = "") -> K8sOpe
     exec_command: tuple[str, ...] = ()
     if resource == "pods" and subresource == "exec":
         exec_command = tuple(v for k, v in params if k == "command")
-    authorized = (verb,)
+    authorized: tuple[str, ...] = (verb,)
     if resource == "pods" and subresource in CONNECT_SUBRESOURCES and verb != "create":
         authorized = (verb, "create")
     return K8sOperation(
@@ -455,28 +458,28 @@ def parse_kubectl(command: str) -> K8sOperation:
         if not arg.startswith("-") or arg == "-":
             positional.append(arg)
             continue
-        name, eq, value = arg.partition("=")
-        if sub == "logs" and name == "-p":
+        flag, eq, value = arg.partition("=")
+        if sub == "logs" and flag == "-p":
             flags["previous"] = "true"
             continue
-        if sub != "logs" and name in ("-f", "--filename", "-k", "--kustomize"):
+        if sub != "logs" and flag in ("-f", "--filename", "-k", "--kustomize"):
             raise UnparseableOperation("commands that read manifests (-f/-k) are not supported")
-        if name in _VALUE_FLAGS:
+        if flag in _VALUE_FLAGS:
             if not eq:
                 if i >= len(args):
-                    raise UnparseableOperation(f"flag {name} needs a value")
+                    raise UnparseableOperation(f"flag {flag} needs a value")
                 value = args[i]
                 i += 1
-            flags[_VALUE_FLAGS[name]] = value
-        elif name in _BOOL_FLAGS and (not eq or value in ("true", "false")):
-            flags[_BOOL_FLAGS[name]] = value or "true"
-        elif name.startswith("-n") and not name.startswith("--") and len(name) > 2:
+            flags[_VALUE_FLAGS[flag]] = value
+        elif flag in _BOOL_FLAGS and (not eq or value in ("true", "false")):
+            flags[_BOOL_FLAGS[flag]] = value or "true"
+        elif flag.startswith("-n") and not flag.startswith("--") and len(flag) > 2:
             flags["namespace"] = arg[2:]  # -nprod
-        elif not name.startswith("--") and len(name) > 2 and all(f"-{c}" in _BOOL_FLAGS for c in name[1:]):
-            for c in name[1:]:  # combined short boolean flags: -it
+        elif not flag.startswith("--") and len(flag) > 2 and all(f"-{c}" in _BOOL_FLAGS for c in flag[1:]):
+            for c in flag[1:]:  # combined short boolean flags: -it
                 flags[_BOOL_FLAGS[f"-{c}"]] = "true"
         else:
-            raise UnparseableOperation(f"unsupported kubectl flag {name[:40]!r}")
+            raise UnparseableOperation(f"unsupported kubectl flag {flag[:40]!r}")
 
     if "raw" in flags:
         return _kubectl_raw(sub, flags["raw"], positional)

@@ -31,7 +31,7 @@ ATTRIBUTE_CONDITIONS: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {
         "query": (("query",), "exact"),
     },
     "k8s": {
-        "verbs": (("verb",), "lower"),
+        "verbs": (("authorized_verbs",), "lower"),  # a GET exec is also checked as "create"
         "api_groups": (("api_group",), "lower"),
         "resources": (("resource",), "lower"),
         "subresources": (("subresource",), "lower"),
