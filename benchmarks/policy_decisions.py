@@ -22,12 +22,13 @@ from common import ROOT, code_version, machine, write_section
 
 sys.path.insert(0, str(ROOT / "layers" / "wardgate"))
 
-from wardgate.identity import Identity  # noqa: E402
-from wardgate.operations.http import HttpOperation  # noqa: E402
-from wardgate.policy.document import build  # noqa: E402
+from wardgate.identity import Identity
+from wardgate.operations.http import HttpOperation
+from wardgate.policy.document import build
 
 MARKERS = ("<!-- policy:start -->", "<!-- policy:end -->")
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+RESOURCES = ["users", "orders", "items", "admin"]
 TARGET_P50_US, TARGET_P99_US = 100, 500
 
 
@@ -44,7 +45,7 @@ def document(rules: int, connections: int, rng: random.Random) -> dict:
         rule["match"] = {
             "http": {
                 "methods": rng.sample(METHODS, rng.randint(1, 2)),
-                "paths": [f"/v{rng.randint(1, 3)}/{rng.choice(['users', 'orders', 'items', 'admin'])}/*"],
+                "paths": [f"/v{rng.randint(1, 3)}/{rng.choice(RESOURCES)}/*"],
             }
         }
         if rng.random() < 0.3:
@@ -57,7 +58,9 @@ def document(rules: int, connections: int, rng: random.Random) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rules", type=int, default=1000)
     parser.add_argument("--decisions", type=int, default=20000)
     parser.add_argument("--write", action="store_true")
@@ -71,7 +74,7 @@ def main() -> None:
             f"svc-{rng.randrange(50):02d}",
             HttpOperation(
                 rng.choice(METHODS),
-                f"/v{rng.randint(1, 3)}/{rng.choice(['users', 'orders', 'items', 'admin'])}/{rng.randint(1, 99)}",
+                f"/v{rng.randint(1, 3)}/{rng.choice(RESOURCES)}/{rng.randint(1, 99)}",
                 "",
             ),
         )

@@ -20,8 +20,9 @@ DANGEROUS_SQL_FUNCTIONS = [
     "benchmark", "pg_terminate_backend", "pg_cancel_backend", "set_config",
 ]  # fmt: skip
 DANGEROUS_SQL_FEATURES = [
-    "copy_program", "copy_file", "into_outfile", "into_dumpfile", "load_data_infile", "dynamic_sql",
-    "do_block",
+    "copy_program", "copy_file", "into_outfile", "into_dumpfile", "load_data_infile", "load_data_local",
+    "dynamic_sql", "do_block", "untrusted_language", "load_library", "alter_system", "set_role",
+    "set_session_authorization", "set_global", "security_definer",
 ]  # fmt: skip
 WRITE_KINDS = [
     "insert", "update", "delete", "merge", "ddl", "grant", "revoke", "copy", "call", "do", "execute",
