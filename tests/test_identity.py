@@ -232,6 +232,7 @@ def test_identity_fields(keys: Keys, validator: TokenValidator) -> None:
         "groups": ["ci", "ops"],
         "client_id": "ci-runner",
         "token_id": "tok-42",
+        "owner": None,  # this issuer names no owner claim
     }
     assert token not in repr(identity)
 

@@ -196,3 +196,12 @@ def test_connections_refuse_secrets_outside_the_readable_prefix(stack, capsys):
     assert "wardgate/" in capsys.readouterr().err
     arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:wardgate/x-AbCdEf"
     assert cli.main([*args[:-1], arn]) == 0
+
+
+def test_the_owner_claim_reaches_the_recording(stack, client):
+    token = stack.issuer.mint("agent-3", ["ci"], claims={"owner": "alice@example.com"})
+    response = client.get("/http/demo/x", headers={"Authorization": f"Bearer {token}"})
+    from tests.helpers import recorded_events
+
+    [first, _] = [e for e in recorded_events() if e["record_id"] == response.headers["x-wardgate-record-id"]]
+    assert first["identity"]["owner"] == "alice@example.com"

@@ -242,3 +242,12 @@ def test_the_engine_never_crashes_on_arbitrary_requests(method, path, body, cont
     )
     decision = p.decide(AGENT, "api", "http", HttpOperation(method, path, "", body, content_type))
     assert decision.outcome in ("allow", "deny", "require_approval")
+
+
+def test_owner_rules_match_the_owner_claim():
+    p = policy(
+        allow_all_http(), {"name": "alice's agents", "effect": "deny", "identity": {"owners": ["alice@*"]}}
+    )
+    owned = Identity("agent-7", "i", ("ci",), owner="alice@example.com")
+    assert p.decide(owned, "api", "http", http("GET", "/")).outcome == "deny"
+    assert p.decide(AGENT, "api", "http", http("GET", "/")).outcome == "allow"

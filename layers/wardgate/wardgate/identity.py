@@ -54,6 +54,7 @@ class IssuerConfig:
     issuer: str
     audience: str
     groups_claim: str = "groups"  # dotted path for nested claims, e.g. "realm_access.roles"
+    owner_claim: str | None = None  # the claim naming the human responsible for an agent, if the IdP sets one
     algorithms: tuple[str, ...] = SAFE_ALGORITHMS
     jwks_uri: str | None = None  # normally read from the discovery document
     max_lifetime_seconds: int = 24 * 3600  # a token valid for longer than this is not short-lived
@@ -70,7 +71,15 @@ class IssuerConfig:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> IssuerConfig:
-        known = {"issuer", "audience", "groups_claim", "algorithms", "jwks_uri", "max_lifetime_seconds"}
+        known = {
+            "issuer",
+            "audience",
+            "groups_claim",
+            "owner_claim",
+            "algorithms",
+            "jwks_uri",
+            "max_lifetime_seconds",
+        }
         unknown = set(raw) - known
         if unknown:
             raise ValueError(f"unknown issuer fields: {sorted(unknown)}")
@@ -90,6 +99,7 @@ class Identity:
     client_id: str | None = None
     token_id: str | None = None
     expires_at: int | None = None
+    owner: str | None = None  # the human responsible for this (agent) identity
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -98,6 +108,7 @@ class Identity:
             "groups": list(self.groups),
             "client_id": self.client_id,
             "token_id": self.token_id,
+            "owner": self.owner,
         }
 
 
@@ -108,6 +119,11 @@ def _claim(claims: Mapping[str, Any], path: str) -> Any:
             return None
         value = value.get(part)
     return value
+
+
+def _owner(claims: Mapping[str, Any], path: str | None) -> str | None:
+    value = _claim(claims, path) if path else None
+    return value if isinstance(value, str) and value else None
 
 
 def _groups(value: Any) -> tuple[str, ...]:
@@ -272,6 +288,7 @@ class TokenValidator:
             client_id=claims.get("client_id") or claims.get("azp"),
             token_id=claims.get("jti"),
             expires_at=int(claims["exp"]),
+            owner=_owner(claims, config.owner_claim),
         )
 
     @staticmethod

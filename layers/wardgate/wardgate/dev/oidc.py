@@ -87,4 +87,9 @@ class DevIssuer:
 
     def issuer_config(self) -> dict[str, Any]:
         """The entry for WARDGATE_ISSUERS that trusts this issuer."""
-        return {"issuer": self.issuer, "audience": DEV_AUDIENCE, "groups_claim": "groups"}
+        return {
+            "issuer": self.issuer,
+            "audience": DEV_AUDIENCE,
+            "groups_claim": "groups",
+            "owner_claim": "owner",
+        }

@@ -104,8 +104,7 @@ class IdentityMatch:
             return False
         if self.groups and not self.groups.matches_any(list(identity.groups)):
             return False
-        owner = getattr(identity, "owner", None)
-        return not (self.owners and not self.owners.matches_any([owner] if owner else []))
+        return not (self.owners and not self.owners.matches_any([identity.owner] if identity.owner else []))
 
 
 @dataclass(frozen=True)
