@@ -208,7 +208,7 @@ class Bench:
         class CachedPolicies(PolicyStore):
             """The real store and cache; only the DynamoDB reads behind a cache miss are replaced."""
 
-            def current_version(self) -> str:
+            def current_version(self, consistent: bool = True) -> str:
                 return version_of(DEV_POLICY)
 
             def document(self, version: str | None = None) -> dict[str, Any] | None:

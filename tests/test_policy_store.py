@@ -153,3 +153,31 @@ def test_cli_dry_run_explains_the_decision(stack, capsys):
 
     assert cli.main([*args, "--sql", "select 1"]) == 2
     assert "is a http connection, not sql" in capsys.readouterr().err
+
+
+def test_require_approval_is_refused_until_the_approval_flow_exists(stack, client, auth):
+    policies = store()
+    refunds = {
+        "name": "big refunds",
+        "effect": "require_approval",
+        "approvers": ["finance-leads"],
+        "connections": ["demo"],
+        "match": {"http": {"methods": ["POST"], "paths": ["/v1/refunds"], "body": {"amount": {"gt": 500}}}},
+    }
+    policies.apply(
+        {**DEV_POLICY, "rules": [*DEV_POLICY["rules"], refunds]}, "alice", policies.current_version()
+    )
+    from wardgate import runtime
+
+    runtime.http_gateway().policies._cached = None
+    before = len(stack.upstream.requests)
+    held = client.post("/http/demo/v1/refunds", headers=auth, json={"amount": 900})
+    assert held.status_code == 403
+    error = held.json()["error"]
+    assert error["code"] == "approval_required" and "finance-leads" in error["message"]
+    assert len(stack.upstream.requests) == before
+    assert client.post("/http/demo/v1/refunds", headers=auth, json={"amount": 90}).status_code == 200
+    [event] = [e for e in recorded_events() if e["record_id"] == held.headers["x-wardgate-record-id"]]
+    assert event["decision"]["outcome"] == "require_approval" and event["decision"]["approvers"] == [
+        "finance-leads"
+    ]

@@ -61,7 +61,7 @@ class PolicyStore:
             return cached[1]
         with self._lock:
             try:
-                version = self.current_version()
+                version = self.current_version(consistent=False)
                 policy_set = self._sets.get(version) or self._load(version)
             except Exception as exc:
                 # Fail closed: without the policy in force there is no decision to make.
@@ -72,14 +72,12 @@ class PolicyStore:
             self._cached = (now, policy_set)
         return policy_set
 
-    def current_version(self) -> str:
-        item = (
-            aws.client("dynamodb")
-            .get_item(
-                TableName=self.table_name, Key={"pk": {"S": PK}, "sk": {"S": "current"}}, ConsistentRead=True
-            )
-            .get("Item")
-        )
+    def current_version(self, consistent: bool = True) -> str:
+        """The version in force. The live path reads it eventually consistent (half the price; a
+        switch is seen within about a second); ``apply`` and the CLI read it strongly."""
+        key = {"pk": {"S": PK}, "sk": {"S": "current"}}
+        ddb = aws.client("dynamodb")
+        item = ddb.get_item(TableName=self.table_name, Key=key, ConsistentRead=consistent).get("Item")
         return str(item["version"]["S"]) if item else NO_POLICY
 
     def document(self, version: str | None = None) -> dict[str, Any] | None:
