@@ -175,6 +175,14 @@ def test_wardgate_dev_end_to_end_as_a_user_runs_it(tmp_path: Path):
         assert "agent-1" in listing
         shown = json.loads(wardgate("recordings", "show", response.headers["x-wardgate-record-id"]))
         assert shown[0]["identity"]["subject"] == "agent-1"
+        dry_run = json.loads(
+            wardgate(
+                "policy", "test", "--connection", "demo", "--identity", "agent-1", "--group", "ci",
+                "--http", "DELETE /v1/users/7", "--json",
+            )
+        )  # fmt: skip
+        assert dry_run["decision"]["rule"] == "no deleting users on demo"
+        assert "no deleting users on demo" in wardgate("policy", "export")
     finally:
         dev.terminate()
         dev.wait(timeout=20)

@@ -181,3 +181,12 @@ def test_require_approval_is_refused_until_the_approval_flow_exists(stack, clien
     assert event["decision"]["outcome"] == "require_approval" and event["decision"]["approvers"] == [
         "finance-leads"
     ]
+
+
+def test_cli_reports_aws_failures_without_a_traceback(stack, capsys, monkeypatch):
+    monkeypatch.setenv("POLICIES_TABLE", "no-such-table")
+    assert cli.main(["policy", "export"]) == 1
+    assert "AWS request failed" in capsys.readouterr().err
+    args = ["policy", "test", "--connection", "demo", "--identity", "a", "--http", "GET /"]
+    assert cli.main(args) == 1
+    assert "policy store unavailable" in capsys.readouterr().err

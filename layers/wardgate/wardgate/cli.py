@@ -237,11 +237,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from wardgate.errors import GatewayError
+
     try:
         return int(args.func(args))
     except FileNotFoundError as exc:
         print(f"wardgate: {exc}", file=sys.stderr)
         return 2
+    except GatewayError as exc:
+        print(f"wardgate: {exc.message}", file=sys.stderr)
+        return 1
+    except (BotoCoreError, ClientError) as exc:  # AWS said no: say what, without a traceback
+        print(f"wardgate: AWS request failed: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -163,6 +163,7 @@ class DevStack:
     def function_env(self) -> dict[str, str]:
         keys = (
             "CONNECTIONS_TABLE",
+            "POLICIES_TABLE",
             "RECORDINGS_TABLE",
             "RECORDINGS_STREAM",
             "RECORDINGS_BUCKET",
