@@ -1,0 +1,458 @@
+"""The masking engine: structure kept, field rules, profiles, limits, encodings, properties."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from wardgate.masking import (
+    FIELD,
+    Detector,
+    MaskingProfile,
+    MaskingRefused,
+    compile_path,
+    mask_body,
+    mask_json,
+    mask_rows,
+    mask_text,
+)
+
+CARD = "4242424242424242"
+SSN = "123-45-6789"
+EMAIL = "jane.doe@example.com"
+AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+
+
+def doc() -> dict[str, Any]:
+    return {
+        "users": [
+            {"id": 1, "email": EMAIL, "card": CARD, "note": f"ssn {SSN}\nthanks", "active": True},
+            {"id": 2, "email": "bob@example.org", "card_number": int(CARD), "score": 1.5, "tags": []},
+        ],
+        "meta": {"password": "hunter2", "total": 2, "next": None},
+    }
+
+
+# --- text ----------------------------------------------------------------------------------------
+
+
+def test_mask_text_formats_and_counts() -> None:
+    result = mask_text(f"card {CARD[:4]} {CARD[4:8]} {CARD[8:12]} {CARD[12:]}, mail {EMAIL}, ssn {SSN}")
+    assert result.value == "card **** **** **** 4242, mail [masked:email], ssn [masked:us_ssn]"
+    assert result.counts == {"card": 1, "email": 1, "us_ssn": 1}
+    assert result.total == 3 and not result.truncated
+
+
+def test_mask_text_leaves_clean_text_alone() -> None:
+    text = "order ORD-2024-000123 shipped 2024-05-12T10:00:00Z, version 1.2.3, total 1,234.56"
+    assert mask_text(text).value == text
+    assert mask_text("").value == ""
+
+
+def test_exempt_detectors_and_profiles() -> None:
+    text = f"{EMAIL} {SSN}"
+    readers = MaskingProfile(exempt=frozenset({"email"}))
+    assert mask_text(text, readers).value == f"{EMAIL} [masked:us_ssn]"
+    only_cards = MaskingProfile(detectors=("card",))
+    assert mask_text(text, only_cards).value == text
+    custom = MaskingProfile(detectors=("email", Detector.from_regex("employee", r"EMP-\d{6}")))
+    assert mask_text("EMP-123456 " + EMAIL, custom).value == "[masked:employee] [masked:email]"
+    with pytest.raises(ValueError, match="unknown detector"):
+        MaskingProfile(detectors=("nope",))
+    with pytest.raises(ValueError):
+        MaskingProfile(on_limit="drop")  # type: ignore[arg-type]
+
+
+def test_text_over_limit_truncates_or_refuses() -> None:
+    text = "a" * 95 + " " + CARD + " tail " + "b" * 200
+    with pytest.raises(MaskingRefused, match="limit"):
+        mask_text(text, MaskingProfile(max_bytes=100))
+    result = mask_text(text, MaskingProfile(max_bytes=100, on_limit="truncate"))
+    assert result.truncated
+    # the card straddles the cut: it is masked whole, nothing of it leaks
+    assert result.value == "a" * 95 + " ************4242…[wardgate: truncated at 100 bytes]"
+    assert result.counts == {"card": 1}
+
+
+# --- JSON ----------------------------------------------------------------------------------------
+
+
+def test_json_structure_kept_values_masked() -> None:
+    raw = json.dumps(doc()).encode()
+    result = mask_json(raw)
+    out = json.loads(result.value)
+    assert out["users"][0]["email"] == "[masked:email]"
+    assert out["users"][0]["card"] == "************4242"
+    assert out["users"][0]["note"] == "ssn [masked:us_ssn]\nthanks"
+    assert out["users"][1]["card_number"] == 0  # numbers stay numbers
+    assert out["users"][1]["score"] == 1.5 and out["users"][0]["active"] is True
+    assert out["meta"] == {"password": "hunter2", "total": 2, "next": None}  # no field rule yet
+    assert result.counts == {"email": 2, "card": 2, "us_ssn": 1}
+    assert isinstance(result.value, bytes)
+
+
+def test_json_accepts_str_and_objects() -> None:
+    as_str = mask_json(json.dumps(doc()))
+    assert isinstance(as_str.value, str)
+    original = doc()
+    as_obj = mask_json(original)
+    assert as_obj.value["users"][1]["email"] == "[masked:email]"
+    assert original["users"][1]["email"] == "bob@example.org"  # the input is not changed
+    assert as_obj.value == json.loads(as_str.value)
+
+
+def test_json_keys_are_never_changed() -> None:
+    raw = json.dumps({EMAIL: {"card": CARD}, "by_ip": {"10.0.0.1": "10.0.0.2"}})
+    out = json.loads(mask_json(raw).value)
+    assert list(out) == [EMAIL, "by_ip"]
+    assert out[EMAIL] == {"card": "************4242"}
+    assert out["by_ip"] == {"10.0.0.1": "[masked:ipv4]"}
+    spaced = '{"10.0.0.1" : "x", "y" :"10.0.0.3"}'
+    assert json.loads(mask_json(spaced).value) == {"10.0.0.1": "x", "y": "[masked:ipv4]"}
+
+
+def test_json_escapes() -> None:
+    # values after escapes, escaped slashes in secrets, escaped quotes around values
+    raw = json.dumps({"a": f"x\n{EMAIL}", "b": f'say "{SSN}"', "aws_secret_access_key": AWS_SECRET})
+    php_style = raw.replace("/", "\\/")
+    for text in (raw, php_style):
+        out = json.loads(mask_json(text).value)
+        assert out == {
+            "a": "x\n[masked:email]",
+            "b": 'say "[masked:us_ssn]"',
+            "aws_secret_access_key": "[masked:aws_secret_access_key]",
+        }
+    # an escaped printable character (here "@") could hide a value: decoded first
+    hidden = '{"a": "jane\\u0040example.com", "b": "Jos\\u00e9 \\u00a04242424242424242"}'
+    out = json.loads(mask_json(hidden).value)
+    assert out == {"a": "[masked:email]", "b": "José \xa0************4242"}
+    # Go's HTML escaping does not force a decode, and still masks
+    go = '{"a": "\\u003cb\\u003e jane@example.com \\u0026"}'
+    assert json.loads(mask_json(go).value) == {"a": "<b> [masked:email] &"}
+
+
+def test_json_lone_surrogate_stays_valid() -> None:
+    raw = b'{"a": "\\ud800 jane\\u0040example.com"}'
+    out = mask_json(raw).value
+    assert json.loads(out)["a"] == "\ud800 [masked:email]"
+
+
+def test_invalid_json_is_still_masked_as_text() -> None:
+    result = mask_json(b'{"a": "' + EMAIL.encode() + b'", oops')
+    assert result.value == b'{"a": "[masked:email]", oops'
+
+
+def test_field_rules() -> None:
+    profile = MaskingProfile(fields=("$..password", "$.users[*].note", "$.meta.total", "$.users[*].tags"))
+    result = mask_json(json.dumps(doc()), profile)
+    out = json.loads(result.value)
+    assert out["meta"]["password"] == "[masked]"
+    assert out["meta"]["total"] == 0  # by type
+    assert [u.get("note") for u in out["users"]] == ["[masked]", None]
+    assert out["users"][1]["tags"] == []
+    assert out["users"][0]["email"] == "[masked:email]"  # detectors still run
+    assert result.counts[FIELD] == 4
+
+
+def test_field_rules_mask_containers_by_type() -> None:
+    profile = MaskingProfile(fields=("$.secret", "$..flag"))
+    value = {"secret": {"a": [1, "x", True, None, 2.5, {"b": "y"}]}, "flag": True}
+    assert mask_json(value, profile).value == {
+        "secret": {"a": [0, "[masked]", False, None, 0.0, {"b": "[masked]"}]},
+        "flag": False,
+    }
+    assert mask_json({"a": 1}, MaskingProfile(fields=("$",))).value == {"a": 0}
+
+
+def test_field_rules_fast_path_skips_documents_without_the_key() -> None:
+    profile = MaskingProfile(fields=("$..password",))
+    raw = '{"a":  1,   "b": "x"}'
+    assert mask_json(raw, profile).value == raw  # not parsed and serialised again
+
+
+def test_field_rules_refuse_invalid_json_that_may_hold_them() -> None:
+    with pytest.raises(MaskingRefused, match="not valid JSON"):
+        mask_json('{"password": "x", oops', MaskingProfile(fields=("$..password",)))
+
+
+def test_compile_path() -> None:
+    assert compile_path("$.users[*].email") == (("child", "users"), ("any", ""), ("child", "email"))
+    assert compile_path("$..password") == (("descend", "password"),)
+    for bad in ("users.email", "$.a[0]", "$['a']", "$.a..", "$."):
+        with pytest.raises(ValueError):
+            compile_path(bad)
+
+
+def test_decoded_only_detectors_run_on_decoded_strings() -> None:
+    profile = MaskingProfile(detectors=("email", Detector.from_regex("line", r"^secret.*$", flags=8)))
+    raw = json.dumps({"a": "hello\nsecret stuff", "b": EMAIL})
+    out = json.loads(mask_json(raw, profile).value)
+    assert out == {"a": "hello\n[masked:line]", "b": "[masked:email]"}
+
+
+def test_from_words_runs_on_encoded_json() -> None:
+    profile = MaskingProfile(detectors=(Detector.from_words("codename", ["apollo"]),))
+    out = json.loads(mask_json(json.dumps({"a": "x\nApollo launch"}), profile).value)
+    assert out == {"a": "x\n[masked:codename] launch"}
+
+
+def test_deep_nesting_is_refused_without_crashing() -> None:
+    deep = "[" * 10_000 + "]" * 10_000
+    with pytest.raises(MaskingRefused, match="deeper"):
+        mask_json(deep)
+    with pytest.raises(MaskingRefused, match="deeper"):
+        mask_json(deep.encode(), MaskingProfile(on_limit="truncate"))
+    # allowed depth but too deep for the parser (a field rule needs a parse): refused, not crashed
+    nested = '{"password": ' + "[" * 5000 + "]" * 5000 + "}"
+    with pytest.raises(MaskingRefused):
+        mask_json(nested, MaskingProfile(max_depth=100_000, fields=("$..password",)))
+    # brackets inside strings do not count
+    assert mask_json(json.dumps({"a": "[" * 200})).value == json.dumps({"a": "[" * 200})
+    ok = json.dumps([[[[EMAIL]]]])
+    assert mask_json(ok, MaskingProfile(max_depth=4)).value == '[[[["[masked:email]"]]]]'
+    with pytest.raises(MaskingRefused):
+        mask_json(ok, MaskingProfile(max_depth=3))
+
+
+def test_deep_objects_are_refused() -> None:
+    value: Any = "x"
+    for _ in range(5000):
+        value = [value]
+    with pytest.raises(MaskingRefused):
+        mask_json(value)
+
+
+def test_huge_single_string() -> None:
+    big = "x" * 2_000_000 + " " + EMAIL + " " + "y" * 10
+    raw = json.dumps({"log": big, "email": EMAIL})
+    result = mask_json(raw, MaskingProfile(max_bytes=8_000_000, max_string=4_000_000))
+    out = json.loads(result.value)
+    assert out["log"].endswith("[masked:email] " + "y" * 10) and out["email"] == "[masked:email]"
+    limited = MaskingProfile(max_bytes=8_000_000, max_string=1000, on_limit="truncate")
+    out = json.loads(mask_json(raw, limited).value)
+    assert out["log"] == "x" * 1000 + "…[wardgate: truncated at 1000 characters]"
+    assert out["email"] == "[masked:email]"
+    with pytest.raises(MaskingRefused, match="longer"):
+        mask_json(raw, MaskingProfile(max_bytes=8_000_000, max_string=1000))
+
+
+def test_long_string_cut_keeps_escapes_and_values_whole() -> None:
+    value = "a" * 8 + "\n" + EMAIL + "b" * 50
+    raw = json.dumps({"s": value, "t": "short"})
+    profile = MaskingProfile(max_string=12, on_limit="truncate")
+    out = json.loads(mask_json(raw, profile).value)
+    assert out == {"s": "a" * 8 + "\n[masked:email]…[wardgate: truncated at 12 characters]", "t": "short"}
+
+
+def test_json_over_max_bytes() -> None:
+    raw = json.dumps([{"email": EMAIL, "pad": "z" * 50}] * 40).encode()
+    with pytest.raises(MaskingRefused, match="larger"):
+        mask_json(raw, MaskingProfile(max_bytes=500))
+    result = mask_json(raw, MaskingProfile(max_bytes=500, on_limit="truncate"))
+    assert result.truncated
+    assert result.value.endswith("…[wardgate: truncated at 500 bytes]".encode())
+    assert EMAIL.encode() not in result.value and b"[masked:email]" in result.value
+
+
+def test_non_utf8_json_is_refused() -> None:
+    with pytest.raises(MaskingRefused, match="UTF-8"):
+        mask_json(b'{"a": "\xff"}')
+
+
+# --- SQL rows ------------------------------------------------------------------------------------
+
+
+def test_mask_rows() -> None:
+    columns = ["id", "Email", "password_hash", "card", "notes", "meta", "paid", "blob"]
+    rows = [
+        (1, EMAIL, "$2b$12$abc", int(CARD), "call 555-123-4567", {"ip": "10.1.2.3"}, Decimal("9.50"), b"ok"),
+        (2, None, None, 42, "nothing", [CARD], Decimal("1"), EMAIL.encode()),
+    ]
+    result = mask_rows(columns, rows, MaskingProfile(columns=frozenset({"PASSWORD_HASH"})))
+    assert result.value == [
+        (
+            1,
+            "[masked:email]",
+            "[masked]",
+            0,
+            "call [masked:phone]",
+            {"ip": "[masked:ipv4]"},
+            Decimal("9.50"),
+            b"ok",
+        ),
+        (2, None, None, 42, "nothing", ["************4242"], Decimal("1"), b"[masked:email]"),
+    ]
+    assert result.counts == {"email": 2, FIELD: 1, "card": 2, "phone": 1, "ipv4": 1}
+    with pytest.raises(MaskingRefused, match="binary"):
+        mask_rows(["b"], [(b"\xff\xfe",)])
+    assert mask_rows(["b"], [(b"\xff",)], MaskingProfile(allow_binary=True)).value == [(b"\xff",)]
+    with pytest.raises(ValueError):
+        mask_rows(["a", "b"], [(1,)])
+
+
+def test_mask_rows_long_cells() -> None:
+    cell = "x" * 50 + " " + EMAIL
+    with pytest.raises(MaskingRefused):
+        mask_rows(["c"], [(cell,)], MaskingProfile(max_string=20))
+    out = mask_rows(["c"], [(cell,)], MaskingProfile(max_string=20, on_limit="truncate")).value
+    assert out == [("x" * 20 + "…[wardgate: truncated at 20 characters]",)]
+
+
+# --- HTTP bodies ---------------------------------------------------------------------------------
+
+
+def test_body_json_and_text() -> None:
+    body = json.dumps({"e": EMAIL}).encode()
+    result = mask_body(body, "application/json; charset=utf-8", None)
+    assert json.loads(result.value) == {"e": "[masked:email]"}
+    assert result.content_encoding is None and result.content_type == "application/json; charset=utf-8"
+    problem = mask_body(body, "application/problem+json", "identity")
+    assert json.loads(problem.value) == {"e": "[masked:email]"}
+    text = mask_body(f"hello {EMAIL}".encode(), "text/plain", None)
+    assert text.value == b"hello [masked:email]"
+    latin = mask_body(f"café {EMAIL}".encode("latin-1"), "text/plain; charset=ISO-8859-1", None)
+    assert latin.value == "café [masked:email]".encode("latin-1")
+    unknown = mask_body(f"x {EMAIL}".encode(), None, None)
+    assert unknown.value == b"x [masked:email]"
+    assert mask_body(b"", "application/json", None).value == b""
+
+
+def test_body_compressed() -> None:
+    body = json.dumps({"e": EMAIL}).encode()
+    for encoding, data in [
+        ("gzip", gzip.compress(body)),
+        ("deflate", zlib.compress(body)),
+        ("deflate", zlib.compress(body, wbits=-15) if False else _raw_deflate(body)),
+        ("gzip", gzip.compress(body[:5]) + gzip.compress(body[5:])),  # two members
+    ]:
+        result = mask_body(data, "application/json", encoding)
+        assert json.loads(result.value) == {"e": "[masked:email]"}, encoding
+        assert result.content_encoding is None
+    with pytest.raises(MaskingRefused, match="gzip"):
+        mask_body(b"not gzip", "application/json", "gzip")
+    with pytest.raises(MaskingRefused, match="compress"):
+        mask_body(body, "application/json", "compress")
+    try:
+        import brotli  # noqa: F401
+    except ImportError:
+        with pytest.raises(MaskingRefused, match="brotli"):
+            mask_body(body, "application/json", "br")
+
+
+def _raw_deflate(data: bytes) -> bytes:
+    engine = zlib.compressobj(wbits=-15)
+    return engine.compress(data) + engine.flush()
+
+
+def test_body_decompression_bomb_is_bounded() -> None:
+    bomb = gzip.compress(b"a" * 20_000_000)
+    with pytest.raises(MaskingRefused, match="larger"):
+        mask_body(bomb, "text/plain", "gzip", MaskingProfile(max_bytes=1_000_000))
+    result = mask_body(bomb, "text/plain", "gzip", MaskingProfile(max_bytes=1000, on_limit="truncate"))
+    assert result.truncated and result.value == b"a" * 1000 + "…[wardgate: truncated at 1000 bytes]".encode()
+
+
+def test_body_binary_and_invalid_utf8() -> None:
+    with pytest.raises(MaskingRefused, match="binary"):
+        mask_body(b"\x89PNG\r\n", "image/png", None)
+    passed = mask_body(b"\x89PNG\r\n", "image/png", "gzip", MaskingProfile(allow_binary=True))
+    assert passed.value == b"\x89PNG\r\n" and passed.content_encoding == "gzip"
+    with pytest.raises(MaskingRefused, match="UTF-8"):
+        mask_body(b'{"a": "\xff"}', "application/json", None)
+    with pytest.raises(MaskingRefused, match="UTF-8"):
+        mask_body(b"caf\xe9", "text/plain", None)
+    with pytest.raises(MaskingRefused, match="binary"):
+        mask_body(b"\x00\x01\x02abc", None, None)
+    with pytest.raises(MaskingRefused, match="binary"):
+        mask_body(b"\xff\xfe\x00", "application/x-unknown", None)
+    with pytest.raises(MaskingRefused, match="charset"):
+        mask_body(b"abc", "text/plain; charset=klingon", None)
+
+
+def test_body_json_over_limit_becomes_text() -> None:
+    body = json.dumps([EMAIL] * 100).encode()
+    result = mask_body(body, "application/json", None, MaskingProfile(max_bytes=100, on_limit="truncate"))
+    assert result.truncated and result.content_type == "text/plain; charset=utf-8"
+    assert EMAIL.encode() not in result.value
+
+
+# --- properties ----------------------------------------------------------------------------------
+
+SENSITIVE = st.sampled_from(
+    [
+        CARD,
+        "4242 4242 4242 4242",
+        SSN,
+        EMAIL,
+        "10.0.0.1",
+        "fe80::1",
+        "+1 415 555 2671",
+        "AKIAIOSFODNN7EXAMPLE",
+    ]
+)
+TEXTS = st.lists(st.one_of(st.text(max_size=20), SENSITIVE), max_size=8).map("".join)
+SEPARATED = st.lists(st.one_of(st.text(max_size=20), SENSITIVE), max_size=8).map(" | ".join)
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | TEXTS,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(TEXTS, children, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(TEXTS)
+def test_mask_text_never_crashes(text: str) -> None:
+    result = mask_text(text)
+    assert isinstance(result.value, str)
+    mask_text(result.value)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(SEPARATED)
+def test_separated_values_are_always_masked(text: str) -> None:
+    masked = mask_text(text).value
+    for piece in masked.split(" | "):
+        assert piece not in (
+            CARD,
+            "4242 4242 4242 4242",
+            SSN,
+            EMAIL,
+            "10.0.0.1",
+            "fe80::1",
+            "AKIAIOSFODNN7EXAMPLE",
+        )
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(JSON_VALUES, st.booleans(), st.booleans())
+def test_mask_json_output_always_parses(value: Any, ensure_ascii: bool, indent: bool) -> None:
+    encoded = json.dumps(value, ensure_ascii=ensure_ascii, indent=2 if indent else None)
+    for document in (encoded, encoded.encode("utf-8", "surrogatepass")):
+        try:
+            result = mask_json(document)
+        except MaskingRefused:
+            continue  # lone surrogates in bytes are not UTF-8: refused, fine
+        out = json.loads(result.value)
+        assert type(out) is type(value)
+        if isinstance(value, dict):
+            assert list(out) == list(value)  # keys unchanged, in order
+    masked = mask_json(value).value
+    assert json.loads(json.dumps(masked)) == masked
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200), st.sampled_from(["application/json", "text/plain", None, "image/png"]))
+def test_mask_body_never_crashes(body: bytes, content_type: str | None) -> None:
+    try:
+        result = mask_body(body, content_type, None)
+    except MaskingRefused as refused:
+        assert refused.reason
+    else:
+        assert isinstance(result.value, bytes)
