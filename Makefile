@@ -43,6 +43,8 @@ bench: venv
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/cold_start.py
 	$(BIN)/python benchmarks/policy_decisions.py
+	$(BIN)/python benchmarks/sql_classification.py
+	$(BIN)/python benchmarks/masking.py  # Presidio column: $(BIN)/pip install presidio-analyzer
 
 clean:
 	rm -rf $(VENV) .aws-sam .wardgate .pytest_cache .mypy_cache .ruff_cache
