@@ -251,3 +251,10 @@ def test_owner_rules_match_the_owner_claim():
     owned = Identity("agent-7", "i", ("ci",), owner="alice@example.com")
     assert p.decide(owned, "api", "http", http("GET", "/")).outcome == "deny"
     assert p.decide(AGENT, "api", "http", http("GET", "/")).outcome == "allow"
+
+
+def test_default_deny_says_what_was_not_allowed():
+    from wardgate.operations.sql import parse_sql
+
+    decision = policy().decide(AGENT, "db", "sql", parse_sql("UPDATE users SET a = 1 WHERE id = 2"))
+    assert decision.reason == "no rule allows an update statement on connection 'db'"

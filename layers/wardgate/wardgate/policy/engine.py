@@ -66,7 +66,8 @@ def describe(protocol: str, unit: Mapping[str, Any]) -> str:
     if protocol == "http":
         return f"{unit['method']} {unit['path']}"
     if protocol == "sql":
-        return f"a {unit.get('ddl_action') or unit['kind']} statement".replace("a insert", "an insert")
+        kind = str(unit.get("ddl_action") or unit["kind"])
+        return f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind} statement"
     if protocol == "k8s":
         target = "/".join(p for p in (unit.get("resource"), unit.get("subresource")) if p) or unit.get("path")
         where = f" in namespace {unit['namespace']}" if unit.get("namespace") else ""
