@@ -695,7 +695,6 @@ def main() -> None:
     print(text)
     if args.write:
         write_section(MARKERS, text)
-        log(f"updated {DOC.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

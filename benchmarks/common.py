@@ -6,6 +6,7 @@ import contextlib
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,3 +54,4 @@ def write_section(markers: tuple[str, str], text: str) -> None:
     head, rest = doc.split(start, 1)
     _, tail = rest.split(end, 1)
     DOC.write_text(f"{head}{start}\n{text}\n{end}{tail}")
+    print(f"updated {DOC.relative_to(ROOT)}", file=sys.stderr)

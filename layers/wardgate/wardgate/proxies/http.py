@@ -40,12 +40,8 @@ DROPPED_REQUEST_HEADERS = HOP_BY_HOP | {
     "content-length",
     "expect",
     "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-port",
-    "x-forwarded-proto",
     "x-real-ip",
-}
+}  # and every x-forwarded-* header: forwarded_headers drops the whole family by prefix
 DROPPED_RESPONSE_HEADERS = HOP_BY_HOP | {"content-length", "content-encoding", "set-cookie"}
 SEGMENT_SAFE = "!$&'()*+,;=:@-._~"
 QUERY_FORBIDDEN = frozenset(chr(c) for c in range(0x21)) | {"#", "\x7f"}
