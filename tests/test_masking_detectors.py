@@ -92,16 +92,17 @@ FOUND = [
     ("api_token", "key=sk_live_4eC39HqLyjWDarjtT1zdp7dc", "sk_live_4eC39HqLyjWDarjtT1zdp7dc"),
     ("api_token", "rk_test_4eC39HqLyjWDarjtT1zdp7dc", "rk_test_4eC39HqLyjWDarjtT1zdp7dc"),
     ("ipv4", "from 192.168.1.10, then", "192.168.1.10"),
-    ("ipv4", "ip=0.0.0.0", "0.0.0.0"),
+    ("ipv4", "ip=100.64.0.0", "100.64.0.0"),
     ("ipv4", "end 10.0.0.255.", "10.0.0.255"),
     ("ipv6", "addr 2001:db8::8a2e:370:7334 up", "2001:db8::8a2e:370:7334"),
     ("ipv6", "fe80::1", "fe80::1"),
-    ("ipv6", "lo ::1", "::1"),
     ("ipv6", "full 2001:0db8:0000:0000:0000:ff00:0042:8329", "2001:0db8:0000:0000:0000:ff00:0042:8329"),
     ("ipv6", "mapped ::ffff:192.0.2.128", "::ffff:192.0.2.128"),
 ]
 
 NOT_FOUND = [
+    ("ipv4", "listening on 127.0.0.1:8080 and 0.0.0.0:80"),  # loopback and unspecified: nothing to hide
+    ("ipv6", "listening on [::1]:8080 and [::]:80, also 0:0:0:0:0:0:0:1"),
     ("card", "order 4242424242424241"),  # Luhn fails
     ("card", "ts 1716200000000"),  # epoch milliseconds
     ("card", "id 1234567890123456789"),  # snowflake

@@ -37,9 +37,11 @@ Built-in detectors (``BUILTIN_DETECTORS``, in this order):
                           xoxa- xoxr- xoxs-``, Stripe ``sk_live_ sk_test_ rk_live_ rk_test_``
                           (never ``pk_``: publishable keys are public).
 ``ipv4``                  four decimal octets 0-255 without leading zeros, not part of a longer
-                          dotted number (``1.2.3.4.5``) nor after the word ``version``.
-``ipv6``                  validated with ``ipaddress``; compressed forms need two groups
-                          (``::1`` excepted), so ``[::2]`` slices and ``std::x`` are left alone.
+                          dotted number (``1.2.3.4.5``) nor after the word ``version``;
+                          loopback (``127.x.x.x``) and ``0.0.0.0`` are left alone.
+``ipv6``                  validated with ``ipaddress``; compressed forms need two groups, so
+                          ``::1`` and ``::`` (loopback, unspecified), ``[::2]`` slices and
+                          ``std::x`` are left alone.
 ========================= ==================================================================
 
 Policy-defined detectors: ``Detector.from_regex(name, pattern)`` and
@@ -485,6 +487,8 @@ def _valid_ipv4(text: str, start: int, end: int) -> Span | None:
     first = m.start()
     if first > 0 and _VERSION_CONTEXT.search(text, max(0, first - 16), first):
         return None
+    if text.startswith("127.", first) or text.startswith(("0.0.0.0", "000.000.000.000"), first):
+        return None  # loopback and unspecified addresses say nothing about a network
     return first, end
 
 
@@ -514,11 +518,13 @@ def _ipv6_span(text: str, start: int, end: int) -> Span | None:
         return None
     candidate = text[first:last]
     groups = [g for g in candidate.split(":") if g]
-    if candidate != "::1" and len(groups) < 2:
-        return None
+    if len(groups) < 2:
+        return None  # "::", "::1" (unspecified, loopback) and "a::" say nothing about a network
     try:
-        ipaddress.IPv6Address(candidate)
+        address = ipaddress.IPv6Address(candidate)
     except ValueError:
+        return None
+    if address.is_loopback or address.is_unspecified:
         return None
     return first, last
 

@@ -176,6 +176,7 @@ class MaskingProfile:
     ``exempt`` names detectors this caller may see (a ``pii-readers`` group might be exempt
     from ``email`` and ``phone``). ``fields`` are JSON paths whose values are always masked
     whole; ``columns`` are SQL column names (any case) always masked whole by ``mask_rows``.
+    Profiles usually come from policy (``masking.policy``).
     """
 
     detectors: tuple[Detector | str, ...] = tuple(BUILTIN_DETECTORS)
@@ -187,6 +188,8 @@ class MaskingProfile:
     max_string: int = 1024 * 1024
     on_limit: OnLimit = "refuse"
     allow_binary: bool = False
+    kubernetes_secrets: bool = True
+    """Mask every value of Kubernetes Secrets (``masking.kubernetes``) whatever the detectors say."""
     active: tuple[Detector, ...] = field(init=False, repr=False, compare=False)
     """The detectors that run: ``detectors`` without the ``exempt`` ones."""
     paths: tuple[tuple[Step, ...], ...] = field(init=False, repr=False, compare=False)

@@ -1,0 +1,98 @@
+"""Kubernetes Secrets: every value masked, whatever the detectors would say about it.
+
+A Secret's values are base64 and rarely look like anything a detector knows (a database
+password is just a word), so they are masked by position, not by content: every value of
+``data`` becomes the base64 of ``[masked]`` (clients that decode it still get valid bytes) and
+every value of ``stringData`` becomes ``[masked]``. Keys are kept, so an agent can still see
+which keys a Secret has. The ``kubectl.kubernetes.io/last-applied-configuration`` annotation
+holds a copy of the whole Secret as applied, so it is masked whole too.
+
+Secrets are found wherever the API server puts them: a Secret, the items of a SecretList or a
+List, watch events (one JSON document per line), and the objects of a Table. Everything else
+in the body is then masked by the detectors like any JSON body.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from wardgate.masking.engine import FIELD_MASK, MaskingProfile, MaskingRefused, MaskResult, mask_body
+
+SECRET = "kubernetes_secret"
+"""The ``counts`` key of Secret values masked."""
+MASKED_DATA = base64.b64encode(FIELD_MASK.encode()).decode("ascii")
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def mask_kubernetes_body(body: bytes, content_type: str | None, profile: MaskingProfile) -> MaskResult[bytes]:
+    """Mask a Kubernetes API response: Secret values by position, then the detectors everywhere."""
+    counts: dict[str, int] = {}
+    if profile.kubernetes_secrets and b"Secret" in body and "json" in (content_type or "").lower():
+        body = _mask_secrets(body, counts, profile.max_depth)
+    result = mask_body(body, content_type, None, profile)
+    for name, n in result.counts.items():
+        counts[name] = counts.get(name, 0) + n
+    return MaskResult(result.value, counts, result.truncated, result.content_type, result.content_encoding)
+
+
+def _mask_secrets(body: bytes, counts: dict[str, int], max_depth: int) -> bytes:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MaskingRefused("the Kubernetes response is not valid UTF-8") from None
+    try:
+        documents = [json.loads(text)]
+        joiner = ""
+    except ValueError:  # a watch stream: one JSON document per line
+        try:
+            documents = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except ValueError:
+            raise MaskingRefused("the Kubernetes response mentions a Secret but is not valid JSON") from None
+        except RecursionError:
+            raise MaskingRefused(f"JSON nesting is deeper than the masking limit of {max_depth}") from None
+        joiner = "\n"
+    except RecursionError:
+        raise MaskingRefused(f"JSON nesting is deeper than the masking limit of {max_depth}") from None
+    for document in documents:
+        for secret in _secrets_in(document, max_depth):
+            _mask_secret(secret, counts)
+    out = joiner.join(json.dumps(d, ensure_ascii=False, separators=(",", ":")) for d in documents)
+    return (out + joiner).encode("utf-8")
+
+
+def _secrets_in(root: Any, max_depth: int) -> list[dict[str, Any]]:
+    """Every Secret object in a decoded response (no recursion: depth cannot crash this)."""
+    found: list[dict[str, Any]] = []
+    stack: list[tuple[Any, int, bool]] = [(root, 1, False)]
+    while stack:
+        node, depth, is_secret_item = stack.pop()
+        if depth > max_depth:
+            raise MaskingRefused(f"JSON nesting is deeper than the masking limit of {max_depth}")
+        if isinstance(node, dict):
+            if is_secret_item or node.get("kind") == "Secret":
+                found.append(node)
+            items_are_secrets = node.get("kind") == "SecretList"
+            for key, value in node.items():
+                if isinstance(value, dict | list):
+                    stack.append((value, depth + 1, items_are_secrets and key == "items"))
+        elif isinstance(node, list):
+            stack.extend((item, depth + 1, is_secret_item) for item in node if isinstance(item, dict | list))
+    return found
+
+
+def _mask_secret(secret: dict[str, Any], counts: dict[str, int]) -> None:
+    masked = 0
+    for key, mask in (("data", MASKED_DATA), ("stringData", FIELD_MASK)):
+        values = secret.get(key)
+        if isinstance(values, dict):
+            for name in values:
+                values[name] = mask
+                masked += 1
+    annotations = (secret.get("metadata") or {}).get("annotations")
+    if isinstance(annotations, dict) and LAST_APPLIED in annotations:
+        annotations[LAST_APPLIED] = FIELD_MASK
+        masked += 1
+    if masked:
+        counts[SECRET] = counts.get(SECRET, 0) + masked
