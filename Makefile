@@ -45,6 +45,7 @@ bench: venv
 	$(BIN)/python benchmarks/policy_decisions.py
 	$(BIN)/python benchmarks/sql_classification.py
 	$(BIN)/python benchmarks/masking.py  # Presidio column: $(BIN)/pip install presidio-analyzer
+	$(BIN)/python benchmarks/revocation.py
 
 clean:
 	rm -rf $(VENV) .aws-sam .wardgate .pytest_cache .mypy_cache .ruff_cache

@@ -151,6 +151,7 @@ class Bench:
     def __init__(self, upstream: str, workdir: Path) -> None:
         import httpx
 
+        from wardgate.agents import AgentRegistry, AgentTable, agent_key
         from wardgate.apigw import HttpRequest
         from wardgate.config import Limits
         from wardgate.connections import Connection, ConnectionStore
@@ -187,7 +188,7 @@ class Bench:
             allowed_groups=("ci",),
         )
         secret = json.dumps({"type": "bearer", "token": UPSTREAM_TOKEN})
-        self.loads: dict[str, int] = {"connection": 0, "credential": 0, "policy": 0}
+        self.loads: dict[str, int] = {"connection": 0, "credential": 0, "policy": 0, "agent": 0}
         loads = self.loads
 
         class CachedConnections(ConnectionStore):
@@ -215,6 +216,23 @@ class Bench:
                 loads["policy"] += 1
                 return DEV_POLICY
 
+        class CachedAgents(AgentTable):
+            """The real registry and cache; only the DynamoDB reads and writes behind it are replaced."""
+
+            def get(self, pk: str) -> dict[str, Any] | None:
+                loads["agent"] += 1
+                return bench_agent if pk == agent_key(bench_agent["issuer"], bench_agent["subject"]) else None
+
+            def touch(self, pk: str, when: int) -> None:
+                pass
+
+        bench_agent = {
+            "issuer": self.issuer.issuer,
+            "subject": "bench-agent",
+            "owner": "owner@example.com",
+            "purpose": "benchmark",
+            "connections": [CONNECTION],
+        }
         limits = Limits()
         self.validator = TokenValidator(
             [IssuerConfig.from_dict(self.issuer.issuer_config())], fetch_json=fetch_json
@@ -229,6 +247,7 @@ class Bench:
             forwarder=HttpForwarder(limits.connect_timeout, limits.max_response_body),
             policies=CachedPolicies("wardgate-policies", "wardgate-connections", ttl_seconds=5.0),
             limits=limits,
+            agents=AgentRegistry(CachedAgents("wardgate-agents")),
         )
         self.token = self.issuer.mint("bench-agent", groups=["ci"], ttl=6 * 3600)
         self.authorization = f"Bearer {self.token}"

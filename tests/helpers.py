@@ -38,3 +38,12 @@ def raw_recordings() -> bytes:
 def index_entries() -> list[dict[str, Any]]:
     items = boto3.client("dynamodb").scan(TableName=os.environ["RECORDINGS_TABLE"])["Items"]
     return [{k: next(iter(v.values())) for k, v in item.items()} for item in items]
+
+
+def apply_policy_now(stack: Any, document: dict[str, Any]) -> str:
+    """Apply ``document`` and make the running gateway see it now (not after its 5 s cache)."""
+    from wardgate import runtime
+
+    version: str = stack.apply_policy(document)
+    runtime.http_gateway().policies._cached = None
+    return version

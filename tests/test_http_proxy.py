@@ -10,9 +10,9 @@ import boto3
 import httpx
 import pytest
 
-from tests.helpers import index_entries, raw_recordings, recorded_events
+from tests.helpers import apply_policy_now, index_entries, raw_recordings, recorded_events
 from wardgate.connections import Connection, ConnectionStore
-from wardgate.dev.stack import DEMO_SECRET, DevStack
+from wardgate.dev.stack import DEMO_SECRET, DEV_POLICY, DevStack
 
 
 def put_connection(**fields: object) -> Connection:
@@ -173,7 +173,8 @@ def test_repeated_upstream_headers_are_all_returned(client, auth):
     assert response.headers["link"] == '</items?page=2>; rel="next", </items?page=2>; rel="last"'
 
 
-def test_binary_bodies_round_trip(client, auth, stack):
+def test_binary_bodies_round_trip_where_masking_lets_them_pass(client, auth, stack):
+    apply_policy_now(stack, {**DEV_POLICY, "settings": {"masking": {"default": {"binary": "pass"}}}})
     payload = bytes(range(256)) * 4
     response = client.post("/http/demo/upload", headers=auth, content=payload)
     assert response.status_code == 200
@@ -254,7 +255,7 @@ def test_upstream_response_over_the_limit_is_502(client, auth, stack, monkeypatc
 
     runtime.http_gateway.cache_clear()
     assert_error(client.get("/http/demo/bytes/1001", headers=auth), 502, "upstream_response_too_large")
-    assert client.get("/http/demo/bytes/1000", headers=auth).status_code == 200
+    assert client.get("/http/demo/bytes/1000?type=text/plain", headers=auth).status_code == 200
 
 
 def free_port() -> int:

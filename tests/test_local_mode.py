@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -21,18 +22,39 @@ def test_every_function_has_a_sample_event_that_its_handler_serves(stack, token)
     template = Template(ROOT / "template.yaml")
     functions = {route.function: route for route in template.routes()}
     assert functions, "template.yaml declares no HttpApi routes"
+    credentials = {
+        "http_proxy": token,
+        "admin": stack.issuer.mint("admin-1", ["wardgate-admins"]),
+        "scim": stack.scim_token(),
+    }
     for route in functions.values():
-        event_file = ROOT / "events" / f"{route.code_dir.name}.json"
-        event = json.loads(event_file.read_text())
-        event["headers"]["authorization"] = f"Bearer {token}"
+        name = route.code_dir.name
+        event = json.loads((ROOT / "events" / f"{name}.json").read_text())
+        event["headers"]["authorization"] = f"Bearer {credentials[name]}"
         handler = stack.gateway.handler_for(route)
         result = handler(event, _context())
         assert result["statusCode"] == 200, result
-        assert json.loads(result["body"])["credential"] == "accepted"
+        body = json.loads(result["body"])
+        if name == "http_proxy":
+            assert body["credential"] == "accepted"
+        elif name == "admin":
+            assert body == {"agents": []}
+        else:
+            assert body["totalResults"] == 0 and body["Resources"] == []
         event["headers"]["authorization"] = "Bearer REPLACE_WITH_A_TOKEN"
         refused = handler(event, _context())
         assert refused["statusCode"] == 401
-        assert json.loads(refused["body"])["error"]["code"] == "malformed_token"
+        if name != "scim":
+            assert json.loads(refused["body"])["error"]["code"] == "malformed_token"
+    # The scheduled function has no route: its sample event is an EventBridge scheduled event.
+    scheduled = importlib.util.spec_from_file_location(
+        "agent_check_app", ROOT / "functions/agent_check/app.py"
+    )
+    assert scheduled is not None and scheduled.loader is not None
+    module = importlib.util.module_from_spec(scheduled)
+    scheduled.loader.exec_module(module)
+    event = json.loads((ROOT / "events" / "agent_check.json").read_text())
+    assert module.handler(event, _context()) == {"actions": []}
 
 
 def _context():
@@ -43,7 +65,13 @@ def _context():
 
 def test_dev_server_serves_exactly_the_template_routes():
     routes = {r.route_key for r in Template(ROOT / "template.yaml").routes()}
-    assert routes == {"ANY /http/{connection}/{proxy+}", "ANY /http/{connection}"}
+    assert routes == {
+        "ANY /http/{connection}/{proxy+}",
+        "ANY /http/{connection}",
+        "ANY /k8s/{connection}/{proxy+}",
+        "ANY /admin/{proxy+}",
+        "ANY /scim/v2/{proxy+}",
+    }
 
 
 @pytest.mark.parametrize(

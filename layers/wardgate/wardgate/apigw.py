@@ -20,7 +20,8 @@ class HttpRequest:
     request_id: str
     method: str
     connection: str
-    proxy_path: str  # still percent-encoded, as the agent sent it, after /http/{connection}
+    route: str  # "http" or "k8s": the kind of connection the agent asked for
+    proxy_path: str  # still percent-encoded, as the agent sent it, after /{route}/{connection}
     raw_query: str
     headers: dict[str, str]
     cookies: list[str]
@@ -43,14 +44,16 @@ class HttpRequest:
             ) from None
         if stage != "$default" and raw_path.startswith(f"/{stage}/"):
             raw_path = raw_path[len(stage) + 1 :]
-        # "/http/{connection}/{proxy+}": everything after the connection segment is the upstream path.
+        # "/{route}/{connection}/{proxy+}": everything after the connection segment is the upstream path.
         parts = raw_path.split("/", 3)
+        route = parts[1] if len(parts) > 1 else ""
         rest = "/" + parts[3] if len(parts) > 3 else "/"
-        prefix = "/http/" + quote(connection, safe="")
+        prefix = f"/{route}/" + quote(connection, safe="")
         return cls(
             request_id=ctx.get("requestId", ""),
             method=ctx.get("http", {}).get("method", "GET").upper(),
             connection=connection,
+            route=route,
             proxy_path=rest,
             raw_query=event.get("rawQueryString", ""),
             headers={k.lower(): v for k, v in (event.get("headers") or {}).items()},

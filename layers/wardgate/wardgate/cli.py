@@ -18,7 +18,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from wardgate import cli_policy
+from wardgate import cli_agents, cli_policy
 
 STACK_OUTPUTS = {
     "ConnectionsTableName": "CONNECTIONS_TABLE",
@@ -26,6 +26,8 @@ STACK_OUTPUTS = {
     "PoliciesTableName": "POLICIES_TABLE",
     "RecordingsBucketName": "RECORDINGS_BUCKET",
     "RecordingsStreamName": "RECORDINGS_STREAM",
+    "AgentsTableName": "AGENTS_TABLE",
+    "ScimTokenSecretArn": "SCIM_TOKEN_SECRET",
 }
 
 
@@ -232,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (ls, show, put, rm, csub.choices["ls"]):
         with_stack(p)
     cli_policy.add_commands(sub, with_stack)
+    cli_agents.add_commands(sub, with_stack)
     return parser
 
 

@@ -42,6 +42,9 @@ class Settings:
     recordings_stream: str
     recordings_bucket: str
     recordings_prefix: str = "recordings/"
+    agents_table: str = "wardgate-agents"
+    admin_group: str = "wardgate-admins"
+    scim_token_secret: str = ""
     limits: Limits = field(default_factory=Limits)
 
     @classmethod
@@ -71,5 +74,8 @@ class Settings:
             recordings_stream=env.get("RECORDINGS_STREAM", "wardgate-recordings"),
             recordings_bucket=env.get("RECORDINGS_BUCKET", "wardgate-recordings"),
             recordings_prefix=env.get("RECORDINGS_PREFIX", "recordings/"),
+            agents_table=env.get("AGENTS_TABLE", "wardgate-agents"),
+            admin_group=env.get("ADMIN_GROUP", "wardgate-admins"),
+            scim_token_secret=env.get("SCIM_TOKEN_SECRET", ""),
             limits=limits,
         )

@@ -37,7 +37,7 @@ class Connection:
             raise ValueError(f"connection name {self.name!r} must match {NAME_PATTERN.pattern}")
         if self.kind not in KINDS:
             raise ValueError(f"connection kind {self.kind!r} is not one of {KINDS}")
-        if self.kind == "http":
+        if self.kind in ("http", "k8s"):  # proxied over HTTP: the URL is where requests go
             parts = urlsplit(self.upstream_url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError(f"upstream_url {self.upstream_url!r} must be an absolute http(s) URL")

@@ -1,8 +1,8 @@
-"""One guarded HTTP request, start to finish: authenticate, resolve, decide, record, forward, record.
+"""One guarded HTTP or Kubernetes API request: admit, decide, record, forward, mask, record.
 
-The order is the security argument: nothing reaches the upstream before the caller is
-authenticated, the connection resolved, the policy asked and the request durably recorded.
-Every exit, success or refusal, produces a recording.
+``gate.Gate`` does what every protocol shares (and says why the order is the security
+argument); this module adds the HTTP specifics: the normalised path that policy sees is exactly
+what is forwarded, the upstream is pinned, the credential injected, the response masked.
 """
 
 from __future__ import annotations
@@ -11,160 +11,132 @@ import time
 from dataclasses import dataclass
 
 from wardgate.apigw import HttpRequest, HttpResponse, error_response
-from wardgate.config import Limits
-from wardgate.connections import ConnectionStore
+from wardgate.connections import Connection
 from wardgate.credentials import CredentialStore
-from wardgate.errors import Forbidden, GatewayError
-from wardgate.identity import TokenValidator
-from wardgate.observability import count, logger
+from wardgate.errors import BadGateway, BadRequest
+from wardgate.gate import Gate, Progress, masked_url_part, ms_since
+from wardgate.masking.engine import MaskingRefused, mask_body
+from wardgate.masking.kubernetes import mask_kubernetes_body
+from wardgate.masking.policy import AppliedMasking
+from wardgate.operations import UnparseableOperation
 from wardgate.operations.http import HttpOperation
-from wardgate.policy.engine import Decision
-from wardgate.policy.store import PolicyStore
+from wardgate.operations.k8s import K8sOperation, parse_k8s_request
 from wardgate.proxies import http as http_proxy
-from wardgate.recording import Recorder, Recording, recorded_body, recorded_headers
+from wardgate.proxies import kubernetes
+from wardgate.recording import Recording, recorded_body, recorded_headers
 
-
-def _ms(since: float) -> float:
-    return round((time.perf_counter() - since) * 1000, 3)
+Operation = HttpOperation | K8sOperation | UnparseableOperation
 
 
 @dataclass
-class HttpGateway:
-    validator: TokenValidator
-    connections: ConnectionStore
+class HttpGateway(Gate):
     credentials: CredentialStore
-    recorder: Recorder
     forwarder: http_proxy.HttpForwarder
-    policies: PolicyStore
-    limits: Limits
 
     def handle(self, request: HttpRequest, deadline: float) -> HttpResponse:
-        started = time.perf_counter()
-        recording = self.start_recording(request)
-        metric_connection = "unknown"
-        forwarded = False
-        try:
-            identity = self.validator.authenticate(request.headers.get("authorization"))
-            recording.identity = identity.to_record()
-            connection = self.connections.get(request.connection)
-            metric_connection = connection.name
-            if connection.kind != "http":
-                raise Forbidden(f"connection {connection.name!r} is a {connection.kind} connection, not http")
-            operation = HttpOperation(
-                request.method,
-                http_proxy.normalise_path(request.proxy_path),
-                http_proxy.check_query(request.raw_query),
-                request.body,
-                request.headers.get("content-type", ""),
-            )
-            recording.operation = operation.to_record()
-            policy_set = self.policies.current()
-            if set(connection.allowed_groups) & set(identity.groups):
-                decision = policy_set.decide(identity, connection.name, "http", operation)
-            else:  # the connection's own gate comes before any rule
-                decision = Decision(
-                    "deny",
-                    f"identity {identity.subject!r} is in none of the groups allowed on connection "
-                    f"{connection.name!r}",
-                    "connection.allowed_groups",
-                    policy_set.version,
-                )
-            recording.decision = decision.to_record()
-            if decision.outcome == "require_approval":
-                raise Forbidden(
-                    f"{decision.reason}; approvers: {', '.join(decision.approvers)} "
-                    "(the approval flow is not available yet, so the request is refused)",
-                    code="approval_required",
-                )
-            if decision.outcome != "allow":
-                raise Forbidden(decision.reason, code="denied_by_policy")
-            body = http_proxy.check_request_body(request.body, self.limits.max_request_body)
-            url = http_proxy.upstream_url(connection.upstream_url, operation.path, operation.query)
-            credential = (
-                self.credentials.get(connection.credential_secret) if connection.credential_secret else None
-            )
-            headers = http_proxy.forwarded_headers(
-                request.headers, request.cookies, credential, request.request_id
-            )
-            recording.timings_ms["guard"] = _ms(started)
+        return self.serve(
+            request, lambda rec, progress: self._proxy(request, deadline, rec, progress), error_response
+        )
 
-            self.recorder.record_request(recording)  # durable before anything leaves: fail closed
-            forwarded = True
-            upstream_started = time.perf_counter()
-            upstream = self.forwarder.forward(request.method, url, headers, body, deadline)
-            recording.timings_ms["upstream"] = _ms(upstream_started)
-            response = self._relay(upstream, connection.upstream_url, request.gateway_prefix, recording)
-        except GatewayError as error:
-            response = self._refuse(recording, error, request.request_id)
-        except Exception:  # a bug must still end in a recorded, generic refusal, never a bare crash
-            logger.exception("unexpected error", extra={"record_id": recording.record_id})
-            response = self._refuse(recording, GatewayError("internal error"), request.request_id)
-        recording.timings_ms["total"] = _ms(started)
-        try:
-            self.recorder.record_outcome(recording, "response" if forwarded else "refused")
-        except GatewayError as error:
-            logger.error("recording failed", extra={"record_id": recording.record_id, "code": error.code})
-            count("RecordingFailures", connection=metric_connection)
-            if forwarded or response.status < 400:
-                # The upstream answered but we could not record it: the agent does not get the answer.
-                response = error_response(error, request.request_id)
-        self._observe(recording, response, metric_connection)
-        response.headers["x-wardgate-record-id"] = recording.record_id
-        return response
+    def _proxy(
+        self, request: HttpRequest, deadline: float, recording: Recording, progress: Progress
+    ) -> HttpResponse:
+        started = time.perf_counter()
+        identity, connection = self.admit(request, recording, progress)
+        path = http_proxy.normalise_path(request.proxy_path)  # refuses traversal tricks, both kinds
+        query = http_proxy.check_query(request.raw_query)
+        operation = self._operation(request, connection.kind, path, query)
+        recording.operation = (
+            {"protocol": connection.kind, "unparseable": operation.reason}
+            if isinstance(operation, UnparseableOperation)
+            else operation.to_record()
+        )
+        if connection.kind == "http":
+            recording.operation["path"] = masked_url_part(path, "/")
+            recording.operation["query"] = masked_url_part(query, "=&")
+        policy_set = self.decide(identity, connection, operation, recording)
+        masking = policy_set.masking.for_caller(connection.name, identity.groups)
+        body = http_proxy.check_request_body(request.body, self.limits.max_request_body)
+        url = http_proxy.upstream_url(connection.upstream_url, path, query)
+        credential = (
+            self.credentials.get(connection.credential_secret) if connection.credential_secret else None
+        )
+        headers = http_proxy.forwarded_headers(
+            request.headers, request.cookies, credential, request.request_id
+        )
+        if connection.kind == "k8s":
+            headers = kubernetes.json_only(headers)
+        recording.timings_ms["guard"] = ms_since(started)
+
+        self.recorder.record_request(recording)  # durable before anything leaves: fail closed
+        progress.forwarded = True
+        upstream_started = time.perf_counter()
+        upstream = self.forwarder.forward(request.method, url, headers, body, deadline)
+        recording.timings_ms["upstream"] = ms_since(upstream_started)
+        return self._relay(upstream, connection, request.gateway_prefix, masking, recording)
 
     def _relay(
-        self, upstream: http_proxy.UpstreamResponse, base_url: str, gateway_prefix: str, recording: Recording
+        self,
+        upstream: http_proxy.UpstreamResponse,
+        connection: Connection,
+        gateway_prefix: str,
+        masking: AppliedMasking,
+        recording: Recording,
     ) -> HttpResponse:
-        """The agent's response from the upstream's, and its recording."""
+        """The agent's response from the upstream's, masked, and its recording (of the same bytes)."""
         headers: dict[str, str] = {}
         for name, value in upstream.headers:  # repeated headers (Link, Vary) are joined, not lost
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         if "location" in headers:
-            headers["location"] = http_proxy.rewrite_location(headers["location"], base_url, gateway_prefix)
+            headers["location"] = http_proxy.rewrite_location(
+                headers["location"], connection.upstream_url, gateway_prefix
+            )
         recording.response = {
             "status": upstream.status,
             "headers": recorded_headers(upstream.headers),
             "cookies": len(upstream.cookies),
-            "body": recorded_body(upstream.body, self.limits.recorded_body_bytes),
         }
-        return HttpResponse(upstream.status, headers, upstream.body, upstream.cookies)
-
-    def start_recording(self, request: HttpRequest) -> Recording:
-        """The recording of ``request`` as received, before anything is decided about it."""
-        return Recording(
-            request_id=request.request_id,
-            connection=request.connection,
-            request={
-                "method": request.method,
-                "path": request.proxy_path,
-                "query": request.raw_query,
-                "source_ip": request.source_ip,
-                "headers": recorded_headers(request.headers.items()),
-                "body": recorded_body(request.body, self.limits.recorded_body_bytes),
-            },
-        )
+        masking_started = time.perf_counter()
+        try:
+            if connection.kind == "k8s":
+                masked = mask_kubernetes_body(upstream.body, headers.get("content-type"), masking.profile)
+            else:
+                masked = mask_body(upstream.body, headers.get("content-type"), None, masking.profile)
+        except MaskingRefused as refused:
+            recording.response["body"] = {"size": len(upstream.body), "withheld": refused.reason}
+            raise BadGateway(
+                f"the upstream response was withheld: {refused.reason}", code="masking_refused"
+            ) from None
+        recording.timings_ms["masking"] = ms_since(masking_started)
+        if masked.content_type is not None:
+            headers["content-type"] = masked.content_type
+        if masked.counts:
+            headers["x-wardgate-masked"] = ", ".join(f"{k}={v}" for k, v in sorted(masked.counts.items()))
+        if masked.truncated:
+            headers["x-wardgate-truncated"] = "true"
+        recording.response["body"] = recorded_body(masked.value, self.limits.recorded_body_bytes)
+        recording.response["masking"] = {
+            **masking.to_record(),
+            "counts": masked.counts,
+            "truncated": masked.truncated,
+        }
+        return HttpResponse(upstream.status, headers, masked.value, upstream.cookies)
 
     @staticmethod
-    def _refuse(recording: Recording, error: GatewayError, request_id: str) -> HttpResponse:
-        recording.error = {"status": error.status, "code": error.code, "message": error.message}
-        recording.response = {"status": error.status}
-        return error_response(error, request_id)
-
-    @staticmethod
-    def _observe(recording: Recording, response: HttpResponse, connection: str) -> None:
-        outcome = (
-            (recording.decision or {}).get("outcome", "refused") if recording.error is None else "refused"
-        )
-        count("Requests", connection=connection, outcome=outcome)
-        # DEBUG: the recording is the audit trail; a log line per request would cost more than the index.
-        logger.debug(
-            "request finished",
-            extra={
-                "record_id": recording.record_id,
-                "connection": recording.connection,
-                "subject": (recording.identity or {}).get("subject"),
-                "status": response.status,
-                "error": (recording.error or {}).get("code"),
-                "duration_ms": recording.timings_ms.get("total"),
-            },
-        )
+    def _operation(request: HttpRequest, kind: str, path: str, query: str) -> Operation:
+        """The request as policy sees it."""
+        if kind == "http":
+            return HttpOperation(
+                request.method, path, query, request.body, request.headers.get("content-type", "")
+            )
+        try:
+            operation = parse_k8s_request(request.method, request.proxy_path, request.raw_query)
+        except UnparseableOperation as unparseable:
+            return unparseable  # policy decides what happens to it (settings.unparseable)
+        if operation.verb == "watch":
+            # A Lambda answers once, with the whole body: a watch would hang until the timeout.
+            raise BadRequest(
+                "watch requests are not supported through wardgate's HTTP gateway; poll with list instead",
+                code="watch_not_supported",
+            )
+        return operation

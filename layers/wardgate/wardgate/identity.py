@@ -100,9 +100,11 @@ class Identity:
     token_id: str | None = None
     expires_at: int | None = None
     owner: str | None = None  # the human responsible for this (agent) identity
+    owner_groups: tuple[str, ...] = ()  # the owner's groups, from the agent registry
+    registered: bool = False  # True once the agent registry vouched for it (agents.AgentRegistry.check)
 
     def to_record(self) -> dict[str, Any]:
-        return {
+        record: dict[str, Any] = {
             "subject": self.subject,
             "issuer": self.issuer,
             "groups": list(self.groups),
@@ -110,6 +112,10 @@ class Identity:
             "token_id": self.token_id,
             "owner": self.owner,
         }
+        if self.registered:  # the owner then comes from the registry, not from a token claim
+            record["registered"] = True
+            record["owner_groups"] = list(self.owner_groups)
+        return record
 
 
 def _claim(claims: Mapping[str, Any], path: str) -> Any:

@@ -10,6 +10,7 @@ import functools
 import time
 from typing import Any
 
+from wardgate.agents import AgentRegistry, AgentTable, registration_mode
 from wardgate.apigw import HttpRequest, error_response
 from wardgate.config import Settings
 from wardgate.connections import ConnectionStore
@@ -24,9 +25,20 @@ from wardgate.recording import DynamoRecordIndex, FirehoseStream, Recorder
 DEADLINE_MARGIN_S = 1.0  # leave time to record the outcome and answer before Lambda's own timeout
 
 
+def agent_registry(settings: Settings, policies: PolicyStore | None = None) -> AgentRegistry:
+    """The registry; with ``policies``, registration is required when the policy in force says so."""
+    if policies is None:
+        return AgentRegistry(AgentTable(settings.agents_table))
+    return AgentRegistry(
+        AgentTable(settings.agents_table),
+        registration=lambda: registration_mode(policies.current().document.get("settings") or {}),
+    )
+
+
 @functools.cache
 def http_gateway() -> HttpGateway:
     settings = Settings.from_env()
+    policies = PolicyStore(settings.policies_table, settings.connections_table)
     return HttpGateway(
         validator=TokenValidator(settings.issuers),
         connections=ConnectionStore(settings.connections_table),
@@ -35,8 +47,9 @@ def http_gateway() -> HttpGateway:
             FirehoseStream(settings.recordings_stream), DynamoRecordIndex(settings.recordings_table)
         ),
         forwarder=HttpForwarder(settings.limits.connect_timeout, settings.limits.max_response_body),
-        policies=PolicyStore(settings.policies_table, settings.connections_table),
+        policies=policies,
         limits=settings.limits,
+        agents=agent_registry(settings, policies),
     )
 
 

@@ -20,7 +20,8 @@ from wardgate.dev.upstream import EchoUpstream
 
 DEMO_SECRET = "wardgate/demo"
 DEMO_GROUPS = ("ci", "developers")
-# The policy local mode applies: agents may call HTTP connections, except to delete users on demo.
+# The policy local mode applies: agents may call HTTP connections, except to delete users on demo,
+# and read the demo cluster; members of pii-readers see emails and phones, nobody else does.
 DEV_POLICY: dict[str, Any] = {
     "version": 1,
     "connections": [],
@@ -38,9 +39,18 @@ DEV_POLICY: dict[str, Any] = {
             "message": "deleting users is not allowed through wardgate",
             "match": {"http": {"methods": ["DELETE"], "paths": ["/v1/users/*"]}},
         },
+        {
+            "name": "agents may read the demo cluster",
+            "effect": "allow",
+            "connections": ["demo-k8s"],
+            "identity": {"groups": list(DEMO_GROUPS)},
+            "match": {"k8s": {"verbs": ["get", "list"]}},
+        },
     ],
     "packs": [],
-    "settings": {},
+    "settings": {
+        "masking": {"exemptions": [{"groups": ["pii-readers"], "reveal": ["email", "phone"]}]},
+    },
 }
 FAKE_AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -98,6 +108,10 @@ class DevStack:
             os.environ["AWS_ENDPOINT_URL"] = self.aws_endpoint
             aws.reset_clients()  # clients made earlier would still talk to another endpoint
         runtime.http_gateway.cache_clear()
+        from wardgate import admin, scim
+
+        for cached in (admin.agent_admin, admin.admin_api, scim.scim_service):
+            cached.cache_clear()
         self.template = Template(self.root / "template.yaml")
         self.template.provision()
 
@@ -128,7 +142,8 @@ class DevStack:
         aws.client("secretsmanager").create_secret(
             Name=DEMO_SECRET, SecretString=json.dumps({"type": "bearer", "token": demo_token})
         )
-        ConnectionStore(Settings.from_env().connections_table).put(
+        store = ConnectionStore(Settings.from_env().connections_table)
+        store.put(
             Connection(
                 name="demo",
                 kind="http",
@@ -136,6 +151,16 @@ class DevStack:
                 credential_secret=DEMO_SECRET,
                 allowed_groups=DEMO_GROUPS,
                 description="Local echo API that checks the credential wardgate injects",
+            )
+        )
+        store.put(
+            Connection(
+                name="demo-k8s",
+                kind="k8s",
+                upstream_url=self.upstream.url,
+                credential_secret=DEMO_SECRET,
+                allowed_groups=DEMO_GROUPS,
+                description="The demo upstream answering a few Kubernetes API paths (Secrets)",
             )
         )
 
@@ -164,6 +189,8 @@ class DevStack:
         keys = (
             "CONNECTIONS_TABLE",
             "POLICIES_TABLE",
+            "AGENTS_TABLE",
+            "SCIM_TOKEN_SECRET",
             "RECORDINGS_TABLE",
             "RECORDINGS_STREAM",
             "RECORDINGS_BUCKET",
@@ -175,6 +202,13 @@ class DevStack:
     def url(self) -> str:
         assert self.gateway is not None
         return self.gateway.url
+
+    def scim_token(self) -> str:
+        """The bearer token of the local SCIM endpoint (generated at start, like the stack's secret)."""
+        from wardgate import aws
+
+        secret = aws.client("secretsmanager").get_secret_value(SecretId=os.environ["SCIM_TOKEN_SECRET"])
+        return str(secret["SecretString"])
 
     def stop(self) -> None:
         while self._stoppers:
@@ -195,8 +229,14 @@ Try it (in another shell, from this folder, with .venv/bin on PATH):
 
   export TOKEN=$(wardgate token --sub agent-1 --group ci)
   curl -H "Authorization: Bearer $TOKEN" {stack.url}/http/demo/anything
+  curl -H "Authorization: Bearer $TOKEN" {stack.url}/http/demo/v1/customers      (masked)
+  curl -H "Authorization: Bearer $TOKEN" {stack.url}/k8s/demo-k8s/api/v1/namespaces/prod/secrets
+  export PII=$(wardgate token --sub analyst-1 --group ci --group pii-readers)   (sees emails)
   wardgate recordings ls
   wardgate recordings show <record-id>
+  wardgate agents register --subject agent-1 --owner alice@example.com --purpose "CI bot" --connection demo
+  wardgate revoke --owner alice@example.com --reason "offboarded"
+  SCIM: {stack.url}/scim/v2/Users  (bearer token: wardgate agents scim-token)
 
 Ctrl-C stops everything; local state is in memory and goes with it.
 """

@@ -173,6 +173,10 @@ class Template:
                 )
             elif resource["Type"] == "AWS::S3::Bucket":
                 client("s3").create_bucket(Bucket=name)
+            elif resource["Type"] == "AWS::SecretsManager::Secret" and "GenerateSecretString" in props:
+                import secrets
+
+                client("secretsmanager").create_secret(Name=name, SecretString=secrets.token_urlsafe(36))
         for logical_id, resource in self.resources.items():  # streams deliver to buckets made above
             if resource["Type"] == "AWS::KinesisFirehose::DeliveryStream":
                 dest = resource["Properties"]["ExtendedS3DestinationConfiguration"]

@@ -3,7 +3,10 @@
 It answers with what it received (method, path, query, headers, body) so you can see the
 gateway's work, but it never echoes the credential itself, only whether it matched.
 Extra routes exercise the gateway: /status/{code}, /delay/{seconds}, /redirect?to=...,
-/bytes/{n}, /gzip, /links.
+/bytes/{n}[?type=...], /gzip, /links, /respond?type=...&encoding=... (answers with the request
+body as it came, under that Content-Type and Content-Encoding), /v1/customers (made-up
+customer records full of values masking must hide) and, as a Kubernetes API server would,
+/api/v1/namespaces/{ns}/secrets[/{name}].
 """
 
 from __future__ import annotations
@@ -16,6 +19,52 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from wardgate.dev.server import LoopbackService
+
+# Made-up customers (test card numbers, reserved example domains and ranges) to show masking.
+DEMO_CUSTOMERS = {
+    "customers": [
+        {
+            "id": 1,
+            "name": "Ada Example",
+            "email": "ada@example.com",
+            "phone": "+1 415 555 0100",
+            "card": "4242 4242 4242 4242",
+            "ssn": "078-05-1120",
+            "last_login_ip": "203.0.113.7",
+            "notes": "prefers email; api key sk_live_4eC39HqLyjWDarjtT1zdp7dc was rotated",
+        },
+        {
+            "id": 2,
+            "name": "Grace Sample",
+            "email": "grace@example.org",
+            "phone": "+44 20 7946 0958",
+            "card": "5555-5555-5555-4444",
+            "iban": "GB82 WEST 1234 5698 7654 32",
+            "last_login_ip": "2001:db8::8a2e:370:7334",
+            "notes": "VIP",
+        },
+    ]
+}
+
+
+def demo_secrets(namespace: str, name: str | None) -> dict[str, Any]:
+    """A Kubernetes Secret (or a SecretList of one) as the API server returns it."""
+    data = {"username": "YXBw", "password": "aHVudGVyMi1kZW1v"}  # app / hunter2-demo
+    secret = {
+        "metadata": {
+            "name": name or "db-credentials",
+            "namespace": namespace,
+            "annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": json.dumps({"data": data}),
+                "owner": "dba@example.com",
+            },
+        },
+        "data": data,
+        "type": "Opaque",
+    }
+    if name is not None:
+        return {"kind": "Secret", "apiVersion": "v1", **secret}
+    return {"kind": "SecretList", "apiVersion": "v1", "metadata": {}, "items": [secret]}
 
 
 class EchoUpstream(LoopbackService):
@@ -67,8 +116,24 @@ class EchoUpstream(LoopbackService):
                 if segments[0] == "redirect":
                     target = parse_qs(parts.query).get("to", ["/anything"])[0]
                     return self._send(302, {"redirect": target}, {"location": target})
+                query = {k: v[0] for k, v in parse_qs(parts.query).items()}
                 if segments[0] == "bytes" and len(segments) > 1:
-                    return self._raw(200, b"x" * int(segments[1]), "application/octet-stream")
+                    return self._raw(
+                        200, b"x" * int(segments[1]), query.get("type", "application/octet-stream")
+                    )
+                if segments[0] == "respond":
+                    encoding = {"content-encoding": query["encoding"]} if "encoding" in query else {}
+                    return self._raw(200, body, query.get("type", "application/json"), encoding)
+                if (
+                    segments[:2] == ["api", "v1"]
+                    and segments[2:3] == ["namespaces"]
+                    and segments[4:5] == ["secrets"]
+                ):
+                    return self._send(
+                        200, demo_secrets(segments[3], segments[5] if len(segments) > 5 else None)
+                    )
+                if segments[:2] == ["v1", "customers"]:
+                    return self._send(200, DEMO_CUSTOMERS)
                 if segments[0] == "links":  # the same header twice
                     self.send_response(200)
                     for rel in ("next", "last"):

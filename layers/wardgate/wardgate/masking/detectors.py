@@ -94,8 +94,9 @@ def shape(text: str) -> str:
     Non-ASCII characters become ``?`` (``str.translate`` is fast only on ASCII text; going
     through ``encode("ascii", "replace")`` keeps one character per code point).
     """
-    if text.isascii():
+    if text.isascii() and len(text) > 8192:
         return text.translate(_SHAPE_TABLE)
+    # short texts: str.translate has a fixed cost per call that bytes.translate has not
     return text.encode("ascii", "replace").translate(_SHAPE_BYTES).decode("ascii")
 
 
@@ -148,9 +149,10 @@ class Detector:
             raise ValueError(f"detector name {name!r}: lower-case letters, digits, '_', '.', '-'")
         if not patterns:
             raise ValueError(f"detector {name!r} has no pattern")
-        rules: list[tuple[re.Pattern[str], Validator | None]] = []
+        rules: list[tuple[re.Pattern[str], Validator | None, int]] = []
         for item in patterns:
-            rules.append(item if isinstance(item, tuple) else (item, validate))
+            pattern, check = item if isinstance(item, tuple) else (item, validate)
+            rules.append((pattern, check, pattern.groupindex.get("value", 0)))
         self.name = name
         self.fixed_mask: str | None = f"[masked:{name}]"
         """The mask when it does not depend on the value (None: call ``mask``)."""
@@ -165,7 +167,7 @@ class Detector:
     @property
     def patterns(self) -> tuple[re.Pattern[str], ...]:
         """The candidate patterns (over ``shape(text)`` when ``on_shape``)."""
-        return tuple(p for p, _ in self._rules)
+        return tuple(p for p, _, _ in self._rules)
 
     def find(self, text: str, shaped: str | None = None) -> list[Span]:
         """Spans of valid values in ``text`` (per pattern in order; the engine sorts and merges).
@@ -176,13 +178,17 @@ class Detector:
         if self.on_shape:
             subject = shaped if shaped is not None else shape(text)
         out: list[Span] = []
-        for pattern, validate in self._rules:
-            group = pattern.groupindex.get("value", 0)
-            spans = [m.span(group) for m in pattern.finditer(subject)]
+        for pattern, validate, group in self._rules:
+            # most patterns find nothing in a given text: one search (no iterator, no list) says
+            # so; otherwise iterate from that first match (lookbehinds still see what precedes it)
+            first = pattern.search(subject)
+            if first is None:
+                continue
+            spans = [m.span(group) for m in pattern.finditer(subject, first.start())]
             if validate is None:
-                out.extend(span for span in spans if span[0] < span[1])
+                out += [span for span in spans if span[0] < span[1]]
             else:
-                out.extend(v for v in (validate(text, a, b) for a, b in spans if a < b) if v is not None)
+                out += [v for a, b in spans if a < b and (v := validate(text, a, b)) is not None]
         return out
 
     def matches(self, value: str) -> bool:
@@ -296,6 +302,8 @@ class _CardDetector(Detector):
 
     def mask(self, value: str) -> str:
         """Every digit but the last four becomes ``*``; separators and length are kept."""
+        if value.isdigit():  # the usual case, without a loop in Python
+            return value[:-4].translate(_STARS) + value[-4:]
         seen = 0
         cut = len(value)
         while cut > 0 and seen < 4:
@@ -479,13 +487,22 @@ _IPV4_STRICT = re.compile(
 _VERSION_CONTEXT = re.compile(r"version|release|build|firmware", re.IGNORECASE)
 
 
+def _version_before(text: str, at: int) -> bool:
+    """Whether a version word (any case) ends in the 16 characters before ``at``."""
+    window = text[max(0, at - 16) : at]
+    if not window.isascii():  # the regex knows Unicode case folding; lower() differs there
+        return _VERSION_CONTEXT.search(window) is not None
+    window = window.lower()  # ASCII: plain substring tests, several times faster than the regex
+    return "version" in window or "release" in window or "build" in window or "firmware" in window
+
+
 def _valid_ipv4(text: str, start: int, end: int) -> Span | None:
     # the candidate starts at the first dot: the first octet is the 1-3 digits before it
     m = _IPV4_STRICT.search(text, max(0, start - 3), end)
     if m is None or m.start() >= start:
         return None
     first = m.start()
-    if first > 0 and _VERSION_CONTEXT.search(text, max(0, first - 16), first):
+    if first > 0 and _version_before(text, first):
         return None
     if text.startswith("127.", first) or text.startswith(("0.0.0.0", "000.000.000.000"), first):
         return None  # loopback and unspecified addresses say nothing about a network

@@ -72,13 +72,13 @@ import gc
 import json
 import re
 import zlib
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
-from functools import wraps
-from itertools import accumulate, chain, repeat
+from functools import lru_cache, wraps
+from itertools import accumulate, repeat
+from operator import lt
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
 
 from wardgate.masking.detectors import BUILTIN_DETECTORS, Detector, shape
@@ -215,11 +215,11 @@ class MaskingProfile:
 
     @property
     def _raw_safe(self) -> tuple[Detector, ...]:
-        return tuple(d for d in self.active if d.raw_json_safe)
+        return _by_json_safety(self.active)[0]
 
     @property
     def _decoded_only(self) -> tuple[Detector, ...]:
-        return tuple(d for d in self.active if not d.raw_json_safe)
+        return _by_json_safety(self.active)[1]
 
     def _field_keys(self) -> set[str] | None:
         """The keys field rules end with, or None when a rule could match anything (``[*]``)."""
@@ -229,6 +229,13 @@ class MaskingProfile:
                 return None
             keys.add(steps[-1][1])
         return keys
+
+
+@lru_cache(maxsize=256)
+def _by_json_safety(active: tuple[Detector, ...]) -> tuple[tuple[Detector, ...], tuple[Detector, ...]]:
+    """``active`` split into raw-JSON-safe detectors and the others (once per detector set:
+    on small documents building these tuples on every call shows in the time)."""
+    return tuple(d for d in active if d.raw_json_safe), tuple(d for d in active if not d.raw_json_safe)
 
 
 DEFAULT_PROFILE = MaskingProfile()
@@ -245,25 +252,35 @@ def find_values(text: str, detectors: Sequence[Detector]) -> list[Finding]:
     Of overlapping findings the one starting first (then the longest) wins; a partial overlap
     is merged into one span (masked with the generic mask of the first detector).
     """
+    return [(s, e, detectors[i], m) for s, e, i, m in _resolve(_candidates(text, detectors))]
+
+
+def _candidates(text: str, detectors: Sequence[Detector]) -> list[tuple[int, int, int]]:
+    """``(start, -end, detector index)`` of every valid value, sorted: first, then longest first."""
     shaped: str | None = None
     found: list[tuple[int, int, int]] = []
     for i, det in enumerate(detectors):
         if det.on_shape and shaped is None:
             shaped = shape(text)
-        found.extend([(s, -e, i) for s, e in det.find(text, shaped)])
-    if not found:
-        return []
+        spans = det.find(text, shaped)
+        if spans:
+            found += [(s, -e, i) for s, e in spans]
     found.sort()
-    out: list[Finding] = []
+    return found
+
+
+def _resolve(found: list[tuple[int, int, int]]) -> list[tuple[int, int, int, bool]]:
+    """Sorted candidates without overlaps: ``(start, end, detector index, merged)``."""
+    out: list[tuple[int, int, int, bool]] = []
     last_end = -1
     for s, neg_e, i in found:
         e = -neg_e
         if s >= last_end:
-            out.append((s, e, detectors[i], False))
+            out.append((s, e, i, False))
             last_end = e
         elif e > last_end:
-            ps, _, pdet, _ = out[-1]
-            out[-1] = (ps, e, pdet, True)
+            ps, _, pi, _ = out[-1]
+            out[-1] = (ps, e, pi, True)
             last_end = e
     return out
 
@@ -280,13 +297,15 @@ def _count(counts: dict[str, int], name: str, n: int = 1) -> None:
 
 def _splice(text: str, replacements: Sequence[tuple[int, int, str]], stop: int | None = None) -> str:
     """``text`` with sorted, non-overlapping ``(start, end, replacement)`` applied, cut at ``stop``."""
-    if not replacements:
-        return text[:stop]
-    starts, ends, masks = zip(*replacements, strict=True)
-    gaps = list(map(text.__getitem__, map(slice, (0, *ends), starts)))
-    tail = ends[-1]
-    gaps.append(text[tail:stop] if stop is None or stop > tail else "")
-    return "".join(chain.from_iterable(zip(gaps, (*masks, ""), strict=True)))
+    parts: list[str] = []
+    add = parts.append
+    prev = 0
+    for start, end, mask in replacements:  # a plain loop beats zip/map/chain here (fewer objects)
+        add(text[prev:start])
+        add(mask)
+        prev = end
+    add(text[prev:stop] if stop is None or stop > prev else "")
+    return "".join(parts)
 
 
 # --- text ----------------------------------------------------------------------------------------
@@ -583,23 +602,34 @@ def _mask_json_encoded(
         if longs and profile.on_limit == "refuse":
             raise MaskingRefused(f"a JSON string is longer than the masking limit of {profile.max_string}")
         truncations = [(_safe_cut(s, a, a + profile.max_string), b) for a, b in longs]
-    findings = find_values(s, detectors)
-    if not findings and not truncations:
+    found = _candidates(s, detectors)
+    if not found and not truncations:
         return s
+    starts = [c[0] for c in found]
+    ends = [-c[1] for c in found]
+    which = [c[2] for c in found]
+    merged: Iterable[bool] = repeat(False)
+    if any(map(lt, starts[1:], ends)):  # a value starts before the previous one ends
+        # rare (a look-alike inside a longer value): resolve overlaps in Python only then
+        resolved = _resolve(found)
+        starts = [f[0] for f in resolved]
+        ends = [f[1] for f in resolved]
+        which = [f[2] for f in resolved]
+        merged = [f[3] for f in resolved]
     # quote parity before each finding (odd: inside a string), counted in C; built-in patterns
     # never match a quote, so a finding is wholly inside one string or wholly outside
-    starts = [f[0] for f in findings]
     parity = list(accumulate(map(s.count, repeat('"'), [0, *starts[:-1]], starts)))
     escaped = quotes.escaped
     if escaped:
         parity = [q - bisect.bisect_left(escaped, p) for q, p in zip(parity, starts, strict=True)]
+    fixed = [d.fixed_mask or None for d in detectors]  # None: the mask depends on the value
     replacements: list[tuple[int, int, str]] = []
-    masked_by: list[Detector] = []
+    masked_by: list[int] = []  # detector indices, counted once at the end
     add = replacements.append
     note = masked_by.append
     after_match = _AFTER_STRING.match
     space = _JSON_SPACE
-    for (start, end, det, merged), q in zip(findings, parity, strict=True):
+    for start, end, i, m, q in zip(starts, ends, which, merged, parity, strict=False):  # merged may repeat
         if q & 1:
             if s[end : end + 1] == '"':  # the value ends the string: a key if a colon follows
                 c = s[end + 1 : end + 2]
@@ -607,30 +637,32 @@ def _mask_json_encoded(
                     continue
             elif after_match(s, quotes.closing(end) + 1):
                 continue  # inside a key: keys are left as they are
-            mask = det.fixed_mask if not merged and det.fixed_mask else _mask_for(det, s[start:end], merged)
+            mask = fixed[i]
+            if mask is None or m:
+                mask = _mask_for(detectors[i], s[start:end], m)
         elif (start == 0 or s[start - 1] in _NUMBER_BEFORE) and s[start:end].isdigit():
             mask = "0"  # a bare JSON number
         else:  # not valid JSON around here: mask as text
-            mask = _mask_for(det, s[start:end], merged)
+            mask = _mask_for(detectors[i], s[start:end], m)
         add((start, end, mask))
-        note(det)
+        note(i)
     if truncations:
         replacements, masked_by = _apply_truncations(replacements, masked_by, truncations, profile.max_string)
-    for det, n in Counter(masked_by).items():
-        _count(counts, det.name, n)
+    for i in dict.fromkeys(masked_by):  # a few detectors: counting in C beats a Counter
+        _count(counts, detectors[i].name, masked_by.count(i))
     return _splice(s, replacements)
 
 
 def _apply_truncations(
     replacements: list[tuple[int, int, str]],
-    pending: list[Detector],
+    pending: list[T],
     truncations: list[tuple[int, int]],
     limit: int,
-) -> tuple[list[tuple[int, int, str]], list[Detector]]:
+) -> tuple[list[tuple[int, int, str]], list[T]]:
     """Merge string truncations into the replacements: values inside a cut part are dropped."""
     marker = MARKER.format(limit=limit, unit="characters")
     merged: list[tuple[int, int, str]] = []
-    kept: list[Detector] = []
+    kept: list[T] = []
     ti = 0
     for (s, e, r), p in zip(replacements, pending, strict=True):
         while ti < len(truncations) and truncations[ti][1] <= s:

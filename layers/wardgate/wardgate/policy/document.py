@@ -14,6 +14,7 @@ from datetime import time
 from typing import Any
 
 from wardgate.connections import Connection
+from wardgate.masking.policy import MaskingPolicy, MaskingSettingsError
 from wardgate.policy.engine import PolicySet
 from wardgate.policy.packs import PACKS, expand
 from wardgate.policy.rules import (
@@ -101,15 +102,40 @@ def build(
             rule = _rule(raw, ("packs", i), f"pack {pack['name']!r}", kinds if strict else None, problems)
             if rule is not None:
                 rules.append(rule)
-    if problems:
-        raise PolicyError(problems)
     settings = document.get("settings") or {}
+    masking = _masking(settings.get("masking"), kinds if strict else None, problems)
+    if problems or masking is None:
+        raise PolicyError(problems)
     return PolicySet(
         version=version_of(document),
         rules=tuple(rules),
         unparseable=settings.get("unparseable", "deny"),
         document=document,
+        masking=masking,
     )
+
+
+def _masking(
+    raw: dict[str, Any] | None, kinds: dict[str, str] | None, problems: list[Problem]
+) -> MaskingPolicy | None:
+    where: Path = ("settings", "masking")
+    masking: MaskingPolicy | None = None
+    try:
+        masking = MaskingPolicy(raw)
+    except MaskingSettingsError as exc:
+        problems.extend(Problem((*where, *path), f"masking: {message}") for path, message in exc.problems)
+    if kinds is not None:
+        named: list[tuple[Path, str]] = [
+            (("connections", name), name) for name in (raw or {}).get("connections") or {}
+        ]
+        for i, item in enumerate((raw or {}).get("exemptions") or []):
+            named += [
+                (("exemptions", i, "connections", j), n) for j, n in enumerate(item.get("connections") or ())
+            ]
+        for path, name in named:
+            if name != "*" and name not in kinds:
+                problems.append(Problem((*where, *path), f"masking names unknown connection {name!r}"))
+    return masking
 
 
 def _rule(
@@ -171,6 +197,9 @@ def _rule(
             subjects=Pattern.of(identity["subjects"], "exact") if identity.get("subjects") else None,
             groups=Pattern.of(identity["groups"], "exact") if identity.get("groups") else None,
             owners=Pattern.of(identity["owners"], "exact") if identity.get("owners") else None,
+            owner_groups=Pattern.of(identity["owner_groups"], "exact")
+            if identity.get("owner_groups")
+            else None,
         )
         if identity
         else None,

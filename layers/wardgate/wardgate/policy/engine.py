@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from wardgate.identity import Identity
+from wardgate.masking.policy import MaskingPolicy
 from wardgate.operations import UnparseableOperation
 from wardgate.policy.rules import ATTRIBUTE_CONDITIONS, INDEX_CONDITION, SEVERITY, Effect, Rule
 
@@ -83,6 +84,7 @@ class PolicySet:
     rules: tuple[Rule, ...]
     unparseable: Effect = "deny"
     document: dict[str, Any] = field(default_factory=dict, repr=False)
+    masking: MaskingPolicy = field(default_factory=lambda: MaskingPolicy(None), repr=False)
     _index: dict[tuple[str, str | None], dict[str, list[Rule]]] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:

@@ -125,7 +125,7 @@ def check_schema(policy_file: PolicyFile) -> list[str]:
 @dataclass
 class Merged:
     document: dict[str, Any]
-    origins: dict[Path, tuple[PolicyFile, Path]]  # merged list item -> (file, path in that file)
+    origins: dict[Path, tuple[PolicyFile, Path]]  # merged list item or setting -> (file, path in that file)
 
     def locate(self, problem: Problem) -> str:
         for length in range(len(problem.path), 0, -1):
@@ -151,6 +151,7 @@ def merge(files: list[PolicyFile]) -> Merged:
                 line = policy_file.line(("settings", key))
                 problems.append(f"{policy_file.name}:{line}: settings.{key}: already set by another file")
             document["settings"][key] = value
+            origins[("settings", key)] = (policy_file, ("settings", key))
     if problems:
         raise PolicyFileError(problems)
     return Merged(document, origins)

@@ -98,11 +98,14 @@ class IdentityMatch:
     subjects: Pattern | None = None
     groups: Pattern | None = None
     owners: Pattern | None = None
+    owner_groups: Pattern | None = None  # the owner's groups, as the agent registry records them
 
     def matches(self, identity: Identity) -> bool:
         if self.subjects and not self.subjects.matches_any([identity.subject]):
             return False
         if self.groups and not self.groups.matches_any(list(identity.groups)):
+            return False
+        if self.owner_groups and not self.owner_groups.matches_any(list(identity.owner_groups)):
             return False
         return not (self.owners and not self.owners.matches_any([identity.owner] if identity.owner else []))
 

@@ -42,6 +42,8 @@ DROPPED_REQUEST_HEADERS = HOP_BY_HOP | {
     "forwarded",
     "x-real-ip",
 }  # and every x-forwarded-* header: forwarded_headers drops the whole family by prefix
+ACCEPTED_ENCODINGS = "gzip, deflate"
+DECODED_ENCODINGS = frozenset(("gzip", "x-gzip", "deflate", "identity"))
 DROPPED_RESPONSE_HEADERS = HOP_BY_HOP | {"content-length", "content-encoding", "set-cookie"}
 SEGMENT_SAFE = "!$&'()*+,;=:@-._~"
 QUERY_FORBIDDEN = frozenset(chr(c) for c in range(0x21)) | {"#", "\x7f"}
@@ -136,6 +138,8 @@ def forwarded_headers(
     if cookie_list:
         out["cookie"] = "; ".join(cookie_list)
     out["x-wardgate-request-id"] = request_id
+    # Only codings we can decode: a response must be decoded to be masked, never passed unscanned.
+    out["accept-encoding"] = ACCEPTED_ENCODINGS
     if credential is not None:
         out[credential.header_name] = credential.header_value
     return out
@@ -187,6 +191,15 @@ class HttpForwarder:
             request = self.client.build_request(method, url, headers=headers, content=body, timeout=timeout)
             resp = self.client.send(request, stream=True)
             try:
+                codings = {c.strip().lower() for c in resp.headers.get("content-encoding", "").split(",")}
+                if not codings <= DECODED_ENCODINGS | {""}:
+                    # httpx passes codings it cannot decode through as they are: that body could
+                    # be neither masked nor read by the agent (we drop Content-Encoding).
+                    raise BadGateway(
+                        f"upstream sent Content-Encoding {resp.headers['content-encoding']!r}, which "
+                        f"wardgate cannot decode (it asks for {ACCEPTED_ENCODINGS})",
+                        code="upstream_bad_response",
+                    )
                 chunks: list[bytes] = []
                 size = 0
                 for chunk in resp.iter_bytes():  # decoded: gzip bombs count at their real size

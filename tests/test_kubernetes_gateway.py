@@ -1,0 +1,112 @@
+"""The Kubernetes API path /k8s/{connection}: RBAC-style policy, Secret values masked, JSON only.
+
+The demo upstream answers the Secrets paths as an API server would; requests are made with httpx
+the way kubectl and client-go make them (bearer token, their Accept headers).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from tests.helpers import apply_policy_now, raw_recordings, recorded_events
+from wardgate.dev.stack import DEV_POLICY
+
+SECRETS = "/k8s/demo-k8s/api/v1/namespaces/prod/secrets"
+KUBECTL_ACCEPT = (
+    "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,"
+    "application/json"
+)
+
+
+def test_a_secret_read_through_wardgate_has_its_keys_but_none_of_its_values(client, auth, stack):
+    response = client.get(f"{SECRETS}/db-credentials", headers=auth)
+
+    assert response.status_code == 200, response.text
+    secret = response.json()
+    assert secret["kind"] == "Secret" and secret["metadata"]["name"] == "db-credentials"
+    assert set(secret["data"]) == {"username", "password"}
+    assert {base64.b64decode(v) for v in secret["data"].values()} == {b"[masked]"}
+    assert secret["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] == "[masked]"
+    assert secret["metadata"]["annotations"]["owner"] == "[masked:email]"  # detectors run too
+    assert response.headers["x-wardgate-masked"] == "email=1, kubernetes_secret=3"
+    assert stack.upstream.requests[-1]["credential"] == "accepted"
+    assert b"aHVudGVyMi1kZW1v" not in raw_recordings()  # nor in what auditors read
+
+
+def test_secret_lists_are_masked_and_the_recording_says_what_was_asked(client, auth):
+    response = client.get(SECRETS, headers={**auth, "Accept": KUBECTL_ACCEPT})
+
+    assert response.status_code == 200
+    assert [i["data"]["password"] for i in response.json()["items"]] == [
+        base64.b64encode(b"[masked]").decode()
+    ]
+    request_event = next(
+        e for e in recorded_events() if e["record_id"] == response.headers["x-wardgate-record-id"]
+    )
+    assert request_event["operation"] == {
+        **request_event["operation"],
+        "protocol": "k8s",
+        "verb": "list",
+        "resource": "secrets",
+        "namespace": "prod",
+    }
+
+
+def test_protobuf_is_never_asked_for(client, auth, stack):
+    client.get(SECRETS, headers={**auth, "Accept": "application/vnd.kubernetes.protobuf,application/json"})
+    assert stack.upstream.requests[-1]["headers"]["accept"] == "application/json"
+    client.get(SECRETS, headers={**auth, "Accept": "application/vnd.kubernetes.protobuf"})
+    assert stack.upstream.requests[-1]["headers"]["accept"] == "application/json"
+
+
+def test_policy_decides_on_kubernetes_verbs(client, auth, stack):
+    before = len(stack.upstream.requests)
+    response = client.delete(f"{SECRETS}/db-credentials", headers=auth)
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "denied_by_policy"
+    assert "delete" in response.json()["error"]["message"]
+    assert len(stack.upstream.requests) == before  # nothing reached the cluster
+
+
+def test_watches_are_refused_with_a_clear_error(client, auth):
+    response = client.get(f"{SECRETS}?watch=true", headers=auth)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "watch_not_supported"
+
+
+def test_a_connection_is_only_served_under_its_own_kind(client, auth):
+    wrong = client.get("/http/demo-k8s/api/v1/namespaces/prod/secrets", headers=auth)
+    assert wrong.status_code == 403 and "is a k8s connection" in wrong.json()["error"]["message"]
+    wrong = client.get("/k8s/demo/v1/customers", headers=auth)
+    assert wrong.status_code == 403 and "is a http connection" in wrong.json()["error"]["message"]
+
+
+def test_policy_can_reveal_secret_values_to_a_group(stack, client):
+    apply_policy_now(
+        stack,
+        {
+            **DEV_POLICY,
+            "settings": {
+                "masking": {"exemptions": [{"groups": ["break-glass"], "reveal": ["kubernetes_secrets"]}]}
+            },
+        },
+    )
+    token = stack.issuer.mint("sre-1", ["ci", "break-glass"])
+    secret = client.get(f"{SECRETS}/db-credentials", headers={"Authorization": f"Bearer {token}"}).json()
+    assert base64.b64decode(secret["data"]["password"]) == b"hunter2-demo"
+    event = [e for e in recorded_events() if e["event"] == "response"][-1]
+    assert event["response"]["masking"]["revealed"] == ["kubernetes_secrets"]
+    assert json.loads(event["response"]["body"]["data"])["data"]["password"] == "aHVudGVyMi1kZW1v"
+
+
+def test_the_sample_kubernetes_event_is_served_by_the_proxy_function(stack, token):
+    from wardgate.dev.server import LambdaContext
+    from wardgate.dev.template import Template
+
+    route = next(r for r in Template(stack.root / "template.yaml").routes() if r.path.startswith("/k8s/"))
+    event = json.loads((stack.root / "events" / "k8s_proxy.json").read_text())
+    event["headers"]["authorization"] = f"Bearer {token}"
+    result = stack.gateway.handler_for(route)(event, LambdaContext("test"))
+    assert result["statusCode"] == 200, result
+    assert json.loads(result["body"])["kind"] == "SecretList"
