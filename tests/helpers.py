@@ -45,5 +45,6 @@ def apply_policy_now(stack: Any, document: dict[str, Any]) -> str:
     from wardgate import runtime
 
     version: str = stack.apply_policy(document)
-    runtime.http_gateway().policies._cached = None
+    for gateway in (runtime.http_gateway(), runtime.sql_gateway()):
+        gateway.policies._cached = None
     return version

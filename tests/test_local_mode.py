@@ -24,6 +24,7 @@ def test_every_function_has_a_sample_event_that_its_handler_serves(stack, token)
     assert functions, "template.yaml declares no HttpApi routes"
     credentials = {
         "http_proxy": token,
+        "sql_proxy": token,
         "admin": stack.issuer.mint("admin-1", ["wardgate-admins"]),
         "scim": stack.scim_token(),
     }
@@ -37,6 +38,8 @@ def test_every_function_has_a_sample_event_that_its_handler_serves(stack, token)
         body = json.loads(result["body"])
         if name == "http_proxy":
             assert body["credential"] == "accepted"
+        elif name == "sql_proxy":
+            assert body["records"] == [[{"longValue": 1}]]
         elif name == "admin":
             assert body == {"agents": []}
         else:
@@ -44,7 +47,10 @@ def test_every_function_has_a_sample_event_that_its_handler_serves(stack, token)
         event["headers"]["authorization"] = "Bearer REPLACE_WITH_A_TOKEN"
         refused = handler(event, _context())
         assert refused["statusCode"] == 401
-        if name != "scim":
+        if name == "sql_proxy":  # the Data API's error shape, which boto3 reads
+            assert refused["headers"]["x-amzn-errortype"] == "AccessDeniedException"
+            assert json.loads(refused["body"])["code"] == "malformed_token"
+        elif name != "scim":
             assert json.loads(refused["body"])["error"]["code"] == "malformed_token"
     # The scheduled function has no route: its sample event is an EventBridge scheduled event.
     scheduled = importlib.util.spec_from_file_location(
@@ -69,6 +75,7 @@ def test_dev_server_serves_exactly_the_template_routes():
         "ANY /http/{connection}/{proxy+}",
         "ANY /http/{connection}",
         "ANY /k8s/{connection}/{proxy+}",
+        "POST /sql/{connection}/{operation}",
         "ANY /admin/{proxy+}",
         "ANY /scim/v2/{proxy+}",
     }

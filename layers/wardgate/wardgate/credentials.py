@@ -25,6 +25,7 @@ RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "co
 class Credential:
     header_name: str
     header_value: str = field(repr=False)
+    password: str | None = field(default=None, repr=False)  # basic: what a database connection needs
 
     @classmethod
     def from_secret(cls, raw: str) -> Credential:
@@ -41,7 +42,7 @@ class Credential:
             return cls("authorization", f"Bearer {doc['token']}")
         if kind == "basic":
             pair = f"{doc['username']}:{doc['password']}".encode()
-            return cls("authorization", "Basic " + base64.b64encode(pair).decode("ascii"))
+            return cls("authorization", "Basic " + base64.b64encode(pair).decode("ascii"), doc["password"])
         if kind == "api_key":
             header = str(doc["header"]).lower()
             if header in RESERVED_HEADERS or not HEADER_NAME.fullmatch(header):

@@ -20,8 +20,9 @@ from wardgate.dev.upstream import EchoUpstream
 
 DEMO_SECRET = "wardgate/demo"
 DEMO_GROUPS = ("ci", "developers")
+DEMO_SQL_URL = "postgresql://postgres@127.0.0.1:5432/postgres"  # a local PostgreSQL's default superuser
 # The policy local mode applies: agents may call HTTP connections, except to delete users on demo,
-# and read the demo cluster; members of pii-readers see emails and phones, nobody else does.
+# read the demo cluster and the local PostgreSQL; members of pii-readers see emails and phones.
 DEV_POLICY: dict[str, Any] = {
     "version": 1,
     "connections": [],
@@ -47,7 +48,7 @@ DEV_POLICY: dict[str, Any] = {
             "match": {"k8s": {"verbs": ["get", "list"]}},
         },
     ],
-    "packs": [],
+    "packs": [{"name": "read-only-sql", "connections": ["demo-sql"]}],
     "settings": {
         "masking": {"exemptions": [{"groups": ["pii-readers"], "reveal": ["email", "phone"]}]},
     },
@@ -108,6 +109,7 @@ class DevStack:
             os.environ["AWS_ENDPOINT_URL"] = self.aws_endpoint
             aws.reset_clients()  # clients made earlier would still talk to another endpoint
         runtime.http_gateway.cache_clear()
+        runtime.sql_gateway.cache_clear()
         from wardgate import admin, scim
 
         for cached in (admin.agent_admin, admin.admin_api, scim.scim_service):
@@ -161,6 +163,15 @@ class DevStack:
                 credential_secret=DEMO_SECRET,
                 allowed_groups=DEMO_GROUPS,
                 description="The demo upstream answering a few Kubernetes API paths (Secrets)",
+            )
+        )
+        store.put(
+            Connection(
+                name="demo-sql",
+                kind="sql",
+                upstream_url=os.environ.get("WARDGATE_DEV_SQL_URL", DEMO_SQL_URL),
+                allowed_groups=DEMO_GROUPS,
+                description="The local PostgreSQL, read-only through wardgate (WARDGATE_DEV_SQL_URL)",
             )
         )
 

@@ -1,0 +1,246 @@
+"""One RDS Data API call through ``POST /sql/{connection}/{Execute|BatchExecute|...}``.
+
+Agents keep ``boto3.client("rds-data")`` with only the endpoint changed. On top of ``gate.Gate``
+(token, registry, connection, policy, recording), this module parses the Data API request, asks
+policy about every statement (``BeginTransaction`` and friends are the statements ``BEGIN``,
+``COMMIT`` and ``ROLLBACK``), runs it on the connection's backend, masks every row by column
+rule and by content before the agent or the recording sees it, and answers in the Data API's
+shapes, errors included (``x-amzn-ErrorType``), so boto3 raises what it would raise on AWS.
+
+A statement refused inside a transaction rolls that transaction back, and the error says so:
+the agent can never believe half a transaction was applied.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from wardgate.apigw import HttpRequest, HttpResponse
+from wardgate.connections import Connection
+from wardgate.credentials import CredentialStore
+from wardgate.dataapi import Backend, DataApiError, Limits, ResultSet, parse_request, run
+from wardgate.dataapi.requests import (
+    BatchExecuteStatementRequest,
+    BeginTransactionRequest,
+    CommitTransactionRequest,
+    DataApiRequest,
+    ExecuteStatementRequest,
+)
+from wardgate.errors import BadRequest, Forbidden, GatewayError
+from wardgate.gate import RECORDED_REQUEST_MASKING, Gate, Progress, ms_since
+from wardgate.masking.engine import MaskingRefused, mask_rows, mask_text
+from wardgate.masking.policy import AppliedMasking
+from wardgate.operations import UnparseableOperation
+from wardgate.operations.sql import Dialect, parse_sql
+from wardgate.proxies.http import check_request_body
+from wardgate.recording import Recording, recorded_body
+
+# Which Data API error type a wardgate refusal becomes (boto3 reads the type, not the status).
+ERROR_TYPE_BY_STATUS = {
+    400: "BadRequestException",
+    401: "AccessDeniedException",
+    403: "ForbiddenException",
+    404: "NotFoundException",
+    413: "BadRequestException",
+    500: "InternalServerErrorException",
+}
+TRANSACTION_CONTROL = {BeginTransactionRequest: "BEGIN", CommitTransactionRequest: "COMMIT"}
+
+
+class DataApiRefusal(GatewayError):
+    """A Data API error (bad request, database error, unknown transaction) as a gateway refusal."""
+
+    def __init__(self, error: DataApiError) -> None:
+        super().__init__(error.message, code=error.error_type)
+        self.status = error.status
+        self.error_type = error.error_type
+
+
+def data_api_error_response(error: GatewayError, request_id: str) -> HttpResponse:
+    """Any refusal in the Data API's error shape; wardgate's own code stays readable in ``code``."""
+    if isinstance(error, DataApiRefusal):
+        error_type, message = error.error_type, error.message
+    else:
+        error_type = ERROR_TYPE_BY_STATUS.get(error.status, "ServiceUnavailableError")
+        message = f"{error.message} (wardgate: {error.code})"
+    body = {"message": message, "code": error.code, "__type": error_type}
+    headers = {
+        "content-type": "application/json",
+        "x-amzn-errortype": error_type,
+        "x-amzn-requestid": request_id,
+    }
+    return HttpResponse(error.status, headers, json.dumps(body).encode())
+
+
+def dialect_of(upstream_url: str) -> Dialect:
+    """The SQL dialect policy parses in: by scheme, or ``?dialect=mysql`` on an rds-data URL."""
+    parts = urlsplit(upstream_url)
+    if parts.scheme in ("mysql", "mariadb"):
+        return "mysql"
+    if parts.scheme == "rds-data" and parse_qs(parts.query).get("dialect", ["postgres"])[-1] == "mysql":
+        return "mysql"
+    return "postgres"
+
+
+@dataclass
+class BackendPool:
+    """One backend per connection per container: it pools database sessions and holds transactions."""
+
+    credentials: CredentialStore
+    limits: Limits = field(default_factory=Limits)
+    binding_key: Any = None  # () -> bytes: the rds-data transaction-id key, read when first needed
+    _backends: dict[tuple[str, str, str | None], Backend] = field(default_factory=dict, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def get(self, connection: Connection) -> Backend:
+        from wardgate.dataapi.factory import backend_from_url  # drivers load on first SQL request
+
+        key = (connection.name, connection.upstream_url, connection.credential_secret)
+        with self._lock:
+            backend = self._backends.get(key)
+            if backend is None:
+                credential = (
+                    self.credentials.get(connection.credential_secret)
+                    if connection.credential_secret
+                    else None
+                )
+                is_rds = connection.upstream_url.startswith("rds-data:")
+                try:
+                    backend = backend_from_url(
+                        connection.name,
+                        connection.upstream_url,
+                        password=credential.password if credential else None,
+                        binding_key=self.binding_key() if is_rds and self.binding_key else None,
+                        limits=self.limits,
+                    )
+                except ValueError as exc:
+                    raise GatewayError(f"connection {connection.name!r} is misconfigured: {exc}") from None
+                self._backends[key] = backend
+            return backend
+
+
+@dataclass
+class SqlGateway(Gate):
+    backends: BackendPool
+
+    def handle(self, request: HttpRequest) -> HttpResponse:
+        return self.serve(
+            request, lambda rec, progress: self._execute(request, rec, progress), data_api_error_response
+        )
+
+    def _execute(self, request: HttpRequest, recording: Recording, progress: Progress) -> HttpResponse:
+        started = time.perf_counter()
+        identity, connection = self.admit(request, recording, progress)
+        if request.method != "POST":
+            raise BadRequest(f"the Data API takes POST requests, not {request.method}", code="bad_method")
+        check_request_body(request.body, self.limits.max_request_body)
+        database = unquote(urlsplit(connection.upstream_url).path.lstrip("/")) or None
+        try:
+            data_request = parse_request(request.proxy_path.strip("/"), request.body, database=database)
+        except DataApiError as error:
+            raise DataApiRefusal(error) from None
+        sql = _sql_of(data_request)
+        operation = _parse(sql, dialect_of(connection.upstream_url))
+        recording.operation = _operation_record(
+            operation, type(data_request).__name__, dialect_of(connection.upstream_url)
+        )
+        backend = self.backends.get(connection)
+        owner = f"{identity.issuer} {identity.subject}"
+        try:
+            policy_set = self.decide(identity, connection, operation, recording)
+        except Forbidden as refused:
+            raise _rolled_back(refused, data_request, backend, owner) from None
+        masking = policy_set.masking.for_caller(connection.name, identity.groups)
+        recording.timings_ms["guard"] = ms_since(started)
+
+        self.recorder.record_request(recording)  # durable before the statement runs: fail closed
+        progress.forwarded = True
+        backend_started = time.perf_counter()
+        masked = _RowMasking(masking)
+        try:
+            response = run(backend, data_request, owner=owner, on_result=masked)
+        except MaskingRefused as refused:
+            raise DataApiRefusal(
+                DataApiError("UnsupportedResultException", f"the result was withheld: {refused.reason}")
+            ) from None
+        recording.timings_ms["backend"] = ms_since(backend_started)
+        body = response.body_bytes()
+        recording.response = {
+            "status": response.status,
+            "body": recorded_body(body, self.limits.recorded_body_bytes),
+        }
+        if masked.result is not None:
+            recording.response["result"] = {
+                "columns": masked.result.column_names,
+                "rows": len(masked.result.rows),
+                "truncated": masked.result.truncated,
+            }
+            recording.response["masking"] = {
+                **masking.to_record(),
+                "counts": masked.counts,
+                "truncated": False,
+            }
+        if response.status >= 400:
+            raise DataApiRefusal(DataApiError(response.body["__type"], response.body["message"]))
+        headers = {"content-type": "application/json"}
+        if masked.counts:
+            headers["x-wardgate-masked"] = ", ".join(f"{k}={v}" for k, v in sorted(masked.counts.items()))
+        return HttpResponse(200, headers, body)
+
+
+class _RowMasking:
+    """``on_result``: masks a result's rows and keeps what it did for the recording."""
+
+    def __init__(self, masking: AppliedMasking) -> None:
+        self.masking = masking
+        self.counts: dict[str, int] = {}
+        self.result: ResultSet | None = None
+
+    def __call__(self, result: ResultSet) -> ResultSet:
+        masked = mask_rows(result.column_names, result.rows, self.masking.profile)
+        self.counts = masked.counts
+        self.result = result.with_rows(masked.value)
+        return self.result
+
+
+def _sql_of(request: DataApiRequest) -> str:
+    if isinstance(request, ExecuteStatementRequest | BatchExecuteStatementRequest):
+        return request.sql
+    return TRANSACTION_CONTROL.get(type(request), "ROLLBACK")
+
+
+def _parse(sql: str, dialect: Dialect) -> Any:
+    try:
+        return parse_sql(sql, dialect)
+    except UnparseableOperation as unparseable:
+        return unparseable  # policy decides (settings.unparseable); never run unchecked
+
+
+def _operation_record(operation: Any, call: str, dialect: str) -> dict[str, Any]:
+    """The operation as recorded: statement texts masked like request bodies (literals are values)."""
+    if isinstance(operation, UnparseableOperation):
+        return {"protocol": "sql", "call": call, "dialect": dialect, "unparseable": operation.reason}
+    record: dict[str, Any] = {**operation.to_record(), "call": call}
+    for statement in record["statements"]:
+        statement["text"] = mask_text(statement["text"], RECORDED_REQUEST_MASKING).value
+    return record
+
+
+def _rolled_back(refused: Forbidden, request: DataApiRequest, backend: Backend, owner: str) -> Forbidden:
+    """A refusal inside a transaction rolls the transaction back, and says so."""
+    transaction_id = getattr(request, "transaction_id", None)
+    if transaction_id is None or isinstance(request, CommitTransactionRequest):
+        return refused
+    try:
+        backend.rollback_transaction(transaction_id, owner=owner)
+    except DataApiError:
+        return refused  # unknown or expired: nothing of it can be applied anyway
+    return Forbidden(
+        f"{refused.message}; the transaction was rolled back, so none of its statements are applied",
+        code=refused.code,
+    )
