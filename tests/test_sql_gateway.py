@@ -228,3 +228,15 @@ def test_a_database_that_is_down_is_a_clear_error(stack: DevStack, token: str):
     with pytest.raises(client.exceptions.ServiceUnavailableError) as error:
         client.execute_statement(resourceArn=PLACEHOLDER_ARN, secretArn=PLACEHOLDER_ARN, sql="SELECT 1")
     assert "127.0.0.1" not in error.value.response["Error"]["Message"]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("https://db.example.com/app", "must start with one of postgresql, postgres, mysql, mariadb, rds-data"),
+        ("postgresql://app:hunter2@db.example.com/app", "must not carry a password"),
+    ],
+)
+def test_sql_connections_are_checked_when_written(url: str, message: str):
+    with pytest.raises(ValueError, match=message):
+        Connection("db", "sql", url)

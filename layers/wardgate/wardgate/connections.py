@@ -20,6 +20,7 @@ from wardgate.errors import NotFound, ServiceUnavailable
 
 KINDS = ("http", "k8s", "sql", "tcp")
 SECRET_PREFIX = "wardgate/"
+SQL_SCHEMES = ("postgresql", "postgres", "mysql", "mariadb", "rds-data")  # dataapi/factory.py builds them
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
@@ -43,6 +44,12 @@ class Connection:
                 raise ValueError(f"upstream_url {self.upstream_url!r} must be an absolute http(s) URL")
             if parts.username or parts.password or parts.query or parts.fragment:
                 raise ValueError("upstream_url must not carry credentials, a query or a fragment")
+        if self.kind == "sql":
+            parts = urlsplit(self.upstream_url)
+            if parts.scheme not in SQL_SCHEMES:
+                raise ValueError(f"a sql upstream_url must start with one of {', '.join(SQL_SCHEMES)}://")
+            if parts.password:
+                raise ValueError("a sql upstream_url must not carry a password: use credential_secret")
         if self.credential_secret is not None and not self.credential_secret.split(":secret:")[-1].startswith(
             SECRET_PREFIX
         ):

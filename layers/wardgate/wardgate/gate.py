@@ -46,6 +46,11 @@ def masked_url_part(part: str, safe: str) -> str:
     return quote(masked.value, safe=safe) if masked.counts else part
 
 
+def masked_counts_header(counts: dict[str, int]) -> dict[str, str]:
+    """``x-wardgate-masked: card=2, email=1``: the agent learns that values were hidden, not which."""
+    return {"x-wardgate-masked": ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))} if counts else {}
+
+
 @dataclass
 class Progress:
     """How far one request got: for the outcome event and the metric."""

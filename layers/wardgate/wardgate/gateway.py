@@ -14,7 +14,7 @@ from wardgate.apigw import HttpRequest, HttpResponse, error_response
 from wardgate.connections import Connection
 from wardgate.credentials import CredentialStore
 from wardgate.errors import BadGateway, BadRequest
-from wardgate.gate import Gate, Progress, masked_url_part, ms_since
+from wardgate.gate import Gate, Progress, masked_counts_header, masked_url_part, ms_since
 from wardgate.masking.engine import MaskingRefused, mask_body
 from wardgate.masking.kubernetes import mask_kubernetes_body
 from wardgate.masking.policy import AppliedMasking
@@ -110,8 +110,7 @@ class HttpGateway(Gate):
         recording.timings_ms["masking"] = ms_since(masking_started)
         if masked.content_type is not None:
             headers["content-type"] = masked.content_type
-        if masked.counts:
-            headers["x-wardgate-masked"] = ", ".join(f"{k}={v}" for k, v in sorted(masked.counts.items()))
+        headers.update(masked_counts_header(masked.counts))
         if masked.truncated:
             headers["x-wardgate-truncated"] = "true"
         recording.response["body"] = recorded_body(masked.value, self.limits.recorded_body_bytes)

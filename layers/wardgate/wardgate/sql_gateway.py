@@ -32,7 +32,7 @@ from wardgate.dataapi.requests import (
     ExecuteStatementRequest,
 )
 from wardgate.errors import BadRequest, Forbidden, GatewayError
-from wardgate.gate import RECORDED_REQUEST_MASKING, Gate, Progress, ms_since
+from wardgate.gate import RECORDED_REQUEST_MASKING, Gate, Progress, masked_counts_header, ms_since
 from wardgate.masking.engine import MaskingRefused, mask_rows, mask_text
 from wardgate.masking.policy import AppliedMasking
 from wardgate.operations import UnparseableOperation
@@ -187,9 +187,7 @@ class SqlGateway(Gate):
             }
         if response.status >= 400:
             raise DataApiRefusal(DataApiError(response.body["__type"], response.body["message"]))
-        headers = {"content-type": "application/json"}
-        if masked.counts:
-            headers["x-wardgate-masked"] = ", ".join(f"{k}={v}" for k, v in sorted(masked.counts.items()))
+        headers = {"content-type": "application/json", **masked_counts_header(masked.counts)}
         return HttpResponse(200, headers, body)
 
 
