@@ -233,10 +233,32 @@ def test_a_database_that_is_down_is_a_clear_error(stack: DevStack, token: str):
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("https://db.example.com/app", "must start with one of postgresql, postgres, mysql, mariadb, rds-data"),
+        (
+            "https://db.example.com/app",
+            "must start with one of postgresql, postgres, mysql, mariadb, rds-data",
+        ),
         ("postgresql://app:hunter2@db.example.com/app", "must not carry a password"),
     ],
 )
 def test_sql_connections_are_checked_when_written(url: str, message: str):
     with pytest.raises(ValueError, match=message):
         Connection("db", "sql", url)
+
+
+def test_a_connection_caps_its_results_and_says_so(sql: Sql, stack: DevStack):
+    engine = sql.client.meta.endpoint_url.rsplit("/", 1)[1]
+    connections = ConnectionStore(stack.function_env()["CONNECTIONS_TABLE"])
+    capped = Connection(
+        f"{engine}-capped", "sql", URLS[engine] + "?max_rows=1", f"wardgate/{engine}", ("ci",)
+    )
+    connections.put(capped)
+    apply_policy_now(stack, SQL_POLICY)
+    client = Sql(stack, capped.name, stack.issuer.mint("agent-1", ["ci"]))
+    client.table = sql.table
+    response = client.execute("SELECT id FROM {t} ORDER BY id")
+    assert response["records"] == [[{"longValue": 1}]]
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 200
+    record_id = response["ResponseMetadata"]["HTTPHeaders"]["x-wardgate-record-id"]
+    event = next(e for e in recorded_events() if e["record_id"] == record_id and e["event"] == "response")
+    assert json.loads(event["response"]["body"]["data"])["truncated"] is True  # what the agent got
+    assert event["response"]["result"] == {"columns": ["id"], "rows": 1, "truncated": True}

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -87,6 +87,15 @@ def dialect_of(upstream_url: str) -> Dialect:
     return "postgres"
 
 
+def caps_of(upstream_url: str, defaults: Limits) -> Limits:
+    """A connection's own result caps: ``?max_rows=100&max_bytes=65536`` on its upstream URL."""
+    query = parse_qs(urlsplit(upstream_url).query)
+    caps = {name: int(query[name][-1]) for name in ("max_rows", "max_bytes") if name in query}
+    if any(value < 1 for value in caps.values()):
+        raise ValueError("max_rows and max_bytes must be positive")
+    return replace(defaults, **caps)
+
+
 @dataclass
 class BackendPool:
     """One backend per connection per container: it pools database sessions and holds transactions."""
@@ -116,7 +125,7 @@ class BackendPool:
                         connection.upstream_url,
                         password=credential.password if credential else None,
                         binding_key=self.binding_key() if is_rds and self.binding_key else None,
-                        limits=self.limits,
+                        limits=caps_of(connection.upstream_url, self.limits),
                     )
                 except ValueError as exc:
                     raise GatewayError(f"connection {connection.name!r} is misconfigured: {exc}") from None
