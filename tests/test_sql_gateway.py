@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -262,3 +263,30 @@ def test_a_connection_caps_its_results_and_says_so(sql: Sql, stack: DevStack):
     event = next(e for e in recorded_events() if e["record_id"] == record_id and e["event"] == "response")
     assert json.loads(event["response"]["body"]["data"])["truncated"] is True  # what the agent got
     assert event["response"]["result"] == {"columns": ["id"], "rows": 1, "truncated": True}
+
+
+def test_a_revoked_owners_agent_is_refused_on_the_sql_path_too(sql: Sql, stack: DevStack):
+    from wardgate import cli
+
+    issuer = ["--issuer", stack.issuer.issuer]
+    register = [
+        "agents",
+        "register",
+        "--subject",
+        "etl-bot",
+        "--owner",
+        "dana@example.com",
+        "--purpose",
+        "ETL",
+    ]
+    assert cli.main([*register, "--connection", "*", *issuer, "--by", "root"]) == 0
+    bot = Sql(stack, sql.client.meta.endpoint_url.rsplit("/", 1)[1], stack.issuer.mint("etl-bot", ["ci"]))
+    bot.table = sql.table
+    assert bot.execute("SELECT count(*) AS n FROM {t}")["records"] == [[{"longValue": 2}]]
+
+    assert cli.main(["revoke", "--owner", "dana@example.com", "--reason", "offboarded", "--by", "carol"]) == 0
+    time.sleep(0.6)  # the registry's cache lives 0.5 s
+    with pytest.raises(bot.client.exceptions.ForbiddenException) as error:
+        bot.execute("SELECT 1")
+    assert error.value.response["Error"]["Code"] == "ForbiddenException"
+    assert "has been revoked (wardgate: agent_revoked)" in error.value.response["Error"]["Message"]
