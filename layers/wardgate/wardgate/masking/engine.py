@@ -233,8 +233,10 @@ class MaskingProfile:
 
 @lru_cache(maxsize=256)
 def _by_json_safety(active: tuple[Detector, ...]) -> tuple[tuple[Detector, ...], tuple[Detector, ...]]:
-    """``active`` split into raw-JSON-safe detectors and the others (once per detector set:
-    on small documents building these tuples on every call shows in the time)."""
+    """``active`` split into raw-JSON-safe detectors and the others.
+
+    Cached per detector set: on small documents rebuilding both tuples on every call shows.
+    """
     return tuple(d for d in active if d.raw_json_safe), tuple(d for d in active if not d.raw_json_safe)
 
 
@@ -648,7 +650,7 @@ def _mask_json_encoded(
         note(i)
     if truncations:
         replacements, masked_by = _apply_truncations(replacements, masked_by, truncations, profile.max_string)
-    for i in dict.fromkeys(masked_by):  # a few detectors: counting in C beats a Counter
+    for i in dict.fromkeys(masked_by):  # list.count per detector (in C): cheaper than a Counter
         _count(counts, detectors[i].name, masked_by.count(i))
     return _splice(s, replacements)
 
