@@ -93,6 +93,7 @@ FOUND = [
     ("api_token", "rk_test_4eC39HqLyjWDarjtT1zdp7dc", "rk_test_4eC39HqLyjWDarjtT1zdp7dc"),
     ("ipv4", "from 192.168.1.10, then", "192.168.1.10"),
     ("ipv4", "ip=100.64.0.0", "100.64.0.0"),
+    ("ipv4", "VERSION | 10.0.0.1", "10.0.0.1"),  # a version word, but not about this value
     ("ipv4", "end 10.0.0.255.", "10.0.0.255"),
     ("ipv6", "addr 2001:db8::8a2e:370:7334 up", "2001:db8::8a2e:370:7334"),
     ("ipv6", "fe80::1", "fe80::1"),
@@ -153,6 +154,7 @@ NOT_FOUND = [
     ("ipv4", "1.2.3.4.5"),
     ("ipv4", "v1.2.3.4"),
     ("ipv4", "version 1.2.3.4"),
+    ("ipv4", '{"version": "10.1.0.3", "build":"1.0.0.7"}'),
     ("ipv4", "01.02.03.04"),
     ("ipv4", "oid 1.3.6.1.4.1"),
     ("ipv4", "price 1.5"),

@@ -484,16 +484,13 @@ _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4_STRICT = re.compile(
     rf"(?:(?<![\w.])|(?<=\\[nrtbf])|(?<=\\u[0-9A-Fa-f]{{4}}))(?:{_OCTET}\.){{3}}{_OCTET}\Z"
 )
-_VERSION_CONTEXT = re.compile(r"version|release|build|firmware", re.IGNORECASE)
+_VERSION_CONTEXT = re.compile(r"(?:version|release|build|firmware)[\s\"':=#v_-]{0,4}\Z", re.IGNORECASE)
 
 
 def _version_before(text: str, at: int) -> bool:
-    """Whether a version word (any case) ends in the 16 characters before ``at``."""
-    window = text[max(0, at - 16) : at]
-    if not window.isascii():  # the regex knows Unicode case folding; lower() differs there
-        return _VERSION_CONTEXT.search(window) is not None
-    window = window.lower()  # ASCII: plain substring tests, several times faster than the regex
-    return "version" in window or "release" in window or "build" in window or "firmware" in window
+    """Whether ``at`` follows a version word (any case) and at most a few separators
+    (``version 1.2.3.4``, ``"build": "10.0.0.1"``), not just any text with the word in it."""
+    return _VERSION_CONTEXT.search(text, max(0, at - 16), at) is not None
 
 
 def _valid_ipv4(text: str, start: int, end: int) -> Span | None:
