@@ -456,3 +456,53 @@ def test_mask_body_never_crashes(body: bytes, content_type: str | None) -> None:
         assert refused.reason
     else:
         assert isinstance(result.value, bytes)
+
+
+def test_rows_masked_in_one_pass_equal_cell_by_cell():
+    """mask_rows scans all short cells at once; the result must be what each cell alone gives."""
+    import random
+
+    from tests import masking_corpus as corpus
+
+    rng = random.Random(11)
+    makers = [corpus.card, corpus.email, corpus.phone, corpus.ssn, corpus.aws_key_id, corpus.aws_secret]
+    makers += [corpus.jwt, corpus.pem, corpus.api_token, corpus.ipv4, corpus.ipv6, corpus.lookalike]
+    pieces = ["", " ", "-", "4242", "version ", "x", "\n", "é", ":", "12", "@", "\x00"]
+
+    def cell() -> str:
+        parts = [
+            rng.choice(makers)(rng) if rng.random() < 0.5 else rng.choice(pieces)
+            for _ in range(rng.randint(1, 3))
+        ]
+        return rng.choice(["", " ", "-", "\n"]).join(parts)
+
+    for _ in range(40):
+        rows = [[cell() for _ in range(6)] for _ in range(rng.randint(1, 30))]
+        result = mask_rows([f"c{i}" for i in range(6)], rows)
+        expected_counts: dict[str, int] = {}
+        expected = []
+        for row in rows:
+            out = []
+            for value in row:
+                alone = mask_text(value)
+                out.append(alone.value)
+                for name, n in alone.counts.items():
+                    expected_counts[name] = expected_counts.get(name, 0) + n
+            expected.append(tuple(out))
+        assert result.value == expected
+        assert result.counts == expected_counts
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.text(alphabet="0123456789 -.:@abcxyz\n\x00", max_size=40), min_size=1, max_size=12))
+def test_rows_in_one_pass_equal_cell_by_cell_on_any_text(cells: list[str]) -> None:
+    result = mask_rows(["c"], [[c] for c in cells])
+    assert [row[0] for row in result.value] == [mask_text(c).value for c in cells]
+
+
+def test_a_value_across_two_cells_is_not_a_value_in_either():
+    spanning = Detector.from_regex("spanning", r"x[^y]*z")  # would match across cells if joined
+    profile = MaskingProfile(detectors=(spanning,))
+    result = mask_rows(["c"], [["x1"], ["2z"], ["x3z"]], profile)
+    assert result.value == [("x1",), ("2z",), ("[masked:spanning]",)]
+    assert result.counts == {"spanning": 1}

@@ -825,19 +825,68 @@ def mask_rows(
     """
     counts: dict[str, int] = {}
     whole = [c.lower() in profile.columns for c in columns]
-    out: list[tuple[Any, ...]] = []
+    out: list[list[Any]] = []
+    scan: list[tuple[int, int]] = []  # (row, column) of short string cells, scanned in one pass
     for row in rows:
         if len(row) != len(columns):
             raise ValueError(f"a row has {len(row)} values for {len(columns)} columns")
-        cells = []
+        cells: list[Any] = []
         for value, by_rule in zip(row, whole, strict=True):
             if by_rule and value is not None:
                 cells.append(_mask_whole(value, profile.max_depth))
                 _count(counts, FIELD)
+            elif isinstance(value, str) and len(value) <= profile.max_string:
+                scan.append((len(out), len(cells)))
+                cells.append(value)
             else:
                 cells.append(_mask_cell(value, profile, counts))
-        out.append(tuple(cells))
-    return MaskResult(out, counts)
+        out.append(cells)
+    if scan:
+        masked = _mask_many(
+            [out[r][c] for r, c in scan],
+            profile.active,
+            counts,
+        )
+        for (r, c), value in zip(scan, masked, strict=True):
+            out[r][c] = value
+    return MaskResult([tuple(cells) for cells in out], counts)
+
+
+_CELL_SEPARATOR = "\n\x00\n"  # no detector's value contains it: a line break around a NUL
+
+
+def _mask_many(texts: list[str], detectors: Sequence[Detector], counts: dict[str, int]) -> list[str]:
+    """``_mask_text_core`` on each of ``texts``, with the patterns run once over all of them.
+
+    A result of 100 rows has hundreds of short cells; scanning each alone costs every pattern
+    once per cell. Their candidates are found in the joined text and given back to their cells;
+    a candidate that reaches into a separator (it could not exist in the cell alone) sends the
+    cells it touches to be scanned alone, so the result is the same as cell by cell.
+    """
+    joined = _CELL_SEPARATOR.join(texts)
+    starts = list(accumulate((len(t) + len(_CELL_SEPARATOR) for t in texts[:-1]), initial=0))
+    per_cell: dict[int, list[tuple[int, int, int]]] = {}
+    alone: set[int] = set()
+    for s, neg_e, i in _candidates(joined, detectors):
+        cell = bisect.bisect_right(starts, s) - 1
+        base = starts[cell]
+        if -neg_e > base + len(texts[cell]) or s >= base + len(texts[cell]):
+            alone.update(range(cell, bisect.bisect_right(starts, -neg_e - 1)))
+        else:
+            per_cell.setdefault(cell, []).append((s - base, neg_e + base, i))
+    out = list(texts)
+    for cell, found in per_cell.items():
+        if cell in alone:
+            continue
+        text = texts[cell]
+        replacements = []
+        for s, e, i, merged in _resolve(found):
+            _count(counts, detectors[i].name)
+            replacements.append((s, e, _mask_for(detectors[i], text[s:e], merged)))
+        out[cell] = _splice(text, replacements)
+    for cell in alone:
+        out[cell] = _mask_text_core(texts[cell], detectors, counts)
+    return out
 
 
 def _mask_cell(value: Any, profile: MaskingProfile, counts: dict[str, int]) -> Any:
