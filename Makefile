@@ -46,6 +46,7 @@ bench: venv
 	$(BIN)/python benchmarks/sql_classification.py
 	$(BIN)/python benchmarks/masking.py  # Presidio column: $(BIN)/pip install presidio-analyzer
 	$(BIN)/python benchmarks/revocation.py
+	$(BIN)/python benchmarks/sql_overhead.py  # needs PostgreSQL on 127.0.0.1:5432 (bash .ci/services)
 
 clean:
 	rm -rf $(VENV) .aws-sam .wardgate .pytest_cache .mypy_cache .ruff_cache

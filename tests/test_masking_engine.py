@@ -506,3 +506,24 @@ def test_a_value_across_two_cells_is_not_a_value_in_either():
     result = mask_rows(["c"], [["x1"], ["2z"], ["x3z"]], profile)
     assert result.value == [("x1",), ("2z",), ("[masked:spanning]",)]
     assert result.counts == {"spanning": 1}
+
+
+def test_only_the_number_detectors_match_bare_numbers():
+    """engine.NUMBER_DETECTORS lets bare numbers skip the other built-in detectors: check it holds."""
+    import random
+
+    from wardgate.masking import BUILTIN_DETECTORS
+    from wardgate.masking.engine import NUMBER_DETECTORS
+
+    rng = random.Random(3)
+    shortest: dict[str, int] = {}
+    for digits in range(1, 21):
+        numbers = [str(rng.randint(10 ** (digits - 1), 10**digits - 1)) for _ in range(2000)]
+        numbers += ["078051120", "4155550100", "14155550100", "4242424242424242", "5555555555554444"]
+        for name, detector in BUILTIN_DETECTORS.items():
+            if any(detector.matches(n) for n in numbers if len(n) == digits):
+                shortest[name] = min(shortest.get(name, digits), digits)
+    assert set(shortest) <= set(NUMBER_DETECTORS)
+    assert all(shortest[name] >= NUMBER_DETECTORS[name] for name in shortest)
+    rows = mask_rows(["id", "card"], [(7, 4242424242424242), (8, 42)])
+    assert rows.value == [(7, 0), (8, 42)] and rows.counts == {"card": 1}

@@ -146,6 +146,7 @@ class GatewayServer(LoopbackService):
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             server_version = "wardgate-dev"
+            disable_nagle_algorithm = True  # headers and body go in two writes: don't wait 40 ms for an ACK
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

@@ -706,8 +706,15 @@ def _mask_decoded_strings(root: Any, detectors: Sequence[Detector], counts: dict
     return root
 
 
+NUMBER_DETECTORS = {"card": 12}
+"""The built-in detectors that can match a bare number, and from how many digits: a result's
+ids and counts skip the others (tests/test_masking_engine.py checks this table)."""
+
+
 def _masked_number(digits: str, detectors: Sequence[Detector], counts: dict[str, int]) -> bool:
     for det in detectors:
+        if BUILTIN_DETECTORS.get(det.name) is det and len(digits) < NUMBER_DETECTORS.get(det.name, 10**6):
+            continue
         if det.matches(digits):
             _count(counts, det.name)
             return True
