@@ -39,14 +39,15 @@ validate: venv
 build: venv
 	$(SAM) build --region $(REGION) --parallel
 
+## Every benchmark; each rewrites its own section of docs/benchmarks.md.
 bench: venv
-	$(BIN)/python benchmarks/overhead.py
-	$(BIN)/python benchmarks/cold_start.py
-	$(BIN)/python benchmarks/policy_decisions.py
-	$(BIN)/python benchmarks/sql_classification.py
-	$(BIN)/python benchmarks/masking.py  # Presidio column: $(BIN)/pip install presidio-analyzer
-	$(BIN)/python benchmarks/revocation.py
-	$(BIN)/python benchmarks/sql_overhead.py  # needs PostgreSQL on 127.0.0.1:5432 (bash .ci/services)
+	$(BIN)/python benchmarks/overhead.py --write
+	$(BIN)/python benchmarks/cold_start.py --write
+	$(BIN)/python benchmarks/policy_decisions.py --write
+	$(BIN)/python benchmarks/sql_classification.py --write
+	$(BIN)/python benchmarks/masking.py --write  # Presidio column: $(BIN)/pip install presidio-analyzer
+	$(BIN)/python benchmarks/revocation.py --write
+	$(BIN)/python benchmarks/sql_overhead.py --write  # needs PostgreSQL on 127.0.0.1:5432 (bash .ci/services)
 
 clean:
 	rm -rf $(VENV) .aws-sam .wardgate .pytest_cache .mypy_cache .ruff_cache

@@ -347,17 +347,9 @@ class Bench:
         return samples
 
     def end_to_end(self, blocks: int, block_size: int, warmup: int) -> dict[str, list[float]]:
-        """boto3 rds-data client -> dev gateway server (loopback HTTP) -> SQL function, vs direct.
-
-        Twice: the dev server as it is, then with TCP_NODELAY on its accepted sockets (set here on
-        its handler class; a fresh boto3 client, so a fresh connection). The dev server writes a
-        response's headers and body in two sends, so without it each response waits for the
-        client's delayed ACK (about 40 ms on Linux).
-        """
+        """boto3 rds-data client -> dev gateway server (loopback HTTP) -> SQL function, vs direct."""
         from wardgate.dataapi.client import PLACEHOLDER_ARN, wardgate_rds_data_client
 
-        assert self.stack.gateway is not None
-        handler_class = self.stack.gateway.server.RequestHandlerClass
         kwargs = {
             "resourceArn": PLACEHOLDER_ARN,
             "secretArn": PLACEHOLDER_ARN,
@@ -365,37 +357,29 @@ class Bench:
             "parameters": [{"name": "last", "value": {"longValue": ROWS}}],
             "includeResultMetadata": True,
         }
-        samples: dict[str, list[float]] = {
-            "direct": [],
-            "boto3": [],
-            "direct-nodelay": [],
-            "boto3-nodelay": [],
-        }
+        samples: dict[str, list[float]] = {"direct": [], "boto3": []}
         perf = time.perf_counter_ns
-        for suffix, nodelay in (("", False), ("-nodelay", True)):
-            handler_class.disable_nagle_algorithm = nodelay  # type: ignore[attr-defined]
-            client = wardgate_rds_data_client(f"{self.stack.url}/sql/{CONNECTION}", lambda: self.token)
+        client = wardgate_rds_data_client(f"{self.stack.url}/sql/{CONNECTION}", lambda: self.token)
 
-            def boto3_call(client: Any = client) -> None:
-                response = client.execute_statement(**kwargs)
-                if len(response["records"]) != ROWS:
-                    raise RuntimeError("boto3 got the wrong number of rows")
+        def boto3_call(client: Any = client) -> None:
+            response = client.execute_statement(**kwargs)
+            if len(response["records"]) != ROWS:
+                raise RuntimeError("boto3 got the wrong number of rows")
 
-            with stdout_to_devnull():
-                for _ in range(warmup):
-                    self.direct()
-                    boto3_call()
-                for block in range(blocks):
-                    order = ("direct", "boto3") if block % 2 == 0 else ("boto3", "direct")
-                    for name in order:
-                        fn: Callable[[], Any] = self.direct if name == "direct" else boto3_call
-                        out = samples[name + suffix]
-                        for _ in range(block_size):
-                            start = perf()
-                            fn()
-                            out.append((perf() - start) / 1e6)
-            client.close()
-        handler_class.disable_nagle_algorithm = False  # type: ignore[attr-defined]
+        with stdout_to_devnull():
+            for _ in range(warmup):
+                self.direct()
+                boto3_call()
+            for block in range(blocks):
+                order = ("direct", "boto3") if block % 2 == 0 else ("boto3", "direct")
+                for name in order:
+                    fn: Callable[[], Any] = self.direct if name == "direct" else boto3_call
+                    out = samples[name]
+                    for _ in range(block_size):
+                        start = perf()
+                        fn()
+                        out.append((perf() - start) / 1e6)
+        client.close()
         return samples
 
     def breakdown(self, n: int) -> dict[str, float]:
@@ -525,13 +509,12 @@ def report(
     ]
     samples_e2e = e2e["boto3"]
     e_rows = []
-    for suffix, label in (("", "as is"), ("-nodelay", "with TCP_NODELAY")):
-        e_direct, e_boto = sorted(e2e["direct" + suffix]), sorted(e2e["boto3" + suffix])
-        e_rows += [
-            f"| {label} | p{q} | {percentile(e_direct, q):.3f} | {percentile(e_boto, q):.3f} | "
-            f"{percentile(e_boto, q) - percentile(e_direct, q):.3f} |"
-            for q in (50, 90, 99)
-        ]
+    e_direct, e_boto = sorted(e2e["direct"]), sorted(e2e["boto3"])
+    e_rows += [
+        f"| dev server | p{q} | {percentile(e_direct, q):.3f} | {percentile(e_boto, q):.3f} | "
+        f"{percentile(e_boto, q) - percentile(e_direct, q):.3f} |"
+        for q in (50, 90, 99)
+    ]
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     command = ".venv/bin/python benchmarks/sql_overhead.py --write" + (
         f" --statements {args.statements}" if args.statements != 2000 else ""
@@ -578,10 +561,8 @@ def report(
         "(`wardgate_rds_data_client`) to the local dev gateway server (`DevStack`): **includes boto3 "
         "(request serialisation, response parsing) and loopback HTTP**, the dev server building the API "
         "Gateway event, the SQL function's handler and its recordings to moto in-process; not "
-        "comparable with the target. The dev server writes a response's headers and body in two sends "
-        "without TCP_NODELAY, so as it is every response waits for the client's delayed ACK (~40 ms on "
-        "Linux); the second run sets TCP_NODELAY on its sockets (from this script, on the handler "
-        f"class). {len(samples_e2e)} statements per path and run, in alternating blocks, against the "
+        "comparable with the target. "
+        f"{len(samples_e2e)} statements per path and run, in alternating blocks, against the "
         "same direct baseline:",
         "",
         "| dev server | percentile | direct `dataapi.run` (ms) | boto3 -> HTTP -> wardgate (ms) | "

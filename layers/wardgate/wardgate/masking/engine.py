@@ -711,9 +711,19 @@ NUMBER_DETECTORS = {"card": 12}
 ids and counts skip the others (tests/test_masking_engine.py checks this table)."""
 
 
+@lru_cache(maxsize=64)
+def _number_detectors(detectors: tuple[Detector, ...]) -> tuple[tuple[Detector, int], ...]:
+    """The detectors that may match a bare number, with the fewest digits they need."""
+    return tuple(
+        (det, NUMBER_DETECTORS[det.name] if BUILTIN_DETECTORS.get(det.name) is det else 1)
+        for det in detectors
+        if BUILTIN_DETECTORS.get(det.name) is not det or det.name in NUMBER_DETECTORS
+    )
+
+
 def _masked_number(digits: str, detectors: Sequence[Detector], counts: dict[str, int]) -> bool:
-    for det in detectors:
-        if BUILTIN_DETECTORS.get(det.name) is det and len(digits) < NUMBER_DETECTORS.get(det.name, 10**6):
+    for det, fewest in _number_detectors(tuple(detectors)):
+        if len(digits) < fewest:
             continue
         if det.matches(digits):
             _count(counts, det.name)
