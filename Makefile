@@ -47,6 +47,7 @@ bench: venv
 	$(BIN)/python benchmarks/sql_classification.py --write
 	$(BIN)/python benchmarks/masking.py --write  # Presidio column: $(BIN)/pip install presidio-analyzer
 	$(BIN)/python benchmarks/revocation.py --write
+	$(BIN)/python benchmarks/approval_latency.py --write  # approve click -> agent's result, local
 	$(BIN)/python benchmarks/sql_overhead.py --write  # needs PostgreSQL on 127.0.0.1:5432 (bash .ci/services)
 
 clean:

@@ -436,10 +436,10 @@ def report(samples: dict[str, list[float]], parts: dict[str, float], block_size:
     in_path = [
         ("whole guarded request", med(samples["guarded"])),
         ("… `HttpGateway.handle` until it records the outcome (`timings_ms.total`)", med(handle)),
-        ("… … guard: token, connection, policy, credential, headers (`timings_ms.guard`)", med(guard)),
+        ("… … guard: token, registry, connection, policy, masking profile (`timings_ms.guard`)", med(guard)),
         ("… … upstream call through `HttpForwarder` (`timings_ms.upstream`)", med(upstream)),
         (
-            "… … `record_request` and response handling (total - guard - upstream)",
+            "… … credential, headers, `record_request`, masking the response (total - guard - upstream)",
             med([t - a - b for t, a, b in zip(handle, guard, upstream, strict=True)]),
         ),
         (

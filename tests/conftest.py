@@ -13,7 +13,7 @@ import httpx
 import pytest
 from moto import mock_aws
 
-from wardgate.dev.stack import DevStack
+from wardgate.dev.stack import SFN_INTERPRETER, DevStack
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,7 +34,7 @@ def restore_env() -> Iterator[None]:
 @pytest.fixture
 def stack(state_dir: Path, restore_env: None) -> Iterator[DevStack]:
     os.environ.update({"WARDGATE_UPSTREAM_TIMEOUT_S": "2", "WARDGATE_MAX_REQUEST_BYTES": str(256 * 1024)})
-    with mock_aws():
+    with mock_aws(config=SFN_INTERPRETER):  # moto runs the approval workflow's definition
         running = DevStack(root=ROOT, state_dir=state_dir, port=0, upstream_port=0).start()
         try:
             yield running

@@ -155,29 +155,43 @@ def test_cli_dry_run_explains_the_decision(stack, capsys):
     assert "is a http connection, not sql" in capsys.readouterr().err
 
 
-def test_require_approval_is_refused_until_the_approval_flow_exists(stack, client, auth):
+def test_require_approval_holds_the_request_for_its_approvers(stack, client, auth):
     policies = store()
     refunds = {
         "name": "big refunds",
         "effect": "require_approval",
         "approvers": ["finance-leads"],
         "connections": ["demo"],
-        "match": {"http": {"methods": ["POST"], "paths": ["/v1/refunds"], "body": {"amount": {"gt": 500}}}},
+        "match": {"http": {"methods": ["POST"], "paths": ["/v1/payouts"], "body": {"amount": {"gt": 500}}}},
+    }
+    settings = {
+        **DEV_POLICY["settings"],
+        "approval": {
+            "approvers": {
+                **DEV_POLICY["settings"]["approval"]["approvers"],
+                "finance-leads": ["dana@example.com"],
+            }
+        },
     }
     policies.apply(
-        {**DEV_POLICY, "rules": [*DEV_POLICY["rules"], refunds]}, "alice", policies.current_version()
+        {**DEV_POLICY, "rules": [*DEV_POLICY["rules"], refunds], "settings": settings},
+        "alice",
+        policies.current_version(),
     )
     from wardgate import runtime
 
     runtime.http_gateway().policies._cached = None
     before = len(stack.upstream.requests)
-    held = client.post("/http/demo/v1/refunds", headers=auth, json={"amount": 900})
-    assert held.status_code == 403
-    error = held.json()["error"]
-    assert error["code"] == "approval_required" and "finance-leads" in error["message"]
+    held = client.post("/http/demo/v1/payouts", headers=auth, json={"amount": 900})
+    assert held.status_code == 202  # held for approval (tests/test_approvals.py has the flow)
+    assert "finance-leads" in held.json()["reason"]
     assert len(stack.upstream.requests) == before
-    assert client.post("/http/demo/v1/refunds", headers=auth, json={"amount": 90}).status_code == 200
-    [event] = [e for e in recorded_events() if e["record_id"] == held.headers["x-wardgate-record-id"]]
+    assert client.post("/http/demo/v1/payouts", headers=auth, json={"amount": 90}).status_code == 200
+    [event] = [
+        e
+        for e in recorded_events()
+        if e["record_id"] == held.headers["x-wardgate-record-id"] and e["event"] == "held"
+    ]
     assert event["decision"]["outcome"] == "require_approval" and event["decision"]["approvers"] == [
         "finance-leads"
     ]

@@ -45,6 +45,11 @@ class Settings:
     agents_table: str = "wardgate-agents"
     admin_group: str = "wardgate-admins"
     scim_token_secret: str = ""
+    approvals_table: str = ""  # empty: no approval flow (require_approval is refused)
+    approval_state_machine: str = ""
+    approval_key_secret: str = ""
+    approval_sender: str = ""
+    public_url: str = ""  # base of poll URLs and approval links; empty: https://<Host of the request>
     limits: Limits = field(default_factory=Limits)
 
     @classmethod
@@ -77,5 +82,10 @@ class Settings:
             agents_table=env.get("AGENTS_TABLE", "wardgate-agents"),
             admin_group=env.get("ADMIN_GROUP", "wardgate-admins"),
             scim_token_secret=env.get("SCIM_TOKEN_SECRET", ""),
+            approvals_table=env.get("APPROVALS_TABLE", ""),
+            approval_state_machine=env.get("APPROVAL_STATE_MACHINE", ""),
+            approval_key_secret=env.get("APPROVAL_KEY_SECRET", ""),
+            approval_sender=env.get("APPROVAL_SENDER", ""),
+            public_url=env.get("WARDGATE_PUBLIC_URL", ""),
             limits=limits,
         )

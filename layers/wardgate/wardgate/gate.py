@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
 
 from wardgate.agents import AgentRegistry
 from wardgate.apigw import HttpRequest, HttpResponse
+from wardgate.approvals.service import ApprovalDesk, ApprovalRequired
 from wardgate.config import Limits
 from wardgate.connections import Connection, ConnectionStore
 from wardgate.errors import Forbidden, GatewayError
@@ -57,6 +58,7 @@ class Progress:
 
     connection: str = "unknown"  # a metric dimension: never an agent-chosen name
     forwarded: bool = False
+    held: bool = False  # answered 202: the operation waits for approval (recorded as a "held" event)
 
 
 @dataclass
@@ -67,6 +69,8 @@ class Gate:
     recorder: Recorder
     policies: PolicyStore
     limits: Limits
+    # The approval flow (approvals/): None refuses require_approval with 403 approval_required.
+    approvals: ApprovalDesk | None = field(default=None, kw_only=True)
 
     def serve(
         self,
@@ -89,7 +93,8 @@ class Gate:
             )
         recording.timings_ms["total"] = ms_since(started)
         try:
-            self.recorder.record_outcome(recording, "response" if progress.forwarded else "refused")
+            kind = "response" if progress.forwarded else "held" if progress.held else "refused"
+            self.recorder.record_outcome(recording, kind)
         except GatewayError as error:
             logger.error("recording failed", extra={"record_id": recording.record_id, "code": error.code})
             count("RecordingFailures", connection=progress.connection)
@@ -134,10 +139,19 @@ class Gate:
             )
         recording.decision = decision.to_record()
         if decision.outcome == "require_approval":
-            raise Forbidden(
-                f"{decision.reason}; approvers: {', '.join(decision.approvers)} "
-                "(the approval flow is not available yet, so the request is refused)",
-                code="approval_required",
+            grant = self.approvals.grant_for(identity, connection.name, decision) if self.approvals else None
+            if grant:  # a window approval of this rule for this identity and connection is open
+                recording.decision = {**recording.decision, "outcome": "allow", "approval_grant": grant}
+                return policy_set
+            raise ApprovalRequired(
+                decision,
+                policy_set,
+                f"{decision.reason}; approvers: {', '.join(decision.approvers)}"
+                + (
+                    ""
+                    if self.approvals
+                    else " (approvals are served for HTTP and Kubernetes operations only, so it is refused)"
+                ),
             )
         if decision.outcome != "allow":
             raise Forbidden(decision.reason, code="denied_by_policy")

@@ -7,13 +7,17 @@ what is forwarded, the upstream is pinned, the credential injected, the response
 
 from __future__ import annotations
 
+import base64
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from wardgate.apigw import HttpRequest, HttpResponse, error_response
+from wardgate.approvals.model import ApprovalRequest
+from wardgate.approvals.service import ApprovalRequired
 from wardgate.connections import Connection
 from wardgate.credentials import CredentialStore
-from wardgate.errors import BadGateway, BadRequest
+from wardgate.errors import BadGateway, BadRequest, GatewayError
 from wardgate.gate import Gate, Progress, masked_counts_header, masked_url_part, ms_since
 from wardgate.masking.engine import MaskingRefused, mask_body
 from wardgate.masking.kubernetes import mask_kubernetes_body
@@ -26,6 +30,18 @@ from wardgate.proxies import kubernetes
 from wardgate.recording import Recording, recorded_body, recorded_headers
 
 Operation = HttpOperation | K8sOperation | UnparseableOperation
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """What goes to the upstream, before the credential: the agent's request, or a held one."""
+
+    method: str
+    path: str  # normalised
+    query: str
+    headers: Mapping[str, str]  # the agent's (filtered by forwarded_headers)
+    cookies: list[str]
+    body: bytes
 
 
 @dataclass
@@ -54,26 +70,111 @@ class HttpGateway(Gate):
         if connection.kind == "http":
             recording.operation["path"] = masked_url_part(path, "/")
             recording.operation["query"] = masked_url_part(query, "=&")
-        policy_set = self.decide(identity, connection, operation, recording)
+        try:
+            policy_set = self.decide(identity, connection, operation, recording)
+        except ApprovalRequired as required:
+            if self.approvals is None:
+                raise
+            response = self.approvals.hold(
+                request, identity, connection.kind, path, query, required, recording
+            )
+            progress.held = True
+            return response
         masking = policy_set.masking.for_caller(connection.name, identity.groups)
         body = http_proxy.check_request_body(request.body, self.limits.max_request_body)
-        url = http_proxy.upstream_url(connection.upstream_url, path, query)
+        recording.timings_ms["guard"] = ms_since(started)
+        outgoing = Outgoing(request.method, path, query, request.headers, request.cookies, body)
+        return self._forward(
+            connection,
+            outgoing,
+            request.request_id,
+            request.gateway_prefix,
+            masking,
+            recording,
+            progress,
+            deadline,
+        )
+
+    def _forward(
+        self,
+        connection: Connection,
+        outgoing: Outgoing,
+        request_id: str,
+        gateway_prefix: str,
+        masking: AppliedMasking,
+        recording: Recording,
+        progress: Progress,
+        deadline: float,
+    ) -> HttpResponse:
+        """Credential in, recorded before it leaves (fail closed), forwarded, masked on the way back."""
+        url = http_proxy.upstream_url(connection.upstream_url, outgoing.path, outgoing.query)
         credential = (
             self.credentials.get(connection.credential_secret) if connection.credential_secret else None
         )
-        headers = http_proxy.forwarded_headers(
-            request.headers, request.cookies, credential, request.request_id
-        )
+        headers = http_proxy.forwarded_headers(outgoing.headers, outgoing.cookies, credential, request_id)
         if connection.kind == "k8s":
             headers = kubernetes.json_only(headers)
-        recording.timings_ms["guard"] = ms_since(started)
-
         self.recorder.record_request(recording)  # durable before anything leaves: fail closed
         progress.forwarded = True
         upstream_started = time.perf_counter()
-        upstream = self.forwarder.forward(request.method, url, headers, body, deadline)
+        upstream = self.forwarder.forward(outgoing.method, url, headers, outgoing.body, deadline)
         recording.timings_ms["upstream"] = ms_since(upstream_started)
-        return self._relay(upstream, connection, request.gateway_prefix, masking, recording)
+        return self._relay(upstream, connection, gateway_prefix, masking, recording)
+
+    def execute_held(self, held: ApprovalRequest, deadline: float) -> HttpResponse:
+        """Run an approved one-time operation exactly as it was held, inside its original recording.
+
+        The caller (``ApprovalDesk``) has verified the approval and claimed the execution; this adds
+        the credential, records ``request`` before forwarding and ``response`` after, and masks.
+        """
+        started = time.perf_counter()
+        recording = Recording(
+            request_id=held.request_id,
+            connection=held.connection,
+            request={
+                "method": held.held["method"],
+                "path": masked_url_part(held.held["path"], "/"),
+                "query": masked_url_part(held.held["query"], "=&"),
+                "headers": recorded_headers(held.held["headers"].items()),
+                "approval": held.request_id,
+            },
+            started_at=held.record_started_at,
+            record_id=held.record_id,
+        )
+        recording.identity = {"issuer": held.issuer, "subject": held.subject, "owner": held.owner or None}
+        recording.operation = held.operation
+        recording.decision = {
+            "outcome": "allow",
+            "reason": f"approved (approval request {held.request_id})",
+            "rule": held.rule,
+            "policy_version": held.policy_version,
+            "approval": held.request_id,
+            "approved_by": [v.approver for v in held.approvals()],
+        }
+        progress = Progress()
+        try:
+            connection = self.connections.get(held.connection)
+            masking = self.policies.current().masking.for_caller(connection.name, held.groups)
+            outgoing = Outgoing(
+                held.held["method"],
+                held.held["path"],
+                held.held["query"],
+                held.held["headers"],
+                [],
+                base64.b64decode(held.held["body"]),
+            )
+            recording.timings_ms["guard"] = ms_since(started)
+            response = self._forward(
+                connection, outgoing, held.request_id, "", masking, recording, progress, deadline
+            )
+        except GatewayError as error:
+            response = self._refuse(recording, error, held.request_id, error_response)
+        recording.timings_ms["total"] = ms_since(started)
+        try:
+            self.recorder.record_outcome(recording, "response" if progress.forwarded else "refused")
+        except GatewayError as error:  # answered but not recorded: the agent does not get the answer
+            response = error_response(error, held.request_id)
+        return response
 
     def _relay(
         self,

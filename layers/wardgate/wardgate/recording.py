@@ -94,10 +94,10 @@ class Recording:
             "identity": self.identity,
             "decision": self.decision,
         }
-        if kind in ("request", "refused"):
+        if kind in ("request", "refused", "held"):
             body["request"] = self.request
             body["operation"] = self.operation
-        if kind in ("response", "refused"):
+        if kind in ("response", "refused", "held"):
             body["response"] = self.response
             body["error"] = self.error
             body["timings_ms"] = self.timings_ms
@@ -114,7 +114,7 @@ class Recording:
             "method": self.request.get("method", ""),
             "path": self.request.get("path", ""),
             "status": int((self.response or {}).get("status") or 0),
-            "outcome": (self.decision or {}).get("outcome") or "refused",
+            "outcome": (self.decision or {}).get("outcome") or "refused",  # require_approval when held
             "error": (self.error or {}).get("code") or "",
             "duration_ms": round(self.timings_ms.get("total", 0.0), 3),
             "expires_at": int((started + INDEX_RETENTION).timestamp()),
@@ -179,6 +179,10 @@ class Recorder:
                 raise ServiceUnavailable(
                     f"recording index unavailable ({type(exc).__name__})", code="recording_unavailable"
                 ) from None
+
+    def append(self, event: dict[str, Any]) -> None:
+        """Append an event to an existing record (the approval flow's steps); raise if we cannot."""
+        self._put(event)
 
     def _put(self, event: dict[str, Any]) -> None:
         line = json.dumps(event, separators=(",", ":"), default=str).encode() + b"\n"

@@ -23,6 +23,7 @@ from wardgate.proxies.http import HttpForwarder
 from wardgate.recording import DynamoRecordIndex, FirehoseStream, Recorder
 
 if TYPE_CHECKING:
+    from wardgate.approvals.service import ApprovalDesk
     from wardgate.sql_gateway import SqlGateway
 
 DEADLINE_MARGIN_S = 1.0  # leave time to record the outcome and answer before Lambda's own timeout
@@ -30,8 +31,13 @@ DEADLINE_MARGIN_S = 1.0  # leave time to record the outcome and answer before La
 
 def agent_registry(settings: Settings, policies: PolicyStore | None = None) -> AgentRegistry:
     """The registry; with ``policies``, registration is required when the policy in force says so."""
-    if policies is None:
-        return AgentRegistry(AgentTable(settings.agents_table))
+    if policies is None:  # the registry that revokes (admin API, SCIM, CLI): tell the approval flow
+        registry = AgentRegistry(AgentTable(settings.agents_table))
+        if settings.approvals_table:
+            from wardgate.approvals.revocation import revocation_listener
+
+            registry.listeners.append(revocation_listener(approval_desk))
+        return registry
     return AgentRegistry(
         AgentTable(settings.agents_table),
         registration=lambda: registration_mode(policies.current().document.get("settings") or {}),
@@ -53,7 +59,81 @@ def http_gateway() -> HttpGateway:
         policies=policies,
         limits=settings.limits,
         agents=agent_registry(settings, policies),
+        approvals=approval_desk() if settings.approvals_table else None,
     )
+
+
+@functools.cache
+def approval_desk() -> ApprovalDesk:
+    """The approval flow's service: its table, workflow, link signer (when the key is configured)."""
+    from wardgate import aws
+    from wardgate.approvals.service import ApprovalDesk
+    from wardgate.approvals.signing import Signer
+    from wardgate.approvals.store import ApprovalStore
+    from wardgate.approvals.workflow import Workflow
+
+    settings = Settings.from_env()
+    key_secret = settings.approval_key_secret
+
+    @functools.cache
+    def key() -> bytes:
+        return str(
+            aws.client("secretsmanager").get_secret_value(SecretId=key_secret)["SecretString"]
+        ).encode()
+
+    return ApprovalDesk(
+        store=ApprovalStore(settings.approvals_table),
+        recorder=Recorder(
+            FirehoseStream(settings.recordings_stream), DynamoRecordIndex(settings.recordings_table)
+        ),
+        workflow=Workflow(settings.approval_state_machine) if settings.approval_state_machine else None,
+        signer=Signer(key) if key_secret else None,
+        public_url=settings.public_url,
+    )
+
+
+def mailer() -> Any:
+    """SES on AWS; the local outbox folder when WARDGATE_OUTBOX is set (``wardgate dev``)."""
+    import os
+    from pathlib import Path
+
+    from wardgate.approvals.mail import OutboxMailer, SesMailer
+
+    outbox = os.environ.get("WARDGATE_OUTBOX")
+    if outbox:
+        return OutboxMailer(Path(outbox))
+    return SesMailer(Settings.from_env().approval_sender)
+
+
+def handle_notifier_event(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from wardgate.approvals.notifier import handle_sqs_event
+
+    return handle_sqs_event(approval_desk(), mailer(), event)
+
+
+def handle_approver_event(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from wardgate.approvals.api import handle_approver
+
+    return handle_approver(event, approval_desk).to_apigw_v2()
+
+
+def handle_poll_event(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from wardgate.approvals.api import handle_poll
+
+    request_id = (event.get("requestContext") or {}).get("requestId", "")
+    try:
+        gateway = http_gateway()
+        response = handle_poll(
+            event,
+            gateway.validator,
+            gateway.agents,
+            approval_desk(),
+            gateway.execute_held,
+            deadline_for(context, 28.0),
+        )
+    except GatewayError as error:
+        response = error_response(error, request_id)
+    return response.to_apigw_v2()
 
 
 @functools.cache
@@ -90,6 +170,8 @@ def deadline_for(context: Any, budget: float) -> float:
 
 
 def handle_http_event(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    if str(event.get("routeKey", "")).startswith("GET /requests/"):
+        return handle_poll_event(event, context)  # the approval poll runs the held operation here
     request_id = (event.get("requestContext") or {}).get("requestId", "")
     try:
         request = HttpRequest.from_apigw_v2(event)

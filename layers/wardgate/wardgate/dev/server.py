@@ -14,7 +14,9 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime
+from html import escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Self
 from urllib.parse import unquote
@@ -23,6 +25,7 @@ from wardgate.dev.oidc import ISSUER_PATH, DevIssuer
 from wardgate.dev.template import ACCOUNT, Route, Template
 
 MAX_PAYLOAD = 10 * 1024 * 1024  # API Gateway HTTP APIs accept at most 10 MB
+OUTBOX_PATH = "/_dev/outbox"  # local mode's mail: approval emails land here instead of SES
 
 
 class LoopbackServer(ThreadingHTTPServer):
@@ -123,6 +126,7 @@ class GatewayServer(LoopbackService):
     ) -> None:
         self.routes = template.routes()
         self.issuer = issuer
+        self.outbox: Path | None = None
         self._modules: dict[str, ModuleType] = {}
         self._lock = threading.Lock()
         super().__init__(self._handler_class(), host, port)
@@ -164,6 +168,8 @@ class GatewayServer(LoopbackService):
         raw_path, _, raw_query = h.path.partition("?")
         if self.issuer is not None and raw_path.startswith(ISSUER_PATH + "/"):
             return self._issuer_document(h, raw_path[len(ISSUER_PATH) :])
+        if raw_path in (OUTBOX_PATH, OUTBOX_PATH + ".json") and h.command == "GET":
+            return self._outbox(h, as_json=raw_path.endswith(".json"))
         if h.headers.get("transfer-encoding"):
             return _reply(h, 411, {"message": "Length Required"})
         length = int(h.headers.get("content-length") or 0)
@@ -200,6 +206,29 @@ class GatewayServer(LoopbackService):
         if path == "/jwks":
             return _reply(h, 200, self.issuer.jwks())
         return _reply(h, 404, {"message": "Not Found"})
+
+    def _outbox(self, h: BaseHTTPRequestHandler, as_json: bool) -> None:
+        from wardgate.approvals.mail import OutboxMailer
+
+        messages = OutboxMailer(self.outbox).messages() if self.outbox else []
+        if as_json:
+            return _reply(h, 200, {"messages": messages})
+        items = "".join(
+            f"<article><h2>{escape(str(m['subject']))}</h2><p>to {escape(', '.join(m['to']))}</p>"  # type: ignore[arg-type]
+            f'<div class="mail">{m["html"]}</div></article><hr>'
+            for m in reversed(messages)
+        )
+        page = (
+            '<!doctype html><html><head><meta charset="utf-8"><meta name="viewport" '
+            'content="width=device-width, initial-scale=1"><title>wardgate dev outbox</title></head>'
+            f"<body><h1>Outbox ({len(messages)})</h1>{items or '<p>No mail yet.</p>'}</body></html>"
+        ).encode()
+        h.send_response(200)
+        h.send_header("content-type", "text/html; charset=utf-8")
+        h.send_header("cache-control", "no-store")
+        h.send_header("content-length", str(len(page)))
+        h.end_headers()
+        h.wfile.write(page)
 
 
 def _reply(h: BaseHTTPRequestHandler, status: int, doc: Any) -> None:

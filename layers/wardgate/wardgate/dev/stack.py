@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,8 @@ from wardgate.dev.upstream import EchoUpstream
 DEMO_SECRET = "wardgate/demo"
 DEMO_GROUPS = ("ci", "developers")
 DEMO_SQL_URL = "postgresql://postgres@127.0.0.1:5432/postgres"  # a local PostgreSQL's default superuser
+DEMO_APPROVERS = ("oncall@example.com", "lead@example.com")
+SFN_INTERPRETER = {"stepfunctions": {"execute_state_machine": True}}  # moto runs the approval workflow
 # The policy local mode applies: agents may call HTTP connections, except to delete users on demo,
 # read the demo cluster and the local PostgreSQL; members of pii-readers see emails and phones.
 DEV_POLICY: dict[str, Any] = {
@@ -41,6 +44,14 @@ DEV_POLICY: dict[str, Any] = {
             "match": {"http": {"methods": ["DELETE"], "paths": ["/v1/users/*"]}},
         },
         {
+            "name": "refunds need a human",
+            "effect": "require_approval",
+            "connections": ["demo"],
+            "message": "refunds are paid out for real: a human approves each one",
+            "approvers": ["demo-approvers"],
+            "match": {"http": {"methods": ["POST"], "paths": ["/v1/refunds"]}},
+        },
+        {
             "name": "agents may read the demo cluster",
             "effect": "allow",
             "connections": ["demo-k8s"],
@@ -51,6 +62,7 @@ DEV_POLICY: dict[str, Any] = {
     "packs": [{"name": "read-only-sql", "connections": ["demo-sql"]}],
     "settings": {
         "masking": {"exemptions": [{"groups": ["pii-readers"], "reveal": ["email", "phone"]}]},
+        "approval": {"approvers": {"demo-approvers": list(DEMO_APPROVERS)}, "timeout_minutes": 15},
     },
 }
 FAKE_AWS_ENV = {
@@ -97,6 +109,7 @@ class DevStack:
     upstream: EchoUpstream | None = field(default=None, init=False)
     issuer: DevIssuer | None = field(default=None, init=False)
     template: Template | None = field(default=None, init=False)
+    outbox: Path | None = field(default=None, init=False)
     _stoppers: list[Callable[[], None]] = field(default_factory=list, init=False)
 
     def start(self) -> DevStack:
@@ -108,8 +121,10 @@ class DevStack:
         if self.aws_endpoint:
             os.environ["AWS_ENDPOINT_URL"] = self.aws_endpoint
             aws.reset_clients()  # clients made earlier would still talk to another endpoint
+            enable_workflows(self.aws_endpoint)
         runtime.http_gateway.cache_clear()
         runtime.sql_gateway.cache_clear()
+        runtime.approval_desk.cache_clear()
         from wardgate import admin, scim
 
         for cached in (admin.agent_admin, admin.admin_api, scim.scim_service):
@@ -122,8 +137,13 @@ class DevStack:
         self.issuer = DevIssuer(f"{self.gateway.url}{ISSUER_PATH}", self.state_dir / "dev-issuer-key.pem")
         self.gateway.issuer = self.issuer
         parameters = {"TrustedIssuers": issuers_parameter(self.issuer.issuer_config())}
-        for function in {r.function for r in self.template.routes()}:
+        for function in {r.function for r in self.template.routes()} | {"ApprovalNotifierFunction"}:
             os.environ.update(self.template.function_environment(function, parameters))
+        # Approval links and poll URLs point here; mail goes to the outbox (/_dev/outbox) and the console.
+        self.outbox = self.state_dir / f"outbox-{os.getpid()}-{self.gateway.url.rsplit(':', 1)[1]}"
+        shutil.rmtree(self.outbox, ignore_errors=True)
+        os.environ.update(WARDGATE_PUBLIC_URL=self.gateway.url, WARDGATE_OUTBOX=str(self.outbox))
+        self.gateway.outbox = self.outbox
 
         demo_token = secrets.token_urlsafe(24)
         self.upstream = EchoUpstream(f"Bearer {demo_token}", self.host, self.upstream_port).start()
@@ -133,7 +153,18 @@ class DevStack:
 
         self.gateway.start()
         self._stoppers.append(self.gateway.stop)
+        self.start_notifier()
         return self
+
+    def start_notifier(self) -> None:
+        """What the SQS event source mapping does on AWS: the notifier consumes the workflow's queue."""
+        from wardgate import runtime
+        from wardgate.approvals.notifier import LocalNotifier
+
+        assert self.template is not None
+        queue_url = str(self.template.resolve({"Ref": "ApprovalNotifyQueue"}, {}))
+        notifier = LocalNotifier(queue_url, runtime.approval_desk, lambda: runtime.mailer()).start()
+        self._stoppers.append(notifier.stop)
 
     def seed_demo(self, demo_token: str) -> None:
         from wardgate import aws
@@ -201,6 +232,11 @@ class DevStack:
             "CONNECTIONS_TABLE",
             "POLICIES_TABLE",
             "AGENTS_TABLE",
+            "APPROVALS_TABLE",
+            "APPROVAL_STATE_MACHINE",
+            "APPROVAL_KEY_SECRET",
+            "WARDGATE_PUBLIC_URL",
+            "WARDGATE_OUTBOX",
             "SCIM_TOKEN_SECRET",
             "RECORDINGS_TABLE",
             "RECORDINGS_STREAM",
@@ -249,8 +285,30 @@ Try it (in another shell, from this folder, with .venv/bin on PATH):
   wardgate revoke --owner alice@example.com --reason "offboarded"
   SCIM: {stack.url}/scim/v2/Users  (bearer token: wardgate agents scim-token)
 
+Approvals (refunds on demo need a human; the mail lands in {stack.url}/_dev/outbox and here):
+  curl -H "Authorization: Bearer $TOKEN" -d '{{"amount": 900}}' {stack.url}/http/demo/v1/refunds
+                                                        (202 Accepted, with a poll_url)
+  open the link from the mail, approve, then:
+  curl -H "Authorization: Bearer $TOKEN" "<poll_url>?wait=25"                    (the executed result)
+
 Ctrl-C stops everything; local state is in memory and goes with it.
 """
+
+
+def enable_workflows(aws_endpoint: str) -> None:
+    """Turn on moto's Step Functions interpreter in a moto server, and tell it where it listens
+    (its DynamoDB and SQS service integrations call back into the server)."""
+    import urllib.request
+
+    os.environ["MOTO_PORT"] = aws_endpoint.rsplit(":", 1)[1].rstrip("/")
+    request = urllib.request.Request(
+        f"{aws_endpoint.rstrip('/')}/moto-api/config",
+        data=json.dumps(SFN_INTERPRETER).encode(),
+        headers={"content-type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=5):  # the local moto server
+        pass
 
 
 def read_state(root: Path | None = None) -> dict[str, Any] | None:

@@ -123,6 +123,11 @@ class Template:
                     return parameters[arg]
                 if arg in self.doc.get("Parameters", {}):
                     return str(self.doc["Parameters"][arg].get("Default", ""))
+                kind = self.resources.get(arg, {}).get("Type")
+                if kind == "AWS::SQS::Queue":  # Ref of a queue is its URL
+                    return f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{self.local_name(arg)}"
+                if kind == "AWS::Serverless::StateMachine":  # ... of a state machine its ARN
+                    return f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{self.local_name(arg)}"
                 return {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws"}.get(
                     arg, self.local_name(arg)
                 )
@@ -148,6 +153,8 @@ class Template:
             return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
         if kind == "AWS::KinesisFirehose::DeliveryStream":
             return f"arn:aws:firehose:{REGION}:{ACCOUNT}:deliverystream/{name}"
+        if kind == "AWS::SQS::Queue":
+            return f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
         return f"arn:aws:iam::{ACCOUNT}:role/{name}"
 
     def function_environment(self, function: str, parameters: dict[str, str]) -> dict[str, str]:
@@ -173,6 +180,8 @@ class Template:
                 )
             elif resource["Type"] == "AWS::S3::Bucket":
                 client("s3").create_bucket(Bucket=name)
+            elif resource["Type"] == "AWS::SQS::Queue":
+                client("sqs").create_queue(QueueName=name)
             elif resource["Type"] == "AWS::SecretsManager::Secret" and "GenerateSecretString" in props:
                 import secrets
 
@@ -190,6 +199,20 @@ class Template:
                         "CompressionFormat": dest.get("CompressionFormat", "UNCOMPRESSED"),
                     },
                 )
+            elif resource["Type"] == "AWS::Serverless::StateMachine":  # queues and tables exist by now
+                client("stepfunctions").create_state_machine(
+                    name=self.local_name(logical_id),
+                    definition=self.state_machine_definition(logical_id),
+                    roleArn=f"arn:aws:iam::{ACCOUNT}:role/{self.local_name(logical_id)}",
+                )
+
+    def state_machine_definition(self, logical_id: str) -> str:
+        """The definition file with its ``DefinitionSubstitutions`` applied, as Step Functions gets it."""
+        props = self.resources[logical_id]["Properties"]
+        definition: str = (self.root / props["DefinitionUri"]).read_text()
+        for key, value in (props.get("DefinitionSubstitutions") or {}).items():
+            definition = definition.replace("${" + key + "}", str(self.resolve(value, {})))
+        return definition
 
 
 def issuers_parameter(*issuer_configs: dict[str, Any]) -> str:

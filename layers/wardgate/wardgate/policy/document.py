@@ -104,6 +104,18 @@ def build(
                 rules.append(rule)
     settings = document.get("settings") or {}
     masking = _masking(settings.get("masking"), kinds if strict else None, problems)
+    named = (settings.get("approval") or {}).get("approvers")
+    if named is not None:  # approver names must resolve (addresses contain "@"): no rule without approvers
+        for rule in rules:
+            for name in rule.approvers:
+                if "@" not in name and name not in named:
+                    problems.append(
+                        Problem(
+                            ("settings", "approval", "approvers"),
+                            f"rule {rule.name!r} names approver {name!r}, which is neither an email "
+                            "address nor a name in settings.approval.approvers",
+                        )
+                    )
     if problems or masking is None:
         raise PolicyError(problems)
     return PolicySet(
@@ -205,6 +217,7 @@ def _rule(
         else None,
         window=window,
         approvers=tuple(raw.get("approvers") or ()),
+        approval=tuple(sorted((raw.get("approval") or {}).items())),
         conditions=conditions,
     )
 

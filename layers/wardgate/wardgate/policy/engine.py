@@ -32,6 +32,7 @@ class Decision:
     policy_version: str
     approvers: tuple[str, ...] = ()
     unit: int | None = None  # which statement/command decided, for multi-unit operations
+    approval: tuple[tuple[str, Any], ...] = ()  # the deciding rule's `approval:` settings (mode, minutes)
 
     def to_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -42,6 +43,8 @@ class Decision:
         }
         if self.approvers:
             record["approvers"] = list(self.approvers)
+        if self.approval:
+            record["approval"] = dict(self.approval)
         if self.unit is not None:
             record["unit"] = self.unit
         return record
@@ -169,4 +172,4 @@ class PolicySet:
                 "require_approval": f"{what} needs approval (rule {best.name!r})",
             }[best.effect]
         )
-        return Decision(best.effect, reason, best.name, self.version, best.approvers)
+        return Decision(best.effect, reason, best.name, self.version, best.approvers, approval=best.approval)

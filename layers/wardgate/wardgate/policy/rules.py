@@ -174,6 +174,7 @@ class Rule:
     identity: IdentityMatch | None = None
     window: TimeWindow | None = None
     approvers: tuple[str, ...] = ()
+    approval: tuple[tuple[str, Any], ...] = ()  # the rule's `approval:` (mode, minutes, quorum), as pairs
     conditions: dict[str, Any] = field(default_factory=dict, compare=False)  # as written, for explanations
 
     @property
