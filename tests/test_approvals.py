@@ -425,38 +425,6 @@ def test_a_tampered_held_operation_is_never_run(client, auth, stack, held_with_l
     assert upstream_calls(stack) == 0 and upstream_calls(stack, "/v1/refunds/everything") == 0
 
 
-def test_sql_operations_needing_approval_are_still_refused_clearly(stack, token):
-    """The SQL path shares Gate.decide but does not hold operations yet: a clear 403, nothing held."""
-    from wardgate.dataapi.client import PLACEHOLDER_ARN, wardgate_rds_data_client
-
-    document = copy.deepcopy(DEV_POLICY)
-    document["packs"] = [
-        {
-            "name": "no-destructive-ddl",
-            "connections": ["demo-sql"],
-            "effect": "require_approval",
-            "approvers": ["demo-approvers"],
-        },
-    ]
-    document["rules"].append(
-        {
-            "name": "ddl may be asked for",
-            "effect": "allow",
-            "connections": ["demo-sql"],
-            "match": {"sql": {"kinds": ["ddl"]}},
-        }
-    )
-    apply_policy_now(stack, document)
-    client = wardgate_rds_data_client(f"{stack.url}/sql/demo-sql", lambda: token)
-    with pytest.raises(client.exceptions.ForbiddenException) as refused:
-        client.execute_statement(
-            resourceArn=PLACEHOLDER_ARN, secretArn=PLACEHOLDER_ARN, sql="TRUNCATE wardgate_never_there"
-        )
-    message = refused.value.response["Error"]["Message"]
-    assert "approval_required" in message and "HTTP and Kubernetes operations only" in message
-    assert "demo-approvers" in message
-
-
 def test_a_kubernetes_delete_in_production_is_held_and_run_once(client, auth, stack):
     document = copy.deepcopy(DEV_POLICY)
     document["rules"].append(

@@ -14,6 +14,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.helpers import apply_policy_now, raw_recordings, recorded_events
 from wardgate.connections import Connection, ConnectionStore
@@ -290,3 +291,55 @@ def test_a_revoked_owners_agent_is_refused_on_the_sql_path_too(sql: Sql, stack: 
         bot.execute("SELECT 1")
     assert error.value.response["Error"]["Code"] == "ForbiddenException"
     assert "has been revoked (wardgate: agent_revoked)" in error.value.response["Error"]["Message"]
+
+
+def test_a_statement_needing_approval_is_held_then_its_retry_runs_it_once(
+    sql: Sql, stack: DevStack, client, token
+):
+    """boto3 cannot take a 202: a held call is ApprovalPendingException; after approval the identical
+    call runs once, and the next identical call needs a new approval."""
+    from tests.approval_helpers import link_in, mail_to, press, wait_for_mail, wait_status
+
+    engine = sql.client.meta.endpoint_url.rsplit("/", 1)[1]
+    deletes_need_a_human = {
+        "name": "deletes need a human",
+        "effect": "require_approval",
+        "connections": [engine],
+        "approvers": ["demo-approvers"],
+        "message": "deleting rows needs an on-call engineer",
+        "match": {"sql": {"kinds": ["delete"]}},
+    }
+    settings = {**SQL_POLICY["settings"], "approval": DEV_POLICY["settings"]["approval"]}
+    rules = [*SQL_POLICY["rules"], deletes_need_a_human]
+    apply_policy_now(stack, {**SQL_POLICY, "rules": rules, "settings": settings})
+    delete = "DELETE FROM {t} WHERE id = :id"
+    params = [{"name": "id", "value": {"longValue": 2}}]
+
+    with pytest.raises(ClientError) as held:
+        sql.execute(delete, parameters=params)
+    error = held.value.response["Error"]
+    assert error["Code"] == "ApprovalPendingException", error
+    request_id = error["Message"].split("request ")[1].split(" ")[0]
+    with pytest.raises(ClientError):  # asking again while pending: the same request, no new mail
+        sql.execute(delete, parameters=params)
+    mail = mail_to(wait_for_mail(client, 2), "oncall@example.com")
+    assert request_id in mail["text"] and "DELETE FROM" in mail["text"]
+    assert len(wait_for_mail(client, 2)) == 2  # one mail per approver, for the one request
+
+    assert press(client, link_in(mail, stack)).status_code == 200
+    poll_url = error["Message"].split("(")[1].split(")")[0]
+    approved = wait_status(client, poll_url, {"Authorization": f"Bearer {token}"}, "approved")
+    assert "result" not in approved  # a held SQL call runs on the agent's retry, not on the poll
+    assert approved["next"] == "send the identical Data API call again: it runs once"
+    assert sql.execute(delete, parameters=params)["numberOfRecordsUpdated"] == 1  # the retry runs it
+    assert sql.execute("SELECT count(*) AS n FROM {t}")["records"] == [[{"longValue": 1}]]
+
+    with pytest.raises(ClientError) as again:  # spent: the same call needs a new approval
+        sql.execute(delete, parameters=params)
+    assert again.value.response["Error"]["Code"] == "ApprovalPendingException"
+    assert request_id not in again.value.response["Error"]["Message"]
+
+    transaction = sql.client.begin_transaction(resourceArn=PLACEHOLDER_ARN, secretArn=PLACEHOLDER_ARN)
+    with pytest.raises(sql.client.exceptions.ForbiddenException) as inside:
+        sql.execute(delete, parameters=params, transactionId=transaction["transactionId"])
+    assert "the transaction was rolled back" in inside.value.response["Error"]["Message"]

@@ -155,6 +155,7 @@ def sql_gateway() -> SqlGateway:
         policies=policies,
         limits=settings.limits,
         agents=agent_registry(settings, policies),
+        approvals=approval_desk() if settings.approvals_table else None,
         backends=BackendPool(
             CredentialStore(),
             binding_key=lambda: (

@@ -13,6 +13,7 @@ the agent can never believe half a transaction was applied.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -21,6 +22,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from wardgate.apigw import HttpRequest, HttpResponse
+from wardgate.approvals.model import ApprovalRequest
+from wardgate.approvals.service import ApprovalRequired
 from wardgate.connections import Connection
 from wardgate.credentials import CredentialStore
 from wardgate.dataapi import Backend, DataApiError, Limits, ResultSet, parse_request, run
@@ -33,6 +36,7 @@ from wardgate.dataapi.requests import (
 )
 from wardgate.errors import BadRequest, Forbidden, GatewayError
 from wardgate.gate import RECORDED_REQUEST_MASKING, Gate, Progress, masked_counts_header, ms_since
+from wardgate.identity import Identity
 from wardgate.masking.engine import MaskingRefused, mask_rows, mask_text
 from wardgate.masking.policy import AppliedMasking
 from wardgate.operations import UnparseableOperation
@@ -52,6 +56,31 @@ ERROR_TYPE_BY_STATUS = {
 TRANSACTION_CONTROL = {BeginTransactionRequest: "BEGIN", CommitTransactionRequest: "COMMIT"}
 
 
+class ApprovalPending(GatewayError):
+    """A Data API call held for approval: boto3 raises ``ApprovalPendingException`` naming the request."""
+
+    status = 403
+    code = "approval_pending"
+    error_type = "ApprovalPendingException"
+
+    def __init__(self, request_id: str, poll_url: str) -> None:
+        super().__init__(
+            f"this statement needs approval: request {request_id} is pending ({poll_url}); "
+            "once it is approved, send the identical call again and it runs, once"
+        )
+        self.request_id = request_id
+
+
+def call_key(identity: Identity, connection: str, rule: str, request: HttpRequest) -> str:
+    """What makes two Data API calls the same call: who, where, which rule, which statement and values."""
+    try:
+        body = {k: v for k, v in json.loads(request.body).items() if k not in ("resourceArn", "secretArn")}
+    except (ValueError, AttributeError):
+        body = {"raw": request.body.decode("utf-8", "replace")}
+    material = [identity.issuer, identity.subject, connection, rule, request.proxy_path.strip("/"), body]
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+
+
 class DataApiRefusal(GatewayError):
     """A Data API error (bad request, database error, unknown transaction) as a gateway refusal."""
 
@@ -63,7 +92,7 @@ class DataApiRefusal(GatewayError):
 
 def data_api_error_response(error: GatewayError, request_id: str) -> HttpResponse:
     """Any refusal in the Data API's error shape; wardgate's own code stays readable in ``code``."""
-    if isinstance(error, DataApiRefusal):
+    if isinstance(error, DataApiRefusal | ApprovalPending):
         error_type, message = error.error_type, error.message
     else:
         error_type = ERROR_TYPE_BY_STATUS.get(error.status, "ServiceUnavailableError")
@@ -160,8 +189,15 @@ class SqlGateway(Gate):
         )
         backend = self.backends.get(connection)
         owner = f"{identity.issuer} {identity.subject}"
+        approval: ApprovalRequest | None = None
         try:
             policy_set = self.decide(identity, connection, operation, recording)
+        except ApprovalRequired as required:
+            if self.approvals is None or getattr(data_request, "transaction_id", None) is not None:
+                # A held statement could only run after its transaction is long gone: refuse it there.
+                raise _rolled_back(required, data_request, backend, owner) from None
+            approval = self._approved_call(request, identity, connection, required, recording, progress)
+            policy_set = required.policy_set
         except Forbidden as refused:
             raise _rolled_back(refused, data_request, backend, owner) from None
         masking = policy_set.masking.for_caller(connection.name, identity.groups)
@@ -194,10 +230,52 @@ class SqlGateway(Gate):
                 "counts": masked.counts,
                 "truncated": False,
             }
+        if approval is not None and self.approvals is not None:
+            self.approvals.finish_call(
+                approval, response.status, {"status": response.status, "result": "in the call's response"}
+            )
         if response.status >= 400:
             raise DataApiRefusal(DataApiError(response.body["__type"], response.body["message"]))
         headers = {"content-type": "application/json", **masked_counts_header(masked.counts)}
         return HttpResponse(200, headers, body)
+
+    def _approved_call(
+        self,
+        request: HttpRequest,
+        identity: Identity,
+        connection: Connection,
+        required: ApprovalRequired,
+        recording: Recording,
+        progress: Progress,
+    ) -> ApprovalRequest:
+        """The approval that lets this very call run now (claimed: it runs once), or ``ApprovalPending``.
+
+        A Data API client cannot take a 202 (boto3 would hand the agent an empty result), so a held
+        call is an error naming the request; once approved, the agent retries the identical call and
+        that retry runs it, exactly once. A window approval never gets here (``Gate.decide``).
+        """
+        assert self.approvals is not None
+        key = call_key(identity, connection.name, required.decision.rule, request)
+        approval = self.approvals.held_call(key, identity)
+        if approval is not None:
+            status = approval.effective_status(self.approvals.clock())
+            if status == "pending":
+                raise ApprovalPending(
+                    approval.request_id, f"{self.approvals.base_url(request)}/requests/{approval.request_id}"
+                )
+            if status == "approved" and approval.mode == "one-time" and self.approvals.claim_call(approval):
+                recording.decision = {
+                    **(recording.decision or {}),
+                    "outcome": "allow",
+                    "approval": approval.request_id,
+                    "approved_by": [v.approver for v in approval.approvals()],
+                }
+                return approval
+        held = self.approvals.hold_call(
+            request, identity, key, required, recording
+        )  # spent or none: ask again
+        progress.held = True
+        raise ApprovalPending(held["request_id"], held["poll_url"])
 
 
 class _RowMasking:

@@ -63,6 +63,8 @@ def summary_of(operation: dict[str, Any]) -> str:
         target = f"{resource} {operation['name']}" if operation.get("name") else resource
         where = f" in namespace {operation['namespace']}" if operation.get("namespace") else ""
         return f"kubectl {operation.get('verb')} {target or operation.get('path')}{where}"
+    if protocol == "sql":
+        return "SQL: " + "; ".join(str(st.get("text", "")) for st in operation.get("statements") or [])[:500]
     if operation.get("unparseable"):
         return f"an unparseable operation ({operation['unparseable']})"
     return json.dumps(operation, sort_keys=True)[:200]
@@ -229,11 +231,52 @@ class ApprovalDesk:
         while True:
             approval = self._own(request_id, identity)
             status = approval.effective_status(self.clock())
-            if status == "approved" and approval.mode == "one-time":
+            if status == "approved" and approval.mode == "one-time" and approval.kind != "sql":
                 return self._execute(approval, deadline, execute)
             if status != "pending" or time.monotonic() >= until:
                 return _json(200, self._public(approval))
             self.sleep(POLL_INTERVAL_SECONDS)
+
+    # ------------------------------------------------------------------ held Data API calls
+    def held_call(self, call_key: str, identity: Identity) -> ApprovalRequest | None:
+        """The approval request of an identical earlier Data API call by this identity, if any."""
+        request_id = self.store.request_for_call(call_key)
+        approval = self.store.get(request_id) if request_id else None
+        if approval is None or (approval.issuer, approval.subject) != (identity.issuer, identity.subject):
+            return None
+        return approval
+
+    def claim_call(self, approval: ApprovalRequest) -> bool:
+        """Whether this retry may run the approved call: verified, and claimed exactly once."""
+        problem = self.verify_for_execution(approval)
+        if problem:
+            logger.error("approved request failed verification", extra={"approval": approval.request_id})
+            self.record(approval, "refused", reason=problem)
+            raise Forbidden(f"the approval cannot be used: {problem}", code="approval_invalid")
+        if not self.store.claim_execution(approval.request_id, int(self.clock())):
+            return False
+        self.record(approval, "executing")
+        return True
+
+    def finish_call(self, approval: ApprovalRequest, status: int, result: dict[str, Any]) -> None:
+        self.store.finish_execution(approval.request_id, result, int(self.clock()))
+        self.record(approval, "executed", status=status)
+        count("ApprovalsExecuted", connection=approval.connection)
+
+    def hold_call(
+        self,
+        request: HttpRequest,
+        identity: Identity,
+        call_key: str,
+        required: ApprovalRequired,
+        recording: Recording,
+    ) -> dict[str, Any]:
+        """Hold a Data API call (``hold``), remembered under ``call_key`` so that its retry finds it."""
+        path = "/" + request.proxy_path.strip("/")
+        response = self.hold(request, identity, "sql", path, "", required, recording)
+        held: dict[str, Any] = json.loads(response.body)
+        self.store.remember_call(call_key, held["request_id"], int(self.clock()) + 30 * 86400)
+        return held
 
     def _own(self, request_id: str, identity: Identity) -> ApprovalRequest:
         approval = self.store.get(request_id) if request_id.isalnum() and len(request_id) <= 64 else None
@@ -243,6 +286,8 @@ class ApprovalDesk:
 
     def _public(self, approval: ApprovalRequest) -> dict[str, Any]:
         body = approval.to_public(self.clock())
+        if approval.kind == "sql" and body.get("status") == "approved" and approval.mode == "one-time":
+            body["next"] = "send the identical Data API call again: it runs once"
         if approval.result is not None:
             body["result"] = approval.result
         return body

@@ -215,6 +215,26 @@ class ApprovalStore:
             {":executing": "executing"},
         )
 
+    # ------------------------------------------------------------------ held SQL calls
+    def remember_call(self, call_key: str, request_id: str, ttl: int) -> None:
+        """The approval request a held Data API call belongs to, so its retry finds it."""
+        self._call(
+            "put_item",
+            TableName=self.table_name,
+            Item=self._item(
+                {"pk": f"sqlcall#{call_key}", "kind": "call", "request_id": request_id, "ttl": ttl}
+            ),
+        )
+
+    def request_for_call(self, call_key: str) -> str | None:
+        found = self._call(
+            "get_item",
+            TableName=self.table_name,
+            Key={"pk": {"S": f"sqlcall#{call_key}"}},
+            ConsistentRead=True,
+        ).get("Item")
+        return str(found["request_id"]["S"]) if found else None
+
     # ------------------------------------------------------------------ grants
     def active_grant(self, issuer: str, subject: str, connection: str, rule: str, now: int) -> str | None:
         """The request id of an unexpired, unwithdrawn window grant, or None."""
