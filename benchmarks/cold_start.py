@@ -214,6 +214,9 @@ class Function:
     tracing: str  # Active or PassThrough, from the template (Tracing, with parameter defaults)
 
 
+IAM_TO_BOTO3 = {"states": "stepfunctions"}  # IAM action prefixes that are not boto3 service names
+
+
 def policy_services(resource: dict[str, Any]) -> list[str]:
     """boto3 names of the services a function's inline policies allow (dynamodb:GetItem -> dynamodb)."""
     services = set()
@@ -224,7 +227,8 @@ def policy_services(resource: dict[str, Any]) -> list[str]:
                 continue
             actions = statement.get("Action", [])
             for action in [actions] if isinstance(actions, str) else actions:
-                services.add(action.split(":", 1)[0])
+                prefix = action.split(":", 1)[0]
+                services.add(IAM_TO_BOTO3.get(prefix, prefix))
     return sorted(services)
 
 
@@ -290,10 +294,11 @@ def local_stack(workdir: Path, tracing: str | None = None) -> Iterator[tuple[lis
                         allowed_groups=("ci",),
                     )
                 )
-            if "POLICIES_TABLE" in env:
-                PolicyStore(env["POLICIES_TABLE"], env["CONNECTIONS_TABLE"]).apply(
-                    {**DEV_POLICY, "rules": DEV_POLICY["rules"][:1]}, "bench", NO_POLICY
-                )
+            if "POLICIES_TABLE" in env:  # every function reads the same table: apply it once
+                policies = PolicyStore(env["POLICIES_TABLE"], env["CONNECTIONS_TABLE"])
+                if policies.current_version() == NO_POLICY:
+                    document = {**DEV_POLICY, "rules": DEV_POLICY["rules"][:1], "packs": []}
+                    policies.apply(document, "bench", NO_POLICY)
             own = [r for r in routes if r.function == logical_id]
             event = None
             if own:
@@ -405,7 +410,8 @@ class Sandbox:
             errors = stderr.read()
         if result is None:
             raise RuntimeError(
-                f"{config['function']}: the child failed (exit {proc.returncode}):\n{errors[-3000:]}"
+                f"{config['function']}: the child failed (exit {proc.returncode}):\n"
+                f"{errors[:1500]}\n...\n{errors[-1500:]}"
             )
         if result["status"] != 200 or result.get("second_status") != 200:
             raise RuntimeError(
@@ -604,7 +610,11 @@ def report(
         )
     lines += ["", *ratios, ""]
     if skipped:
-        lines += [f"Not measured (no HttpApi route to build a first event from): {', '.join(skipped)}.", ""]
+        lines += [
+            f"Not measured (`--function NAME` adds one; their first events need a database, a SCIM token, "
+            f"a held approval or a schedule): {', '.join(skipped)}.",
+            "",
+        ]
     modes = ", ".join(f"{n}: {mode}" for n, mode in tracing.items())
     lines += [
         f"X-Ray as deployed by the template ({modes}): wardgate creates the Powertools Tracer (importing the "
@@ -627,6 +637,13 @@ def main() -> None:
     )
     parser.add_argument("--write", action="store_true", help=f"update the cold-start section of {DOC.name}")
     parser.add_argument("--runs", type=int, default=15, help="timed cold starts of each kind (default 15)")
+    parser.add_argument(
+        "--function",
+        action="append",
+        dest="functions",
+        help="a function to measure (default: HttpProxyFunction, the one on every agent request's path; "
+        "the others need events of their own: a database, a SCIM token, a held approval)",
+    )
     parser.add_argument(
         "--layer",
         type=Path,
@@ -655,8 +672,9 @@ def main() -> None:
         sandbox = Sandbox(workdir, workdir / "layer-python", XRaySink())
 
         base = {"marker": PHASE_MARKER, "prefix": RESULT_PREFIX}
-        measured = [f for f in functions if f.event is not None]
-        skipped = [f.name for f in functions if f.event is None]
+        wanted = set(args.functions or ["HttpProxyFunction"])
+        measured = [f for f in functions if f.event is not None and f.name in wanted]
+        skipped = [f.name for f in functions if f not in measured]
         floor_event = {f.name: {"services": f.services, "pynamodb": uses_pynamodb()} for f in measured}
         runs: dict[tuple[str, str], tuple[dict[str, Any], dict[str, str]]] = {}
         for f in measured:
