@@ -176,35 +176,35 @@ class DevStack:
             Name=DEMO_SECRET, SecretString=json.dumps({"type": "bearer", "token": demo_token})
         )
         store = ConnectionStore(Settings.from_env().connections_table)
-        store.put(
+        upstream = self.upstream.url
+        sql_url = os.environ.get("WARDGATE_DEV_SQL_URL", DEMO_SQL_URL)
+        for connection in (
             Connection(
-                name="demo",
-                kind="http",
-                upstream_url=self.upstream.url,
-                credential_secret=DEMO_SECRET,
-                allowed_groups=DEMO_GROUPS,
-                description="Local echo API that checks the credential wardgate injects",
-            )
-        )
-        store.put(
+                "demo",
+                "http",
+                upstream,
+                DEMO_SECRET,
+                DEMO_GROUPS,
+                "Local echo API that checks the credential wardgate injects",
+            ),
             Connection(
-                name="demo-k8s",
-                kind="k8s",
-                upstream_url=self.upstream.url,
-                credential_secret=DEMO_SECRET,
-                allowed_groups=DEMO_GROUPS,
-                description="The demo upstream answering a few Kubernetes API paths (Secrets)",
-            )
-        )
-        store.put(
+                "demo-k8s",
+                "k8s",
+                upstream,
+                DEMO_SECRET,
+                DEMO_GROUPS,
+                "The demo upstream answering a few Kubernetes API paths (Secrets)",
+            ),
             Connection(
-                name="demo-sql",
-                kind="sql",
-                upstream_url=os.environ.get("WARDGATE_DEV_SQL_URL", DEMO_SQL_URL),
-                allowed_groups=DEMO_GROUPS,
-                description="The local PostgreSQL, read-only through wardgate (WARDGATE_DEV_SQL_URL)",
-            )
-        )
+                "demo-sql",
+                "sql",
+                sql_url,
+                None,
+                DEMO_GROUPS,
+                "The local PostgreSQL, read-only through wardgate (WARDGATE_DEV_SQL_URL)",
+            ),
+        ):
+            store.put(connection)
 
     def apply_policy(self, document: dict[str, Any]) -> str:
         from wardgate.config import Settings
