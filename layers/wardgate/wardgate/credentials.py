@@ -26,28 +26,34 @@ class Credential:
     header_name: str
     header_value: str = field(repr=False)
     password: str | None = field(default=None, repr=False)  # basic: what a database connection needs
+    ca_pem: str | None = None  # a private CA the upstream's certificate must chain to (not a secret)
 
     @classmethod
     def from_secret(cls, raw: str) -> Credential:
         """Secret string formats (JSON):
         ``{"type": "bearer", "token": ...}``, ``{"type": "basic", "username": ..., "password": ...}``,
-        ``{"type": "api_key", "header": "X-Api-Key", "value": ...}``.
+        ``{"type": "api_key", "header": "X-Api-Key", "value": ...}``; any of them may add
+        ``"ca_pem"``: the PEM CA the upstream's certificate must chain to (a cluster's CA).
         """
         doc = json.loads(raw)
         kind = doc.get("type")
         values = {k: v for k, v in doc.items() if k != "type"}
         if not values or not all(isinstance(v, str) and v for v in values.values()):
             raise ValueError("every credential field must be a non-empty string")
+        ca_pem = doc.get("ca_pem")
+        if ca_pem is not None and "-----BEGIN CERTIFICATE-----" not in ca_pem:
+            raise ValueError("ca_pem must hold PEM certificates")
         if kind == "bearer":
-            return cls("authorization", f"Bearer {doc['token']}")
+            return cls("authorization", f"Bearer {doc['token']}", ca_pem=ca_pem)
         if kind == "basic":
             pair = f"{doc['username']}:{doc['password']}".encode()
-            return cls("authorization", "Basic " + base64.b64encode(pair).decode("ascii"), doc["password"])
+            header = "Basic " + base64.b64encode(pair).decode("ascii")
+            return cls("authorization", header, doc["password"], ca_pem)
         if kind == "api_key":
             header = str(doc["header"]).lower()
             if header in RESERVED_HEADERS or not HEADER_NAME.fullmatch(header):
                 raise ValueError(f"header {header!r} cannot carry a credential")
-            return cls(header, str(doc["value"]))
+            return cls(header, str(doc["value"]), ca_pem=ca_pem)
         raise ValueError(f"unknown credential type {kind!r}")
 
 

@@ -117,7 +117,8 @@ class HttpGateway(Gate):
         self.recorder.record_request(recording)  # durable before anything leaves: fail closed
         progress.forwarded = True
         upstream_started = time.perf_counter()
-        upstream = self.forwarder.forward(outgoing.method, url, headers, outgoing.body, deadline)
+        ca_pem = credential.ca_pem if credential else None
+        upstream = self.forwarder.forward(outgoing.method, url, headers, outgoing.body, deadline, ca_pem)
         recording.timings_ms["upstream"] = ms_since(upstream_started)
         return self._relay(upstream, connection, gateway_prefix, masking, recording)
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 from wardgate.credentials import Credential
-from wardgate.errors import BadGateway, BadRequest, GatewayTimeout, PayloadTooLarge
+from wardgate.errors import BadGateway, BadRequest, GatewayTimeout, PayloadTooLarge, ServiceUnavailable
 
 if TYPE_CHECKING:
     import httpx
@@ -154,32 +154,50 @@ class UpstreamResponse:
 
 
 class HttpForwarder:
-    """One httpx client per container: keeps upstream connections alive across invocations."""
+    """One httpx client per trust anchor per container: keeps upstream connections alive across
+    invocations. Upstreams with a public certificate share ``client``; one behind a private CA
+    (``ca_pem`` with its credential) gets a client trusting that CA alone."""
 
     def __init__(self, connect_timeout: float, max_response_body: int, transport: Any = None) -> None:
         self.connect_timeout = connect_timeout
         self.max_response_body = max_response_body
         self._transport = transport
-        self._client: httpx.Client | None = None
+        self._clients: dict[str | None, httpx.Client] = {}
 
     @property
     def client(self) -> httpx.Client:
-        if self._client is None:
+        return self.client_for(None)
+
+    def client_for(self, ca_pem: str | None) -> httpx.Client:
+        client = self._clients.get(ca_pem)
+        if client is None:
             import httpx
 
-            from wardgate.tls import tls_context
+            from wardgate.tls import private_ca_context, tls_context
 
-            self._client = httpx.Client(
-                verify=tls_context(),
+            try:
+                verify = tls_context() if ca_pem is None else private_ca_context(ca_pem)
+            except ValueError as exc:
+                raise ServiceUnavailable(
+                    f"the connection's CA bundle is unusable: {exc}", code="credential_unavailable"
+                ) from None
+            client = self._clients[ca_pem] = httpx.Client(
+                verify=verify,
                 follow_redirects=False,
                 trust_env=False,  # HTTP(S)_PROXY or NO_PROXY in the environment must not reroute us
                 limits=httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=30),
                 transport=self._transport,
             )
-        return self._client
+        return client
 
     def forward(
-        self, method: str, url: httpx.URL, headers: dict[str, str], body: bytes, deadline: float
+        self,
+        method: str,
+        url: httpx.URL,
+        headers: dict[str, str],
+        body: bytes,
+        deadline: float,
+        ca_pem: str | None = None,
     ) -> UpstreamResponse:
         import httpx
 
@@ -188,8 +206,9 @@ class HttpForwarder:
             raise GatewayTimeout("no time left to call the upstream", code="upstream_timeout")
         timeout = httpx.Timeout(remaining, connect=min(self.connect_timeout, remaining))
         try:
-            request = self.client.build_request(method, url, headers=headers, content=body, timeout=timeout)
-            resp = self.client.send(request, stream=True)
+            client = self.client_for(ca_pem)
+            request = client.build_request(method, url, headers=headers, content=body, timeout=timeout)
+            resp = client.send(request, stream=True)
             try:
                 codings = {c.strip().lower() for c in resp.headers.get("content-encoding", "").split(",")}
                 if not codings <= DECODED_ENCODINGS | {""}:
@@ -231,6 +250,12 @@ class HttpForwarder:
                 "upstream sent a body that cannot be decoded", code="upstream_bad_response"
             ) from None
         except httpx.TransportError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                raise BadGateway(
+                    "the upstream's TLS certificate could not be verified (a private CA goes in the "
+                    "connection's credential as ca_pem)",
+                    code="upstream_tls_error",
+                ) from None
             raise BadGateway(f"upstream unreachable ({type(exc).__name__})") from None
 
 
