@@ -397,6 +397,27 @@ def test_revocation_cancels_pending_requests(client, stack):
     assert upstream_calls(stack) == 0
 
 
+def test_the_requester_can_withdraw_its_pending_request(client, auth, stack):
+    held = hold(client, auth)
+    link = link_in(mail_to(wait_for_mail(client, 2), "oncall@example.com"), stack)
+    page = client.get(link)
+    other = {"Authorization": f"Bearer {stack.issuer.mint('agent-2', ['ci'])}"}
+    assert client.delete(held["poll_url"], headers=other).status_code == 404  # not theirs to withdraw
+
+    withdrawn = client.delete(held["poll_url"], headers=auth)
+
+    assert withdrawn.status_code == 200 and withdrawn.json()["status"] == "cancelled"
+    assert "the requester" in desk().store.get(held["request_id"]).ended_by
+    again = client.delete(held["poll_url"], headers=auth)
+    assert again.status_code == 409 and again.json()["error"]["code"] == "not_pending"
+    late = client.post(link.split("?")[0], data={**form_of(page.text), "decision": "approve"})
+    assert late.status_code == 409 and refusal(late) == "not_pending"
+    assert client.get(held["poll_url"], headers=auth).json()["status"] == "cancelled"
+    steps = [e["approval"]["step"] for e in recorded_events() if e["event"] == "approval"]
+    assert "cancelled" in steps
+    assert upstream_calls(stack) == 0
+
+
 def test_a_tampered_held_operation_is_never_run(client, auth, stack, held_with_link):
     """Fail closed: a held request changed in the table after approval no longer matches its binding."""
     import boto3

@@ -92,6 +92,7 @@ def test_dev_server_serves_exactly_the_template_routes():
         "ANY /admin/{proxy+}",
         "ANY /scim/v2/{proxy+}",
         "GET /requests/{request_id}",
+        "DELETE /requests/{request_id}",
         "GET /approvals/{request_id}",
         "POST /approvals/{request_id}",
     }

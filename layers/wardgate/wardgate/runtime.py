@@ -171,7 +171,7 @@ def deadline_for(context: Any, budget: float) -> float:
 
 
 def handle_http_event(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    if str(event.get("routeKey", "")).startswith("GET /requests/"):
+    if str(event.get("routeKey", "")).startswith(("GET /requests/", "DELETE /requests/")):
         return handle_poll_event(event, context)  # the approval poll runs the held operation here
     request_id = (event.get("requestContext") or {}).get("requestId", "")
     try:

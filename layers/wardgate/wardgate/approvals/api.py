@@ -1,6 +1,7 @@
 """The approval flow's HTTP routes (API Gateway payload 2.0):
 
 - ``GET /requests/{request_id}[?wait=S]``: the requesting agent's poll (its own token; JSON).
+- ``DELETE /requests/{request_id}``: the requesting agent withdraws a pending request.
 - ``GET /approvals/{request_id}?t=...``: an approver's link: a confirmation page, nothing decided.
 - ``POST /approvals/{request_id}``: the decision, from that page's form (link token + page token).
 """
@@ -46,11 +47,13 @@ def handle_poll(
     execute: Executor,
     deadline: float,
 ) -> HttpResponse:
-    _, request_id, query, headers, _ = _parts(event)
+    method, request_id, query, headers, _ = _parts(event)
     api_request_id = str((event.get("requestContext") or {}).get("requestId", ""))
     try:
         identity = validator.authenticate(headers.get("authorization"))
         identity = agents.check(identity)  # a revoked agent gets nothing, not even its result
+        if method == "DELETE":
+            return desk.withdraw(request_id, identity)
         try:
             wait = float(query.get("wait", "0") or 0)
         except ValueError:

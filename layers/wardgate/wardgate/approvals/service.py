@@ -25,7 +25,7 @@ from wardgate.approvals.settings import ApprovalSettings, RuleApproval
 from wardgate.approvals.signing import LinkError, Signer, binding_of
 from wardgate.approvals.store import ApprovalStore, VoteRefused
 from wardgate.approvals.workflow import Workflow
-from wardgate.errors import Forbidden, GatewayError, NotFound, PayloadTooLarge, ServiceUnavailable
+from wardgate.errors import Conflict, Forbidden, GatewayError, NotFound, PayloadTooLarge, ServiceUnavailable
 from wardgate.identity import Identity
 from wardgate.observability import count, logger
 from wardgate.policy.engine import Decision, PolicySet
@@ -472,6 +472,33 @@ class ApprovalDesk:
         return True
 
     # ------------------------------------------------------------------ revocation
+    def withdraw(self, request_id: str, identity: Identity) -> HttpResponse:
+        """The requester takes its pending request back: nothing of it will run."""
+        from datetime import UTC, datetime
+
+        approval = self._own(request_id, identity)
+        at = datetime.fromtimestamp(self.clock(), UTC).isoformat(timespec="seconds")
+        if not self._cancel(approval, f"{identity.subject} (the requester)", at):
+            status = approval.effective_status(self.clock())
+            raise Conflict(
+                f"request {request_id} is {status}: only a pending request can be withdrawn",
+                code="not_pending",
+            )
+        return _json(200, self._public(self.store.get(request_id) or approval))
+
+    def _cancel(self, approval: ApprovalRequest, by: str, at: str) -> bool:
+        """pending -> cancelled (conditional), recorded, and the workflow told when it waits."""
+        if not self.store.cancel(approval.request_id, by, at):
+            return False
+        self.record(approval, "cancelled", by=by)
+        token = self.store.task_token(approval.request_id)
+        if token and self.workflow is not None:
+            try:
+                self.workflow.decide(token, "cancelled")
+            except Exception as exc:  # the item is cancelled already; the workflow times out
+                logger.warning("workflow not told of cancellation", extra={"error": type(exc).__name__})
+        return True
+
     def cancel_identities(
         self, identities: set[tuple[str, str]], owner: str | None, by: str, subjects: set[str] | None = None
     ) -> int:
@@ -484,19 +511,7 @@ class ApprovalDesk:
             if item.get("kind") == "grant":
                 done += self.store.withdraw_grant(str(item["pk"]), by)
                 continue
-            request_id = str(item["request_id"])
-            if self.store.cancel(request_id, by, at):
+            approval = self.store.get(str(item["request_id"]))
+            if approval is not None and self._cancel(approval, by, at):
                 done += 1
-                approval = self.store.get(request_id)
-                if approval is None:
-                    continue
-                self.record(approval, "cancelled", by=by)
-                token = self.store.task_token(request_id)
-                if token and self.workflow is not None:
-                    try:
-                        self.workflow.decide(token, "cancelled")
-                    except Exception as exc:  # the item is cancelled already; the workflow times out
-                        logger.warning(
-                            "workflow not told of cancellation", extra={"error": type(exc).__name__}
-                        )
         return done
