@@ -182,11 +182,9 @@ class SqlGateway(Gate):
             data_request = parse_request(request.proxy_path.strip("/"), request.body, database=database)
         except DataApiError as error:
             raise DataApiRefusal(error) from None
-        sql = _sql_of(data_request)
-        operation = _parse(sql, dialect_of(connection.upstream_url))
-        recording.operation = _operation_record(
-            operation, type(data_request).__name__, dialect_of(connection.upstream_url)
-        )
+        dialect = dialect_of(connection.upstream_url)
+        operation = _parse(_sql_of(data_request), dialect)
+        recording.operation = _operation_record(operation, type(data_request).__name__, dialect)
         backend = self.backends.get(connection)
         owner = f"{identity.issuer} {identity.subject}"
         approval: ApprovalRequest | None = None
@@ -210,6 +208,8 @@ class SqlGateway(Gate):
         try:
             response = run(backend, data_request, owner=owner, on_result=masked)
         except MaskingRefused as refused:
+            if approval is not None and self.approvals is not None:  # it ran: the approval is spent
+                self.approvals.finish_call(approval, 400, {"status": 400, "result": "withheld"})
             raise DataApiRefusal(
                 DataApiError("UnsupportedResultException", f"the result was withheld: {refused.reason}")
             ) from None
