@@ -48,3 +48,11 @@ def apply_policy_now(stack: Any, document: dict[str, Any]) -> str:
     for gateway in (runtime.http_gateway(), runtime.sql_gateway()):
         gateway.policies._cached = None
     return version
+
+
+def register_agent(stack: Any, subject: str, owner: str, connection: str = "demo") -> None:
+    """``wardgate agents register`` as an operator runs it, for an agent of the dev issuer."""
+    from wardgate import cli
+
+    argv = ["agents", "register", "--subject", subject, "--owner", owner, "--purpose", "test", "--by", "root"]
+    assert cli.main([*argv, "--issuer", stack.issuer.issuer, "--connection", connection]) == 0

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.approval_helpers import form_of, link_in, mail_to, press, wait_for_mail, wait_status
-from tests.helpers import apply_policy_now, index_entries, raw_recordings, recorded_events
+from tests.helpers import apply_policy_now, index_entries, raw_recordings, recorded_events, register_agent
 from wardgate import cli
 from wardgate.dev.stack import DEV_POLICY, DevStack
 
@@ -196,27 +196,7 @@ def test_quorum_needs_distinct_approvers(client, auth, stack):
 def test_requester_and_owner_never_approve_their_own_request(client, stack):
     owner_policy = policy_with({"approvers": ["alice@example.com", "agent-9@example.com"]})
     apply_policy_now(stack, owner_policy)
-    assert (
-        cli.main(
-            [
-                "agents",
-                "register",
-                "--subject",
-                "agent-9@example.com",
-                "--owner",
-                "alice@example.com",
-                "--purpose",
-                "t",
-                "--by",
-                "root",
-                "--issuer",
-                stack.issuer.issuer,
-                "--connection",
-                "demo",
-            ]
-        )
-        == 0
-    )
+    register_agent(stack, "agent-9@example.com", "alice@example.com")
     auth9 = {"Authorization": f"Bearer {stack.issuer.mint('agent-9@example.com', ['ci'])}"}
     refused = client.post("/http/demo/v1/refunds", headers=auth9, json=REFUND)
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "approval_impossible"
@@ -356,27 +336,7 @@ def test_notifier_failure_leaves_the_request_pending_and_visible(client, auth, s
 
 
 def test_revocation_cancels_pending_requests(client, stack):
-    assert (
-        cli.main(
-            [
-                "agents",
-                "register",
-                "--subject",
-                "ci-bot",
-                "--owner",
-                "alice@example.com",
-                "--purpose",
-                "t",
-                "--by",
-                "root",
-                "--issuer",
-                stack.issuer.issuer,
-                "--connection",
-                "demo",
-            ]
-        )
-        == 0
-    )
+    register_agent(stack, "ci-bot", "alice@example.com")
     bot = {"Authorization": f"Bearer {stack.issuer.mint('ci-bot', ['ci'])}"}
     held = hold(client, bot)
     link = link_in(mail_to(wait_for_mail(client, 2), "oncall@example.com"), stack)
@@ -478,27 +438,7 @@ def test_a_kubernetes_delete_in_production_is_held_and_run_once(client, auth, st
 
 def test_revoking_an_agent_withdraws_its_window_grant(client, stack):
     apply_policy_now(stack, policy_with({"approval": {"mode": "window", "minutes": 10}}))
-    assert (
-        cli.main(
-            [
-                "agents",
-                "register",
-                "--subject",
-                "win-bot",
-                "--owner",
-                "bob@example.com",
-                "--purpose",
-                "t",
-                "--by",
-                "root",
-                "--issuer",
-                stack.issuer.issuer,
-                "--connection",
-                "demo",
-            ]
-        )
-        == 0
-    )
+    register_agent(stack, "win-bot", "bob@example.com")
     bot = {"Authorization": f"Bearer {stack.issuer.mint('win-bot', ['ci'])}"}
     held = hold(client, bot)
     press(client, link_in(mail_to(wait_for_mail(client, 2), "oncall@example.com"), stack))

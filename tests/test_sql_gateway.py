@@ -16,7 +16,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.helpers import apply_policy_now, raw_recordings, recorded_events
+from tests.helpers import apply_policy_now, raw_recordings, recorded_events, register_agent
 from wardgate.connections import Connection, ConnectionStore
 from wardgate.dataapi.client import PLACEHOLDER_ARN, wardgate_rds_data_client
 from wardgate.dev.stack import DEV_POLICY, DevStack
@@ -269,18 +269,7 @@ def test_a_connection_caps_its_results_and_says_so(sql: Sql, stack: DevStack):
 def test_a_revoked_owners_agent_is_refused_on_the_sql_path_too(sql: Sql, stack: DevStack):
     from wardgate import cli
 
-    issuer = ["--issuer", stack.issuer.issuer]
-    register = [
-        "agents",
-        "register",
-        "--subject",
-        "etl-bot",
-        "--owner",
-        "dana@example.com",
-        "--purpose",
-        "ETL",
-    ]
-    assert cli.main([*register, "--connection", "*", *issuer, "--by", "root"]) == 0
+    register_agent(stack, "etl-bot", "dana@example.com", connection="*")
     bot = Sql(stack, sql.client.meta.endpoint_url.rsplit("/", 1)[1], stack.issuer.mint("etl-bot", ["ci"]))
     bot.table = sql.table
     assert bot.execute("SELECT count(*) AS n FROM {t}")["records"] == [[{"longValue": 2}]]
