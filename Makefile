@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 SAM     = $(BIN)/sam
 REGION ?= us-east-1
 
-.PHONY: dev test unit lint validate build bench clean
+.PHONY: dev test unit services lint validate build bench clean
 
 $(BIN)/.installed: pyproject.toml layers/wardgate/requirements.txt
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) (the Lambda runtime's version)"; exit 1; }
@@ -18,14 +18,20 @@ venv: $(BIN)/.installed
 
 ## Run wardgate locally: moto in-process, a development OIDC issuer, a demo upstream.
 dev: venv
+	@bash scripts/services postgres  # demo-sql: the local PostgreSQL
 	$(BIN)/wardgate dev
 
 ## The whole suite: lint, type-check, template validation, unit and integration tests.
-test: venv lint validate build
+test: venv services lint validate build
 	$(BIN)/pytest -q
 
-unit: venv
+unit: venv services
 	$(BIN)/pytest -q
+
+## What the tests need from the machine (PostgreSQL, MariaDB, their test role and database,
+## Chromium): checked, and installed, started or created only when missing.
+services:
+	@bash scripts/services
 
 lint: venv
 	$(BIN)/ruff check layers functions tests benchmarks
