@@ -45,6 +45,21 @@ validate: venv
 build: venv
 	$(SAM) build --region $(REGION) --parallel
 
+## The TCP gateway's image (wardgate serve-tcp on Fargate, linux/arm64): docker buildx or podman.
+## Building on x86_64 runs the arm64 install step under QEMU (binfmt_misc) emulation.
+.PHONY: image
+IMAGE ?= wardgate-tcp:$(shell git describe --always --dirty 2>/dev/null || echo dev)
+image:
+	@if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then \
+		set -x; docker buildx build --platform linux/arm64 --load -t $(IMAGE) . ; \
+	elif command -v podman >/dev/null 2>&1 && podman info >/dev/null 2>&1; then \
+		set -x; podman build --platform linux/arm64 -t $(IMAGE) . ; \
+	else \
+		echo "make image: no container engine is running (docker: 'docker info' fails, or podman missing)."; \
+		echo "Start the Docker daemon or install podman; the install step alone is checked by tests/test_tcp_image.py."; \
+		exit 1; \
+	fi
+
 ## Every benchmark; each rewrites its own section of docs/benchmarks.md.
 bench: venv
 	$(BIN)/python benchmarks/overhead.py --write
