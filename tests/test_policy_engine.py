@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from wardgate.identity import Identity
 from wardgate.operations import UnparseableOperation
 from wardgate.operations.http import HttpOperation
+from wardgate.operations.sql import parse_sql
 from wardgate.policy.document import PolicyError, build
 
 AGENT = Identity("agent-1", "https://idp.example.com", ("ci",))
@@ -148,6 +149,34 @@ def test_unparseable_operations_are_never_allowed_by_accident():
         {"name": "trust", "effect": "allow", "connections": ["db"], "match": {"sql": {"unparseable": True}}}
     )
     assert explicit.decide(AGENT, "db", "sql", failure).outcome == "allow"
+
+
+def test_the_read_only_pack_refuses_locking_reads():
+    read_only = policy(packs=[{"name": "read-only-sql", "connections": ["db"]}])
+    for sql in ("SELECT * FROM accounts", "SELECT 'FOR UPDATE' FROM accounts", "EXPLAIN SELECT 1"):
+        assert read_only.decide(AGENT, "db", "sql", parse_sql(sql)).outcome == "allow", sql
+    for sql, dialect in (
+        ("SELECT * FROM accounts WHERE id = 1 FOR UPDATE", "postgres"),
+        ("SELECT * FROM accounts FOR KEY SHARE SKIP LOCKED", "postgres"),
+        ("WITH a AS (SELECT * FROM accounts FOR NO KEY UPDATE) SELECT * FROM a", "postgres"),
+        ("SELECT * FROM accounts LOCK IN SHARE MODE", "mysql"),
+        ("SELECT 1; SELECT * FROM accounts FOR SHARE NOWAIT", "mysql"),
+    ):
+        decision = read_only.decide(AGENT, "db", "sql", parse_sql(sql, dialect))
+        assert decision.outcome == "deny", sql
+        assert "read-only" in decision.reason and "lock rows" in decision.reason, decision.reason
+    asking = policy(
+        packs=[
+            {
+                "name": "read-only-sql",
+                "connections": ["db"],
+                "effect": "require_approval",
+                "approvers": ["dba@example.com"],
+            }
+        ]
+    )
+    locking = parse_sql("SELECT * FROM accounts FOR UPDATE")
+    assert asking.decide(AGENT, "db", "sql", locking).outcome == "require_approval"
 
 
 def test_rules_that_cannot_be_enforced_are_rejected():

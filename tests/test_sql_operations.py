@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlglot.dialects.dialect import Dialect as _GlotDialect
 
 from tests.sql_bypass_corpus import BYPASS_CORPUS, expectation_failures
 from wardgate.operations import UnparseableOperation
@@ -42,7 +43,7 @@ KINDS: list[tuple[str, str, dict[str, Any]]] = [
     (PG, "VALUES (1), (2)", {"kind": "select"}),
     (PG, "TABLE users", {"kind": "select", "tables_read": ("users",)}),
     (PG, "(SELECT 1) UNION (SELECT 2)", {"kind": "select"}),
-    (PG, "SELECT * FROM users FOR UPDATE", {"kind": "select", "features": ("select_for_update",)}),
+    (PG, "SELECT * FROM users FOR UPDATE", {"kind": "select", "features": ("row_lock", "select_for_update")}),
     (MY, "SELECT `id` FROM `db`.`users` LIMIT 1, 10", {"kind": "select", "tables_read": ("db.users",)}),
     (MY, "TABLE t", {"kind": "select", "tables_read": ("t",)}),
     # DML
@@ -507,6 +508,30 @@ def test_semicolons_inside_tokens_do_not_split(dialect: str, sql: str, kinds: li
 )
 def test_what_is_not_understood_is_refused(dialect: str, sql: str) -> None:
     assert unparseable(sql, dialect)
+
+
+@pytest.mark.parametrize(
+    ("dialect", "sql"),
+    [
+        (PG, "SELECT * FROM t FOR UPDATE"),
+        (PG, "SELECT * FROM u WHERE id IN (SELECT id FROM t FOR NO KEY UPDATE SKIP LOCKED)"),
+        (PG, "(SELECT * FROM t) FOR KEY SHARE"),
+        (MY, "SELECT * FROM t LOCK IN SHARE MODE"),
+        (MY, "WITH c AS (SELECT * FROM t FOR SHARE) SELECT * FROM c"),
+    ],
+)
+def test_a_row_lock_sqlglot_would_drop_is_refused(
+    dialect: str, sql: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should a sqlglot release read a locking clause and leave it out of the tree, the statement
+    must not pass as a plain read: its tokens still spell the clause, so it is refused."""
+    parser_class = _GlotDialect.get_or_raise(dialect).parser_class
+    read_locks = parser_class._parse_locks
+    monkeypatch.setattr(parser_class, "_parse_locks", lambda self: read_locks(self) and [])
+    assert "row-locking clause" in unparseable(sql, dialect)
+    assert one("SELECT substring(a FROM 1 FOR share) FROM t", dialect).features == ()  # no clause: read
+    monkeypatch.undo()
+    assert "row_lock" in one(sql, dialect).features
 
 
 def test_input_is_capped_at_one_mebibyte() -> None:

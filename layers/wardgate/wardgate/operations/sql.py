@@ -54,10 +54,13 @@ Other kinds: ``LOAD DATA`` is ``copy`` (``load_data_infile``, ``load_data_local`
 ``DESCRIBE`` is ``explain``; ``DECLARE ... CURSOR FOR`` is ``other`` with the query's tables;
 ``LISTEN``/``NOTIFY``/``FETCH``/``CHECKPOINT``/MySQL ``RESET``, ``FLUSH``, ``KILL``... are ``other``.
 Features besides those of the contract: ``copy_stdio``, ``nested_write``, ``upsert``,
-``replace``, ``select_for_update``, ``explain_analyze``, ``set_role``,
+``replace``, ``row_lock``, ``explain_analyze``, ``set_role``,
 ``set_session_authorization``, ``set_search_path``, ``set_global``, ``alter_system``,
 ``security_definer``, ``untrusted_language``, ``load_library`` (PostgreSQL ``LOAD``), ``handler``,
-``binlog``, ``mysql_executable_comment``.
+``binlog``, ``mysql_executable_comment``. ``row_lock`` is a locking read (``FOR UPDATE``, ``FOR NO KEY
+UPDATE``, ``FOR SHARE``, ``FOR KEY SHARE``, MySQL ``LOCK IN SHARE MODE``) anywhere in the statement
+(also reported as ``select_for_update``, its former name); a query or DML statement whose tokens
+spell such a clause that sqlglot's tree lacks is refused.
 """
 
 from __future__ import annotations
@@ -800,9 +803,8 @@ def _analyse_tree(
             dml.append(node)
         elif role is _Role.INTO:
             intos.append(node)  # type: ignore[arg-type]
-        elif role is _Role.LOCK:
-            if isinstance(node.parent, exp.Select):
-                acc.features.add("select_for_update")
+        elif role is _Role.LOCK:  # wherever it sits: a SELECT, a parenthesised query, VALUES
+            acc.features.update(_ROW_LOCK_FEATURES)
         elif role is _Role.CONFLICT:
             action = node.args.get("action")
             if node.args.get("duplicate") or (
@@ -816,6 +818,8 @@ def _analyse_tree(
         elif role is _Role.COMMAND:
             raise UnparseableOperation("part of the statement was not understood")
     _check_coverage(toks, seen, ctx.glot.functions, strings=ddl_object is not None)
+    if ddl_object is None and "row_lock" not in acc.features and _row_lock_words(toks):
+        raise UnparseableOperation("a row-locking clause (FOR UPDATE, FOR SHARE ...) was not understood")
 
     targets: dict[int, str] = {}
     ignored: set[int] = set()
@@ -865,6 +869,45 @@ def _analyse_tree(
         if read is None or _is_cte_reference(table, read):
             continue
         acc.reads.add(read)
+
+
+# Features of a row-locking clause: ``select_for_update`` is row_lock's older name, still reported.
+_ROW_LOCK_FEATURES: Final = ("row_lock", "select_for_update")
+_ROW_LOCK_CLAUSES: Final = (
+    ("FOR", "UPDATE"),
+    ("FOR", "NO", "KEY", "UPDATE"),
+    ("FOR", "SHARE"),
+    ("FOR", "KEY", "SHARE"),
+    ("LOCK", "IN", "SHARE", "MODE"),
+)
+_QUERY_STARTS: Final = _names("SELECT WITH VALUES TABLE")
+
+
+def _row_lock_words(toks: Sequence[Token]) -> bool:
+    """Whether the tokens of a query or DML statement spell a row-locking clause, so that a tree
+    without one means sqlglot dropped it. A clause belongs to a query: one written inside a
+    parenthesis that does not open a query (``substring(a FROM 1 FOR share)``) is an argument."""
+    if not any(len(tok.text) in (3, 4) and tok.text.upper() in ("FOR", "LOCK") for tok in toks):
+        return False
+    words = _words(toks)
+    opened: list[int] = []  # indexes of the open parentheses around the current token
+    for k, tok in enumerate(toks):
+        if tok.token_type in _OPEN:
+            opened.append(k)
+            continue
+        if tok.token_type in _CLOSE:
+            if opened:
+                opened.pop()
+            continue
+        if words[k] not in ("FOR", "LOCK"):
+            continue
+        if opened:
+            first = opened[-1] + 1
+            if toks[first].token_type not in _OPEN and words[first] not in _QUERY_STARTS:
+                continue
+        if any(tuple(words[k : k + len(clause)]) == clause for clause in _ROW_LOCK_CLAUSES):
+            return True
+    return False
 
 
 class _Role(enum.Enum):

@@ -50,6 +50,13 @@ def read_only_sql(params: dict[str, Any]) -> list[dict[str, Any]]:
             "match": {"sql": {"tables_written": ["*"]}},
         },
         {
+            "name": "read-only-sql: row locks",
+            "effect": "deny",
+            "message": "this connection is read-only "
+            "(SELECT ... FOR UPDATE, FOR SHARE and LOCK IN SHARE MODE lock rows)",
+            "match": {"sql": {"features": ["row_lock"]}},
+        },
+        {
             "name": "read-only-sql: file, network and server functions",
             "effect": "deny",
             "message": "functions that reach files, the network or the server are not allowed here",
