@@ -55,6 +55,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         state_dir=state_dir(root),
         port=args.port,
         upstream_port=args.upstream_port,
+        pg_port=args.pg_port,
         aws_endpoint=f"http://127.0.0.1:{args.aws_port}",
     )
     try:
@@ -69,6 +70,12 @@ def cmd_dev(args: argparse.Namespace) -> int:
         stack.stop()
         moto_server.stop()
     return 0
+
+
+def cmd_serve_tcp(args: argparse.Namespace) -> int:
+    from wardgate.tcp.server import serve_tcp
+
+    return serve_tcp()
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -188,7 +195,17 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=8700)
     dev.add_argument("--upstream-port", type=int, default=8701)
     dev.add_argument("--aws-port", type=int, default=8702)
+    dev.add_argument("--pg-port", type=int, default=15432, help="the TCP gateway's PostgreSQL port")
     dev.set_defaults(func=cmd_dev)
+
+    serve = sub.add_parser(
+        "serve-tcp",
+        help="run the TCP gateway (PostgreSQL) until SIGTERM: the Fargate task's process",
+        description="Listeners from WARDGATE_TCP_LISTENERS, the certificate from WARDGATE_TCP_TLS_SECRET "
+        "(or WARDGATE_TCP_TLS_CERT/_KEY files), the stores from the same variables as the functions "
+        "(docs/tcp-gateway.md).",
+    )
+    serve.set_defaults(func=cmd_serve_tcp)
 
     token = sub.add_parser("token", help="print a token from the development issuer")
     token.add_argument("--sub", required=True, help="subject (the agent or person)")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, unquote
 
 from wardgate.agents import AgentRegistry
@@ -24,6 +24,7 @@ from wardgate.errors import Forbidden, GatewayError
 from wardgate.identity import Identity, TokenValidator
 from wardgate.masking.engine import MaskingProfile, MaskingRefused, mask_body, mask_text
 from wardgate.observability import count, logger
+from wardgate.operations import UnparseableOperation
 from wardgate.policy.engine import Decision, PolicySet
 from wardgate.policy.store import PolicyStore
 from wardgate.recording import Recorder, Recording, recorded_body, recorded_headers
@@ -50,6 +51,35 @@ def masked_url_part(part: str, safe: str) -> str:
 def masked_counts_header(counts: dict[str, int]) -> dict[str, str]:
     """``x-wardgate-masked: card=2, email=1``: the agent learns that values were hidden, not which."""
     return {"x-wardgate-masked": ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))} if counts else {}
+
+
+def decide_on(policy_set: PolicySet, identity: Identity, connection: Connection, operation: Any) -> Decision:
+    """The connection's own gate (its allowed groups), then the rules: one decision, no I/O."""
+    if set(connection.allowed_groups) & set(identity.groups):
+        return policy_set.decide(identity, connection.name, connection.kind, operation)
+    return Decision(
+        "deny",
+        f"identity {identity.subject!r} is in none of the groups allowed on connection {connection.name!r}",
+        "connection.allowed_groups",
+        policy_set.version,
+    )
+
+
+def sql_operation_record(operation: Any, dialect: str, **extra: Any) -> dict[str, Any]:
+    """A parsed SQL operation as recorded: statement texts masked like request bodies (literals are
+    values); an unparseable one says why."""
+    if isinstance(operation, UnparseableOperation):
+        return {"protocol": "sql", "dialect": dialect, "unparseable": operation.reason, **extra}
+    record: dict[str, Any] = {**operation.to_record(), **extra}
+    for statement in record["statements"]:
+        statement["text"] = mask_text(statement["text"], RECORDED_REQUEST_MASKING).value
+    return record
+
+
+class Identified(Protocol):
+    """A record of who called: an HTTP ``Recording``, a TCP ``SessionRecord``."""
+
+    identity: dict[str, Any] | None
 
 
 @dataclass
@@ -110,15 +140,28 @@ class Gate:
     ) -> tuple[Identity, Connection]:
         """The caller (token, then registry) and the connection, served under its own route."""
         identity = self.validator.authenticate(request.headers.get("authorization"))
+        return self.admit_identity(identity, request.connection, request.route, recording, progress)
+
+    def admit_identity(
+        self,
+        identity: Identity,
+        connection_name: str,
+        route: str,
+        recording: Identified,
+        progress: Progress | None = None,
+    ) -> tuple[Identity, Connection]:
+        """What every front door does once the token is validated: the registry's check (the kill
+        switch), then the connection, which must be of the kind ``route`` serves."""
         recording.identity = identity.to_record()
-        identity = self.agents.check(identity, request.connection)  # revoked/unregistered: 403
+        identity = self.agents.check(identity, connection_name)  # revoked/unregistered: 403
         recording.identity = identity.to_record()
-        connection = self.connections.get(request.connection)
-        progress.connection = connection.name
-        if connection.kind != request.route:
+        connection = self.connections.get(connection_name)
+        if progress is not None:
+            progress.connection = connection.name
+        if connection.kind != route:
             raise Forbidden(
                 f"connection {connection.name!r} is a {connection.kind} connection: "
-                f"it is not served under /{request.route}/"
+                f"it is not served under /{route}/"
             )
         return identity, connection
 
@@ -127,16 +170,7 @@ class Gate:
     ) -> PolicySet:
         """Policy's answer on ``operation``; anything but allow is raised. Returns the policy used."""
         policy_set = self.policies.current()
-        if set(connection.allowed_groups) & set(identity.groups):
-            decision = policy_set.decide(identity, connection.name, connection.kind, operation)
-        else:  # the connection's own gate comes before any rule
-            decision = Decision(
-                "deny",
-                f"identity {identity.subject!r} is in none of the groups allowed on connection "
-                f"{connection.name!r}",
-                "connection.allowed_groups",
-                policy_set.version,
-            )
+        decision = decide_on(policy_set, identity, connection, operation)
         recording.decision = decision.to_record()
         if decision.outcome == "require_approval":
             grant = self.approvals.grant_for(identity, connection.name, decision) if self.approvals else None

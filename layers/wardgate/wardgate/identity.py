@@ -268,7 +268,15 @@ class TokenValidator:
         }
 
     def authenticate(self, authorization: str | None) -> Identity:
-        token = self._bearer_token(authorization)
+        """The caller of an HTTP request, from its ``Authorization: Bearer`` header."""
+        return self.validate(self._bearer_token(authorization))
+
+    def validate(self, token: str) -> Identity:
+        """The caller a bare token names (the TCP gateway receives it as the database password)."""
+        if not token:
+            raise Unauthorized("no token was sent", code="missing_token")
+        if len(token) > MAX_TOKEN_BYTES:
+            raise Unauthorized("token is too large", code="malformed_token")
         try:
             unverified_token = jwt.api_jwt.decode_complete(token, options={"verify_signature": False})
         except jwt.PyJWTError:

@@ -31,7 +31,9 @@ SENSITIVE_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "x-amz-security-token"}
 )
 REDACTED = "[redacted]"
-INDEX_RETENTION = timedelta(days=90)  # the index is for browsing; S3 keeps records longer (docs/cost.md)
+INDEX_RETENTION = timedelta(days=90)
+FIREHOSE_BATCH_RECORDS = 500  # PutRecordBatch's own limits: 500 records, 4 MiB a call
+FIREHOSE_BATCH_BYTES = 4 * 1024 * 1024  # the index is for browsing; S3 keeps records longer (docs/cost.md)
 
 
 def new_record_id(now: float | None = None) -> str:
@@ -124,6 +126,10 @@ class Recording:
 class EventStream(Protocol):
     def put(self, line: bytes) -> None: ...
 
+    def put_batch(self, lines: list[bytes]) -> None:
+        """All of ``lines``, durably, or raise: the TCP gateway's group commit (tcp/recorder.py)."""
+        ...
+
 
 class RecordIndex(Protocol):
     def put(self, entry: dict[str, Any]) -> None: ...
@@ -135,6 +141,39 @@ class FirehoseStream:
 
     def put(self, line: bytes) -> None:
         aws.client("firehose").put_record(DeliveryStreamName=self.stream_name, Record={"Data": line})
+
+    def put_batch(self, lines: list[bytes]) -> None:
+        """PutRecordBatch takes 500 records (4 MiB) a call and may fail some of them: those are
+        sent again once; any still failing raise, so their statements never run."""
+        firehose = aws.client("firehose")
+        for batch in _firehose_batches(lines):
+            pending = batch
+            for _attempt in range(2):
+                answer = firehose.put_record_batch(
+                    DeliveryStreamName=self.stream_name, Records=[{"Data": line} for line in pending]
+                )
+                if not answer.get("FailedPutCount"):
+                    break
+                pending = [
+                    line
+                    for line, result in zip(pending, answer["RequestResponses"], strict=True)
+                    if result.get("ErrorCode")
+                ]
+            else:
+                raise RuntimeError(f"Firehose refused {len(pending)} record(s)")
+
+
+def _firehose_batches(lines: list[bytes]) -> Iterator[list[bytes]]:
+    batch: list[bytes] = []
+    size = 0
+    for line in lines:
+        if batch and (len(batch) == FIREHOSE_BATCH_RECORDS or size + len(line) > FIREHOSE_BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(line)
+        size += len(line)
+    if batch:
+        yield batch
 
 
 class DynamoRecordIndex:
@@ -202,6 +241,9 @@ class MemoryStream:
 
     def put(self, line: bytes) -> None:
         self.lines.append(line)
+
+    def put_batch(self, lines: list[bytes]) -> None:
+        self.lines.extend(lines)
 
 
 class MemoryIndex:

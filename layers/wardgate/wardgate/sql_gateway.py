@@ -35,9 +35,15 @@ from wardgate.dataapi.requests import (
     ExecuteStatementRequest,
 )
 from wardgate.errors import BadRequest, Forbidden, GatewayError
-from wardgate.gate import RECORDED_REQUEST_MASKING, Gate, Progress, masked_counts_header, ms_since
+from wardgate.gate import (
+    Gate,
+    Progress,
+    masked_counts_header,
+    ms_since,
+    sql_operation_record,
+)
 from wardgate.identity import Identity
-from wardgate.masking.engine import MaskingRefused, mask_rows, mask_text
+from wardgate.masking.engine import MaskingRefused, mask_rows
 from wardgate.masking.policy import AppliedMasking
 from wardgate.operations import UnparseableOperation
 from wardgate.operations.sql import Dialect, parse_sql
@@ -184,7 +190,7 @@ class SqlGateway(Gate):
             raise DataApiRefusal(error) from None
         dialect = dialect_of(connection.upstream_url)
         operation = _parse(_sql_of(data_request), dialect)
-        recording.operation = _operation_record(operation, type(data_request).__name__, dialect)
+        recording.operation = sql_operation_record(operation, dialect, call=type(data_request).__name__)
         backend = self.backends.get(connection)
         owner = f"{identity.issuer} {identity.subject}"
         approval: ApprovalRequest | None = None
@@ -304,16 +310,6 @@ def _parse(sql: str, dialect: Dialect) -> Any:
         return parse_sql(sql, dialect)
     except UnparseableOperation as unparseable:
         return unparseable  # policy decides (settings.unparseable); never run unchecked
-
-
-def _operation_record(operation: Any, call: str, dialect: str) -> dict[str, Any]:
-    """The operation as recorded: statement texts masked like request bodies (literals are values)."""
-    if isinstance(operation, UnparseableOperation):
-        return {"protocol": "sql", "call": call, "dialect": dialect, "unparseable": operation.reason}
-    record: dict[str, Any] = {**operation.to_record(), "call": call}
-    for statement in record["statements"]:
-        statement["text"] = mask_text(statement["text"], RECORDED_REQUEST_MASKING).value
-    return record
 
 
 def _rolled_back(refused: Forbidden, request: DataApiRequest, backend: Backend, owner: str) -> Forbidden:

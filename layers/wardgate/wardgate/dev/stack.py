@@ -59,7 +59,7 @@ DEV_POLICY: dict[str, Any] = {
             "match": {"k8s": {"verbs": ["get", "list"]}},
         },
     ],
-    "packs": [{"name": "read-only-sql", "connections": ["demo-sql"]}],
+    "packs": [{"name": "read-only-sql", "connections": ["demo-sql", "demo-pg"]}],
     "settings": {
         "masking": {"exemptions": [{"groups": ["pii-readers"], "reveal": ["email", "phone"]}]},
         "approval": {"approvers": {"demo-approvers": list(DEMO_APPROVERS)}, "timeout_minutes": 15},
@@ -104,12 +104,15 @@ class DevStack:
     host: str = "127.0.0.1"
     port: int = 8700
     upstream_port: int = 8701
+    pg_port: int = 15432  # the TCP gateway's PostgreSQL listener
     aws_endpoint: str | None = None
     gateway: GatewayServer | None = field(default=None, init=False)
     upstream: EchoUpstream | None = field(default=None, init=False)
     issuer: DevIssuer | None = field(default=None, init=False)
     template: Template | None = field(default=None, init=False)
     outbox: Path | None = field(default=None, init=False)
+    tcp: Any = field(default=None, init=False)  # tcp.server.GatewayThread
+    certificates: Any = field(default=None, init=False)  # dev.certs.DevCertificates
     _stoppers: list[Callable[[], None]] = field(default_factory=list, init=False)
 
     def start(self) -> DevStack:
@@ -154,7 +157,25 @@ class DevStack:
         self.gateway.start()
         self._stoppers.append(self.gateway.stop)
         self.start_notifier()
+        self.start_tcp()
         return self
+
+    def start_tcp(self) -> None:
+        """The TCP gateway, as on the Fargate task, in a thread; its certificate from the dev CA."""
+        from wardgate.config import Settings
+        from wardgate.dev.certs import make_dev_certificates
+        from wardgate.tcp.config import Listener, TcpSettings
+        from wardgate.tcp.server import GatewayThread, build_services
+
+        self.certificates = make_dev_certificates(self.state_dir)
+        settings = TcpSettings(
+            listeners=(Listener("postgres", self.pg_port, self.host),),
+            tls_cert_file=str(self.certificates.cert_file),
+            tls_key_file=str(self.certificates.key_file),
+            health_port=None,
+        )
+        self.tcp = GatewayThread(lambda: build_services(Settings.from_env(), settings), settings).start()
+        self._stoppers.append(self.tcp.stop)
 
     def start_notifier(self) -> None:
         """What the SQS event source mapping does on AWS: the notifier consumes the workflow's queue."""
@@ -203,6 +224,14 @@ class DevStack:
                 DEMO_GROUPS,
                 "The local PostgreSQL, read-only through wardgate (WARDGATE_DEV_SQL_URL)",
             ),
+            Connection(
+                "demo-pg",
+                "sql",
+                sql_url,
+                None,
+                DEMO_GROUPS,
+                "The local PostgreSQL for psql and drivers through the TCP gateway, read-only",
+            ),
         ):
             store.put(connection)
 
@@ -246,6 +275,10 @@ class DevStack:
         return {k: os.environ[k] for k in keys if k in os.environ}
 
     @property
+    def pg_port_bound(self) -> int:
+        return int(self.tcp.port("postgres")) if self.tcp is not None else self.pg_port
+
+    @property
     def url(self) -> str:
         assert self.gateway is not None
         return self.gateway.url
@@ -284,6 +317,12 @@ Try it (in another shell, from this folder, with .venv/bin on PATH):
   wardgate agents register --subject agent-1 --owner alice@example.com --purpose "CI bot" --connection demo
   wardgate revoke --owner alice@example.com --reason "offboarded"
   SCIM: {stack.url}/scim/v2/Users  (bearer token: wardgate agents scim-token)
+
+PostgreSQL through the TCP gateway (psql, psycopg, asyncpg, pgbench: the connection is the dbname,
+the token is the password, TLS is required):
+  PGPASSWORD=$(wardgate token --sub agent-1 --group ci) psql \
+    "host=127.0.0.1 port={stack.pg_port_bound} dbname=demo-pg user=agent-1 sslmode=verify-full \
+     sslrootcert={stack.certificates.ca_file if stack.certificates else "-"}"
 
 Approvals (refunds on demo need a human; the mail lands in {stack.url}/_dev/outbox and here):
   curl -H "Authorization: Bearer $TOKEN" -d '{{"amount": 900}}' {stack.url}/http/demo/v1/refunds

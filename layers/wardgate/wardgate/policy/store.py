@@ -54,6 +54,13 @@ class PolicyStore:
     _sets: dict[str, PolicySet] = field(default_factory=dict, init=False)  # versions are immutable
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
+    def fresh(self) -> PolicySet | None:
+        """The policy in force if it is cached and fresh: no I/O (an event loop's fast path)."""
+        cached = self._cached
+        if cached is not None and self.clock() - cached[0] < self.ttl_seconds:
+            return cached[1]
+        return None
+
     def current(self) -> PolicySet:
         now = self.clock()
         cached = self._cached

@@ -1,0 +1,958 @@
+"""One PostgreSQL client session through wardgate, from the first byte to the last.
+
+The agent's client (psql, psycopg, asyncpg, pgbench...) connects as to any PostgreSQL server:
+TLS inside the protocol (required), the **connection name as the database**, any user name, and
+its OIDC token as the password. wardgate admits it once (token, agent registry, connection), logs
+in to the real database with the connection's own credential, then relays the session, deciding
+every statement.
+
+Refusals keep PostgreSQL's own semantics by letting the database produce the error: a refused
+statement is replaced, in place, by a statement that cannot parse (``wardgate_refused_<nonce>``),
+so the database answers with a syntax error exactly where the statement's answer belongs (even
+deep in a pipeline), aborts the transaction if one is open and skips to the next Sync, as it
+would for any error. The gateway swaps that error for its own (SQLSTATE 42501, the policy's
+reason, the record id) on the way back. Nothing of the refused statement reaches the database.
+
+Two coroutines relay a session: client to database (decide, record, forward) and database to
+client (mask, count, forward). ``_Pending`` keeps, in order, what the database still owes an
+answer to, so the second knows which statement, result formats and columns each answer belongs to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import secrets
+import struct
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from wardgate.apigw import HttpRequest
+from wardgate.approvals.service import ApprovalRequired
+from wardgate.connections import Connection
+from wardgate.errors import Forbidden, GatewayError, NotFound, ServiceUnavailable, Unauthorized
+from wardgate.gate import RECORDED_REQUEST_MASKING, decide_on
+from wardgate.identity import Identity
+from wardgate.masking.engine import MaskingProfile, MaskingRefused, mask_text
+from wardgate.observability import logger
+from wardgate.tcp.postgres import codec
+from wardgate.tcp.postgres.backend import BackendLink, BackendUnavailable, PgTarget, connect, rds_iam_token
+from wardgate.tcp.postgres.backend import cancel as cancel_backend
+from wardgate.tcp.postgres.values import ResultMasker
+from wardgate.tcp.recorder import SessionRecord
+from wardgate.tcp.services import TcpServices
+from wardgate.tcp.sessions import TooManySessions
+
+READ_SIZE = 256 * 1024
+REFUSED_PREFIX = "wardgate_refused_"
+# Startup parameters passed on to the database. Others are dropped: they would change the session
+# without a statement policy could see (``options`` can set any GUC, ``replication`` a protocol).
+FORWARDED_PARAMETERS = (
+    "application_name",
+    "client_encoding",
+    "DateStyle",
+    "TimeZone",
+    "extra_float_digits",
+    "IntervalStyle",
+)
+REFUSED_PARAMETERS = ("options", "replication")
+PG_SCHEMES = ("postgresql", "postgres")
+# How a refusal at admission reads in PostgreSQL's terms.
+ADMISSION_SQLSTATE = {Unauthorized: "28P01", Forbidden: "28000", NotFound: "3D000", TooManySessions: "53300"}
+ENDING_SQLSTATE = "57P01"  # admin_shutdown: what the kill switch and lifetimes end a session with
+
+
+class _Ended(Exception):
+    """The session is over (the reason is already told and recorded)."""
+
+
+@dataclass(slots=True)
+class _Run:
+    """One statement (an Execute, or a whole simple Query) on its way through the database."""
+
+    seq: int
+    started: float
+    rows: int = 0
+    tags: list[str] = field(default_factory=list)
+    error: dict[str, str] | None = None
+    first_rows: list[list[str | None]] = field(default_factory=list)
+    masked: dict[str, int] = field(default_factory=dict)
+    finished: bool = False
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A frontend message the database still owes an answer to."""
+
+    kind: int
+    name: str = ""  # the statement (Parse, Describe 'S', Close 'S') or portal (Describe 'P', Execute)
+    what: str = ""  # Describe/Close: 'S' or 'P'
+    internal: bool = False  # a Describe the gateway added: its answer is not the client's
+    run: _Run | None = None
+    statement: str = ""  # Execute: the statement of its portal
+    formats: tuple[int, ...] = ()  # Execute: the result formats its Bind asked for
+
+
+@dataclass(slots=True)
+class _Prepared:
+    text: str
+    operation: dict[str, Any]
+    decision: dict[str, Any]
+    refused: bool = False
+    columns: tuple[codec.Column, ...] | None = None  # from a Describe of the statement
+    described: bool = False  # a Describe 'S' was sent since its Parse
+
+
+@dataclass(slots=True)
+class _Portal:
+    statement: str
+    params: tuple[bytes | None, ...]
+    param_formats: tuple[int, ...]
+    formats: tuple[int, ...]
+    columns: tuple[codec.Column, ...] | None = None
+    described: bool = False
+
+
+@dataclass(slots=True)
+class _Verdict:
+    allowed: bool
+    operation: dict[str, Any]
+    decision: dict[str, Any]
+    refusal: bytes = b""  # the ErrorResponse the client gets instead
+
+
+class PgSession:
+    """A session; ``run()`` serves it to the end. The sweep may ``terminate()`` it at any time."""
+
+    def __init__(
+        self, services: TcpServices, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.services = services
+        self.limits = services.limits
+        self.client_reader = reader
+        self.client = writer
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        self.peer = f"{peer[0]}:{peer[1]}"
+        self.record = SessionRecord("postgres", "unknown", self.peer)
+        self.messages = codec.MessageReader(startup=True, max_message=self.limits.max_message_bytes)
+        self.identity: Identity
+        self.connection: Connection
+        self.target: PgTarget
+        self.backend: BackendLink | None = None
+        self.opened_at = self.verified_at = time.monotonic()
+        self.process_id = 0
+        self.secret_key = b""
+        self.tx_status = b"I"
+        self.pending: deque[_Pending] = deque()
+        self.prepared: dict[str, _Prepared] = {}
+        self.portals: dict[str, _Portal] = {}
+        self.rewrites: dict[str, bytes] = {}
+        self.profile: tuple[str, MaskingProfile] | None = None  # (policy version, profile)
+        self.ending: str | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._admitted = False
+        self._maskers: dict[tuple[Any, ...], ResultMasker] = {}
+
+    # ------------------------------------------------------------------ life cycle
+    async def run(self) -> None:
+        try:
+            try:
+                async with asyncio.timeout(self.limits.startup_timeout_s):
+                    if not await self._start():
+                        return
+            except TimeoutError:
+                await self._fatal(
+                    "08P01", f"the session did not start within {self.limits.startup_timeout_s:g} s"
+                )
+                return
+            await self._relay()
+        except MaskingRefused as refused:
+            self.ending = self.ending or f"result withheld: {refused.reason}"
+            await self._fatal("0A000", f"wardgate withheld a result it cannot mask: {refused.reason}")
+        except codec.ProtocolViolation as violation:
+            await self._fatal(violation.sqlstate, f"protocol violation: {violation.message}")
+            self.ending = self.ending or f"protocol violation: {violation.message}"
+        except (ConnectionError, asyncio.IncompleteReadError, _Ended):
+            pass
+        except Exception:
+            logger.exception("postgres session failed", extra={"record_id": self.record.record_id})
+            self.ending = self.ending or "internal error"
+            await self._fatal("XX000", f"internal error in wardgate (record {self.record.record_id})")
+        finally:
+            await self._close()
+
+    async def _start(self) -> bool:
+        """TLS, startup, token, admission, the database's login. False: nothing more to serve."""
+        encrypted = False
+        while True:
+            kind, body = await self._next_message()
+            startup = codec.parse_startup(body)
+            if isinstance(startup, codec.CancelRequest):
+                await self._cancel(startup)
+                return False
+            if isinstance(startup, codec.GSSENCRequest):
+                self.client.write(b"N")  # declined: libpq then asks for TLS
+                continue
+            if isinstance(startup, codec.SSLRequest):
+                if encrypted or self.services.tls is None:
+                    self.client.write(b"N")
+                    continue
+                if self.messages.buffered:  # bytes sent before the handshake could be injected
+                    raise codec.ProtocolViolation("data was sent after SSLRequest before the TLS handshake")
+                self.client.write(b"S")
+                await self.client.drain()
+                await self.client.start_tls(self.services.tls)
+                encrypted = True
+                continue
+            break
+        self.messages.expect_typed()
+        if not encrypted:
+            await self._fatal(
+                "28000",
+                "wardgate requires TLS: connect with sslmode=require or stronger (sslmode=verify-full "
+                "with the gateway's CA as sslrootcert is best)",
+            )
+            return False
+        parameters = startup.parameters
+        if startup.protocol != codec.PROTOCOL_3_0:
+            unknown = [name for name in parameters if name.startswith("_pq_.")]
+            self.client.write(codec.negotiate_protocol_version(0, unknown))
+        for name in REFUSED_PARAMETERS:
+            if name in parameters:
+                await self._fatal("08P01", f"the startup parameter {name!r} is not accepted by wardgate")
+                return False
+        encoding = parameters.get("client_encoding", "UTF8").upper().replace("-", "").replace("_", "")
+        if encoding not in ("UTF8", "UNICODE"):
+            await self._fatal("22023", "wardgate serves client_encoding UTF8 only")
+            return False
+        self.record.connection = connection_name = parameters.get("database") or parameters["user"]
+        self.client.write(codec.authentication_cleartext_password())
+        await self.client.drain()
+        kind, body = await self._next_message()
+        if kind != codec.PASSWORD:
+            raise codec.ProtocolViolation("expected a password message")
+        token = codec.parse_password(body)
+        try:
+            await self._admit(token, connection_name)
+        except GatewayError as refused:
+            sqlstate = next((s for t, s in ADMISSION_SQLSTATE.items() if isinstance(refused, t)), "57P03")
+            self.record.outcome, self.record.reason = "refused", refused.code
+            await self._record_admission_refusal(refused)
+            await self._fatal(sqlstate, refused.message)
+            return False
+        try:
+            self.backend = await self._open_backend(parameters)
+        except BackendUnavailable as down:
+            self.ending = f"database unavailable: {down.message}"
+            await self._fatal("08006" if down.sqlstate.startswith("08") else "08004", down.message)
+            return False
+        self.process_id, self.secret_key = self._cancel_key()
+        self.services.cancel_targets[self.process_id] = self
+        out = [codec.authentication_ok(), *self.backend.parameters, *self.backend.notices]
+        out.append(codec.backend_key_data(self.process_id, self.secret_key))
+        out.append(codec.ready_for_query(self.backend.status))
+        self.client.write(b"".join(out))
+        await self.client.drain()
+        return True
+
+    async def _admit(self, token: str, connection_name: str) -> None:
+        gate = self.services.gate
+
+        def admit() -> tuple[Identity, Connection]:
+            identity = gate.validator.validate(token)
+            return gate.admit_identity(identity, connection_name, "sql", self.record)
+
+        self.identity, self.connection = await asyncio.to_thread(admit)
+        if self.connection.upstream_url.split(":", 1)[0] not in PG_SCHEMES:
+            raise NotFound(
+                f"connection {connection_name!r} is not a PostgreSQL connection", code="unknown_connection"
+            )
+        try:
+            self.target = PgTarget.from_url(self.connection.upstream_url)
+        except ValueError as exc:
+            raise ServiceUnavailable(
+                f"connection {connection_name!r} is misconfigured: {exc}", code="bad_connection"
+            ) from None
+        self.services.sessions.add(self)
+        self._admitted = True
+        await self.services.recorder.write(
+            self.record,
+            "session_start",
+            identity=self.record.identity,
+            client=self.peer,
+            database=self.target.database,
+        )
+        await self.services.recorder.index_session(self.record)
+
+    async def _record_admission_refusal(self, refused: GatewayError) -> None:
+        with contextlib.suppress(GatewayError):
+            await self.services.recorder.write(
+                self.record,
+                "session_refused",
+                identity=self.record.identity,
+                client=self.peer,
+                error={"code": refused.code, "message": refused.message},
+            )
+            await self.services.recorder.index_session(self.record)
+
+    async def _open_backend(self, parameters: dict[str, str]) -> BackendLink:
+        password: str | None = None
+        ca_pem: str | None = None
+        if self.connection.credential_secret:
+            secret = self.connection.credential_secret
+            try:
+                credential = await asyncio.to_thread(self.services.credentials.get, secret)
+            except GatewayError as exc:
+                raise BackendUnavailable(exc.message) from None
+            password, ca_pem = credential.password, credential.ca_pem
+        if self.target.auth == "rds-iam":
+            try:
+                password = await asyncio.to_thread(rds_iam_token, self.target)
+            except Exception as exc:
+                raise BackendUnavailable(f"no RDS IAM token ({type(exc).__name__})") from None
+        forwarded = {k: v for k, v in parameters.items() if k in FORWARDED_PARAMETERS}
+        forwarded["client_encoding"] = "UTF8"
+        return await connect(self.target, password, ca_pem, forwarded, self.limits.backend_connect_timeout_s)
+
+    def _cancel_key(self) -> tuple[int, bytes]:
+        while True:
+            process_id = secrets.randbelow(2**31 - 1) + 1
+            if process_id not in self.services.cancel_targets:
+                return process_id, secrets.token_bytes(4)
+
+    async def _cancel(self, request: codec.CancelRequest) -> None:
+        """A cancel request, on its own connection: verified by its key, then sent to the database."""
+        session = self.services.cancel_targets.get(request.process_id)
+        if not isinstance(session, PgSession) or not hmac.compare_digest(
+            session.secret_key, request.secret_key
+        ):
+            return  # PostgreSQL says nothing either way
+        backend = session.backend
+        if backend is None:
+            return
+        await cancel_backend(session.target, backend.process_id, backend.secret_key, 5.0)
+        session.record_later("cancel", client=self.peer)
+
+    def terminate(self, reason: str, code: str) -> None:
+        """End the session now (the kill switch, its token's expiry, its maximum duration)."""
+        if self.ending is not None:
+            return
+        self.ending = f"{code}: {reason}"
+        self.record.outcome, self.record.reason = "ended", code
+        with contextlib.suppress(Exception):
+            self.client.write(
+                codec.error_response(
+                    ENDING_SQLSTATE, f"wardgate ended the session: {reason}", severity="FATAL"
+                )
+            )
+        for task in self._tasks:
+            task.cancel()
+
+    async def _close(self) -> None:
+        if self.backend is not None:
+            with contextlib.suppress(Exception):
+                self.backend.writer.write(codec.terminate())
+                self.backend.writer.close()
+        with contextlib.suppress(Exception):
+            self.client.close()
+        self.services.cancel_targets.pop(self.process_id, None)
+        if not self._admitted:
+            return
+        self.services.sessions.discard(self)
+        if self.record.outcome == "open":
+            self.record.outcome = "closed"
+        with contextlib.suppress(GatewayError):
+            await self.services.recorder.write(
+                self.record,
+                "session_end",
+                identity=self.record.identity,
+                outcome=self.record.outcome,
+                reason=self.ending or "the client closed the session",
+                statements=self.record.statements,
+                refused=self.record.refused,
+                duration_ms=round((time.monotonic() - self.opened_at) * 1000, 3),
+            )
+            await self.services.recorder.index_session(self.record)
+
+    async def _fatal(self, sqlstate: str, message: str) -> None:
+        with contextlib.suppress(Exception):
+            self.client.write(codec.error_response(sqlstate, message, severity="FATAL"))
+            await self.client.drain()
+
+    async def _next_message(self) -> tuple[int, bytes]:
+        while True:
+            message = self.messages.next()
+            if message is not None:
+                return message
+            data = await self.client_reader.read(READ_SIZE)
+            if not data:
+                raise _Ended
+            self.messages.feed(data)
+
+    def record_later(self, kind: str, **fields: Any) -> None:
+        self.services.recorder.write_later(self.record, kind, self._recording_failed, **fields)
+
+    def _recording_failed(self, error: BaseException) -> None:
+        self.terminate("its events could not be recorded, so it cannot go on", "recording_unavailable")
+
+    # ------------------------------------------------------------------ relaying
+    async def _relay(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._from_client()),
+            asyncio.create_task(self._from_backend()),
+        ]
+        try:
+            done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self.ending is not None:
+                with contextlib.suppress(Exception):
+                    await self.client.drain()
+
+    async def _from_client(self) -> None:
+        assert self.backend is not None
+        backend = self.backend.writer
+        messages = self.messages
+        while True:
+            data = await self.client_reader.read(READ_SIZE)
+            if not data:
+                return
+            messages.feed(data)
+            out: list[bytes] = []
+            while (message := messages.next_raw()) is not None:
+                kind, body, raw = message
+                if kind == codec.TERMINATE:
+                    backend.write(b"".join(out))
+                    return
+                await self._client_message(kind, body, raw, out)
+            if out:
+                backend.write(b"".join(out))
+                await backend.drain()
+
+    async def _client_message(self, kind: int, body: bytes, raw: bytes, out: list[bytes]) -> None:
+        if kind in (codec.COPY_DATA, codec.COPY_DONE, codec.COPY_FAIL, codec.FLUSH):
+            out.append(raw)
+        elif kind == codec.SYNC:
+            out.append(raw)
+            self.pending.append(_Pending(kind))
+        elif kind == codec.QUERY:
+            await self._query(codec.parse_query(body), raw, out)
+        elif kind == codec.PARSE:
+            await self._parse(codec.parse_parse(body), raw, out)
+        elif kind == codec.BIND:
+            self._bind(codec.parse_bind(body), raw, out)
+        elif kind == codec.DESCRIBE:
+            what, name = codec.parse_describe(body)
+            target = self.prepared.get(name) if what == "S" else self.portals.get(name)
+            if target is not None:
+                target.described = True
+            out.append(raw)
+            self.pending.append(_Pending(kind, name, what))
+        elif kind == codec.EXECUTE:
+            await self._execute(codec.parse_execute(body)[0], raw, out)
+        elif kind == codec.CLOSE:
+            what, name = codec.parse_close(body)
+            (self.prepared if what == "S" else self.portals).pop(name, None)
+            out.append(raw)
+            self.pending.append(_Pending(kind, name, what))
+        elif kind == codec.FUNCTION_CALL:
+            raise codec.ProtocolViolation("the function call sub-protocol is not served by wardgate", "0A000")
+        else:
+            raise codec.ProtocolViolation(f"unexpected message type {chr(kind)!r}")
+
+    async def _query(self, sql: str, raw: bytes, out: list[bytes]) -> None:
+        verdict = await self._decide(sql)
+        if not verdict.allowed:
+            out.append(codec.query(self._refusal_placeholder(verdict)))
+            self.pending.append(_Pending(codec.QUERY))
+            return
+        run = await self._record_statement("query", verdict, sql, ())
+        out.append(raw)
+        self.pending.append(_Pending(codec.QUERY, run=run))
+
+    async def _parse(self, parse: codec.Parse, raw: bytes, out: list[bytes]) -> None:
+        verdict = await self._decide(parse.query)
+        self.prepared[parse.name] = _Prepared(
+            parse.query, verdict.operation, verdict.decision, refused=not verdict.allowed
+        )
+        if verdict.allowed:
+            out.append(raw)
+        else:
+            out.append(codec.parse(parse.name, self._refusal_placeholder(verdict), parse.param_types))
+        self.pending.append(_Pending(codec.PARSE, parse.name))
+
+    def _bind(self, bind: codec.Bind, raw: bytes, out: list[bytes]) -> None:
+        if bind.statement not in self.prepared:
+            # A statement prepared by SQL PREPARE, or never: wardgate decides statements at Parse,
+            # so it binds only those. The database reports "does not exist" in place (rewritten).
+            nonce = secrets.token_hex(8)
+            self.rewrites[nonce] = codec.error_response(
+                "26000",
+                f"prepared statement {bind.statement!r} was not prepared through wardgate's Parse "
+                "(statements prepared with SQL PREPARE run with SQL EXECUTE)",
+            )
+            out.append(_bind_message(bind.portal, REFUSED_PREFIX + nonce))
+        else:
+            self.portals[bind.portal] = _Portal(
+                bind.statement, bind.params, bind.param_formats, bind.result_formats
+            )
+            out.append(raw)
+        self.pending.append(_Pending(codec.BIND, bind.portal))
+
+    async def _execute(self, portal_name: str, raw: bytes, out: list[bytes]) -> None:
+        portal = self.portals.get(portal_name)
+        prepared = self.prepared.get(portal.statement) if portal is not None else None
+        if portal is None or prepared is None:
+            # A cursor declared with SQL DECLARE (its query was decided then), or no portal at all
+            # (the database answers with its own error).
+            verdict = _Verdict(True, {"protocol": "sql", "cursor": portal_name}, {"outcome": "allow"})
+            run = await self._record_statement("execute", verdict, f"FETCH FROM {portal_name}", ())
+            out.append(raw)
+            self.pending.append(_Pending(codec.EXECUTE, portal_name, run=run))
+            return
+        if prepared.refused:
+            out.append(raw)  # the database skips it: its Parse already failed
+            self.pending.append(_Pending(codec.EXECUTE, portal_name))
+            return
+        if not (portal.described or prepared.described):
+            # Masking needs the result's columns: ask for them; the answer stays with the gateway.
+            out.append(_describe_portal(portal_name))
+            self.pending.append(_Pending(codec.DESCRIBE, portal_name, "P", internal=True))
+        verdict = _Verdict(True, prepared.operation, prepared.decision)
+        params = self._recorded_params(portal)
+        run = await self._record_statement("execute", verdict, prepared.text, params)
+        out.append(raw)
+        self.pending.append(
+            _Pending(codec.EXECUTE, portal_name, run=run, statement=portal.statement, formats=portal.formats)
+        )
+
+    # ------------------------------------------------------------------ deciding and recording
+    async def _decide(self, sql: str) -> _Verdict:
+        policy_set = await self.services.policy_set()
+        operation, recorded = self.services.parses.parse(sql, "postgres")
+        decision = decide_on(policy_set, self.identity, self.connection, operation)
+        if decision.outcome == "allow":
+            return _Verdict(True, recorded, decision.to_record())
+        if decision.outcome == "require_approval":
+            try:
+                approval = await self._approval(sql, decision, policy_set, recorded)
+            except GatewayError as refused:
+                return await self._refuse(recorded, decision.to_record(), refused.message, refused.code)
+            return _Verdict(True, recorded, {**decision.to_record(), "outcome": "allow", **approval})
+        return await self._refuse(recorded, decision.to_record(), decision.reason, "denied_by_policy")
+
+    async def _refuse(
+        self, operation: dict[str, Any], decision: dict[str, Any], message: str, code: str
+    ) -> _Verdict:
+        self.record.refused += 1
+        event = {"operation": operation, "decision": decision, "error": {"code": code, "message": message}}
+        seq_before = self.record.seq
+        await self.services.recorder.write(self.record, "statement_refused", **event)
+        refusal = codec.error_response(
+            "42501",
+            f"wardgate: {message}",
+            detail=f"record {self.record.record_id}, event {seq_before + 1} ({code})",
+            hint="the statement did not reach the database",
+        )
+        return _Verdict(False, operation, decision, refusal)
+
+    def _refusal_placeholder(self, verdict: _Verdict) -> str:
+        nonce = secrets.token_hex(8)
+        self.rewrites[nonce] = verdict.refusal
+        return REFUSED_PREFIX + nonce
+
+    async def _record_statement(
+        self, call: str, verdict: _Verdict, text: str, params: tuple[str | None, ...]
+    ) -> _Run:
+        """The statement's event, durable before the statement is forwarded (group commit)."""
+        self.record.statements += 1
+        run = _Run(self.record.seq + 1, time.perf_counter())
+        event: dict[str, Any] = {"call": call, "operation": verdict.operation, "decision": verdict.decision}
+        if call == "execute":
+            event["text"] = _cut(
+                mask_text(text, RECORDED_REQUEST_MASKING).value, self.limits.recorded_statement_bytes
+            )
+        if params:
+            event["parameters"] = list(params)
+        await self.services.recorder.write(self.record, "statement", **event)
+        return run
+
+    def _recorded_params(self, portal: _Portal) -> tuple[str | None, ...]:
+        formats = portal.param_formats
+        shown: list[str | None] = []
+        for i, value in enumerate(portal.params):
+            binary = (formats[i] if len(formats) > 1 else formats[0] if formats else 0) == 1
+            if value is None:
+                shown.append(None)
+            elif binary:
+                shown.append(f"<binary {len(value)} bytes>")
+            else:
+                text = value.decode("utf-8", "replace")
+                shown.append(
+                    _cut(
+                        mask_text(text, RECORDED_REQUEST_MASKING).value, self.limits.recorded_statement_bytes
+                    )
+                )
+        return tuple(shown)
+
+    async def _approval(
+        self, sql: str, decision: Any, policy_set: Any, recorded: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The approval that lets this statement run now (claimed once), or raise why it may not."""
+        desk = self.services.gate.approvals
+        required = ApprovalRequired(decision, policy_set, decision.reason)
+        if desk is None:
+            raise Forbidden(
+                f"{decision.reason}; approvals are not configured, so it is refused", code="approval_required"
+            )
+        if self.tx_status != b"I":
+            raise Forbidden(
+                f"{decision.reason}; a statement that needs approval cannot run inside a transaction "
+                "(it could only run after the transaction is gone): run it on its own",
+                code="approval_required",
+            )
+        identity, connection = self.identity, self.connection
+        key = hashlib.sha256(
+            json.dumps(
+                [identity.issuer, identity.subject, connection.name, decision.rule, "postgres", sql]
+            ).encode()
+        ).hexdigest()
+
+        def claim_or_hold() -> dict[str, Any]:
+            grant = desk.grant_for(identity, connection.name, decision)
+            if grant:  # a window approval of this rule for this identity and connection is open
+                return {"approval_grant": grant}
+            approval = desk.held_call(key, identity)
+            if approval is not None:
+                status = approval.effective_status(desk.clock())
+                poll = f"{desk.base_url()}/requests/{approval.request_id}"
+                if status == "pending":
+                    return {"pending": approval.request_id, "poll_url": poll}
+                if status == "approved" and approval.mode == "one-time" and desk.claim_call(approval):
+                    # Spent now: the statement goes to the database next, in this session.
+                    desk.finish_call(
+                        approval, 200, {"status": 200, "result": f"session {self.record.record_id}"}
+                    )
+                    return {
+                        "approval": approval.request_id,
+                        "approved_by": [v.approver for v in approval.approvals()],
+                    }
+            request = HttpRequest(
+                request_id=self.record.record_id,
+                method="POST",
+                connection=connection.name,
+                route="sql",
+                proxy_path="/postgres",
+                raw_query="",
+                headers={},
+                cookies=[],
+                body=sql.encode(),
+                source_ip=self.peer.rsplit(":", 1)[0],
+            )
+            recording = _approval_recording(self.record, recorded, decision)
+            held = desk.hold_call(request, identity, key, required, recording)
+            return {"pending": held["request_id"], "poll_url": held["poll_url"]}
+
+        answer = await asyncio.to_thread(claim_or_hold)
+        if "pending" in answer:
+            raise Forbidden(
+                f"this statement needs approval: request {answer['pending']} is pending "
+                f"({answer['poll_url']}); once it is approved, send the identical statement again on this "
+                "connection and it runs, once",
+                code="approval_pending",
+            )
+        return answer
+
+    # ------------------------------------------------------------------ the database's answers
+    async def _from_backend(self) -> None:
+        assert self.backend is not None
+        reader, client = self.backend.reader, self.client
+        messages = codec.MessageReader()
+        while True:
+            data = await reader.read(READ_SIZE)
+            if not data:
+                if self.ending is None:
+                    self.ending = "the database closed the session"
+                    await self._fatal("08006", "the database closed the connection")
+                return
+            messages.feed(data)
+            chunk, spans = messages.take_messages()
+            out = self._answer(chunk, spans)
+            if out:
+                client.write(out)
+                await client.drain()  # backpressure: a slow client slows the database, memory stays flat
+
+    def _answer(self, chunk: bytes, spans: list[tuple[int, int, int]]) -> bytes:
+        """The client's bytes for a run of database messages: unchanged ones are copied as they
+        are, in one slice; DataRows go through masking in batches."""
+        out: list[bytes] = []
+        copied = 0  # chunk[copied:start] is still to be copied as it is
+        rows: list[bytes] = []  # consecutive DataRows awaiting masking
+        rows_start = 0
+        for kind, start, end in spans:
+            if kind == codec.DATA_ROW:
+                if not rows:
+                    out.append(chunk[copied:start])
+                    rows_start = start
+                rows.append(chunk[start:end])
+                copied = end
+                continue
+            if rows:
+                out.append(self._rows(rows, chunk[rows_start:start]))
+                rows = []
+            if kind in _PASS:
+                continue
+            replacement = self._backend_message(kind, chunk[start + 5 : end], chunk[start:end])
+            if replacement is not None:
+                out.append(chunk[copied:start])
+                out.append(replacement)
+                copied = end
+        if rows:
+            out.append(self._rows(rows, chunk[rows_start:]))
+        else:
+            out.append(chunk[copied:])
+        return b"".join(out)
+
+    def _backend_message(self, kind: int, body: bytes, raw: bytes) -> bytes | None:
+        """Track one database message; the bytes the client gets instead, or None to pass it."""
+        pending = self.pending
+        head = pending[0] if pending else None
+        if kind == codec.ROW_DESCRIPTION:
+            columns = codec.parse_row_description(body)
+            self._current_columns = columns
+            if head is not None and head.kind == codec.DESCRIBE:
+                pending.popleft()
+                target = self.prepared.get(head.name) if head.what == "S" else self.portals.get(head.name)
+                if target is not None:
+                    target.columns = columns
+                if head.internal:
+                    return b""
+            self._result = None  # a simple Query's next result: its masker is made at its first row
+            return None
+        if kind == codec.NO_DATA:
+            if head is not None and head.kind == codec.DESCRIBE:
+                pending.popleft()
+                if head.internal:
+                    return b""
+            return None
+        if kind in (codec.PARSE_COMPLETE, codec.BIND_COMPLETE, codec.CLOSE_COMPLETE):
+            if head is not None and head.kind in (codec.PARSE, codec.BIND, codec.CLOSE):
+                pending.popleft()
+            return None
+        if kind in (codec.COMMAND_COMPLETE, codec.EMPTY_QUERY_RESPONSE, codec.PORTAL_SUSPENDED):
+            run = head.run if head is not None else None
+            if run is not None:
+                if kind == codec.COMMAND_COMPLETE:
+                    run.tags.append(codec.parse_command_complete(body))
+                if head is not None and head.kind == codec.EXECUTE:
+                    pending.popleft()
+                    self._finish(run)
+            elif head is not None and head.kind == codec.EXECUTE:
+                pending.popleft()
+            return None
+        if kind == codec.ERROR_RESPONSE or kind == codec.NOTICE_RESPONSE:
+            return self._error(kind, body, raw, head)
+        if kind == codec.READY_FOR_QUERY:
+            self.tx_status = codec.parse_ready_for_query(body)
+            while pending:
+                done = pending.popleft()
+                if done.run is not None:
+                    self._finish(done.run)
+                if done.kind in (codec.SYNC, codec.QUERY):
+                    break
+            return None
+        if kind == codec.COPY_OUT_RESPONSE:
+            overall, _ = codec.parse_copy_response(body)
+            if overall != 0:
+                raise MaskingRefused(
+                    "binary COPY output cannot be masked: use COPY ... TO STDOUT in text or CSV format"
+                )
+            if self._profile().columns:
+                raise MaskingRefused(
+                    "COPY output cannot be masked by column rules, which this connection has"
+                )
+            self._copy_out = True
+            return None
+        if kind == codec.COPY_DATA:
+            return self._copy_data(body)
+        if kind == codec.COPY_DONE:
+            self._copy_out = False
+            return None
+        if kind == codec.COPY_BOTH_RESPONSE:
+            raise codec.ProtocolViolation("replication (COPY BOTH) is not served by wardgate", "0A000")
+        if kind in (codec.AUTHENTICATION, codec.BACKEND_KEY_DATA):
+            raise codec.ProtocolViolation("the database sent a login message in mid-session")
+        return None
+
+    def _error(self, kind: int, body: bytes, raw: bytes, head: _Pending | None) -> bytes:
+        fields = codec.parse_error_fields(body)
+        message = fields.get("M", "")
+        if kind == codec.ERROR_RESPONSE and REFUSED_PREFIX in message:
+            nonce = message.split(REFUSED_PREFIX, 1)[1][:16]
+            refusal = self.rewrites.pop(nonce, None)
+            if refusal is not None:
+                self._fail_head(head, {"code": "42501", "message": "refused by wardgate"})
+                return refusal
+        masked: dict[str, str] = {}
+        changed = False
+        profile = self._profile()
+        for code, value in fields.items():
+            if code in "MDHW" and value:
+                result = mask_text(value, profile)
+                changed = changed or bool(result.counts)
+                masked[code] = result.value
+            else:
+                masked[code] = value
+        if kind == codec.ERROR_RESPONSE:
+            self._fail_head(head, {"code": masked.get("C", ""), "message": masked.get("M", "")})
+        return codec.error_from_fields(masked, kind) if changed else raw
+
+    def _fail_head(self, head: _Pending | None, error: dict[str, str]) -> None:
+        """An error ends the statement in progress (the database skips to the next Sync)."""
+        for pending in self.pending:
+            if pending.run is not None and not pending.run.finished:
+                pending.run.error = error
+                break
+            if pending.kind in (codec.SYNC, codec.QUERY):
+                break
+
+    def _finish(self, run: _Run) -> None:
+        if run.finished:
+            return
+        run.finished = True
+        result: dict[str, Any] = {
+            "statement_seq": run.seq,
+            "rows": run.rows,
+            "tags": run.tags,
+            "duration_ms": round((time.perf_counter() - run.started) * 1000, 3),
+        }
+        if run.error is not None:
+            result["error"] = run.error
+        elif not run.tags:
+            result["ran"] = False  # an earlier error in its pipeline or Query made the database skip it
+        if run.first_rows:
+            result["first_rows"] = run.first_rows
+        if run.masked:
+            result["masked"] = run.masked
+        self.record_later("result", **result)
+
+    # ------------------------------------------------------------------ masking
+    _current_columns: tuple[codec.Column, ...] = ()
+    _result: ResultMasker | None = None
+    _copy_out: bool = False
+
+    def _profile(self) -> MaskingProfile:
+        policy_set = self.services.gate.policies.fresh()
+        if self.profile is None or (policy_set is not None and policy_set.version != self.profile[0]):
+            if policy_set is None:
+                policy_set = self.services.gate.policies.current()
+            applied = policy_set.masking.for_caller(self.connection.name, self.identity.groups)
+            self.profile = (policy_set.version, applied.profile)
+        return self.profile[1]
+
+    def _masker_for_rows(self) -> ResultMasker:
+        head = self.pending[0] if self.pending else None
+        if head is not None and head.kind == codec.EXECUTE:
+            portal = self.portals.get(head.name)
+            prepared = self.prepared.get(head.statement)
+            columns = (portal.columns if portal else None) or (prepared.columns if prepared else None)
+            if columns is None:
+                raise MaskingRefused("rows arrived for a result whose columns are unknown")
+            formats = head.formats
+            described = tuple(
+                (c.name, c.type_oid, formats[i] if len(formats) > 1 else formats[0] if formats else 0)
+                for i, c in enumerate(columns)
+            )
+        else:  # a simple Query (or a cursor): its RowDescription says the formats
+            described = tuple((c.name, c.type_oid, c.format) for c in self._current_columns)
+        profile = self._profile()
+        key = (id(profile), described)
+        masker = self._maskers.get(key)
+        if masker is None:
+            if len(self._maskers) > 256:
+                self._maskers.clear()
+            masker = self._maskers[key] = ResultMasker(described, profile)
+        return masker
+
+    def _rows(self, raw_rows: list[bytes], raw: bytes) -> bytes:
+        head = self.pending[0] if self.pending else None
+        run = head.run if head is not None else None
+        masker = self._masker_for_rows()
+        if masker.inert and (run is None or len(run.first_rows) >= self.limits.recorded_rows):
+            if run is not None:
+                run.rows += len(raw_rows)
+            return raw
+        rows = [codec.parse_data_row(r[5:]) for r in raw_rows]
+        masked, counts = masker.mask(rows) if not masker.inert else (None, {})
+        if run is not None:
+            run.rows += len(rows)
+            for name, n in counts.items():
+                run.masked[name] = run.masked.get(name, 0) + n
+            shown = masked if masked is not None else rows
+            for row in shown[: max(0, self.limits.recorded_rows - len(run.first_rows))]:
+                run.first_rows.append(
+                    [_cut(v, self.limits.recorded_row_bytes) if v else v for v in masker.displayed(row)]
+                )
+        if masked is None:
+            return raw
+        return b"".join(codec.data_row(row) for row in masked)
+
+    def _copy_data(self, body: bytes) -> bytes | None:
+        if not self._copy_out:
+            return None
+        text = body.decode("utf-8", "replace")
+        result = mask_text(text, self._profile())
+        if not result.counts:
+            return None
+        head = self.pending[0] if self.pending else None
+        if head is not None and head.run is not None:
+            for name, n in result.counts.items():
+                head.run.masked[name] = head.run.masked.get(name, 0) + n
+        payload = result.value.encode()
+        return bytes([codec.COPY_DATA]) + struct.pack("!i", len(payload) + 4) + payload
+
+
+_PASS = frozenset(
+    {codec.PARAMETER_DESCRIPTION, codec.PARAMETER_STATUS, codec.NOTIFICATION_RESPONSE, codec.COPY_IN_RESPONSE}
+)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + f"…[{len(text) - limit} more characters]"
+
+
+def _bind_message(portal: str, statement: str) -> bytes:
+    payload = portal.encode() + b"\0" + statement.encode() + b"\0" + b"\0\0\0\0\0\0"
+    return b"B" + struct.pack("!i", len(payload) + 4) + payload
+
+
+def _describe_portal(portal: str) -> bytes:
+    payload = b"P" + portal.encode() + b"\0"
+    return b"D" + struct.pack("!i", len(payload) + 4) + payload
+
+
+def _approval_recording(record: SessionRecord, operation: dict[str, Any], decision: Any) -> Any:
+    """The ``Recording`` the approval flow reads (record id, connection, operation, request body)."""
+    from wardgate.recording import Recording
+
+    recording = Recording(
+        request_id=record.record_id,
+        connection=record.connection,
+        request={"method": "SQL", "path": "/postgres", "body": {}},
+        started_at=record.started_at,
+        record_id=record.record_id,
+    )
+    recording.operation = operation
+    recording.identity = record.identity
+    recording.decision = decision.to_record()
+    return recording

@@ -1,0 +1,165 @@
+"""Recording long-lived sessions: one record per session, one event per statement, group commit.
+
+The contract is the HTTP path's: nothing reaches a backend unrecorded. A statement's event is
+acknowledged by the durable stream (Firehose) *before* the statement is forwarded. Waiting for
+one Firehose call per statement would cap a task at a few hundred statements a second, so
+events from every session of the task share one writer: while a batch is in flight, new events
+queue; when it lands, everything queued goes out in the next ``PutRecordBatch`` (group commit,
+as databases do with their log). One session waits for at most two round trips; a thousand
+sessions share them. Result events (rows, timings) are queued without waiting; if any write
+fails, the session that queued it ends (``on_failure``), since it can no longer be recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from wardgate.errors import ServiceUnavailable
+from wardgate.recording import FORMAT, INDEX_RETENTION, EventStream, RecordIndex, new_record_id
+
+
+def _line(event: dict[str, Any]) -> bytes:
+    return json.dumps(event, separators=(",", ":"), default=str).encode() + b"\n"
+
+
+class GroupCommit:
+    """One writer for every session of the task (see the module's docstring).
+
+    ``inline`` calls the stream on the event loop (an in-memory sink for benchmarks); otherwise
+    each batch is written from a worker thread, so the loop keeps serving other sessions.
+    """
+
+    def __init__(self, stream: EventStream, *, inline: bool = False) -> None:
+        self.stream = stream
+        self.inline = inline
+        self._queue: list[tuple[bytes, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self.batches = 0  # for the benchmark: events per batch = events / batches
+
+    async def write(self, event: dict[str, Any]) -> None:
+        """Durably write ``event``; raises ``ServiceUnavailable`` if the stream refused it."""
+        await self.enqueue(event)
+
+    def enqueue(self, event: dict[str, Any]) -> asyncio.Future[None]:
+        """Queue ``event``; the future completes once it is durable (or fails)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((_line(event), future))
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._drain())
+        return future
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                lines = [line for line, _ in batch]
+                error: BaseException | None = None
+                try:
+                    if self.inline:
+                        self.stream.put_batch(lines)
+                    else:
+                        await asyncio.to_thread(self.stream.put_batch, lines)
+                except Exception as exc:
+                    error = ServiceUnavailable(
+                        f"recording stream unavailable ({type(exc).__name__})", code="recording_unavailable"
+                    )
+                self.batches += 1
+                for _, future in batch:
+                    if future.done():
+                        continue
+                    if error is None:
+                        future.set_result(None)
+                    else:
+                        future.set_exception(error)
+        finally:
+            self._writer = None
+
+
+@dataclass
+class SessionRecord:
+    """The record of one TCP session; its events carry a sequence number so order survives batching."""
+
+    protocol: str
+    connection: str
+    client: str
+    started_at: float = field(default_factory=time.time)
+    record_id: str = ""
+    identity: dict[str, Any] | None = None
+    statements: int = 0
+    refused: int = 0
+    seq: int = 0
+    outcome: str = "open"
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        self.record_id = self.record_id or new_record_id(self.started_at)
+
+    def event(self, kind: str, **fields: Any) -> dict[str, Any]:
+        self.seq += 1
+        return {
+            "format": FORMAT,
+            "event": kind,
+            "record_id": self.record_id,
+            "seq": self.seq,
+            "time": datetime.fromtimestamp(time.time(), UTC).isoformat(),
+            "started_at": datetime.fromtimestamp(self.started_at, UTC).isoformat(),
+            "connection": self.connection,
+            "protocol": self.protocol,
+            **fields,
+        }
+
+    def index_entry(self) -> dict[str, Any]:
+        """The session in the recordings index, in the shape HTTP requests have there."""
+        started = datetime.fromtimestamp(self.started_at, UTC)
+        return {
+            "connection": self.connection,
+            "sort_key": f"{started.isoformat()}#{self.record_id}",
+            "record_id": self.record_id,
+            "started_at": started.isoformat(),
+            "subject": (self.identity or {}).get("subject") or "-",
+            "method": self.protocol,
+            "path": f"session: {self.statements} statement(s), {self.refused} refused",
+            "status": 0,
+            "outcome": self.outcome,
+            "error": self.reason if self.outcome not in ("open", "closed") else "",
+            "duration_ms": round((time.time() - self.started_at) * 1000, 3),
+            "expires_at": int((started + INDEX_RETENTION).timestamp()),
+        }
+
+
+class SessionRecorder:
+    """Session events through the group commit, and the session's entry in the recordings index."""
+
+    def __init__(self, commit: GroupCommit, index: RecordIndex) -> None:
+        self.commit = commit
+        self.index = index
+
+    async def index_session(self, record: SessionRecord) -> None:
+        try:
+            await asyncio.to_thread(self.index.put, record.index_entry())
+        except Exception as exc:
+            raise ServiceUnavailable(
+                f"recording index unavailable ({type(exc).__name__})", code="recording_unavailable"
+            ) from None
+
+    async def write(self, record: SessionRecord, kind: str, **fields: Any) -> None:
+        """Durable before the caller goes on (a statement about to run)."""
+        await self.commit.write(record.event(kind, **fields))
+
+    def write_later(
+        self, record: SessionRecord, kind: str, on_failure: Callable[[BaseException], None], **fields: Any
+    ) -> None:
+        """Queued (a statement's result): a failure ends the session through ``on_failure``."""
+
+        def done(future: asyncio.Future[None]) -> None:
+            error = None if future.cancelled() else future.exception()
+            if error is not None:
+                on_failure(error)
+
+        self.commit.enqueue(record.event(kind, **fields)).add_done_callback(done)

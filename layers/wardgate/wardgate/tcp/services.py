@@ -1,0 +1,75 @@
+"""What every TCP session shares: the core (the gate's admission and decisions, credentials,
+approvals), the session recorder, the table of live sessions, and a cache of parsed SQL.
+
+Built once per task by ``tcp.server``; sessions of every protocol take it as their one dependency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from wardgate.credentials import CredentialStore
+from wardgate.gate import Gate, sql_operation_record
+from wardgate.operations import UnparseableOperation
+from wardgate.operations.sql import Dialect, SqlOperation, parse_sql
+from wardgate.policy.engine import PolicySet
+from wardgate.tcp.config import SessionLimits
+from wardgate.tcp.recorder import SessionRecorder
+from wardgate.tcp.sessions import SessionTable
+
+PARSE_CACHE_ENTRIES = 4096
+Parsed = tuple[SqlOperation | UnparseableOperation, dict[str, Any]]
+PARSE_CACHE_TEXT = 8 * 1024  # longer statements are parsed every time (they are rarely repeated)
+
+
+class ParseCache:
+    """Parsed SQL by (dialect, exact text), least recently used first out.
+
+    Parsing is a pure function of the text, so a cached parse is the parse: the decision is still
+    made on every statement by the policy in force (a cache of decisions could not see a rule's
+    time window open or close). Drivers repeat statement texts (prepared statements, ORMs), and
+    parsing is most of a decision's cost.
+    """
+
+    def __init__(self, entries: int = PARSE_CACHE_ENTRIES) -> None:
+        self.entries = entries
+        self._cache: OrderedDict[tuple[str, str], Parsed] = OrderedDict()
+
+    def parse(self, text: str, dialect: Dialect) -> Parsed:
+        """The operation and its recorded form (texts masked: also a pure function of the text)."""
+        key = (dialect, text)
+        found = self._cache.get(key)
+        if found is not None:
+            self._cache.move_to_end(key)
+            return found
+        try:
+            operation: SqlOperation | UnparseableOperation = parse_sql(text, dialect)
+        except UnparseableOperation as unparseable:
+            operation = unparseable  # policy decides (settings.unparseable); never run unchecked
+        parsed = (operation, sql_operation_record(operation, dialect))
+        if len(text) <= PARSE_CACHE_TEXT:
+            self._cache[key] = parsed
+            if len(self._cache) > self.entries:
+                self._cache.popitem(last=False)
+        return parsed
+
+
+@dataclass
+class TcpServices:
+    gate: Gate
+    credentials: CredentialStore
+    recorder: SessionRecorder
+    sessions: SessionTable
+    limits: SessionLimits
+    tls: ssl.SSLContext | None  # None: no certificate, so every client is refused (TLS is required)
+    parses: ParseCache = field(default_factory=ParseCache)
+    cancel_targets: dict[int, Any] = field(default_factory=dict)  # gateway process id -> its session
+
+    async def policy_set(self) -> PolicySet:
+        """The policy in force; reads DynamoDB (in a worker thread) only when the cache is stale."""
+        fresh = self.gate.policies.fresh()
+        return fresh if fresh is not None else await asyncio.to_thread(self.gate.policies.current)
