@@ -1,0 +1,257 @@
+"""template.yaml's TCP gateway (Fargate + NLB), checked against its contract.
+
+`sam validate --lint` checks the resources are valid CloudFormation; these tests check they
+are the right ones: optional, wired to the same stores as the functions, no more permissions
+than the proxy functions have, and ports and health checks that agree with the Dockerfile.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.test_tcp_image import DOCKERFILE, exec_form, final_stage, parse_dockerfile
+from wardgate.dev.template import Template
+
+ROOT = Path(__file__).resolve().parent.parent
+TCP_TYPES = ("AWS::ECS::", "AWS::ElasticLoadBalancingV2::", "AWS::ApplicationAutoScaling::", "AWS::EC2::")
+
+
+@pytest.fixture(scope="module")
+def template() -> Template:
+    return Template(ROOT / "template.yaml")
+
+
+def resource(template: Template, logical_id: str) -> dict[str, Any]:
+    return template.resources[logical_id]
+
+
+def props(template: Template, logical_id: str) -> dict[str, Any]:
+    return resource(template, logical_id)["Properties"]
+
+
+def mapped(template: Template, value: Any) -> Any:
+    """Fn::FindInMap against the template's Mappings (other values unchanged)."""
+    if isinstance(value, dict) and "Fn::FindInMap" in value:
+        name, top, second = value["Fn::FindInMap"]
+        return template.doc["Mappings"][name][top][second]
+    return value
+
+
+def container(template: Template) -> dict[str, Any]:
+    (only,) = props(template, "TcpGatewayTaskDefinition")["ContainerDefinitions"]
+    return only
+
+
+def environment(template: Template) -> dict[str, Any]:
+    return {item["Name"]: item["Value"] for item in container(template)["Environment"]}
+
+
+def test_the_tcp_gateway_is_optional_and_all_of_it_hangs_on_one_condition(template):
+    tcp = {k for k, r in template.resources.items() if r["Type"].startswith(TCP_TYPES)}
+    named = {k for k in template.resources if k.startswith("TcpGateway")}
+    assert tcp <= named, f"TCP gateway resources outside the TcpGateway* names: {tcp - named}"
+    for logical_id in named:
+        assert resource(template, logical_id).get("Condition") == "HasTcpGateway", logical_id
+    for output in ("TcpGatewayDnsName", "TcpGatewayPostgresPort"):
+        assert template.doc["Outputs"][output]["Condition"] == "HasTcpGateway"
+    parameters = template.doc["Parameters"]
+    for name in ("ImageUri", "VpcId", "SubnetIds", "TcpTlsSecretArn"):
+        assert parameters[name]["Default"] == "", f"{name} must default to empty: no VPC, no TCP gateway"
+    # ... and the condition asks for all four, so none of them is a half-configured gateway.
+    condition = json.dumps(template.doc["Conditions"]["HasTcpGateway"])
+    for name in ("ImageUri", "VpcId", "SubnetIds", "TcpTlsSecretArn"):
+        assert f'"Ref": "{name}"' in condition, name
+
+
+def test_the_task_gets_the_functions_stores_by_the_same_names(template):
+    shared = template.doc["Globals"]["Function"]["Environment"]["Variables"]
+    env = environment(template)
+    deliberate = {"WARDGATE_TRACING": "PassThrough"}  # no X-Ray daemon beside the task
+    for name, value in shared.items():
+        assert name in env, f"{name} (Globals) is missing from the TCP gateway's environment"
+        assert env[name] == deliberate.get(name, value), name
+    proxy = props(template, "HttpProxyFunction")["Environment"]["Variables"]
+    assert env["APPROVAL_STATE_MACHINE"] == proxy["APPROVAL_STATE_MACHINE"]
+    notifier = props(template, "ApprovalNotifierFunction")["Environment"]["Variables"]
+    assert env["WARDGATE_PUBLIC_URL"] == notifier["WARDGATE_PUBLIC_URL"]
+    assert env["WARDGATE_TCP_TLS_SECRET"] == {"Ref": "TcpTlsSecretArn"}
+    assert "APPROVAL_KEY_SECRET" not in env, "the gateway holds operations; it never signs approvals"
+
+
+def statements(policy_holder: dict[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    for policy in policy_holder.get("Policies", []):
+        document = policy.get("PolicyDocument", policy)
+        for statement in document.get("Statement", []):
+            if "Fn::If" in statement:  # [condition, statement, AWS::NoValue]
+                statement = statement["Fn::If"][1]
+            found.append(statement)
+    return found
+
+
+def grants(statement_list: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    """(action, resource, condition) triples of the Allow statements, comparable across resources."""
+    out = set()
+    for st in statement_list:
+        assert st["Effect"] == "Allow"
+        actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+        resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+        for action in actions:
+            for res in resources:
+                out.add(
+                    (action, json.dumps(res, sort_keys=True), json.dumps(st.get("Condition"), sort_keys=True))
+                )
+    return out
+
+
+def test_the_task_role_grants_nothing_the_proxy_functions_lack(template):
+    task = grants(statements(props(template, "TcpGatewayTaskRole")))
+    functions = grants(statements(props(template, "HttpProxyFunction"))) | grants(
+        statements(props(template, "SqlProxyFunction"))
+    )
+    own = {
+        ("secretsmanager:GetSecretValue", json.dumps({"Ref": "TcpTlsSecretArn"}), "null"),
+        ("rds-db:connect", json.dumps({"Ref": "TcpIamDbAuthResources"}), "null"),
+    }
+    extra = task - functions - own
+    assert not extra, f"the TCP gateway's role grants more than the proxy functions: {sorted(extra)}"
+    text = json.dumps(props(template, "TcpGatewayTaskRole"))
+    for secret in ("ApprovalKeySecret", "ScimTokenSecret", "TransactionKeySecret"):
+        assert secret not in text, secret
+    assert '"*"' not in text and "rds-data:" not in text
+
+
+def test_iam_database_auth_is_granted_only_when_asked_for(template):
+    (conditional,) = [
+        st
+        for policy in props(template, "TcpGatewayTaskRole")["Policies"]
+        for st in policy["PolicyDocument"]["Statement"]
+        if "Fn::If" in st
+    ]
+    condition, statement, otherwise = conditional["Fn::If"]
+    assert condition == "HasTcpIamDbAuth" and otherwise == {"Ref": "AWS::NoValue"}
+    assert statement["Action"] == "rds-db:connect"
+
+
+def test_the_execution_role_pulls_and_logs_only(template):
+    actions = {action for action, _, _ in grants(statements(props(template, "TcpGatewayExecutionRole")))}
+    assert actions == {
+        "ecr:GetAuthorizationToken",
+        "ecr:BatchCheckLayerAvailability",
+        "ecr:BatchGetImage",
+        "ecr:GetDownloadUrlForLayer",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    }
+
+
+def test_fargate_arm64_with_the_logs_retention_used_elsewhere(template):
+    task = props(template, "TcpGatewayTaskDefinition")
+    assert task["RequiresCompatibilities"] == ["FARGATE"] and task["NetworkMode"] == "awsvpc"
+    assert task["RuntimePlatform"] == {"CpuArchitecture": "ARM64", "OperatingSystemFamily": "LINUX"}
+    assert task["Cpu"] == {"Ref": "TcpTaskCpu"} and task["Memory"] == {"Ref": "TcpTaskMemory"}
+    logs = container(template)["LogConfiguration"]
+    assert logs["LogDriver"] == "awslogs" and logs["Options"]["awslogs-group"] == {
+        "Ref": "TcpGatewayLogGroup"
+    }
+    retention = {
+        r["Properties"]["RetentionInDays"]
+        for k, r in template.resources.items()
+        if r["Type"] == "AWS::Logs::LogGroup" and k != "TcpGatewayLogGroup"
+    }
+    assert {props(template, "TcpGatewayLogGroup")["RetentionInDays"]} == retention
+    parameters = template.doc["Parameters"]
+    assert (parameters["TcpTaskCpu"]["Default"], parameters["TcpTaskMemory"]["Default"]) == ("256", "512")
+
+
+def test_ports_and_health_checks_agree_with_the_dockerfile(template):
+    dockerfile = parse_dockerfile(DOCKERFILE.read_text())
+    final = final_stage(dockerfile)
+    exposed = {int(p) for i in final if i.keyword == "EXPOSE" for p in i.args.split()}
+    ports = template.doc["Mappings"]["TcpGateway"]["Ports"]
+    mappings = {int(mapped(template, m["ContainerPort"])) for m in container(template)["PortMappings"]}
+    assert mappings == exposed == {ports["Postgres"], ports["Health"]}
+
+    env = environment(template)
+    listeners_template, variables = env["WARDGATE_TCP_LISTENERS"]["Fn::Sub"]
+    listeners = json.loads(
+        re.sub(r"\$\{(\w+)\}", lambda m: str(mapped(template, variables[m.group(1)])), listeners_template)
+    )
+    assert listeners == [{"protocol": "postgres", "port": ports["Postgres"]}]
+    assert int(mapped(template, env["WARDGATE_TCP_HEALTH_PORT"])) == ports["Health"]
+
+    healthcheck = next(i.args for i in final if i.keyword == "HEALTHCHECK").partition("CMD ")[2]
+    assert container(template)["HealthCheck"]["Command"] == ["CMD", *exec_form(healthcheck)]
+
+    group = props(template, "TcpGatewayTargetGroup")
+    assert (group["TargetType"], group["Protocol"]) == ("ip", "TCP")
+    assert int(mapped(template, group["Port"])) == ports["Postgres"]
+    assert (group["HealthCheckProtocol"], group["HealthCheckPath"]) == ("HTTP", "/healthz")
+    assert int(mapped(template, group["HealthCheckPort"])) == ports["Health"]
+    listener = props(template, "TcpGatewayPostgresListener")
+    assert listener["Protocol"] == "TCP", "TLS is wardgate's, inside the PostgreSQL protocol"
+    assert listener["Port"] == {"Ref": "PostgresPort"}
+    assert template.doc["Parameters"]["PostgresPort"]["Default"] == 5432
+    service = props(template, "TcpGatewayService")
+    (balanced,) = service["LoadBalancers"]
+    assert int(mapped(template, balanced["ContainerPort"])) == ports["Postgres"]
+    assert balanced["ContainerName"] == container(template)["Name"]
+
+
+def test_only_the_load_balancer_reaches_the_tasks(template):
+    ingress = [
+        r["Properties"] for r in template.resources.values() if r["Type"] == "AWS::EC2::SecurityGroupIngress"
+    ]
+    ports = template.doc["Mappings"]["TcpGateway"]["Ports"]
+    assert {int(mapped(template, rule["FromPort"])) for rule in ingress} == set(ports.values())
+    for rule in ingress:
+        assert rule["GroupId"] == {"Fn::GetAtt": ["TcpGatewayTaskSecurityGroup", "GroupId"]}
+        assert rule["SourceSecurityGroupId"] == {
+            "Fn::GetAtt": ["TcpGatewayLoadBalancerSecurityGroup", "GroupId"]
+        }
+    assert "SecurityGroupIngress" not in props(template, "TcpGatewayTaskSecurityGroup")
+    (clients,) = props(template, "TcpGatewayLoadBalancerSecurityGroup")["SecurityGroupIngress"]
+    assert clients["CidrIp"] == {"Ref": "AllowedClientCidr"} and clients["FromPort"] == {
+        "Ref": "PostgresPort"
+    }
+
+
+def test_the_service_rolls_back_and_scales_on_cpu_and_sessions(template):
+    service = props(template, "TcpGatewayService")
+    assert service["DeploymentConfiguration"]["DeploymentCircuitBreaker"] == {
+        "Enable": True,
+        "Rollback": True,
+    }
+    assert service["DesiredCount"] == {"Ref": "TcpDesiredCount"}
+    assert service["NetworkConfiguration"]["AwsvpcConfiguration"]["Subnets"] == {"Ref": "SubnetIds"}
+    target = props(template, "TcpGatewayScalableTarget")
+    assert target["MinCapacity"] == {"Ref": "TcpDesiredCount"} and target["MaxCapacity"] == {
+        "Ref": "TcpMaxCount"
+    }
+    policies = {
+        k: p["Properties"]["TargetTrackingScalingPolicyConfiguration"]
+        for k, p in template.resources.items()
+        if p["Type"] == "AWS::ApplicationAutoScaling::ScalingPolicy"
+    }
+    cpu = policies["TcpGatewayCpuScaling"]
+    assert cpu["PredefinedMetricSpecification"]["PredefinedMetricType"] == "ECSServiceAverageCPUUtilization"
+    assert cpu["TargetValue"] == 60
+    sessions = policies["TcpGatewaySessionScaling"]["CustomizedMetricSpecification"]
+    assert (sessions["Namespace"], sessions["MetricName"], sessions["Statistic"]) == (
+        "wardgate",
+        "ActiveSessions",
+        "Average",
+    )
+    # EMF metrics match on their exact dimension set: the task must publish Service alone.
+    assert sessions["Dimensions"] == [{"Name": "Service", "Value": {"Ref": "AWS::StackName"}}]
+    assert environment(template)["WARDGATE_STACK_NAME"] == {"Ref": "AWS::StackName"}
+
+
+def test_the_cluster_has_container_insights(template):
+    settings = props(template, "TcpGatewayCluster")["ClusterSettings"]
+    assert {"Name": "containerInsights", "Value": "enabled"} in settings
