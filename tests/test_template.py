@@ -249,9 +249,21 @@ def test_the_service_rolls_back_and_scales_on_cpu_and_sessions(template):
     )
     # EMF metrics match on their exact dimension set: the task must publish Service alone.
     assert sessions["Dimensions"] == [{"Name": "Service", "Value": {"Ref": "AWS::StackName"}}]
-    assert environment(template)["WARDGATE_STACK_NAME"] == {"Ref": "AWS::StackName"}
+    assert environment(template)["WARDGATE_METRICS_SERVICE"] == {"Ref": "AWS::StackName"}
 
 
 def test_the_cluster_has_container_insights(template):
     settings = props(template, "TcpGatewayCluster")["ClusterSettings"]
     assert {"Name": "containerInsights", "Value": "enabled"} in settings
+
+
+def test_every_variable_the_task_gets_is_one_wardgate_reads(template):
+    """A variable renamed on either side (template or package) fails here, not in a task."""
+    package = "\n".join(p.read_text() for p in (ROOT / "layers/wardgate/wardgate").rglob("*.py"))
+    read_elsewhere = {"AWS_DEFAULT_REGION"}  # boto3's; POWERTOOLS_* are Powertools'
+    for name in environment(template):
+        if name.startswith("POWERTOOLS_") or name in read_elsewhere:
+            continue
+        assert f'"{name}"' in package, (
+            f"{name}: set for the TCP gateway, read nowhere in the wardgate package"
+        )
