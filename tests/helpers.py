@@ -47,6 +47,8 @@ def apply_policy_now(stack: Any, document: dict[str, Any]) -> str:
     version: str = stack.apply_policy(document)
     for gateway in (runtime.http_gateway(), runtime.sql_gateway()):
         gateway.policies._cached = None
+    if getattr(stack, "tcp", None) is not None:  # the TCP gateway's own store (its own cache)
+        stack.tcp.services.gate.policies._cached = None
     return version
 
 

@@ -226,7 +226,8 @@ class PgSession:
             if name in parameters:
                 await self._fatal("08P01", f"the startup parameter {name!r} is not accepted by wardgate")
                 return False
-        encoding = parameters.get("client_encoding", "UTF8").upper().replace("-", "").replace("_", "")
+        encoding = parameters.get("client_encoding", "UTF8").strip("'\"").upper()  # asyncpg: 'utf-8'
+        encoding = encoding.replace("-", "").replace("_", "")
         if encoding not in ("UTF8", "UNICODE"):
             await self._fatal("22023", "wardgate serves client_encoding UTF8 only")
             return False
