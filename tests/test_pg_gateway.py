@@ -108,8 +108,8 @@ class PgGateway:
             f"sslrootcert={self.stack.certificates.ca_file} password={token or self.token}"
         )
 
-    def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
-        return psycopg.connect(self.dsn(), autocommit=True, **kwargs)
+    def connect(self, autocommit: bool = True, **kwargs: Any) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.dsn(), autocommit=autocommit, **kwargs)
 
     def psql(
         self, *args: str, token: str | None = None, sslmode: str = "verify-full"
@@ -525,3 +525,25 @@ def test_a_client_message_over_the_limit_ends_only_that_session(pg: PgGateway):
             conn.execute("SELECT %s::text", ("x" * 100_000,))
         assert "exceeds the limit" in str(ended.value)
         assert other.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_statements_are_refused_while_they_cannot_be_recorded(pg: PgGateway):
+    """Fail closed: with the recording stream down a statement does not run, the session is told
+    why and goes on; once the stream is back, statements run again."""
+
+    class Down:
+        def put_batch(self, lines: list[bytes]) -> None:
+            raise ConnectionError("firehose is down")
+
+    commit = pg.services().recorder.commit
+    with pg.connect() as conn:
+        working, commit.stream = commit.stream, Down()
+        try:
+            with pytest.raises(psycopg.errors.SystemError) as refused:
+                conn.execute(f"UPDATE {TABLE} SET name = 'Zed' WHERE id = 1")
+            assert "cannot be recorded now" in str(refused.value)
+            with pytest.raises(psycopg.errors.SystemError):
+                conn.execute(f"SELECT name FROM {TABLE} WHERE id = %s", (1,))
+        finally:
+            commit.stream = working
+        assert conn.execute(f"SELECT name FROM {TABLE} WHERE id = %s", (1,)).fetchone() == ("Ada",)

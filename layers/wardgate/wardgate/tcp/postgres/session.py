@@ -26,7 +26,6 @@ import hashlib
 import hmac
 import json
 import secrets
-import struct
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -473,11 +472,11 @@ class PgSession:
 
     async def _query(self, sql: str, raw: bytes, out: list[bytes]) -> None:
         verdict = await self._decide(sql)
-        if not verdict.allowed:
-            out.append(codec.query(self._refusal_placeholder(verdict)))
+        run = await self._recorded_run("query", verdict, sql, ()) if verdict.allowed else None
+        if run is None:
+            out.append(codec.query(self._refusal_placeholder(verdict.refusal)))
             self.pending.append(_Pending(codec.QUERY))
             return
-        run = await self._record_statement("query", verdict, sql, ())
         out.append(raw)
         self.pending.append(_Pending(codec.QUERY, run=run))
 
@@ -489,20 +488,19 @@ class PgSession:
         if verdict.allowed:
             out.append(raw)
         else:
-            out.append(codec.parse(parse.name, self._refusal_placeholder(verdict), parse.param_types))
+            out.append(codec.parse(parse.name, self._refusal_placeholder(verdict.refusal), parse.param_types))
         self.pending.append(_Pending(codec.PARSE, parse.name))
 
     def _bind(self, bind: codec.Bind, raw: bytes, out: list[bytes]) -> None:
         if bind.statement not in self.prepared:
             # A statement prepared by SQL PREPARE, or never: wardgate decides statements at Parse,
             # so it binds only those. The database reports "does not exist" in place (rewritten).
-            nonce = secrets.token_hex(8)
-            self.rewrites[nonce] = codec.error_response(
+            refusal = codec.error_response(
                 "26000",
                 f"prepared statement {bind.statement!r} was not prepared through wardgate's Parse "
                 "(statements prepared with SQL PREPARE run with SQL EXECUTE)",
             )
-            out.append(_bind_message(bind.portal, REFUSED_PREFIX + nonce))
+            out.append(codec.bind(bind.portal, self._refusal_placeholder(refusal)))
         else:
             self.portals[bind.portal] = _Portal(
                 bind.statement, bind.params, bind.param_formats, bind.result_formats
@@ -511,27 +509,31 @@ class PgSession:
         self.pending.append(_Pending(codec.BIND, bind.portal))
 
     async def _execute(self, portal_name: str, raw: bytes, out: list[bytes]) -> None:
+        params: tuple[str | None, ...]
         portal = self.portals.get(portal_name)
         prepared = self.prepared.get(portal.statement) if portal is not None else None
-        if portal is None or prepared is None:
-            # A cursor declared with SQL DECLARE (its query was decided then), or no portal at all
-            # (the database answers with its own error).
-            verdict = _Verdict(True, {"protocol": "sql", "cursor": portal_name}, {"outcome": "allow"})
-            run = await self._record_statement("execute", verdict, f"FETCH FROM {portal_name}", ())
-            out.append(raw)
-            self.pending.append(_Pending(codec.EXECUTE, portal_name, run=run))
-            return
-        if prepared.refused:
+        if prepared is not None and prepared.refused:
             out.append(raw)  # the database skips it: its Parse already failed
             self.pending.append(_Pending(codec.EXECUTE, portal_name))
             return
-        if not (portal.described or prepared.described):
+        if portal is None or prepared is None:
+            # A cursor declared with SQL DECLARE (its query was decided then), or no portal at all
+            # (the database answers with its own error).
+            portal = self.portals[portal_name] = _Portal("", (), (), ())
+            verdict = _Verdict(True, {"protocol": "sql", "cursor": portal_name}, {"outcome": "allow"})
+            text, params = f"FETCH FROM {portal_name}", ()
+        else:
+            verdict = _Verdict(True, prepared.operation, prepared.decision)
+            text, params = prepared.text, self._recorded_params(portal)
+        run = await self._recorded_run("execute", verdict, text, params)
+        if run is None:
+            out.append(codec.execute(self._refusal_placeholder(verdict.refusal)))
+            self.pending.append(_Pending(codec.EXECUTE, portal_name))
+            return
+        if not (portal.described or (prepared is not None and prepared.described)):
             # Masking needs the result's columns: ask for them; the answer stays with the gateway.
-            out.append(_describe_portal(portal_name))
+            out.append(codec.describe("P", portal_name))
             self.pending.append(_Pending(codec.DESCRIBE, portal_name, "P", internal=True))
-        verdict = _Verdict(True, prepared.operation, prepared.decision)
-        params = self._recorded_params(portal)
-        run = await self._record_statement("execute", verdict, prepared.text, params)
         out.append(raw)
         self.pending.append(
             _Pending(codec.EXECUTE, portal_name, run=run, statement=portal.statement, formats=portal.formats)
@@ -567,25 +569,36 @@ class PgSession:
         )
         return _Verdict(False, operation, decision, refusal)
 
-    def _refusal_placeholder(self, verdict: _Verdict) -> str:
+    def _refusal_placeholder(self, refusal: bytes) -> str:
+        """A name the database cannot know: its error, in place, becomes ``refusal`` for the client."""
         nonce = secrets.token_hex(8)
-        self.rewrites[nonce] = verdict.refusal
+        self.rewrites[nonce] = refusal
         return REFUSED_PREFIX + nonce
 
-    async def _record_statement(
+    async def _recorded_run(
         self, call: str, verdict: _Verdict, text: str, params: tuple[str | None, ...]
-    ) -> _Run:
-        """The statement's event, durable before the statement is forwarded (group commit)."""
+    ) -> _Run | None:
+        """The statement's event, durable before the statement is forwarded (group commit); None
+        when it cannot be recorded: then it must not run, and ``verdict.refusal`` says why."""
         self.record.statements += 1
         run = _Run(self.record.seq + 1, time.perf_counter())
         event: dict[str, Any] = {"call": call, "operation": verdict.operation, "decision": verdict.decision}
         if call == "execute":
-            event["text"] = _cut(
-                mask_text(text, RECORDED_REQUEST_MASKING).value, self.limits.recorded_statement_bytes
-            )
+            masked = mask_text(text, RECORDED_REQUEST_MASKING).value
+            event["text"] = _cut(masked, self.limits.recorded_statement_bytes)
         if params:
             event["parameters"] = list(params)
-        await self.services.recorder.write(self.record, "statement", **event)
+        try:
+            await self.services.recorder.write(self.record, "statement", **event)
+        except GatewayError as unrecorded:
+            self.record.statements -= 1
+            verdict.refusal = codec.error_response(
+                "58000",
+                "wardgate: the statement was not run because it cannot be recorded now "
+                f"({unrecorded.message})",
+                hint="nothing reaches the database unrecorded; try again shortly",
+            )
+            return None
         return run
 
     def _recorded_params(self, portal: _Portal) -> tuple[str | None, ...]:
@@ -872,6 +885,8 @@ class PgSession:
             formats = head.formats
             described = tuple(
                 (c.name, c.type_oid, formats[i] if len(formats) > 1 else formats[0] if formats else 0)
+                if head.statement  # a Bind said the formats; a cursor's Describe says them itself
+                else (c.name, c.type_oid, c.format)
                 for i, c in enumerate(columns)
             )
         else:  # a simple Query (or a cursor): its RowDescription says the formats
@@ -919,8 +934,7 @@ class PgSession:
         if head is not None and head.run is not None:
             for name, n in result.counts.items():
                 head.run.masked[name] = head.run.masked.get(name, 0) + n
-        payload = result.value.encode()
-        return bytes([codec.COPY_DATA]) + struct.pack("!i", len(payload) + 4) + payload
+        return codec.copy_data(result.value.encode())
 
 
 _PASS = frozenset(
@@ -930,16 +944,6 @@ _PASS = frozenset(
 
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + f"…[{len(text) - limit} more characters]"
-
-
-def _bind_message(portal: str, statement: str) -> bytes:
-    payload = portal.encode() + b"\0" + statement.encode() + b"\0" + b"\0\0\0\0\0\0"
-    return b"B" + struct.pack("!i", len(payload) + 4) + payload
-
-
-def _describe_portal(portal: str) -> bytes:
-    payload = b"P" + portal.encode() + b"\0"
-    return b"D" + struct.pack("!i", len(payload) + 4) + payload
 
 
 def _approval_recording(record: SessionRecord, operation: dict[str, Any], decision: Any) -> Any:
