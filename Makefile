@@ -32,6 +32,7 @@ unit: venv services
 ## Chromium): checked, and installed, started or created only when missing.
 services:
 	@bash scripts/services
+	@bash scripts/pg-test-auth  # password (SCRAM, md5) and TLS logins for the TCP gateway's tests
 
 lint: venv
 	$(BIN)/ruff check layers functions tests benchmarks
