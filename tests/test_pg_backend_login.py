@@ -83,3 +83,25 @@ def test_the_databases_certificate_is_verified_against_the_connections_ca(gatewa
 
     _connection("pg-tls-require", f"{tls}?sslmode=require", PASSWORD)  # encrypted, not verified
     assert _whoami(gateway, "pg-tls-require") == ("wardgate_tls", True)
+
+
+def test_rds_iam_tokens_are_made_by_the_tasks_role_for_the_connections_user(monkeypatch):
+    from wardgate.tcp.postgres.backend import PgTarget, rds_iam_token
+
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    aws.reset_clients()
+    url = (
+        "postgresql://app@db.example.internal:5432/billing?auth=rds-iam&sslmode=verify-full&region=eu-west-1"
+    )
+    target = PgTarget.from_url(url)
+    token = rds_iam_token(target)
+    assert token.startswith("db.example.internal:5432/?Action=connect&DBUser=app&")
+    assert "X-Amz-Signature=" in token and "eu-west-1" in token
+    with pytest.raises(ValueError, match="needs sslmode=verify-full"):
+        PgTarget.from_url("postgresql://app@db.example.internal/billing?auth=rds-iam&sslmode=require")
+    aws.reset_clients()
