@@ -547,3 +547,22 @@ def test_statements_are_refused_while_they_cannot_be_recorded(pg: PgGateway):
         finally:
             commit.stream = working
         assert conn.execute(f"SELECT name FROM {TABLE} WHERE id = %s", (1,)).fetchone() == ("Ada",)
+
+
+def test_the_quick_starts_psql_command_works_on_demo_pg(stack: DevStack, token: str):
+    from wardgate.dev.stack import quick_start
+
+    line = next(line for line in quick_start(stack).splitlines() if line.strip().startswith("psql "))
+    conninfo = line.strip().removeprefix("psql ").strip('"')
+    env = {**os.environ, "PGPASSWORD": token}
+    shown = subprocess.run(
+        ["psql", conninfo, "-X", "-At", "-c", "SELECT 'via wardgate'"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert shown.stdout.strip() == "via wardgate", shown.stderr
+    refused = subprocess.run(
+        ["psql", conninfo, "-X", "-c", "CREATE TABLE t (i int)"], env=env, capture_output=True, text=True
+    )
+    assert "this connection is read-only" in refused.stderr  # demo-pg: the read-only-sql pack

@@ -320,9 +320,8 @@ Try it (in another shell, from this folder, with .venv/bin on PATH):
 
 PostgreSQL through the TCP gateway (psql, psycopg, asyncpg, pgbench: the connection is the dbname,
 the token is the password, TLS is required):
-  PGPASSWORD=$(wardgate token --sub agent-1 --group ci) psql \
-    "host=127.0.0.1 port={stack.pg_port_bound} dbname=demo-pg user=agent-1 sslmode=verify-full \
-     sslrootcert={stack.certificates.ca_file if stack.certificates else "-"}"
+  export PGPASSWORD=$(wardgate token --sub agent-1 --group ci)
+  psql "{pg_conninfo(stack)}"
 
 Approvals (refunds on demo need a human; the mail lands in {stack.url}/_dev/outbox and here):
   curl -H "Authorization: Bearer $TOKEN" -d '{{"amount": 900}}' {stack.url}/http/demo/v1/refunds
@@ -332,6 +331,15 @@ Approvals (refunds on demo need a human; the mail lands in {stack.url}/_dev/outb
 
 Ctrl-C stops everything; local state is in memory and goes with it.
 """
+
+
+def pg_conninfo(stack: DevStack) -> str:
+    """What psql needs to reach ``demo-pg`` through the local TCP gateway (the token goes in PGPASSWORD)."""
+    ca = stack.certificates.ca_file if stack.certificates else "-"
+    return (
+        f"host=127.0.0.1 port={stack.pg_port_bound} dbname=demo-pg user=agent-1 "
+        f"sslmode=verify-full sslrootcert={ca}"
+    )
 
 
 def enable_workflows(aws_endpoint: str) -> None:
