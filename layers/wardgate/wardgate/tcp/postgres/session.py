@@ -39,6 +39,7 @@ from wardgate.gate import RECORDED_REQUEST_MASKING, decide_on
 from wardgate.identity import Identity
 from wardgate.masking.engine import MaskingProfile, MaskingRefused, mask_text
 from wardgate.observability import logger
+from wardgate.policy.engine import PolicySet
 from wardgate.tcp.postgres import codec
 from wardgate.tcp.postgres.backend import BackendLink, BackendUnavailable, PgTarget, connect, rds_iam_token
 from wardgate.tcp.postgres.backend import cancel as cancel_backend
@@ -162,8 +163,8 @@ class PgSession:
         try:
             try:
                 async with asyncio.timeout(self.limits.startup_timeout_s):
-                    if not await self._start():
-                        return
+                    if not await self._start() or self.ending is not None:
+                        return  # (ended by the sweep while it was logging in)
             except TimeoutError:
                 await self._fatal(
                     "08P01", f"the session did not start within {self.limits.startup_timeout_s:g} s"
@@ -278,6 +279,7 @@ class PgSession:
             raise ServiceUnavailable(
                 f"connection {connection_name!r} is misconfigured: {exc}", code="bad_connection"
             ) from None
+        self._renew_profile(await self.services.policy_set())
         self.services.sessions.add(self)
         self._admitted = True
         await self.services.recorder.write(
@@ -542,6 +544,7 @@ class PgSession:
     # ------------------------------------------------------------------ deciding and recording
     async def _decide(self, sql: str) -> _Verdict:
         policy_set = await self.services.policy_set()
+        self._renew_profile(policy_set)  # rows are masked under the policy that let them through
         operation, recorded = self.services.parses.parse(sql, "postgres")
         decision = decide_on(policy_set, self.identity, self.connection, operation)
         if decision.outcome == "allow":
@@ -866,13 +869,14 @@ class PgSession:
     _copy_out: bool = False
 
     def _profile(self) -> MaskingProfile:
-        policy_set = self.services.gate.policies.fresh()
-        if self.profile is None or (policy_set is not None and policy_set.version != self.profile[0]):
-            if policy_set is None:
-                policy_set = self.services.gate.policies.current()
+        """The caller's masking profile under the policy that decided the latest statement."""
+        assert self.profile is not None  # set at admission, renewed by every decision
+        return self.profile[1]
+
+    def _renew_profile(self, policy_set: PolicySet) -> None:
+        if self.profile is None or self.profile[0] != policy_set.version:
             applied = policy_set.masking.for_caller(self.connection.name, self.identity.groups)
             self.profile = (policy_set.version, applied.profile)
-        return self.profile[1]
 
     def _masker_for_rows(self) -> ResultMasker:
         head = self.pending[0] if self.pending else None
