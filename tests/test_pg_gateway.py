@@ -343,7 +343,9 @@ def test_a_session_is_recorded_statement_by_statement(pg: PgGateway):
     assert start["identity"]["subject"] == "agent-1" and start["connection"] == CONNECTION
     assert len({e["record_id"] for e in events}) == 1
     assert [e["seq"] for e in sorted(events, key=lambda e: e["seq"])] == list(range(1, len(events) + 1))
-    statement = next(e for e in events if e["event"] == "statement" and "email" in e.get("text", ""))
+    statement = next(
+        e for e in events if e["event"] == "statement" and "email" in e["operation"]["statements"][0]["text"]
+    )
     assert statement["parameters"] == ["Ada"]
     assert statement["decision"]["outcome"] == "allow" and statement["decision"]["policy_version"]
     result = next(e for e in events if e["event"] == "result" and e["statement_seq"] == statement["seq"])

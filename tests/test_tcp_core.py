@@ -20,10 +20,11 @@ from wardgate.gate import decide_on, sql_operation_record
 from wardgate.identity import Identity
 from wardgate.operations import UnparseableOperation
 from wardgate.operations.sql import parse_sql
+from wardgate.policy.document import build
 from wardgate.recording import MemoryStream
 from wardgate.tcp.config import Listener, SessionLimits, TcpSettings
 from wardgate.tcp.recorder import GroupCommit
-from wardgate.tcp.services import ParseCache
+from wardgate.tcp.services import ParseCache, SessionDecisions
 from wardgate.tcp.sessions import SessionTable, TooManySessions
 
 PG = Connection("pg", "sql", "postgres://db", allowed_groups=("ci",))
@@ -57,6 +58,38 @@ def test_cached_and_uncached_decisions_agree_on_any_text(text, dialect):
     expected = decide_on(POLICY, AGENT, connection, _uncached(text, dialect))
     assert decide_on(POLICY, AGENT, connection, cache.parse(text, dialect)[0]) == expected
     assert decide_on(POLICY, AGENT, connection, cache.parse(text, dialect)[0]) == expected
+
+
+@pytest.mark.parametrize(("dialect", "sql", "expectation"), BYPASS_CORPUS)
+def test_a_sessions_cached_decisions_agree_with_uncached_ones(dialect, sql, expectation):
+    connection = PG if dialect == "postgres" else MY
+    decisions = SessionDecisions(AGENT, connection, ParseCache(), dialect)
+    expected = decide_on(POLICY, AGENT, connection, _uncached(sql, dialect))
+    assert decisions.decide(POLICY, sql)[0] == expected  # computed
+    assert decisions.decide(POLICY, sql)[0] == expected  # kept
+
+
+def test_decisions_under_time_windows_are_never_kept():
+    windowed = build(
+        {
+            "connections": [{"name": "pg", "kind": "sql", "upstream_url": "postgres://db"}],
+            "rules": [
+                {
+                    "name": "office hours",
+                    "effect": "allow",
+                    "connections": ["pg"],
+                    "time": {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "09:00", "end": "17:00"},
+                    "match": {"sql": {"kinds": ["select"]}},
+                }
+            ],
+        }
+    )
+    assert not windowed.timeless and POLICY.timeless
+    decisions = SessionDecisions(AGENT, PG, ParseCache(), "postgres")
+    decisions.decide(windowed, "SELECT 1")
+    assert not decisions._cache  # the clock decides: asked anew every time
+    decisions.decide(POLICY, "SELECT 1")
+    assert len(decisions._cache) == 1
 
 
 def test_the_parse_cache_is_bounded():

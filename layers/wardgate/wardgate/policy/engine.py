@@ -90,7 +90,11 @@ class PolicySet:
     masking: MaskingPolicy = field(default_factory=lambda: MaskingPolicy(None), repr=False)
     _index: dict[tuple[str, str | None], dict[str, list[Rule]]] = field(default_factory=dict, init=False)
 
+    timeless: bool = field(default=True, init=False)
+    """No rule has a time window: a decision depends on the identity and the operation only."""
+
     def __post_init__(self) -> None:
+        self.timeless = all(rule.window is None for rule in self.rules)
         # (connection or "*", protocol or None) -> index value -> rules, most severe first
         index: dict[tuple[str, str | None], dict[str, list[Rule]]] = defaultdict(lambda: defaultdict(list))
         for rule in sorted(self.rules, key=lambda r: -r.severity):

@@ -13,19 +13,23 @@ fails, the session that queued it ends (``on_failure``), since it can no longer 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from wardgate.errors import ServiceUnavailable
 from wardgate.recording import FORMAT, INDEX_RETENTION, EventStream, RecordIndex, new_record_id
 
+_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
+
 
 def _line(event: dict[str, Any]) -> bytes:
-    return json.dumps(event, separators=(",", ":"), default=str).encode() + b"\n"
+    """One JSON line (orjson: a statement's two events are serialised on the hot path)."""
+    return orjson.dumps(event, default=str, option=_OPTIONS)
 
 
 class GroupCommit:
@@ -48,37 +52,56 @@ class GroupCommit:
 
     def enqueue(self, event: dict[str, Any]) -> asyncio.Future[None]:
         """Queue ``event``; the future completes once it is durable (or fails)."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        if self.inline and self._writer is None:  # nothing to batch with: written now, no task
+            self._write([(_line(event), future)])
+            return future
         self._queue.append((_line(event), future))
         if self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(self._drain())
+            self._writer = loop.create_task(self._drain())
         return future
 
     async def _drain(self) -> None:
         try:
             while self._queue:
                 batch, self._queue = self._queue, []
-                lines = [line for line, _ in batch]
-                error: BaseException | None = None
+                if self.inline:
+                    self._write(batch)
+                    continue
                 try:
-                    if self.inline:
-                        self.stream.put_batch(lines)
-                    else:
-                        await asyncio.to_thread(self.stream.put_batch, lines)
+                    await asyncio.to_thread(self.stream.put_batch, [line for line, _ in batch])
                 except Exception as exc:
-                    error = ServiceUnavailable(
-                        f"recording stream unavailable ({type(exc).__name__})", code="recording_unavailable"
-                    )
-                self.batches += 1
-                for _, future in batch:
-                    if future.done():
-                        continue
-                    if error is None:
-                        future.set_result(None)
-                    else:
-                        future.set_exception(error)
+                    self._settle(batch, exc)
+                else:
+                    self._settle(batch, None)
         finally:
             self._writer = None
+
+    def _write(self, batch: list[tuple[bytes, asyncio.Future[None]]]) -> None:
+        try:
+            self.stream.put_batch([line for line, _ in batch])
+        except Exception as exc:
+            self._settle(batch, exc)
+        else:
+            self._settle(batch, None)
+
+    def _settle(self, batch: list[tuple[bytes, asyncio.Future[None]]], failure: Exception | None) -> None:
+        self.batches += 1
+        error = (
+            ServiceUnavailable(
+                f"recording stream unavailable ({type(failure).__name__})", code="recording_unavailable"
+            )
+            if failure is not None
+            else None
+        )
+        for _, future in batch:
+            if future.done():
+                continue
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
 
 
 @dataclass
@@ -96,9 +119,11 @@ class SessionRecord:
     seq: int = 0
     outcome: str = "open"
     reason: str = ""
+    _started: str = ""
 
     def __post_init__(self) -> None:
         self.record_id = self.record_id or new_record_id(self.started_at)
+        self._started = datetime.fromtimestamp(self.started_at, UTC).isoformat()
 
     def event(self, kind: str, **fields: Any) -> dict[str, Any]:
         self.seq += 1
@@ -108,7 +133,7 @@ class SessionRecord:
             "record_id": self.record_id,
             "seq": self.seq,
             "time": datetime.fromtimestamp(time.time(), UTC).isoformat(),
-            "started_at": datetime.fromtimestamp(self.started_at, UTC).isoformat(),
+            "started_at": self._started,
             "connection": self.connection,
             "protocol": self.protocol,
             **fields,

@@ -221,10 +221,6 @@ def serve_tcp() -> int:
     import signal
 
     settings, tcp = Settings.from_env(), TcpSettings.from_env()
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        uvloop.install()
 
     async def main() -> None:
         services = await asyncio.to_thread(build_services, settings, tcp)
@@ -240,8 +236,22 @@ def serve_tcp() -> int:
         await stopping.wait()
         await gateway.stop(SHUTDOWN_GRACE_S)
 
-    asyncio.run(main())
+    loop = new_event_loop()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
     return 0
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop where it is installed (the image; its TLS and socket paths are in C), else
+    asyncio's: the task, local mode and the tests run the same loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 class GatewayThread:
@@ -264,7 +274,7 @@ class GatewayThread:
         return self
 
     def _run(self) -> None:
-        loop = asyncio.new_event_loop()
+        loop = new_event_loop()
         self._loop = loop
         try:
             self.gateway = TcpGateway(self._build(), self.settings)

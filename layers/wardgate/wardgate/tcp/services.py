@@ -12,16 +12,19 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from wardgate.connections import Connection
 from wardgate.credentials import CredentialStore
-from wardgate.gate import Gate, sql_operation_record
+from wardgate.gate import Gate, decide_on, sql_operation_record
+from wardgate.identity import Identity
 from wardgate.operations import UnparseableOperation
 from wardgate.operations.sql import Dialect, SqlOperation, parse_sql
-from wardgate.policy.engine import PolicySet
+from wardgate.policy.engine import Decision, PolicySet
 from wardgate.tcp.config import SessionLimits
 from wardgate.tcp.recorder import SessionRecorder
 from wardgate.tcp.sessions import SessionTable
 
 PARSE_CACHE_ENTRIES = 4096
+SESSION_DECISIONS = 256
 Parsed = tuple[SqlOperation | UnparseableOperation, dict[str, Any]]
 PARSE_CACHE_TEXT = 8 * 1024  # longer statements are parsed every time (they are rarely repeated)
 
@@ -56,6 +59,46 @@ class ParseCache:
             if len(self._cache) > self.entries:
                 self._cache.popitem(last=False)
         return parsed
+
+
+class SessionDecisions:
+    """One session's decisions by (policy version, statement text).
+
+    The identity and the connection are the session's own and never change, so with the same
+    policy version and text the engine can only answer the same, unless a rule has a time window
+    (then nothing is kept: its answer depends on the clock). Approval grants are looked up after
+    the decision, never cached here. ``tests/test_tcp_core.py`` checks it agrees with the
+    uncached path on the policy corpora.
+    """
+
+    def __init__(
+        self,
+        identity: Identity,
+        connection: Connection,
+        parses: ParseCache,
+        dialect: Dialect,
+        entries: int = SESSION_DECISIONS,
+    ) -> None:
+        self.identity = identity
+        self.connection = connection
+        self.parses = parses
+        self.dialect = dialect
+        self.entries = entries
+        self._cache: OrderedDict[tuple[str, str], tuple[Decision, dict[str, Any]]] = OrderedDict()
+
+    def decide(self, policy_set: PolicySet, text: str) -> tuple[Decision, dict[str, Any]]:
+        """The decision on ``text`` and its operation as recorded."""
+        key = (policy_set.version, text)
+        found = self._cache.get(key)
+        if found is not None:
+            return found
+        operation, recorded = self.parses.parse(text, self.dialect)
+        answer = (decide_on(policy_set, self.identity, self.connection, operation), recorded)
+        if policy_set.timeless and len(text) <= PARSE_CACHE_TEXT:
+            self._cache[key] = answer
+            if len(self._cache) > self.entries:
+                self._cache.popitem(last=False)
+        return answer
 
 
 @dataclass

@@ -35,7 +35,7 @@ from wardgate.apigw import HttpRequest
 from wardgate.approvals.service import ApprovalRequired
 from wardgate.connections import Connection
 from wardgate.errors import Forbidden, GatewayError, NotFound, ServiceUnavailable, Unauthorized
-from wardgate.gate import RECORDED_REQUEST_MASKING, decide_on
+from wardgate.gate import RECORDED_REQUEST_MASKING
 from wardgate.identity import Identity
 from wardgate.masking.engine import MaskingProfile, MaskingRefused, mask_text
 from wardgate.observability import logger
@@ -45,7 +45,7 @@ from wardgate.tcp.postgres.backend import BackendLink, BackendUnavailable, PgTar
 from wardgate.tcp.postgres.backend import cancel as cancel_backend
 from wardgate.tcp.postgres.values import ResultMasker
 from wardgate.tcp.recorder import SessionRecord
-from wardgate.tcp.services import TcpServices
+from wardgate.tcp.services import SessionDecisions, TcpServices
 from wardgate.tcp.sessions import TooManySessions
 
 READ_SIZE = 256 * 1024
@@ -143,6 +143,7 @@ class PgSession:
         self.identity: Identity
         self.connection: Connection
         self.target: PgTarget
+        self.decisions: SessionDecisions
         self.backend: BackendLink | None = None
         self.opened_at = self.verified_at = time.monotonic()
         self.process_id = 0
@@ -280,6 +281,7 @@ class PgSession:
                 f"connection {connection_name!r} is misconfigured: {exc}", code="bad_connection"
             ) from None
         self._renew_profile(await self.services.policy_set())
+        self.decisions = SessionDecisions(self.identity, self.connection, self.services.parses, "postgres")
         self.services.sessions.add(self)
         self._admitted = True
         await self.services.recorder.write(
@@ -474,7 +476,7 @@ class PgSession:
 
     async def _query(self, sql: str, raw: bytes, out: list[bytes]) -> None:
         verdict = await self._decide(sql)
-        run = await self._recorded_run("query", verdict, sql, ()) if verdict.allowed else None
+        run = await self._recorded_run("query", verdict) if verdict.allowed else None
         if run is None:
             out.append(codec.query(self._refusal_placeholder(verdict.refusal)))
             self.pending.append(_Pending(codec.QUERY))
@@ -523,11 +525,11 @@ class PgSession:
             # (the database answers with its own error).
             portal = self.portals[portal_name] = _Portal("", (), (), ())
             verdict = _Verdict(True, {"protocol": "sql", "cursor": portal_name}, {"outcome": "allow"})
-            text, params = f"FETCH FROM {portal_name}", ()
+            params = ()
         else:
             verdict = _Verdict(True, prepared.operation, prepared.decision)
-            text, params = prepared.text, self._recorded_params(portal)
-        run = await self._recorded_run("execute", verdict, text, params)
+            params = self._recorded_params(portal)
+        run = await self._recorded_run("execute", verdict, params)
         if run is None:
             out.append(codec.execute(self._refusal_placeholder(verdict.refusal)))
             self.pending.append(_Pending(codec.EXECUTE, portal_name))
@@ -545,8 +547,7 @@ class PgSession:
     async def _decide(self, sql: str) -> _Verdict:
         policy_set = await self.services.policy_set()
         self._renew_profile(policy_set)  # rows are masked under the policy that let them through
-        operation, recorded = self.services.parses.parse(sql, "postgres")
-        decision = decide_on(policy_set, self.identity, self.connection, operation)
+        decision, recorded = self.decisions.decide(policy_set, sql)
         if decision.outcome == "allow":
             return _Verdict(True, recorded, decision.to_record())
         if decision.outcome == "require_approval":
@@ -579,16 +580,14 @@ class PgSession:
         return REFUSED_PREFIX + nonce
 
     async def _recorded_run(
-        self, call: str, verdict: _Verdict, text: str, params: tuple[str | None, ...]
+        self, call: str, verdict: _Verdict, params: tuple[str | None, ...] = ()
     ) -> _Run | None:
         """The statement's event, durable before the statement is forwarded (group commit); None
-        when it cannot be recorded: then it must not run, and ``verdict.refusal`` says why."""
+        when it cannot be recorded: then it must not run, and ``verdict.refusal`` says why. The
+        operation holds the statements' texts, masked (``ParseCache``)."""
         self.record.statements += 1
         run = _Run(self.record.seq + 1, time.perf_counter())
         event: dict[str, Any] = {"call": call, "operation": verdict.operation, "decision": verdict.decision}
-        if call == "execute":
-            masked = mask_text(text, RECORDED_REQUEST_MASKING).value
-            event["text"] = _cut(masked, self.limits.recorded_statement_bytes)
         if params:
             event["parameters"] = list(params)
         try:
