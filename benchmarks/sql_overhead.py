@@ -26,7 +26,7 @@ included, so it is labelled as such and not held to the target.
     .venv/bin/python benchmarks/sql_overhead.py --write    # and update docs/benchmarks.md
     .venv/bin/python benchmarks/sql_overhead.py --profile  # and a cProfile of the gateway path
 
-Needs PostgreSQL on 127.0.0.1:5432 (role wardgate, database wardgate_test; ``bash .ci/services``).
+Needs PostgreSQL on 127.0.0.1:5432 (role wardgate, database wardgate_test; ``make services``).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 the local outbox, opens the link in headless Chromium on a phone-sized screen, presses Approve, and the
 agent's long-poll returns the executed (masked) result.
 
-Chromium is Debian's (`.ci/browser` installs it), driven by Playwright without its own browser download.
+Chromium is Debian's (`scripts/services chromium` installs it; `make test` runs that), driven by
+Playwright without its own browser download.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ CHROMIUM = "/usr/bin/chromium"
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: install it with `bash .ci/browser`"
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: install it with `bash scripts/services chromium`"
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
         try:

@@ -1,7 +1,7 @@
 """Real SQL through the local Data API backends, on PostgreSQL and on MariaDB.
 
-The databases are provided by ``.ci/services`` (role/user ``wardgate``, database
-``wardgate_test`` in both). Each test works in a table of its own and drops it afterwards.
+The databases are provided by ``scripts/services``, which ``make test`` runs (role/user ``wardgate``,
+database ``wardgate_test`` in both). Each test works in a table of its own and drops it afterwards.
 """
 
 from __future__ import annotations
