@@ -568,3 +568,15 @@ def test_the_quick_starts_psql_command_works_on_demo_pg(stack: DevStack, token: 
         ["psql", conninfo, "-X", "-c", "CREATE TABLE t (i int)"], env=env, capture_output=True, text=True
     )
     assert "this connection is read-only" in refused.stderr  # demo-pg: the read-only-sql pack
+
+
+def test_stopping_the_gateway_ends_sessions_with_a_reason_and_records_their_end(pg: PgGateway):
+    with pg.connect() as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert pg.stack.tcp is not None
+        pg.stack.tcp.stop()  # what SIGTERM does on the task (without the grace period)
+        with pytest.raises(psycopg.OperationalError) as ended:
+            conn.execute("SELECT 1")
+        assert "shutting down" in str(ended.value)
+    end = _events("session_end")
+    assert end and end[-1]["reason"].startswith("shutdown:") and end[-1]["outcome"] == "ended"

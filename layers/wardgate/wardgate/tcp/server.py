@@ -211,6 +211,8 @@ class TcpGateway:
                         await asyncio.sleep(0.1)
         for session in self.services.sessions.live():
             session.terminate("the gateway is shutting down: reconnect", "shutdown")
+        if self._connections:  # let ended sessions record their end before anything is cancelled
+            await asyncio.wait(list(self._connections), timeout=5)
         for task in [*self._tasks, *self._connections]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._connections, return_exceptions=True)
