@@ -463,6 +463,10 @@ def test_bad_tokens_and_unknown_connections_are_fatal_with_a_reason(pg: PgGatewa
     with pytest.raises(psycopg.OperationalError) as unknown:
         psycopg.connect(pg.dsn(dbname="no-such-connection"))
     assert "no connection named 'no-such-connection'" in str(unknown.value)
+    outsider = pg.stack.issuer.mint("agent-9", ["contractors"])
+    with pytest.raises(psycopg.OperationalError) as not_allowed:
+        psycopg.connect(pg.dsn(outsider))
+    assert "in none of the groups allowed on connection 'pg-test'" in str(not_allowed.value)
     with pg.connect() as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
 

@@ -270,6 +270,13 @@ class PgSession:
             return gate.admit_identity(identity, connection_name, "sql", self.record)
 
         self.identity, self.connection = await asyncio.to_thread(admit)
+        if not set(self.connection.allowed_groups) & set(self.identity.groups):
+            # Every statement would be refused (gate.decide_on): say so once, at the door.
+            raise Forbidden(
+                f"identity {self.identity.subject!r} is in none of the groups allowed on connection "
+                f"{connection_name!r}",
+                code="denied_by_policy",
+            )
         if self.connection.upstream_url.split(":", 1)[0] not in PG_SCHEMES:
             raise NotFound(
                 f"connection {connection_name!r} is not a PostgreSQL connection", code="unknown_connection"
