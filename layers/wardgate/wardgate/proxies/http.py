@@ -71,10 +71,9 @@ def normalise_path(raw_path: str) -> str:
             raise BadRequest("empty path segment ('//') is not allowed", code="bad_path")
         if "%" in segment and not _valid_percent_encoding(segment):
             raise BadRequest("invalid percent-encoding in path", code="bad_path")
-        decoded = unquote_to_bytes(segment)
         try:
-            text = decoded.decode("utf-8")
-        except UnicodeDecodeError:
+            text = unquote_to_bytes(segment).decode("utf-8")
+        except UnicodeError:  # not UTF-8 once decoded, or a lone surrogate ("\udce7" in an event's JSON)
             raise BadRequest("path is not valid UTF-8", code="bad_path") from None
         if text.split(";", 1)[0] in (".", ".."):  # "..;" is ".." to Tomcat-style servers
             raise BadRequest("dot segments ('.' or '..') are not allowed in the path", code="bad_path")
