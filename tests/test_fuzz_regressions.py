@@ -6,11 +6,15 @@ it too; fuzz/README.md lists them with their fixes.
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
 
 from wardgate.errors import BadRequest
 from wardgate.operations import UnparseableOperation
 from wardgate.operations.k8s import parse_k8s_request
+from wardgate.policy.files import PolicyFileError, load
 from wardgate.proxies.http import normalise_path
 
 # ---------------------------------------------------------------- fuzz/http_path.py, k8s_request.py
@@ -25,3 +29,53 @@ def test_a_lone_surrogate_in_the_path_is_bad_path_not_a_crash(raw: str) -> None:
     assert refused.value.code == "bad_path"
     with pytest.raises(UnparseableOperation):
         parse_k8s_request("GET", raw)
+
+
+# ---------------------------------------------------------------- fuzz/policy_yaml.py
+
+
+def refused_policy(tmp_path: Path, text: str) -> list[str]:
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    with pytest.raises(PolicyFileError) as refused:
+        load([str(path)])
+    return refused.value.messages
+
+
+DEEP = "p.yaml:1: nested over 64 levels (a recursive alias?)"
+LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{b}: &{b} [{', '.join([f'*{a}'] * 10)}]\n" for a, b in zip("abcdefgh", "bcdefghi", strict=True)
+)  # 10 ** 9 values once expanded
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("rules: &x [*x]\n", DEEP),
+        ("settings: {masking: &m {connections: *m}}\n", DEEP),
+        ("rules: " + "[" * 2000 + "]" * 2000 + "\n", "p.yaml: invalid YAML: nested too deeply"),
+        ("rules: " + "[" * 70 + "]" * 70 + "\n", DEEP),
+        (LAUGHS, "p.yaml: more than 200000 values once its aliases are expanded"),
+    ],
+    ids=["recursive-alias", "recursive-mapping", "deep-yaml", "deep", "billion-laughs"],
+)
+def test_recursive_deep_or_exploding_policy_files_are_refused_not_a_crash(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    # Each was a RecursionError out of files.parse (the line positions walk the node graph), or a
+    # walk of 10**9 values that never ends, instead of a PolicyFileError.
+    started = time.monotonic()
+    messages = refused_policy(tmp_path, text)
+    assert [m.replace(str(tmp_path / "p.yaml"), "p.yaml") for m in messages] == [message]
+    assert time.monotonic() - started < 10
+
+
+def test_aliases_within_the_limits_still_load(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "rules:\n"
+        "  - {name: a, effect: allow, identity: {groups: &ci [ci, dev]}, match: {http: {methods: [GET]}}}\n"
+        "  - {name: b, effect: deny, identity: {groups: *ci}, match: {http: {methods: [DELETE]}}}\n"
+    )
+    _, policy_set = load([str(path)])
+    assert [rule.name for rule in policy_set.rules] == ["a", "b"]

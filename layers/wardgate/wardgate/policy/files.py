@@ -21,6 +21,8 @@ from wardgate.policy.engine import PolicySet
 
 Path = tuple[str | int, ...]
 LISTS = ("connections", "rules", "packs")
+MAX_DEPTH = 64  # nesting of mappings and lists; a policy needs about 8
+MAX_NODES = 200_000  # values once aliases are expanded: the checks walk the expanded document
 
 
 def schema() -> dict[str, Any]:
@@ -75,12 +77,33 @@ def _positions(node: yaml.Node, path: Path, lines: dict[Path, int], problems: li
             _positions(item, (*path, index), lines, problems, name)
 
 
+def _check_size(root: yaml.Node, name: str) -> None:
+    """Refuse a recursive alias (``&a [*a]``: an endless document) and alias fan-out ("billion
+    laughs": a few lines that expand to millions of values), which every later step would walk."""
+    stack = [(root, 1)]
+    count = 0
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if depth > MAX_DEPTH:
+            line = node.start_mark.line + 1
+            raise PolicyFileError([f"{name}:{line}: nested over {MAX_DEPTH} levels (a recursive alias?)"])
+        if count > MAX_NODES:
+            raise PolicyFileError([f"{name}: more than {MAX_NODES} values once its aliases are expanded"])
+        if isinstance(node, yaml.MappingNode):
+            stack.extend((child, depth + 1) for pair in node.value for child in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((child, depth + 1) for child in node.value)
+
+
 def parse(text: str, name: str) -> PolicyFile:
     """One file's document and the line of every field in it."""
     try:
         loader = yaml.SafeLoader(text)
         try:
             node = loader.get_single_node()
+            if node is not None:
+                _check_size(node, name)
             document = loader.construct_document(node) if node is not None else {}
         finally:
             loader.dispose()
@@ -90,6 +113,8 @@ def parse(text: str, name: str) -> PolicyFile:
         raise PolicyFileError([f"{name}{line}: invalid YAML: {exc.problem}"]) from None
     except yaml.YAMLError as exc:
         raise PolicyFileError([f"{name}: invalid YAML: {exc}"]) from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise PolicyFileError([f"{name}: invalid YAML: nested too deeply"]) from None
     problems: list[str] = []
     lines: dict[Path, int] = {}
     if node is not None:
