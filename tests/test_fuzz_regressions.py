@@ -79,3 +79,13 @@ def test_aliases_within_the_limits_still_load(tmp_path: Path) -> None:
     )
     _, policy_set = load([str(path)])
     assert [rule.name for rule in policy_set.rules] == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    "text", [".:\n-5:\n", "true: 1\nx: 2\n", "rules:\n  - {name: a, effect: allow, 1: x, b: y}\n"]
+)
+def test_unknown_keys_that_are_not_strings_are_reported_not_a_crash(tmp_path: Path, text: str) -> None:
+    # YAML reads `-5:` as the int -5 and `true:` as a bool: sorting them with the string keys for
+    # the "unknown field" messages raised TypeError out of check_schema.
+    messages = refused_policy(tmp_path, text)
+    assert messages and all("unknown field" in m for m in messages)

@@ -137,7 +137,7 @@ def check_schema(policy_file: PolicyFile) -> list[str]:
         path = tuple(error.absolute_path)
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             known = set(error.schema.get("properties", {}))
-            for key in sorted(set(error.instance) - known):  # point at the unknown field itself
+            for key in sorted(set(error.instance) - known, key=str):  # YAML keys may be 1, true, null
                 where = (*path, key)
                 problems.append(
                     f"{policy_file.name}:{policy_file.line(where)}: {field_name(where)}: unknown field"
