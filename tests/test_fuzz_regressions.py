@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from wardgate.errors import BadRequest
@@ -89,3 +90,18 @@ def test_unknown_keys_that_are_not_strings_are_reported_not_a_crash(tmp_path: Pa
     # the "unknown field" messages raised TypeError out of check_schema.
     messages = refused_policy(tmp_path, text)
     assert messages and all("unknown field" in m for m in messages)
+
+
+# ---------------------------------------------------------------- fuzz/scim_filter.py
+
+
+def test_a_scim_filter_value_that_is_not_a_json_string_is_invalid_filter(stack) -> None:
+    # The filter regex accepts any backslash escape and raw control characters between the quotes;
+    # json.loads of them raised JSONDecodeError: 500 instead of SCIM's 400 invalidFilter.
+    headers = {"Authorization": f"Bearer {stack.scim_token()}"}
+    for value in ['"\\q"', '"a\tb"', '"\\u12"', '"e\x00x"']:
+        response = httpx.get(
+            f"{stack.url}/scim/v2/Users", params={"filter": f"userName eq {value}"}, headers=headers
+        )
+        assert response.status_code == 400, (value, response.text)
+        assert response.json()["scimType"] == "invalidFilter"

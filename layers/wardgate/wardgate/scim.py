@@ -272,7 +272,12 @@ class ScimService:
                     'unsupported filter: only userName, externalId or id with "eq" and a quoted value',
                     "invalidFilter",
                 )
-            attribute, value = match.group(1).lower(), json.loads(match.group(2))
+            try:
+                attribute, value = match.group(1).lower(), json.loads(match.group(2))
+            except ValueError:  # quoted, but not a JSON string: "\q", a raw control character
+                raise ScimError(
+                    400, "the filter's quoted value is not a valid string", "invalidFilter"
+                ) from None
             if attribute == "username":
                 user = self.users.by_user_name(value)
                 found = [user] if user else []
