@@ -89,6 +89,8 @@ TARGET_ADDED_MS = 0.15  # added p50 per transaction at -c 1
 TARGET_STREAM_MB = 64  # gateway RSS growth over a 1,000,000-row result
 TARGET_IDLE_MB = 256  # gateway resident with 500 idle sessions
 COMMAND = ".venv/bin/python benchmarks/pg_overhead.py --write"
+BUDGET_S = 280.0  # a whole run: rounds are dropped to stay within it
+STREAM_TIMEOUT_S = 120.0
 
 
 def free_port() -> int:
@@ -200,8 +202,9 @@ def serve_gateway(config: dict[str, Any]) -> None:
 
 
 def _exit_with_parent(loop: Any, stopping: Any) -> None:
-    with contextlib.suppress(Exception):
-        sys.stdin.buffer.read()
+    with contextlib.suppress(OSError):  # os.read, not sys.stdin: no buffer lock held at shutdown
+        while os.read(0, 4096):
+            pass
     with contextlib.suppress(RuntimeError):
         loop.call_soon_threadsafe(stopping.set)
 
@@ -261,16 +264,17 @@ class GatewayProcess:
         self.process.send_signal(signum)
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
+        """Close its stdin (it stops as when its parent goes away), then SIGTERM, then SIGKILL."""
+        if self.process is None:
             return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
         if self.process.stdin is not None:
             self.process.stdin.close()
+        for ending in (None, self.process.terminate, self.process.kill):
+            if ending is not None:
+                ending()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(10)
+                return
 
 
 # ----------------------------------------------------------------------------- PostgreSQL, PgBouncer
@@ -523,6 +527,9 @@ def stream_rows(target: Target, rows: int) -> tuple[float, int, int]:
         lines = masked = 0
         tail = b""
         while chunk := psql.stdout.read(1 << 20):
+            if time.perf_counter() - start > STREAM_TIMEOUT_S:
+                psql.kill()
+                raise RuntimeError(f"{rows:,} rows through {target.label} took over {STREAM_TIMEOUT_S:g} s")
             lines += chunk.count(b"\n")
             masked += (tail + chunk).count(b"[masked") - tail.count(b"[masked")
             tail = chunk[-16:]
@@ -666,7 +673,9 @@ def run_pgbench_rounds(
     for name, target in targets.items():  # warm-up: connections, caches, the first JWKS fetch
         if name != "direct":
             pgbench(target, 8, "simple", 1, None)
+    results.facts["rounds"] = 0
     for round_no in range(args.rounds):
+        started = time.monotonic()
         for mode, clients, members in groups:
             shift = round_no % len(members)
             for name in members[shift:] + members[:shift]:
@@ -677,7 +686,11 @@ def run_pgbench_rounds(
                     results.cpu.setdefault((name, mode, clients), []).append(run.cpu_us)
                 if clients == 1:
                     results.latency.setdefault((name, mode), []).extend(run.latencies_ms)
+        results.facts["rounds"] = round_no + 1
         log(f"round {round_no + 1}/{args.rounds} done")
+        if round_no + 1 < args.rounds and time.monotonic() + (time.monotonic() - started) > args.deadline:
+            log(f"stopping after {round_no + 1} rounds: another would overrun --budget {args.budget:g}")
+            break
 
 
 def measure_stream(
@@ -742,6 +755,8 @@ def run(args: argparse.Namespace) -> Results:
     from wardgate.dev.certs import make_dev_certificates
 
     results = Results()
+    # What comes after the rounds (the memory tests) takes well under a minute on a quiet machine.
+    args.deadline = time.monotonic() + args.budget - 60
     loop = "uvloop" if uvloop_available() else "asyncio"
     results.facts["loop"] = loop
     results.facts["database"] = ensure_database()
@@ -938,14 +953,17 @@ def report(results: Results, args: argparse.Namespace) -> tuple[str, str]:
         COMMAND
         + (f" --seconds {args.seconds}" if args.seconds != 3 else "")
         + (f" --rounds {args.rounds}" if args.rounds != 3 else "")
+        + (f" --budget {args.budget:g}" if args.budget != BUDGET_S else "")
+        + (f" --rows {args.rows}" if args.rows != 1_000_000 else "")
+        + (f" --idle {args.idle}" if args.idle != 500 else "")
     )
     lines = [
         f"Run {when} of {code_version()} on {machine()}; `{command}`; PostgreSQL "
         f"{results.facts.get('server_version', '?')} on loopback, pgbench database at scale {SCALE} "
         f"({results.facts['database']}); {bouncer or 'no PgBouncer'}; the gateway under {loop}. "
-        f"{args.rounds} rounds of `pgbench -n -S -T {args.seconds:g}` per path, protocol and client "
-        "count (`-c 1 -j 1`, `-c 8 -j 2`), the paths' order rotated each round; TPS are medians of the "
-        "rounds (without connection time), ratios are against the direct path in the same protocol, "
+        f"{results.facts['rounds']} rounds of `pgbench -n -S -T {args.seconds}` per path, protocol and "
+        "client count (`-c 1 -j 1`, `-c 8 -j 2`), the paths' order rotated each round; TPS are medians "
+        "of the rounds (without connection time), ratios are against the direct path in the same protocol, "
         "with the lowest and highest per-round ratio. The last column is the proxy process's CPU time "
         "(user + system, from /proc) during the run divided by the transactions it served, median of the "
         "rounds: what one transaction costs the proxy (PgBouncer's figure covers both its sides).",
@@ -1035,6 +1053,12 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help=f"update the PostgreSQL section of {DOC.name}")
     parser.add_argument("--seconds", type=int, default=3, help="pgbench -T of each run (default 3)")
     parser.add_argument("--rounds", type=int, default=3, help="rotated rounds (default 3)")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=BUDGET_S,
+        help=f"seconds for a whole run: rounds after the first are dropped to keep it (default {BUDGET_S:g})",
+    )
     parser.add_argument(
         "--rows", type=int, default=1_000_000, help="rows of the large SELECT (default 1000000)"
     )
