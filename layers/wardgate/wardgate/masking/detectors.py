@@ -9,17 +9,18 @@ SHA is not an AWS secret.
 Built-in detectors (``BUILTIN_DETECTORS``, in this order):
 
 ========================= ==================================================================
-``card``                  13-19 digits, unseparated or in groups split by single spaces or by
-                          single dashes; Luhn; a known IIN range with a length it issues
-                          (Visa 4; Mastercard 51-55, 2221-2720; Amex 34, 37; Discover 6011,
-                          644-649, 65; JCB 3528-3589; Diners 300-305, 36, 38; UnionPay 62;
-                          Maestro 50, 56-69).
+``card``                  13-19 digits, unseparated or grouped as cards are printed (4-4-4-4,
+                          4-4-4-4-3, ..., 4-6-5, 4-6-4) with single spaces or single dashes;
+                          Luhn; a known IIN range with a length it issues (Visa 4; Mastercard
+                          51-55, 2221-2720; Amex 34, 37; Discover 6011, 644-649, 65; JCB
+                          3528-3589; Diners 300-305, 36, 38; UnionPay 62; Maestro 50, 56-69).
 ``email``                 ``local@domain.tld``; a domain whose last label is a file extension
                           (``icon@2x.png``) is not an address.
-``phone``                 E.164 (``+`` and 8-15 digits, optional single separators and one
-                          parenthesised group) and North-American ``(555) 123-4567``,
-                          ``555-123-4567``, ``555.123.4567``, ``555 123 4567`` (area code
-                          2-9). Plain digit runs, dates, versions and addresses are not phones.
+``phone``                 E.164 (``+`` and 8-15 digits, or the count its country's numbers
+                          have, optional single separators and parenthesised groups) and
+                          North-American ``(555) 123-4567``, ``555-123-4567``,
+                          ``555.123.4567``, ``555 123 4567`` (area code 2-9). Plain digit
+                          runs, dates, versions and addresses are not phones.
 ``us_ssn``                ``AAA-GG-SSSS`` or ``AAA GG SSSS``; area 000, 666, 900-999, group 00
                           and serial 0000 are never issued, so never matched.
 ``iban``                  country code, check digits, BBAN with the country's length (about 70
@@ -47,6 +48,21 @@ Built-in detectors (``BUILTIN_DETECTORS``, in this order):
 Policy-defined detectors: ``Detector.from_regex(name, pattern)`` and
 ``Detector.from_words(name, words)``.
 
+Values among other numbers
+--------------------------
+A value may sit in a run of numbers separated by spaces (``ref 12345 4242 4242 4242 4242``,
+``+1 212-555-9479 2026-01-05T10:44:00Z``, ``+44 20 7946 5167 978-2-294-30623-0``). The run is
+read as words, a chain of numbers joined by ``-``, ``.`` or ``:`` (a date, a time, a version, an
+ISBN) being one word. A card grouped by spaces, a spaced SSN and an E.164 number start and end
+where words do, never inside a chain. A card grouped by spaces may start at any group of four in
+the run (each is tried, with as many groups as stay valid), but not after a code with letters
+(the groups of an IBAN); where two cards overlap, either may be the card, so both are masked as
+one, unless the first is grouped as cards are printed and the second is not
+(``4242 4242 4242 4242 2 times``: one card). An E.164 number ends after the last word that gives
+it as many digits as its country's numbers have (``+1``: 11), or 8 to 15 where the country does
+not fix them. The rest of the run is left as it is: a year, a timestamp or an ISBN next to a
+value is not masked with it.
+
 How detectors are written for speed and for JSON text
 -----------------------------------------------------
 Patterns run in C (``re``) over a whole document; Python only sees candidates. Every built-in
@@ -73,7 +89,7 @@ import bisect
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from typing import Any
 
 Span = tuple[int, int]
@@ -149,10 +165,14 @@ class Detector:
             raise ValueError(f"detector name {name!r}: lower-case letters, digits, '_', '.', '-'")
         if not patterns:
             raise ValueError(f"detector {name!r} has no pattern")
-        rules: list[tuple[re.Pattern[str], Validator | None, int]] = []
+        rules: list[tuple[re.Pattern[str], Validator | None, int | str, int | str]] = []
         for item in patterns:
             pattern, check = item if isinstance(item, tuple) else (item, validate)
-            rules.append((pattern, check, pattern.groupindex.get("value", 0)))
+            if "tail" in pattern.groupindex:  # the match, then the rest of the value (a lookahead)
+                rules.append((pattern, check, 0, "tail"))
+            else:
+                group = pattern.groupindex.get("value", 0)
+                rules.append((pattern, check, group, group))
         self.name = name
         self.fixed_mask: str | None = f"[masked:{name}]"
         """The mask when it does not depend on the value (None: call ``mask``)."""
@@ -167,7 +187,7 @@ class Detector:
     @property
     def patterns(self) -> tuple[re.Pattern[str], ...]:
         """The candidate patterns (over ``shape(text)`` when ``on_shape``)."""
-        return tuple(p for p, _, _ in self._rules)
+        return tuple(rule[0] for rule in self._rules)
 
     def find(self, text: str, shaped: str | None = None) -> list[Span]:
         """Spans of valid values in ``text`` (per pattern in order; the engine sorts and merges).
@@ -178,11 +198,15 @@ class Detector:
         if self.on_shape:
             subject = shaped if shaped is not None else shape(text)
         out: list[Span] = []
-        for pattern, validate, group in self._rules:
+        for pattern, validate, group, tail in self._rules:
             # most patterns find nothing in a given text: one search (no iterator, no list) says
             # so; otherwise iterate from that first match (lookbehinds still see what precedes it)
             first = pattern.search(subject)
             if first is None:
+                continue
+            if group != tail:  # the match is a value's first group: every group is tried
+                starts = [(m.start(), m.end(tail)) for m in pattern.finditer(subject, first.start())]
+                out += self._overlapping(text, starts, validate)
                 continue
             spans = [m.span(group) for m in pattern.finditer(subject, first.start())]
             if validate is None:
@@ -190,6 +214,13 @@ class Detector:
             else:
                 out += [v for a, b in spans if a < b and (v := validate(text, a, b)) is not None]
         return out
+
+    def _overlapping(self, text: str, candidates: list[Span], validate: Validator | None) -> list[Span]:
+        """Values of a rule whose candidates may overlap (a value may start at any group of a
+        run): every candidate is tried; the engine merges overlapping values into one."""
+        if validate is None:
+            return [span for span in candidates if span[0] < span[1]]
+        return [v for a, b in candidates if a < b and (v := validate(text, a, b)) is not None]
 
     def matches(self, value: str) -> bool:
         """Whether the whole of ``value`` is one value of this kind."""
@@ -233,7 +264,6 @@ class Detector:
 # --- card ----------------------------------------------------------------------------------------
 
 _DOUBLED = str.maketrans("0123456789", "0246813579")
-_DIGITS_ONLY = re.compile(r"[^0-9]")
 
 
 def luhn(digits: str) -> bool:
@@ -242,34 +272,56 @@ def luhn(digits: str) -> bool:
     return (sum((digits[-1::-2] + doubled).encode()) - 48 * len(digits)) % 10 == 0
 
 
-def card_brand(digits: str) -> str | None:
-    """The card network whose IIN range and lengths ``digits`` fits, or None."""
-    n = len(digits)  # prefixes are compared as strings of equal length
-    d1 = digits[0]
+_13_TO_19 = range(13, 20)
+_14_TO_19 = range(14, 20)
+_16_TO_19 = range(16, 20)
+
+
+def _card_network(digits: str) -> tuple[str, Container[int]] | None:
+    """The card network whose IIN range ``digits`` starts in (four digits tell), and the lengths
+    it issues; None: no network."""
+    d1 = digits[0]  # prefixes are compared as strings of equal length
     if d1 == "4":
-        return "visa" if n in (13, 16, 19) else None
+        return "visa", (13, 16, 19)
     p2 = digits[:2]
     if d1 == "3":
         if p2 in ("34", "37"):
-            return "amex" if n == 15 else None
+            return "amex", (15,)
         if "3528" <= digits[:4] <= "3589":
-            return "jcb" if 16 <= n <= 19 else None
+            return "jcb", _16_TO_19
         if "300" <= digits[:3] <= "305" or p2 in ("36", "38"):
-            return "diners" if 14 <= n <= 19 else None
+            return "diners", _14_TO_19
         return None
     if d1 == "2":
-        return "mastercard" if "2221" <= digits[:4] <= "2720" and n == 16 else None
+        return ("mastercard", (16,)) if "2221" <= digits[:4] <= "2720" else None
     if d1 == "5":
         if "51" <= p2 <= "55":
-            return "mastercard" if n == 16 else None
-        return "maestro" if (p2 == "50" or p2 >= "56") and 13 <= n <= 19 else None
+            return "mastercard", (16,)
+        return ("maestro", _13_TO_19) if p2 == "50" or p2 >= "56" else None
     if d1 == "6":
         if digits.startswith("6011") or p2 == "65" or "644" <= digits[:3] <= "649":
-            return "discover" if 16 <= n <= 19 else None
+            return "discover", _16_TO_19
         if p2 == "62":
-            return "unionpay" if 16 <= n <= 19 else None
-        return "maestro" if 13 <= n <= 19 else None
+            return "unionpay", _16_TO_19
+        return "maestro", _13_TO_19
     return None
+
+
+def card_brand(digits: str) -> str | None:
+    """The card network whose IIN range and lengths ``digits`` fits, or None."""
+    network = _card_network(digits)
+    return network[0] if network is not None and len(digits) in network[1] else None
+
+
+def _in_code(text: str, start: int) -> bool:
+    """Whether the numbers before ``start`` (``start - 1`` is a space) follow letters in one word,
+    as the groups of an IBAN do (``ES79 3585 5532 ...``): they are part of that code."""
+    lo = max(0, start - 64)
+    head = text[lo : start - 1].rstrip("0123456789 ")  # what precedes the run of numbers
+    k = lo + len(head)  # where the run starts
+    return (
+        bool(head) and k < start - 1 and text[k] != " " and head[-1].isalpha() and not _after_escape(text, k)
+    )
 
 
 def _valid_card(text: str, start: int, end: int) -> Span | None:
@@ -278,18 +330,41 @@ def _valid_card(text: str, start: int, end: int) -> Span | None:
     value = text[start:end]
     if value.isdigit():
         return (start, end) if 13 <= len(value) <= 19 and card_brand(value) and luhn(value) else None
-    while True:  # grouped: a card followed by another number in prose ("... 4242 2 times")
-        digits = _DIGITS_ONLY.sub("", value)
-        if 13 <= len(digits) <= 19 and card_brand(digits) and luhn(digits):
-            return start, start + len(value)
-        cut = max(value.rfind(" "), value.rfind("-"))
-        if len(digits) <= 13 or cut <= 0:
-            return None
-        value = value[:cut]
+    # grouped, maybe followed by other numbers ("... 4242 2 times"): the longest valid prefix
+    network = _card_network(value[:4])
+    if network is None:
+        return None
+    lengths = network[1]
+    sep = value[4]
+    groups = value.split(sep)
+    digits = "".join(groups)
+    count = len(digits)
+    while count >= 13:
+        if count in lengths and luhn(digits[:count]):
+            if sep == " " and start > 1 and text[start - 1] == " " and _in_code(text, start):
+                return None
+            return start, end
+        last = len(groups.pop())
+        count -= last
+        end -= last + 1
+    return None
 
 
-_CARD_END = r"(?!\w)"
 _CARD_BEFORE = r"[\w.+\-]"
+_PRINTED = frozenset(((4, 4, 4, 4), (4, 4, 4, 4, 3), (4, 6, 5), (4, 6, 4)))
+
+
+def _printed(text: str, start: int, end: int) -> bool:
+    """Whether the grouped card at ``text[start:end]`` is grouped as cards are printed."""
+    value = text[start:end]
+    return tuple(map(len, value.split(value[4]))) in _PRINTED
+
+
+# a grouped card: a group of four, then groups of four and a last one of one to four (4-4-4-4,
+# 4-4-4-4-3, 4-4-4-1, ...) or 4-6-4 / 4-6-5 (Diners, Amex); this is what follows the first group
+_CARD_GROUPS = "(?:(?:0000{0}){{2,4}}0{{1,4}}|000000{0}0{{4,5}})"
+# a number does not end inside a chain (2026-01-05, 1.2.3, 10:44, 12/26): that is a neighbour
+_NOT_IN_CHAIN = r"(?!\w|[\-.:/]0)"
 _STARS = str.maketrans("0123456789", "**********")
 
 
@@ -299,6 +374,19 @@ class _CardDetector(Detector):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fixed_mask = None
+
+    def _overlapping(self, text: str, candidates: list[Span], validate: Validator | None) -> list[Span]:
+        """Cards in a run of groups; of two that overlap, both are kept (the engine masks them as
+        one: either may be the card, nothing of it may show) unless the first is grouped as cards
+        are printed and the second is not: ``4242 4242 4242 4242 2`` is one card and a number."""
+        out: list[Span] = []
+        for span in super()._overlapping(text, candidates, validate):
+            if out and span[0] < out[-1][1]:  # starts inside the previous card
+                last = out[-1]
+                if span[1] <= last[1] or (_printed(text, *last) and not _printed(text, *span)):
+                    continue
+            out.append(span)
+        return out
 
     def mask(self, value: str) -> str:
         """Every digit but the last four becomes ``*``; separators and length are kept."""
@@ -316,9 +404,13 @@ class _CardDetector(Detector):
 CARD = _CardDetector(
     "card",
     [
-        _anchored("0000000000000", r"0{0,6}" + _CARD_END, _CARD_BEFORE),
-        _anchored("0000 000", r"0{0,3}(?: 0{1,6}){1,4}" + _CARD_END, _CARD_BEFORE, not_after=[r"0 "]),
-        _anchored("0000-000", r"0{0,3}(?:-0{1,6}){1,4}" + _CARD_END, _CARD_BEFORE),
+        _anchored("0000000000000", r"0{0,6}(?!\w)", _CARD_BEFORE),
+        # in a run of space-separated numbers ("ref 12345 4242 4242 4242 4242 2026") a card may
+        # start at any group of four: the match is that group, the rest of the card a lookahead,
+        # so that the next group is tried too when this one does not start a card
+        _anchored("0000 ", f"(?=(?P<tail>{_CARD_GROUPS.format(' ')}{_NOT_IN_CHAIN}))", _CARD_BEFORE),
+        # a dashed card is a whole chain of its own (not the end of 2026-4242-...)
+        _anchored("0000-", _CARD_GROUPS.format("-") + r"(?!\w)", _CARD_BEFORE),
     ],
     validate=_valid_card,
     on_shape=True,
@@ -341,7 +433,7 @@ US_SSN = Detector(
     "us_ssn",
     [
         _anchored("000-00-0000", r"(?!\w|-0)", r"[\w.+\-]"),
-        _anchored("000 00 0000", r"(?!\w| 0)", r"[\w.+\-]"),
+        _anchored("000 00 0000", _NOT_IN_CHAIN, r"[\w.+\-]"),
     ],
     validate=_valid_ssn,
     on_shape=True,
@@ -353,7 +445,6 @@ US_SSN = Detector(
 
 _PHONE_END = r"(?!\w|[.\-]0)"
 _E164_HEAD = (r"\+0[ .\-]", r"\+00[ .\-]", r"\+000[ .\-]")  # the E.164 pattern has these already
-_PHONE_GROUPS = re.compile(r"[0-9]+")
 
 
 def _valid_nanp(text: str, start: int, end: int) -> Span | None:
@@ -361,29 +452,78 @@ def _valid_nanp(text: str, start: int, end: int) -> Span | None:
     return (start, end) if area in "23456789" else None
 
 
-def _valid_e164(text: str, start: int, end: int) -> Span | None:
-    value = text[start:end]
+_E164_ANY = (8, 15)
+_E164_LENGTHS: dict[str, tuple[int, int]] = {
+    "1": (11, 11), "7": (11, 11), "27": (11, 11), "30": (12, 12), "31": (11, 11), "32": (10, 11),
+    "33": (11, 11), "34": (11, 11), "41": (11, 11), "44": (11, 12), "45": (10, 10), "47": (10, 10),
+    "48": (11, 11), "52": (12, 12), "55": (12, 13), "61": (11, 11), "65": (10, 10), "81": (11, 12),
+    "86": (12, 13), "90": (12, 12), "91": (12, 12), "351": (12, 12),
+}  # fmt: skip
+"""Digits (country code included) of the numbers of countries whose numbering plan fixes them;
+elsewhere an E.164 number has 8 to 15 digits. Country codes are prefix-free."""
+
+_ENDS_NUMBER = frozenset(' "\\,;\n\t<)]}')  # after these, a number always ends (no need to look)
+
+
+def _number_ends(text: str, end: int) -> bool:
+    """Whether a number may end at ``end``: not inside a word nor inside a chain of numbers
+    (``978-2-294``, ``1.2.3``, ``10:44``), which is a neighbour of its own."""
+    if end >= len(text):
+        return True
+    c = text[end]
+    if c in ".-:(":
+        return end + 1 >= len(text) or text[end + 1] not in "0123456789("
+    return not (c.isalnum() or c == "_")
+
+
+def _e164_digits(value: str) -> int:
+    """The digits of an E.164 candidate (``+`` first; the pattern only takes balanced
+    parentheses, and ``(0)`` is a trunk prefix, not part of the number)."""
     digits = len(value) - value.count(" ") - value.count("-") - value.count(".") - 1
     if "(" in value:
-        digits -= 2 * value.count("(")
-    if digits > 15:  # a phone followed by other numbers: drop them, group by group
-        groups = [(m.start(), m.end()) for m in _PHONE_GROUPS.finditer(value)]
-        while digits > 15 and len(groups) > 1:
-            s, e = groups.pop()
-            digits -= e - s
-            end = start + groups[-1][1]
-            if text[end] == ")":
-                end += 1
-        value = text[start:end]
-    if not 8 <= digits <= 15 or value[1] == "0" or value.count("(") != value.count(")"):
+        digits -= 2 * value.count("(") + value.count("(0)")
+    return digits
+
+
+def _valid_e164(text: str, start: int, end: int) -> Span | None:
+    value = text[start:end]
+    if value[1] == "0":
         return None
-    return start, end
+    digits = _e164_digits(value)
+    if digits < 8:
+        return None
+    fewest, most = (
+        _E164_LENGTHS.get(value[1])
+        or _E164_LENGTHS.get(value[1:3])
+        or _E164_LENGTHS.get(value[1:4])
+        or _E164_ANY
+    )
+    if fewest <= digits <= most and (
+        end == len(text) or text[end] in _ENDS_NUMBER or _number_ends(text, end)
+    ):
+        return start, end
+    # a number next to others ("+44 20 7946 5167 978-2-294-30623-0", "+1 212 555 9479 2026"):
+    # it ends where a space-separated word ends, with as many digits as its country's numbers
+    # have (else, only if there is no such end, with 8 to 15)
+    longest = -1
+    at = end
+    while digits >= 8:
+        if digits <= 15 and _number_ends(text, at):
+            if fewest <= digits <= most:
+                return start, at
+            if longest < 0:
+                longest = at
+        at = text.rfind(" ", start, at)
+        if at < 0:
+            break
+        digits = _e164_digits(text[start:at])
+    return (start, longest) if longest > 0 else None
 
 
 PHONE = Detector(
     "phone",
     [
-        (_anchored("+0", r"0*+(?:[ .\-]?(?:\(0++\)|0++)){0,7}+(?!\w)", r"[\w+]"), _valid_e164),
+        (_anchored("+0", r"0*+(?:[ .\-]?(?:\(0++\)|0++)){0,7}+", r"[\w+]"), _valid_e164),
         (_anchored("000-000-0000", _PHONE_END, r"[\w.+]", not_after=_E164_HEAD), _valid_nanp),
         (_anchored("000.000.0000", _PHONE_END, r"[\w.+\-]", not_after=_E164_HEAD), _valid_nanp),
         (_anchored("000 000", r"[ \-]0000" + _PHONE_END, r"[\w.+\-]", not_after=_E164_HEAD), _valid_nanp),
