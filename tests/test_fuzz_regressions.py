@@ -1,7 +1,7 @@
-"""Crashes the fuzz harnesses (fuzz/) found, each replayed on the function that crashed.
+"""Crashes the fuzz harnesses (fuzz/) and schemathesis (tests/test_openapi.py) found, replayed.
 
-Every input here is also a seed of its harness (fuzz/corpus/<target>/), so CI's fuzz runs replay
-it too; fuzz/README.md lists them with their fixes.
+Every fuzzer input here is also a seed of its harness (fuzz/corpus/<target>/), so CI's fuzz runs
+replay it too; fuzz/README.md lists them with their fixes.
 """
 
 from __future__ import annotations
@@ -105,3 +105,17 @@ def test_a_scim_filter_value_that_is_not_a_json_string_is_invalid_filter(stack) 
         )
         assert response.status_code == 400, (value, response.text)
         assert response.json()["scimType"] == "invalidFilter"
+
+
+# ---------------------------------------------------------------- schemathesis (tests/test_openapi.py)
+
+
+def test_a_head_request_does_not_break_the_next_request_to_the_demo_upstream(stack, auth) -> None:
+    # The demo upstream wrote a body after its HEAD answers; httpx read those bytes as the start of
+    # the next response on the kept-alive connection: the next request through wardgate was a 502.
+    with httpx.Client(base_url=stack.url, headers=auth, timeout=10) as client:
+        assert client.head("/http/demo/v1/items").status_code == 200
+        for _ in range(3):
+            response = client.get("/http/demo/v1/items")
+            assert response.status_code == 200, response.text
+            assert client.head("/http/demo/anything").status_code == 200

@@ -159,6 +159,7 @@ class EchoUpstream(LoopbackService):
                 for name, value in (headers or {}).items():
                     self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(data)
+                if self.command != "HEAD":  # a body after a HEAD answer would be read as the next response
+                    self.wfile.write(data)
 
         return Handler
