@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from wardgate.admin import agent_from_request
 from wardgate.errors import BadRequest
 from wardgate.operations import UnparseableOperation
 from wardgate.operations.k8s import parse_k8s_request
@@ -119,3 +120,29 @@ def test_a_head_request_does_not_break_the_next_request_to_the_demo_upstream(sta
             response = client.get("/http/demo/v1/items")
             assert response.status_code == 200, response.text
             assert client.head("/http/demo/anything").status_code == 200
+
+
+AGENT = {
+    "issuer": "https://issuer.example",
+    "subject": "a",
+    "owner": "o@example.com",
+    "purpose": "p",
+    "connections": ["*"],
+}
+
+
+@pytest.mark.parametrize(
+    "expiry",
+    [
+        {"expires_in_days": 1.2e307},
+        {"expires_at": float("inf")},
+        {"expires_at": 10**40},
+        {"expires_in_days": 10**9},
+    ],
+)
+def test_an_expiry_too_far_in_the_future_is_an_invalid_agent_not_a_crash(expiry: dict[str, float]) -> None:
+    # POST /admin/agents with expires_in_days 1.2e307 (or JSON's Infinity as expires_at): int() of a
+    # float infinity raised OverflowError, a 500 from the admin API instead of 400 invalid_agent.
+    with pytest.raises(ValueError, match="before the year 10000"):
+        agent_from_request({**AGENT, **expiry})
+    assert agent_from_request({**AGENT, "expires_in_days": 30}, now=1000).expires_at == 1000 + 30 * 86400

@@ -29,6 +29,7 @@ from wardgate.identity import Identity, TokenValidator
 from wardgate.observability import logger
 
 MAX_BODY = 64 * 1024
+MAX_EXPIRES_AT = 253402300799  # 9999-12-31T23:59:59Z
 
 
 @dataclass
@@ -140,7 +141,7 @@ def agent_from_request(raw: dict[str, Any], now: float | None = None) -> Agent:
         days = float(raw["expires_in_days"])
         if days <= 0:
             raise ValueError("expires_in_days must be positive")
-        expires_at = int((now or time.time()) + days * 86400)
+        expires_at = (now or time.time()) + days * 86400
     connections = raw.get("connections")
     if not isinstance(connections, list) or not all(isinstance(c, str) for c in connections):
         raise ValueError('connections must be a list of connection names (or ["*"])')
@@ -150,6 +151,13 @@ def agent_from_request(raw: dict[str, Any], now: float | None = None) -> Agent:
     for name in ("issuer", "subject", "owner", "purpose"):
         if not isinstance(raw.get(name), str):
             raise ValueError(f"{name} must be a string")
+    if expires_at is not None:
+        try:
+            expires_at = int(expires_at)  # a float infinity (JSON's Infinity, 1e307 days) overflows
+        except OverflowError:
+            raise ValueError("the expiry must be a time before the year 10000") from None
+        if expires_at > MAX_EXPIRES_AT:  # DynamoDB stores numbers of at most 38 digits
+            raise ValueError("the expiry must be a time before the year 10000")
     return Agent(
         issuer=raw["issuer"],
         subject=raw["subject"],
@@ -157,7 +165,7 @@ def agent_from_request(raw: dict[str, Any], now: float | None = None) -> Agent:
         purpose=raw["purpose"],
         connections=tuple(connections),
         owner_groups=tuple(groups),
-        expires_at=None if expires_at is None else int(expires_at),
+        expires_at=expires_at,
     )
 
 
