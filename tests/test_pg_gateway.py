@@ -584,3 +584,98 @@ def test_stopping_the_gateway_ends_sessions_with_a_reason_and_records_their_end(
         assert "shutting down" in str(ended.value)
     end = _events("session_end")
     assert end and end[-1]["reason"].startswith("shutdown:") and end[-1]["outcome"] == "ended"
+
+
+# ---------------------------------------------------------------------------------------------------
+# protocol invariants and decisions that follow the policy in force
+
+
+def test_client_encoding_cannot_be_changed_under_the_gateway(pg: PgGateway):
+    """wardgate parses statements as UTF-8; if the database read them in another encoding, a quote
+    hidden in a multi-byte character could end a string that wardgate saw continue."""
+    with pg.connect() as conn:
+        for statement in ("SET client_encoding TO 'SJIS'", "SET NAMES 'SJIS'"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege) as refused:
+                conn.execute(statement)
+            assert "change client_encoding" in str(refused.value)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT set_config('client_encoding', %s, false)", ("SJIS",))
+        assert conn.execute("SELECT current_setting('client_encoding')").fetchone() == ("UTF8",)
+    _admin(
+        "CREATE OR REPLACE FUNCTION wardgate_test_sjis() RETURNS int LANGUAGE plpgsql AS $$ "
+        "BEGIN EXECUTE 'SELECT set_' || 'config(''client_encoding'', ''SJIS'', false)'; RETURN 1; END $$"
+    )
+    try:
+        with pg.connect() as conn:
+            with pytest.raises(psycopg.Error) as ended:  # however it changes: the session ends
+                conn.execute("SELECT wardgate_test_sjis()").fetchall()
+            assert "client_encoding became 'SJIS'" in str(ended.value)
+            assert conn.closed
+    finally:
+        _admin("DROP FUNCTION wardgate_test_sjis()")
+
+
+def test_a_prepared_statement_is_decided_again_at_each_execution(pg: PgGateway):
+    query = f"SELECT name FROM {TABLE} WHERE id = %s"
+    with pg.connect() as conn:
+        assert conn.execute(query, (1,), prepare=True).fetchone() == ("Ada",)
+        assert conn.execute(query, (2,), prepare=True).fetchone() == ("Bob",)  # Bind/Execute only now
+        reads_denied = {
+            "name": "no reading people",
+            "effect": "deny",
+            "connections": [CONNECTION],
+            "message": "people are off limits now",
+            "match": {"sql": {"tables": [TABLE]}},
+        }
+        apply_policy_now(pg.stack, {**PG_POLICY, "rules": [*PG_POLICY["rules"], reads_denied]})
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as refused:
+            conn.execute(query, (1,), prepare=True)
+        assert "people are off limits now" in str(refused.value)
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_an_approval_is_for_the_statement_with_its_parameters(pg: PgGateway, client):
+    from tests.approval_helpers import link_in, mail_to, press, wait_for_mail, wait_status
+
+    rule = {
+        "name": "deletes need a human",
+        "effect": "require_approval",
+        "connections": [CONNECTION],
+        "approvers": ["demo-approvers"],
+        "match": {"sql": {"kinds": ["delete"]}},
+    }
+    apply_policy_now(pg.stack, {**PG_POLICY, "rules": [*PG_POLICY["rules"], rule]})
+    delete = f"DELETE FROM {TABLE} WHERE id = %s"
+    with pg.connect() as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as held:
+            conn.execute(delete, (2,))
+        message = str(held.value)
+        mail = mail_to(wait_for_mail(client, 2), "oncall@example.com")
+        assert "$1 = '2'" in mail["text"]  # approvers see the values (psycopg sends ints in binary)
+        assert press(client, link_in(mail, pg.stack)).status_code == 200
+        wait_status(
+            client, message.split("(")[1].split(")")[0], {"Authorization": f"Bearer {pg.token}"}, "approved"
+        )
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as other:  # other values: not approved
+            conn.execute(delete, (1,))
+        assert "needs approval" in str(other.value)
+        assert conn.execute(delete, (2,)).rowcount == 1  # the approved values run, once
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(delete, (2,))
+        assert conn.execute(f"SELECT count(*) FROM {TABLE} WHERE id = 1").fetchone() == (1,)
+
+
+def test_notifications_are_masked(pg: PgGateway):
+    listening = {
+        "name": "agents may listen",
+        "effect": "allow",
+        "connections": [CONNECTION],
+        "match": {"sql": {"kinds": ["other"]}},
+    }
+    apply_policy_now(pg.stack, {**PG_POLICY, "rules": [*PG_POLICY["rules"], listening]})
+    with pg.connect() as conn:
+        conn.execute("LISTEN wardgate_events")
+        _admin("NOTIFY wardgate_events, 'refund for ada@example.com'")
+        notice = next(conn.notifies(timeout=5))
+        assert notice.channel == "wardgate_events"
+        assert notice.payload == "refund for [masked:email]"

@@ -38,6 +38,7 @@ MIN_EXECUTION_SECONDS = 5.0  # a poll with less time left reports "approved" and
 POLL_INTERVAL_SECONDS = 0.1
 NOT_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "host", "content-length"})
 
+# Runs an approved operation; raises ServiceUnavailable when it forwarded nothing (the claim is released).
 Executor = Callable[[ApprovalRequest, float], HttpResponse]
 
 
@@ -64,10 +65,25 @@ def summary_of(operation: dict[str, Any]) -> str:
         where = f" in namespace {operation['namespace']}" if operation.get("namespace") else ""
         return f"kubectl {operation.get('verb')} {target or operation.get('path')}{where}"
     if protocol == "sql":
-        return "SQL: " + "; ".join(str(st.get("text", "")) for st in operation.get("statements") or [])[:500]
+        text = "SQL: " + "; ".join(str(st.get("text", "")) for st in operation.get("statements") or [])[:500]
+        values = operation.get("parameters")  # a prepared statement's values: approved with it
+        return text + (
+            " -- with " + ", ".join(f"${i} = {v!r}" for i, v in enumerate(values, 1)) if values else ""
+        )
     if operation.get("unparseable"):
         return f"an unparseable operation ({operation['unparseable']})"
     return json.dumps(operation, sort_keys=True)[:200]
+
+
+def _unfinished(current: ApprovalRequest, approver: str, choice: str, refusal: str) -> bool:
+    """Whether a used link's form is this approver's stored vote, resubmitted before it took effect."""
+    vote = current.votes.get(approver)
+    return (
+        refusal == "link_used"
+        and vote is not None
+        and vote.decision == choice
+        and current.status == "pending"
+    )
 
 
 def _json(status: int, doc: dict[str, Any]) -> HttpResponse:
@@ -255,8 +271,20 @@ class ApprovalDesk:
             raise Forbidden(f"the approval cannot be used: {problem}", code="approval_invalid")
         if not self.store.claim_execution(approval.request_id, int(self.clock())):
             return False
-        self.record(approval, "executing")
+        try:
+            self.record(approval, "executing")
+        except ServiceUnavailable:
+            self._unclaim(approval)  # it did not run: the next identical call may run it
+            raise
         return True
+
+    def _unclaim(self, approval: ApprovalRequest) -> None:
+        """executing -> approved, for an execution that forwarded nothing (best effort: if this fails
+        too, the request stays ``executing`` and never runs, which is the safe side)."""
+        try:
+            self.store.release_execution(approval.request_id)
+        except GatewayError:
+            logger.error("approved request left executing", extra={"approval": approval.request_id})
 
     def finish_call(self, approval: ApprovalRequest, status: int, result: dict[str, Any]) -> None:
         self.store.finish_execution(approval.request_id, result, int(self.clock()))
@@ -304,8 +332,14 @@ class ApprovalDesk:
         if not self.store.claim_execution(approval.request_id, now):
             current = self.store.get(approval.request_id) or approval
             return _json(200, self._public(current))  # another poll runs (or ran) it: never twice
-        self.record(approval, "executing")
-        response = execute(approval, deadline)
+        try:
+            self.record(approval, "executing")
+            response = execute(approval, deadline)
+        except ServiceUnavailable:
+            # Nothing was forwarded (``execute`` raises only then): the approval stands, and the
+            # agent's next poll runs it once the dependency is back.
+            self._unclaim(approval)
+            raise
         result = self._result(response)
         self.store.finish_execution(approval.request_id, result, int(self.clock()))
         self.record(approval, "executed", status=response.status, result_size=len(response.body))
@@ -384,23 +418,40 @@ class ApprovalDesk:
         if choice not in ("approve", "deny"):
             return pages.refused(400, "bad_decision", "the decision must be approve or deny", approval)
         now = int(self.clock())
+        resubmitted = False
         try:
             self.store.record_vote(request_id, claims.nonce, Vote(claims.approver, choice, now), now)
         except VoteRefused as refused:
             current = self.store.get(request_id) or approval
-            status = 409 if refused.code in ("link_used", "already_voted", "not_pending") else 403
-            return pages.refused(status, refused.code, refused.message, current)
+            if not _unfinished(current, claims.approver, choice, refused.code):
+                status = 409 if refused.code in ("link_used", "already_voted", "not_pending") else 403
+                return pages.refused(status, refused.code, refused.message, current)
+            # This very vote was stored by an earlier submission of this form that failed after it
+            # (an AWS dependency): the approver submits again, and what followed the vote is done now.
+            resubmitted = True
         current = self.store.get(request_id) or approval
-        self.record(current, "approved" if choice == "approve" else "denied", by=claims.approver)
+        self.record(
+            current,
+            "approved" if choice == "approve" else "denied",
+            by=claims.approver,
+            **({"resubmitted": True} if resubmitted else {}),
+        )
         outcome = current.settled()
-        if outcome and self.store.settle(request_id, outcome):
+        if outcome and (
+            self.store.settle(request_id, outcome)
+            or (resubmitted and current.decided == outcome and current.status == "pending")
+        ):
             self._release(current, outcome)
         return pages.decided(current, claims.approver, choice, outcome)
 
     def _release(self, approval: ApprovalRequest, outcome: str) -> None:
-        """Tell the waiting workflow. If it cannot be told, nothing is approved: the request expires."""
+        """Record the decision, then tell the waiting workflow. Anything failing is a 503 the approver
+        can submit again (``decide`` resumes); until the workflow is told, nothing is approved."""
         token = self.store.task_token(approval.request_id)
         grant_until = int(self.clock()) + approval.window_seconds if approval.mode == "window" else 0
+        self.record(
+            approval, f"decided_{outcome}", **({"grant_expires_at": iso(grant_until)} if grant_until else {})
+        )
         try:
             if not token or self.workflow is None:
                 raise RuntimeError("no task token stored (the notifier did not finish)")
@@ -410,13 +461,20 @@ class ApprovalDesk:
                 "could not release the approval workflow",
                 extra={"approval": approval.request_id, "error": type(exc).__name__},
             )
-            self.record(approval, "workflow_error", outcome=outcome, error=type(exc).__name__)
-            return
-        self.record(
-            approval, f"decided_{outcome}", **({"grant_expires_at": iso(grant_until)} if grant_until else {})
-        )
-        if grant_until:
-            self.store.set_fields(approval.request_id, {"grant_expires_at": grant_until})
+            try:
+                self.record(approval, "workflow_error", outcome=outcome, error=type(exc).__name__)
+            except GatewayError:
+                logger.error("workflow error not recorded", extra={"approval": approval.request_id})
+            raise ServiceUnavailable(
+                f"the decision is recorded but the approval workflow could not be told "
+                f"({type(exc).__name__}): submit it again",
+                code="approval_unavailable",
+            ) from None
+        if grant_until:  # shown at the poll URL; the grant itself is the workflow's
+            try:
+                self.store.set_fields(approval.request_id, {"grant_expires_at": grant_until})
+            except GatewayError:
+                logger.warning("grant expiry not stored", extra={"approval": approval.request_id})
 
     def _link(self, request_id: str, token: str) -> tuple[ApprovalRequest | None, Any]:
         if self.signer is None:

@@ -1730,6 +1730,8 @@ def _set(ctx: _Ctx, toks: Sequence[Token]) -> _Acc:
         acc.features.add("set_session_authorization")
     elif names[:1] == ["search_path"]:
         acc.features.add("set_search_path")
+    elif names[:1] in (["client_encoding"], ["names"]):
+        acc.features.add("set_client_encoding")  # changes how the server reads later statements
     return acc
 
 
@@ -1758,7 +1760,10 @@ def _mysql_set(ctx: _Ctx, toks: Sequence[Token], words: Sequence[str]) -> _Acc:
     if words[1:2] == ["ROLE"]:
         acc.features.add("set_role")
         return acc
-    if words[1:2] in (["NAMES"], ["CHARACTER"], ["CHARSET"], ["RESOURCE"]):
+    if words[1:2] in (["NAMES"], ["CHARACTER"], ["CHARSET"]):
+        acc.features.add("set_client_encoding")  # changes how the server reads later statements
+        return acc
+    if words[1:2] == ["RESOURCE"]:
         return acc
     tree = ctx.glot.parse(toks, ctx.text)
     if not isinstance(tree, exp.Set):

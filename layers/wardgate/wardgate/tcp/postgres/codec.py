@@ -1081,6 +1081,12 @@ def copy_data(data: bytes) -> bytes:
     return _frame(COPY_DATA, data)
 
 
+def notification_response(process_id: int, channel: str, payload: str) -> bytes:
+    """'A' NotificationResponse (a masked payload on its way to the client)."""
+    body = _pack_int32(process_id) + _lossy(channel) + _lossy(payload)
+    return _frame(NOTIFICATION_RESPONSE, body)
+
+
 def copy_done() -> bytes:
     return _COPY_DONE
 

@@ -43,7 +43,7 @@ from wardgate.policy.engine import PolicySet
 from wardgate.tcp.postgres import codec
 from wardgate.tcp.postgres.backend import BackendLink, BackendUnavailable, PgTarget, connect, rds_iam_token
 from wardgate.tcp.postgres.backend import cancel as cancel_backend
-from wardgate.tcp.postgres.values import ResultMasker
+from wardgate.tcp.postgres.values import ResultMasker, render_binary
 from wardgate.tcp.recorder import SessionRecord
 from wardgate.tcp.services import SessionDecisions, TcpServices
 from wardgate.tcp.sessions import TooManySessions
@@ -103,6 +103,7 @@ class _Prepared:
     text: str
     operation: dict[str, Any]
     decision: dict[str, Any]
+    param_types: tuple[int, ...]  # as the Parse declared them (0: let the server infer)
     refused: bool = False
     columns: tuple[codec.Column, ...] | None = None  # from a Describe of the statement
     described: bool = False  # a Describe 'S' was sent since its Parse
@@ -492,9 +493,11 @@ class PgSession:
         self.pending.append(_Pending(codec.QUERY, run=run))
 
     async def _parse(self, parse: codec.Parse, raw: bytes, out: list[bytes]) -> None:
-        verdict = await self._decide(parse.query)
+        # Parse runs nothing: a statement needing approval is prepared, and asked for at Execute,
+        # where its parameters are known (an approval is for one statement with its values).
+        verdict = await self._decide(parse.query, executing=False)
         self.prepared[parse.name] = _Prepared(
-            parse.query, verdict.operation, verdict.decision, refused=not verdict.allowed
+            parse.query, verdict.operation, verdict.decision, parse.param_types, refused=not verdict.allowed
         )
         if verdict.allowed:
             out.append(raw)
@@ -534,8 +537,14 @@ class PgSession:
             verdict = _Verdict(True, {"protocol": "sql", "cursor": portal_name}, {"outcome": "allow"})
             params = ()
         else:
-            verdict = _Verdict(True, prepared.operation, prepared.decision)
-            params = self._recorded_params(portal)
+            # Decided again (a cache hit while the policy is unchanged): a newer policy, a closed
+            # time window or a spent approval applies to every execution, not only to the Parse.
+            params = self._recorded_params(portal, prepared.param_types)
+            verdict = await self._decide(prepared.text, bound=(portal, params))
+            if not verdict.allowed:
+                out.append(codec.execute(self._refusal_placeholder(verdict.refusal)))
+                self.pending.append(_Pending(codec.EXECUTE, portal_name))
+                return
         run = await self._recorded_run("execute", verdict, params)
         if run is None:
             out.append(codec.execute(self._refusal_placeholder(verdict.refusal)))
@@ -551,15 +560,26 @@ class PgSession:
         )
 
     # ------------------------------------------------------------------ deciding and recording
-    async def _decide(self, sql: str) -> _Verdict:
+    async def _decide(
+        self,
+        sql: str,
+        *,
+        executing: bool = True,
+        bound: tuple[_Portal, tuple[str | None, ...]] | None = None,
+    ) -> _Verdict:
+        """Policy's verdict on ``sql``; ``executing``: it runs now (a Query, an Execute with the
+        parameters ``bound``), so a statement needing approval needs it now."""
         policy_set = await self.services.policy_set()
         self._renew_profile(policy_set)  # rows are masked under the policy that let them through
         decision, recorded = self.decisions.decide(policy_set, sql)
-        if decision.outcome == "allow":
+        pinned = _changes_client_encoding(recorded)
+        if pinned:
+            return await self._refuse(recorded, decision.to_record(), pinned, "client_encoding_pinned")
+        if decision.outcome == "allow" or (decision.outcome == "require_approval" and not executing):
             return _Verdict(True, recorded, decision.to_record())
         if decision.outcome == "require_approval":
             try:
-                approval = await self._approval(sql, decision, policy_set, recorded)
+                approval = await self._approval(sql, bound, decision, policy_set, recorded)
             except GatewayError as refused:
                 return await self._refuse(recorded, decision.to_record(), refused.message, refused.code)
             return _Verdict(True, recorded, {**decision.to_record(), "outcome": "allow", **approval})
@@ -610,28 +630,34 @@ class PgSession:
             return None
         return run
 
-    def _recorded_params(self, portal: _Portal) -> tuple[str | None, ...]:
+    def _recorded_params(self, portal: _Portal, types: tuple[int, ...]) -> tuple[str | None, ...]:
+        """A Bind's values as recorded and shown to approvers: as text (binary ones decoded by the
+        types the Parse declared, where known), masked, cut at the recorded length."""
         formats = portal.param_formats
         shown: list[str | None] = []
         for i, value in enumerate(portal.params):
             binary = (formats[i] if len(formats) > 1 else formats[0] if formats else 0) == 1
             if value is None:
                 shown.append(None)
-            elif binary:
-                shown.append(f"<binary {len(value)} bytes>")
+                continue
+            if binary:
+                text = render_binary(types[i] if i < len(types) else 0, value)
             else:
                 text = value.decode("utf-8", "replace")
-                shown.append(
-                    _cut(
-                        mask_text(text, RECORDED_REQUEST_MASKING).value, self.limits.recorded_statement_bytes
-                    )
-                )
+            masked = mask_text(text, RECORDED_REQUEST_MASKING).value
+            shown.append(_cut(masked, self.limits.recorded_statement_bytes))
         return tuple(shown)
 
     async def _approval(
-        self, sql: str, decision: Any, policy_set: Any, recorded: dict[str, Any]
+        self,
+        sql: str,
+        bound: tuple[_Portal, tuple[str | None, ...]] | None,
+        decision: Any,
+        policy_set: Any,
+        recorded: dict[str, Any],
     ) -> dict[str, Any]:
-        """The approval that lets this statement run now (claimed once), or raise why it may not."""
+        """The approval that lets this statement (with its parameters) run now, claimed once, or
+        raise why it may not."""
         desk = self.services.gate.approvals
         required = ApprovalRequired(decision, policy_set, decision.reason)
         if desk is None:
@@ -645,11 +671,13 @@ class PgSession:
                 code="approval_required",
             )
         identity, connection = self.identity, self.connection
-        key = hashlib.sha256(
-            json.dumps(
-                [identity.issuer, identity.subject, connection.name, decision.rule, "postgres", sql]
-            ).encode()
-        ).hexdigest()
+        values: list[Any] = []
+        if bound is not None:  # the very values are approved: other values need another approval
+            portal, params = bound
+            values = [v.hex() if v is not None else None for v in portal.params] + list(portal.param_formats)
+            recorded = {**recorded, "parameters": list(params)}  # approvers see them (masked)
+        material = [identity.issuer, identity.subject, connection.name, decision.rule, sql, values]
+        key = hashlib.sha256(json.dumps(["postgres", *material]).encode()).hexdigest()
 
         def claim_or_hold() -> dict[str, Any]:
             grant = desk.grant_for(identity, connection.name, decision)
@@ -813,6 +841,21 @@ class PgSession:
             return None
         if kind == codec.COPY_BOTH_RESPONSE:
             raise codec.ProtocolViolation("replication (COPY BOTH) is not served by wardgate", "0A000")
+        if kind == codec.PARAMETER_STATUS:
+            name, value = codec.parse_parameter_status(body)
+            if name == "client_encoding" and value.upper() != "UTF8":
+                # Statements are parsed as UTF-8: in another encoding the database could read
+                # bytes differently from the decision (a quote hidden in a multi-byte character).
+                raise codec.ProtocolViolation(
+                    f"the database's client_encoding became {value!r}; wardgate decides statements "
+                    "in UTF8 only, so the session ends",
+                    "0A000",
+                )
+            return None
+        if kind == codec.NOTIFICATION_RESPONSE:
+            process_id, channel, payload = codec.parse_notification_response(body)
+            masked = mask_text(payload, self._profile())
+            return codec.notification_response(process_id, channel, masked.value) if masked.counts else None
         if kind in (codec.AUTHENTICATION, codec.BACKEND_KEY_DATA):
             raise codec.ProtocolViolation("the database sent a login message in mid-session")
         return None
@@ -947,9 +990,20 @@ class PgSession:
         return codec.copy_data(result.value.encode())
 
 
-_PASS = frozenset(
-    {codec.PARAMETER_DESCRIPTION, codec.PARAMETER_STATUS, codec.NOTIFICATION_RESPONSE, codec.COPY_IN_RESPONSE}
-)
+_PASS = frozenset({codec.PARAMETER_DESCRIPTION, codec.COPY_IN_RESPONSE})
+ENCODING_SETTERS = frozenset({"set_config"})
+
+
+def _changes_client_encoding(recorded: dict[str, Any]) -> str:
+    """Why a statement may not run whatever policy says: it would change the encoding in which the
+    database reads the next statements, which wardgate parses as UTF-8 (protocol invariant)."""
+    for statement in recorded.get("statements", ()):
+        if "set_client_encoding" in statement["features"] or ENCODING_SETTERS & set(statement["functions"]):
+            return (
+                "statements that change client_encoding (SET client_encoding, SET NAMES, set_config) "
+                "are not accepted: wardgate reads every statement as UTF8"
+            )
+    return ""
 
 
 def _cut(text: str, limit: int) -> str:
