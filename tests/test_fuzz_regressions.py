@@ -108,6 +108,29 @@ def test_a_scim_filter_value_that_is_not_a_json_string_is_invalid_filter(stack) 
         assert response.json()["scimType"] == "invalidFilter"
 
 
+def test_a_scim_user_name_that_cannot_be_an_owner_is_invalid_value_not_a_crash(stack) -> None:
+    # userName is the owner agents are registered with; one with spaces (or over 256 characters)
+    # made normalise_owner raise ValueError after the user was stored: a 500 (found by schemathesis).
+    with httpx.Client(
+        base_url=f"{stack.url}/scim/v2", headers={"Authorization": f"Bearer {stack.scim_token()}"}, timeout=10
+    ) as scim:
+        for body in ({"userName": "John Doe"}, {"userName": "x" * 300}, {"userName": "a b", "active": False}):
+            response = scim.post("/Users", json=body)
+            assert response.status_code == 400, response.text
+            assert response.json()["scimType"] == "invalidValue"
+        assert scim.get("/Users").json()["totalResults"] == 0  # nothing half-created
+        user = scim.post("/Users", json={"userName": "jane@example.com"}).json()
+        for patch in (
+            {"Operations": [{"op": "replace", "path": "userName", "value": "Jane Doe"}]},
+            {"Operations": [{"op": "replace", "value": {"userName": "Jane Doe", "active": False}}]},
+        ):
+            response = scim.patch(f"/Users/{user['id']}", json=patch)
+            assert response.status_code == 400, response.text
+        response = scim.put(f"/Users/{user['id']}", json={"userName": "Jane Doe"})
+        assert response.status_code == 400, response.text
+        assert scim.get(f"/Users/{user['id']}").json()["userName"] == "jane@example.com"
+
+
 # ---------------------------------------------------------------- schemathesis (tests/test_openapi.py)
 
 

@@ -34,7 +34,7 @@ from urllib.parse import parse_qsl
 
 from wardgate import aws
 from wardgate.admin import AgentAdmin
-from wardgate.agents import AgentTable
+from wardgate.agents import AgentTable, normalise_owner
 from wardgate.errors import GatewayError
 from wardgate.observability import logger
 
@@ -181,6 +181,18 @@ def _string(name: str, value: Any) -> str:
     return value
 
 
+def _user_name(value: Any) -> str:
+    """A userName that is also a valid owner name: it is what agents are registered with."""
+    user_name = _string("userName", value)
+    try:
+        normalise_owner(user_name)
+    except ValueError:
+        raise ScimError(
+            400, "userName must be a user name or e-mail address without spaces (at most 256)", "invalidValue"
+        ) from None
+    return user_name
+
+
 @dataclass
 class ScimService:
     users: ScimUsers
@@ -296,7 +308,7 @@ class ScimService:
         }
 
     def _create(self, document: dict[str, Any], request_id: str) -> ScimUser:
-        user_name = _string("userName", document.get("userName"))
+        user_name = _user_name(document.get("userName"))
         now = self.clock()
         user = ScimUser(
             id=uuid.uuid4().hex,
@@ -327,7 +339,7 @@ class ScimService:
 
     def _replace(self, user: ScimUser, document: dict[str, Any], request_id: str) -> ScimUser:
         previous = user.owner
-        user.user_name = _string("userName", document.get("userName"))
+        user.user_name = _user_name(document.get("userName"))
         user.attributes = self._attributes(document)
         active = _active(document["active"]) if "active" in document else user.active
         return self._store(user, previous, active, request_id)
@@ -371,7 +383,7 @@ class ScimService:
         if lowered == "username":
             if op == "remove":
                 raise ScimError(400, "userName cannot be removed", "mutability")
-            user.user_name = _string("userName", value)
+            user.user_name = _user_name(value)
             return active
         canonical = next((k for k in KEPT if k.lower() == lowered), None)
         if canonical is None or "[" in key:
