@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from tests.sql_bypass_corpus import BYPASS_CORPUS
 from tests.test_guardrail_bypasses import AGENT, POLICY
 from wardgate.connections import Connection
-from wardgate.errors import Forbidden, ServiceUnavailable
+from wardgate.errors import Forbidden, NotFound, ServiceUnavailable
 from wardgate.gate import decide_on, sql_operation_record
 from wardgate.identity import Identity
 from wardgate.operations import UnparseableOperation
@@ -158,6 +158,16 @@ class FakeSession:
         self.ended.append((reason, code))
 
 
+class Connections:
+    def __init__(self) -> None:
+        self.current: dict[str, Connection] = {"pg": PG}
+
+    def get(self, name: str) -> Connection:
+        if name not in self.current:
+            raise NotFound(f"no connection named {name!r}", code="unknown_connection")
+        return self.current[name]
+
+
 class Registry:
     def __init__(self) -> None:
         self.error: Exception | None = None
@@ -190,24 +200,36 @@ def test_the_sweep_ends_revoked_expired_and_unverifiable_sessions():
     old = FakeSession(Identity("c", AGENT.issuer, ("ci",), expires_at=9999), opened_at=-4000, verified_at=50)
     for session in (fresh, expiring, old):
         table.add(session)
-    registry = Registry()
-    asyncio.run(table.sweep(registry))  # type: ignore[arg-type]
+    registry, connections = Registry(), Connections()
+    asyncio.run(table.sweep(registry, connections))  # type: ignore[arg-type]
     assert fresh.ended == [] and expiring.ended[0][1] == "token_expired"
     assert old.ended[0][1] == "session_too_long"
 
     registry.error = ServiceUnavailable("registry down", code="registry_unavailable")
     now["clock"] = 55.0
-    asyncio.run(table.sweep(registry))  # type: ignore[arg-type]
+    asyncio.run(table.sweep(registry, connections))  # type: ignore[arg-type]
     assert fresh.ended == []  # a blip ends nothing...
     now["clock"] = 70.0
-    asyncio.run(table.sweep(registry))  # type: ignore[arg-type]
+    asyncio.run(table.sweep(registry, connections))  # type: ignore[arg-type]
     assert fresh.ended[-1][1] == "registry_unavailable"  # ...a registry gone for long ends sessions
 
     revoked = FakeSession(Identity("d", AGENT.issuer, ("ci",)), opened_at=70, verified_at=70)
     table.add(revoked)
     registry.error = Forbidden("agent 'd' has been revoked", code="agent_revoked")
-    asyncio.run(table.sweep(registry))  # type: ignore[arg-type]
+    asyncio.run(table.sweep(registry, connections))  # type: ignore[arg-type]
     assert revoked.ended == [("agent 'd' has been revoked", "agent_revoked")]
+
+    registry.error = None
+    narrowed, removed = (
+        FakeSession(Identity(s, AGENT.issuer, ("ci",)), opened_at=70, verified_at=70) for s in "ef"
+    )
+    removed.connection = MY
+    table.add(narrowed)
+    table.add(removed)
+    connections.current["pg"] = Connection("pg", "sql", "postgres://db", allowed_groups=("admins",))
+    asyncio.run(table.sweep(registry, connections))  # type: ignore[arg-type]
+    assert narrowed.ended[-1][1] == "connection_changed"
+    assert removed.ended[-1][1] == "connection_removed"
 
 
 def test_settings_come_from_the_environment():

@@ -132,9 +132,9 @@ class TcpGateway:
             health = await asyncio.start_server(self._health, "0.0.0.0", self.settings.health_port)
             self._servers.append(health)
             self.health_port = health.sockets[0].getsockname()[1]
-        self._tasks.append(
-            asyncio.create_task(self.services.sessions.sweep_forever(self.services.gate.agents))
-        )
+        gate = self.services.gate
+        sweep = self.services.sessions.sweep_forever(gate.agents, gate.connections)
+        self._tasks.append(asyncio.create_task(sweep))
         service = os.environ.get("WARDGATE_METRICS_SERVICE")
         if service:
             self._tasks.append(asyncio.create_task(self._publish_metrics(service)))

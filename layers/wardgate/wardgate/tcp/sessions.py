@@ -3,9 +3,10 @@
 A session is admitted once (token, agent registry, connection) but may live for hours, so the
 checks an HTTP request gets on every call are repeated here on a timer: every
 ``sweep_interval_s`` each live session's identity goes through ``AgentRegistry.check`` again
-(whose cache is 0.5 s), and sessions whose agent or owner was revoked, whose token expired more
-than ``token_grace_s`` ago, or which reached ``max_session_s`` are ended with a reason their
-client can read. Revocation therefore ends idle sessions too, within about a second.
+(whose cache is 0.5 s) and its connection is read again (cached 10 s), and sessions whose agent or
+owner was revoked, whose connection changed or was removed, whose token expired more than
+``token_grace_s`` ago, or which reached ``max_session_s`` are ended with a reason their client can
+read. Revocation therefore ends idle sessions too, within about a second.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 from wardgate.agents import AgentRegistry
-from wardgate.connections import Connection
-from wardgate.errors import Forbidden, GatewayError
+from wardgate.connections import Connection, ConnectionStore
+from wardgate.errors import Forbidden, GatewayError, NotFound
 from wardgate.identity import Identity
 from wardgate.observability import logger
 from wardgate.tcp.config import SessionLimits
@@ -102,15 +103,15 @@ class SessionTable:
             )
         return None
 
-    async def sweep_forever(self, registry: AgentRegistry) -> None:
+    async def sweep_forever(self, registry: AgentRegistry, connections: ConnectionStore) -> None:
         while True:
             await asyncio.sleep(self.limits.sweep_interval_s)
             try:
-                await self.sweep(registry)
+                await self.sweep(registry, connections)
             except Exception:  # the sweep must outlive any one failure
                 logger.exception("session sweep failed")
 
-    async def sweep(self, registry: AgentRegistry) -> None:
+    async def sweep(self, registry: AgentRegistry, connections: ConnectionStore) -> None:
         live = self.live()
         for session in live:
             ended = self.expired(session)
@@ -118,7 +119,7 @@ class SessionTable:
                 session.terminate(*ended)
         if not live:
             return
-        verdicts = await asyncio.to_thread(_recheck, registry, live)
+        verdicts = await asyncio.to_thread(_recheck, registry, connections, live)
         now = self.clock()
         for session, error in verdicts:
             if error is None:
@@ -128,17 +129,26 @@ class SessionTable:
 
 
 def _recheck(
-    registry: AgentRegistry, sessions: list[LiveSession]
+    registry: AgentRegistry, connections: ConnectionStore, sessions: list[LiveSession]
 ) -> list[tuple[LiveSession, GatewayError | None]]:
-    """The kill switch for every live session (a worker thread: the registry reads DynamoDB).
+    """The kill switch for every live session (a worker thread: the registry reads DynamoDB), and
+    the connection each was admitted to: changed (its groups, its upstream...) or removed, the
+    session ends and its client reconnects under the new settings.
 
-    A registry that cannot be read ends nothing at once; a session it cannot vouch for during
+    A store that cannot be read ends nothing at once; a session it cannot vouch for during
     ``unverified_grace_s`` is ended (``expired``): fail closed, without a blip ending them all.
     """
     verdicts: list[tuple[LiveSession, GatewayError | None]] = []
     for session in sessions:
         try:
             registry.check(session.identity, session.connection.name)
+            if connections.get(session.connection.name) != session.connection:
+                raise Forbidden(
+                    f"the settings of connection {session.connection.name!r} changed: reconnect",
+                    code="connection_changed",
+                )
+        except NotFound:
+            verdicts.append((session, Forbidden("the connection was removed", code="connection_removed")))
         except GatewayError as error:
             verdicts.append((session, error))
         else:

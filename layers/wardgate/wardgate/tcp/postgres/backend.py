@@ -6,7 +6,7 @@ credential in Secrets Manager (``{"type": "basic", ...}``) and never reaches the
 ``auth=rds-iam``, is an RDS IAM authentication token made by the task's role. The backend's
 certificate is verified (``sslmode=verify-full``, the default off loopback) against the
 credential's ``ca_pem`` when it has one (an RDS CA bundle), the public CAs otherwise.
-SCRAM-SHA-256 is done by ``scramp``; md5 and cleartext (over TLS only) are accepted because
+SCRAM-SHA-256 is done by ``scramp``; md5 and cleartext (to a verified server only) are accepted because
 older servers and poolers still ask for them.
 """
 
@@ -144,7 +144,7 @@ async def _login(
     parameters: list[bytes] = []
     notices: list[bytes] = []
     key: tuple[int, bytes] | None = None
-    encrypted = target.sslmode != "disable"
+    verified = target.sslmode == "verify-full"
     while True:
         message = messages.next_raw()
         if message is None:
@@ -178,9 +178,11 @@ async def _login(
                     "the database asks for a password and the connection has none", "28000"
                 )
             if code == 3:
-                if not encrypted:
+                if not verified:  # encrypted but unauthenticated, anyone in between could ask for it
                     raise BackendUnavailable(
-                        "the database asks for a cleartext password over an unencrypted connection", "28000"
+                        "the database asks for a cleartext password, which the gateway sends only to a "
+                        "server it verified (sslmode=verify-full)",
+                        "28000",
                     )
                 writer.write(codec.password_message(password.encode() + b"\0"))
             elif code == 5:
