@@ -110,3 +110,22 @@ def test_the_sample_kubernetes_event_is_served_by_the_proxy_function(stack, toke
     result = stack.gateway.handler_for(route)(event, LambdaContext("test"))
     assert result["statusCode"] == 200, result
     assert json.loads(result["body"])["kind"] == "SecretList"
+
+
+def test_impersonation_and_method_overrides_are_refused_before_anything_is_forwarded(client, auth, stack):
+    """wardgate's own credential must not act as another user, and the method policy decided on is the
+    method the upstream runs."""
+    seen = len(stack.upstream.requests)
+    for path, header in (
+        (SECRETS, {"Impersonate-User": "system:admin"}),
+        (SECRETS, {"Impersonate-Group": "system:masters"}),
+        (SECRETS, {"Impersonate-Extra-Scopes": "view"}),
+        ("/http/demo/v1/users/1", {"X-HTTP-Method-Override": "DELETE"}),
+        ("/http/demo/v1/users/1", {"X-Method-Override": "DELETE"}),
+    ):
+        response = client.get(path, headers={**auth, **header})
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["code"] == "bad_header" and next(iter(header)).lower() in error["message"]
+    assert len(stack.upstream.requests) == seen
+    assert client.get(f"{SECRETS}/db-credentials", headers=auth).status_code == 200

@@ -17,7 +17,7 @@ from wardgate.approvals.model import ApprovalRequest
 from wardgate.approvals.service import ApprovalRequired
 from wardgate.connections import Connection
 from wardgate.credentials import CredentialStore
-from wardgate.errors import BadGateway, BadRequest, GatewayError
+from wardgate.errors import BadGateway, BadRequest, GatewayError, ServiceUnavailable
 from wardgate.gate import Gate, Progress, masked_counts_header, masked_url_part, ms_since
 from wardgate.masking.engine import MaskingRefused, mask_body
 from wardgate.masking.kubernetes import mask_kubernetes_body
@@ -61,6 +61,7 @@ class HttpGateway(Gate):
         identity, connection = self.admit(request, recording, progress)
         path = http_proxy.normalise_path(request.proxy_path)  # refuses traversal tricks, both kinds
         query = http_proxy.check_query(request.raw_query)
+        http_proxy.check_headers(request.headers)
         operation = self._operation(request, connection.kind, path, query)
         recording.operation = (
             {"protocol": connection.kind, "unparseable": operation.reason}
@@ -127,6 +128,9 @@ class HttpGateway(Gate):
 
         The caller (``ApprovalDesk``) has verified the approval and claimed the execution; this adds
         the credential, records ``request`` before forwarding and ``response`` after, and masks.
+        A dependency failing before anything is forwarded (503: connection store, policy, credential,
+        the recording stream) is raised rather than answered, so that the approval is not spent on an
+        operation that never ran: the desk releases its claim and the agent's next poll runs it.
         """
         started = time.perf_counter()
         recording = Recording(
@@ -153,6 +157,7 @@ class HttpGateway(Gate):
             "approved_by": [v.approver for v in held.approvals()],
         }
         progress = Progress()
+        not_run: ServiceUnavailable | None = None
         try:
             connection = self.connections.get(held.connection)
             masking = self.policies.current().masking.for_caller(connection.name, held.groups)
@@ -170,11 +175,15 @@ class HttpGateway(Gate):
             )
         except GatewayError as error:
             response = self._refuse(recording, error, held.request_id, error_response)
+            if isinstance(error, ServiceUnavailable) and not progress.forwarded:
+                not_run = error
         recording.timings_ms["total"] = ms_since(started)
         try:
             self.recorder.record_outcome(recording, "response" if progress.forwarded else "refused")
         except GatewayError as error:  # answered but not recorded: the agent does not get the answer
             response = error_response(error, held.request_id)
+        if not_run is not None:
+            raise not_run
         return response
 
     def _relay(

@@ -42,6 +42,7 @@ DROPPED_REQUEST_HEADERS = HOP_BY_HOP | {
     "forwarded",
     "x-real-ip",
 }  # and every x-forwarded-* header: forwarded_headers drops the whole family by prefix
+METHOD_OVERRIDE_HEADERS = frozenset({"x-http-method-override", "x-http-method", "x-method-override"})
 ACCEPTED_ENCODINGS = "gzip, deflate"
 DECODED_ENCODINGS = frozenset(("gzip", "x-gzip", "deflate", "identity"))
 DROPPED_RESPONSE_HEADERS = HOP_BY_HOP | {"content-length", "content-encoding", "set-cookie"}
@@ -104,6 +105,18 @@ def check_query(raw_query: str) -> str:
     if "%" in raw_query and not _valid_percent_encoding(raw_query):
         raise BadRequest("invalid percent-encoding in query string", code="bad_query")
     return raw_query
+
+
+def check_headers(headers: Mapping[str, str]) -> None:
+    """Refuse headers that would make the upstream do something other than what policy decided on:
+    a method override (a GET executed as a DELETE) or Kubernetes impersonation (wardgate's own
+    credential acting as another user or group)."""
+    for name in headers:
+        if name in METHOD_OVERRIDE_HEADERS or name.startswith("impersonate-"):
+            raise BadRequest(
+                f"the {name} header changes what the request does and is not accepted through wardgate",
+                code="bad_header",
+            )
 
 
 def upstream_url(base_url: str, path: str, query: str) -> httpx.URL:
