@@ -70,7 +70,7 @@ bench: venv
 	$(BIN)/python benchmarks/masking.py --write  # Presidio column: $(BIN)/pip install presidio-analyzer
 	$(BIN)/python benchmarks/revocation.py --write
 	$(BIN)/python benchmarks/approval_latency.py --write  # approve click -> agent's result, local
-	$(BIN)/python benchmarks/sql_overhead.py --write  # needs PostgreSQL on 127.0.0.1:5432 (bash .ci/services)
+	$(BIN)/python benchmarks/sql_overhead.py --write  # needs PostgreSQL on 127.0.0.1:5432 (make services)
 	$(BIN)/python benchmarks/pg_overhead.py --write  # TCP gateway: pgbench, PostgreSQL + PgBouncer (~4 min)
 
 clean:
