@@ -138,19 +138,26 @@ def _recheck(
     A store that cannot be read ends nothing at once; a session it cannot vouch for during
     ``unverified_grace_s`` is ended (``expired``): fail closed, without a blip ending them all.
     """
-    verdicts: list[tuple[LiveSession, GatewayError | None]] = []
+    answers: dict[tuple[Identity, Connection], GatewayError | None] = {}  # sessions share identities
     for session in sessions:
-        try:
-            registry.check(session.identity, session.connection.name)
-            if connections.get(session.connection.name) != session.connection:
-                raise Forbidden(
-                    f"the settings of connection {session.connection.name!r} changed: reconnect",
-                    code="connection_changed",
-                )
-        except NotFound:
-            verdicts.append((session, Forbidden("the connection was removed", code="connection_removed")))
-        except GatewayError as error:
-            verdicts.append((session, error))
-        else:
-            verdicts.append((session, None))
-    return verdicts
+        key = (session.identity, session.connection)
+        if key not in answers:
+            answers[key] = _verdict(registry, connections, *key)
+    return [(session, answers[(session.identity, session.connection)]) for session in sessions]
+
+
+def _verdict(
+    registry: AgentRegistry, connections: ConnectionStore, identity: Identity, connection: Connection
+) -> GatewayError | None:
+    try:
+        registry.check(identity, connection.name)
+        if connections.get(connection.name) != connection:
+            return Forbidden(
+                f"the settings of connection {connection.name!r} changed: reconnect",
+                code="connection_changed",
+            )
+    except NotFound:
+        return Forbidden("the connection was removed", code="connection_removed")
+    except GatewayError as error:
+        return error
+    return None
