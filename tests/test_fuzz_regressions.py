@@ -6,6 +6,7 @@ replay it too; fuzz/README.md lists them with their fixes.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -169,3 +170,18 @@ def test_an_expiry_too_far_in_the_future_is_an_invalid_agent_not_a_crash(expiry:
     with pytest.raises(ValueError, match="before the year 10000"):
         agent_from_request({**AGENT, **expiry})
     assert agent_from_request({**AGENT, "expires_in_days": 30}, now=1000).expires_at == 1000 + 30 * 86400
+
+
+def test_an_owner_that_is_not_an_owner_name_is_a_bad_admin_request_not_a_crash(stack) -> None:
+    # GET /admin/agents?owner=<control characters or spaces> and POST /admin/revocations with such an
+    # owner (or a number) made normalise_owner raise ValueError/AttributeError: a 500.
+    token = stack.issuer.mint("admin-1", [os.environ["ADMIN_GROUP"]])
+    with httpx.Client(base_url=f"{stack.url}/admin", headers={"Authorization": f"Bearer {token}"}) as admin:
+        for owner in ("\x00\x1d2", "John Doe", "x" * 300):
+            response = admin.get("/agents", params={"owner": owner})
+            assert response.status_code == 400, response.text
+            assert response.json()["error"]["code"] == "invalid_request"
+        for owner in ("John Doe", 5, ["a"]):
+            response = admin.post("/revocations", json={"owner": owner, "reason": "offboarded"})
+            assert response.status_code == 400, response.text
+        assert admin.get("/agents", params={"owner": "Alice@Example.com"}).json() == {"agents": []}

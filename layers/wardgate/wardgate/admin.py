@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from wardgate.agents import Agent, AgentRegistry, Revocation
+from wardgate.agents import Agent, AgentRegistry, Revocation, normalise_owner
 from wardgate.apigw import HttpResponse, error_response
 from wardgate.audit import AuditLog
 from wardgate.errors import BadRequest, Forbidden, GatewayError, NotFound
@@ -224,7 +224,7 @@ class AdminApi:
     ) -> HttpResponse:
         query = dict(parse_qsl(str(event.get("rawQueryString") or "")))
         if (method, path) == ("GET", "/agents"):
-            agents = self.admin.registry.agents(query.get("owner") or None)
+            agents = self.admin.registry.agents(_owner(query.get("owner")))
             return _json_response(200, {"agents": [a.to_dict() for a in agents]})
         if method != "POST" or path not in ("/agents", "/agents/disable", "/revocations"):
             raise NotFound(f"no admin route {method} /admin{path}", code="unknown_route")
@@ -243,7 +243,7 @@ class AdminApi:
                 raise BadRequest("subject is required", code="invalid_request")
             result = self.admin.disable(subject, issuer, reason, actor, source, request_id)
         else:
-            owner = body.get("owner")
+            owner = _owner(body.get("owner"))
             result = self.admin.revoke(
                 actor,
                 reason,
@@ -254,6 +254,18 @@ class AdminApi:
                 request_id=request_id,
             )
         return _json_response(200, {"revocation": result.to_dict()})
+
+
+def _owner(value: Any) -> str | None:
+    """An owner named by a query or a body: None when absent, else a valid owner name (else 400)."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise BadRequest("owner must be a string", code="invalid_request")
+    try:
+        return normalise_owner(value)
+    except ValueError as exc:
+        raise BadRequest(str(exc), code="invalid_request") from None
 
 
 def _body(event: dict[str, Any]) -> dict[str, Any]:
