@@ -132,6 +132,23 @@ def test_a_scim_user_name_that_cannot_be_an_owner_is_invalid_value_not_a_crash(s
         assert scim.get(f"/Users/{user['id']}").json()["userName"] == "jane@example.com"
 
 
+def test_a_scim_name_sub_attribute_patched_onto_a_name_that_is_not_an_object(stack) -> None:
+    # PATCH name.givenName after "name" was set to a string (by an earlier operation, PUT or POST):
+    # dict("Al") raised ValueError, a 500 on every later PATCH of the user's name.
+    with httpx.Client(
+        base_url=f"{stack.url}/scim/v2", headers={"Authorization": f"Bearer {stack.scim_token()}"}, timeout=10
+    ) as scim:
+        user = scim.post("/Users", json={"userName": "ann@example.com", "name": "Ann"}).json()
+        operations = [
+            {"op": "add", "path": "name.givenName", "value": "Ann"},
+            {"op": "replace", "path": "name", "value": 7},
+            {"op": "add", "path": "name.familyName", "value": "Lee"},
+        ]
+        response = scim.patch(f"/Users/{user['id']}", json={"Operations": operations})
+        assert response.status_code == 200, response.text
+        assert response.json()["name"] == {"familyName": "Lee"}
+
+
 # ---------------------------------------------------------------- schemathesis (tests/test_openapi.py)
 
 

@@ -389,7 +389,8 @@ class ScimService:
         if canonical is None or "[" in key:
             return active  # an attribute wardgate does not keep (see the module docstring)
         if sub and canonical == "name":
-            name = dict(user.attributes.get("name") or {})
+            current = user.attributes.get("name")  # any JSON value an IdP sent as the whole name
+            name = dict(current) if isinstance(current, dict) else {}
             if op == "remove":
                 name.pop(sub, None)
             else:
