@@ -207,6 +207,15 @@ class ApprovalStore:
             {":approved": "approved"},
         )
 
+    def release_execution(self, request_id: str) -> bool:
+        """executing -> approved: the claimed execution forwarded nothing (a dependency failed first)."""
+        return self._update(
+            request_key(request_id),
+            {"status": "approved"},
+            "#status = :executing",
+            {":executing": "executing"},
+        )
+
     def finish_execution(self, request_id: str, result: dict[str, Any], now: int) -> None:
         self._update(
             request_key(request_id),
