@@ -73,5 +73,19 @@ bench: venv
 	$(BIN)/python benchmarks/sql_overhead.py --write  # needs PostgreSQL on 127.0.0.1:5432 (make services)
 	$(BIN)/python benchmarks/pg_overhead.py --write  # TCP gateway: pgbench, PostgreSQL + PgBouncer (~4 min)
 
+## Coverage-guided fuzzing (atheris) of the parsers that take agent input, FUZZ_SECONDS each,
+## FUZZ_JOBS at a time; corpora and findings in fuzz/.work/ (fuzz/README.md). CI runs them briefly.
+.PHONY: fuzz
+FUZZ_SECONDS ?= 300
+FUZZ_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+FUZZ_TARGETS ?= http_path sql_parser k8s_request shell_parser dataapi_request scim_filter policy_yaml pg_codec pg_values
+fuzz: venv
+	@mkdir -p fuzz/.work/logs
+	@printf '%s\n' $(FUZZ_TARGETS) | xargs -P $(FUZZ_JOBS) -I{} sh -c '\
+		$(BIN)/python fuzz/{}.py -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(FUZZ_FLAGS) \
+			> fuzz/.work/logs/{}.log 2>&1 \
+		&& echo "fuzz/{}: no crash in $(FUZZ_SECONDS) s" \
+		|| { echo "fuzz/{}: CRASH, see fuzz/.work/logs/{}.log and fuzz/.work/artifacts/"; exit 1; }'
+
 clean:
 	rm -rf $(VENV) .aws-sam .wardgate .pytest_cache .mypy_cache .ruff_cache
