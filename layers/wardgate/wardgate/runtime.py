@@ -15,7 +15,7 @@ from wardgate.apigw import HttpRequest, error_response
 from wardgate.config import Settings
 from wardgate.connections import ConnectionStore
 from wardgate.credentials import CredentialStore
-from wardgate.errors import GatewayError
+from wardgate.errors import GatewayError, ServiceUnavailable
 from wardgate.gateway import HttpGateway
 from wardgate.identity import TokenValidator
 from wardgate.policy.store import PolicyStore
@@ -27,6 +27,18 @@ if TYPE_CHECKING:
     from wardgate.sql_gateway import SqlGateway
 
 DEADLINE_MARGIN_S = 1.0  # leave time to record the outcome and answer before Lambda's own timeout
+
+
+def secret_string(secret_id: str, what: str) -> str:
+    """A key of wardgate's own from Secrets Manager; unreadable is a 503, like a connection's credential."""
+    from wardgate import aws
+
+    try:
+        return str(aws.client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"])
+    except Exception as exc:
+        raise ServiceUnavailable(
+            f"{what} unavailable ({type(exc).__name__})", code="credential_unavailable"
+        ) from None
 
 
 def agent_registry(settings: Settings, policies: PolicyStore | None = None) -> AgentRegistry:
@@ -66,7 +78,6 @@ def http_gateway() -> HttpGateway:
 @functools.cache
 def approval_desk() -> ApprovalDesk:
     """The approval flow's service: its table, workflow, link signer (when the key is configured)."""
-    from wardgate import aws
     from wardgate.approvals.service import ApprovalDesk
     from wardgate.approvals.signing import Signer
     from wardgate.approvals.store import ApprovalStore
@@ -75,11 +86,9 @@ def approval_desk() -> ApprovalDesk:
     settings = Settings.from_env()
     key_secret = settings.approval_key_secret
 
-    @functools.cache
+    @functools.cache  # a failure is not cached: the next request reads the key again
     def key() -> bytes:
-        return str(
-            aws.client("secretsmanager").get_secret_value(SecretId=key_secret)["SecretString"]
-        ).encode()
+        return secret_string(key_secret, "the approval link key").encode()
 
     return ApprovalDesk(
         store=ApprovalStore(settings.approvals_table),
@@ -140,7 +149,6 @@ def handle_poll_event(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def sql_gateway() -> SqlGateway:
     import os
 
-    from wardgate import aws
     from wardgate.sql_gateway import BackendPool, SqlGateway
 
     settings = Settings.from_env()
@@ -158,9 +166,7 @@ def sql_gateway() -> SqlGateway:
         approvals=approval_desk() if settings.approvals_table else None,
         backends=BackendPool(
             CredentialStore(),
-            binding_key=lambda: (
-                aws.client("secretsmanager").get_secret_value(SecretId=key_secret)["SecretString"].encode()
-            ),
+            binding_key=lambda: secret_string(key_secret, "the transaction id key").encode(),
         ),
     )
 
