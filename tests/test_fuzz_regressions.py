@@ -6,6 +6,7 @@ replay it too; fuzz/README.md lists them with their fixes.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -14,6 +15,8 @@ import httpx
 import pytest
 
 from wardgate.admin import agent_from_request
+from wardgate.dataapi.errors import DataApiError
+from wardgate.dataapi.requests import parse_request
 from wardgate.errors import BadRequest
 from wardgate.operations import UnparseableOperation
 from wardgate.operations.k8s import parse_k8s_request
@@ -202,3 +205,27 @@ def test_an_owner_that_is_not_an_owner_name_is_a_bad_admin_request_not_a_crash(s
             response = admin.post("/revocations", json={"owner": owner, "reason": "offboarded"})
             assert response.status_code == 400, response.text
         assert admin.get("/agents", params={"owner": "Alice@Example.com"}).json() == {"agents": []}
+
+
+# ---------------------------------------------------------------- JSON nested deeper than json.loads goes
+# json.loads raises RecursionError (not ValueError) past ~1,000 levels: "[" * 3000 is 3 KB of body.
+DEEP = "[" * 3000 + "]" * 3000
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        DEEP,
+        json.dumps(
+            {
+                "sql": "SELECT :a",
+                "parameters": [{"name": "a", "typeHint": "JSON", "value": {"stringValue": "[" * 3000}}],
+            }
+        ),
+    ],
+    ids=["body", "json-parameter"],
+)
+def test_a_data_api_body_nested_too_deeply_is_a_bad_request(body: str) -> None:
+    with pytest.raises(DataApiError) as refused:
+        parse_request("Execute", body.encode(), database=None)
+    assert refused.value.error_type == "BadRequestException"

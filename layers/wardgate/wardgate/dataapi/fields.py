@@ -202,7 +202,7 @@ def _hinted(text: str, type_hint: str | None, where: str) -> Any:
         if type_hint == "JSON":
             json.loads(text)
             return JsonText(text)
-    except (ValueError, InvalidOperation) as exc:
+    except (ValueError, InvalidOperation, RecursionError) as exc:  # RecursionError: JSON nested too deeply
         raise bad_request(f"{where}: {text[:64]!r} is not a valid {type_hint} ({exc})") from None
     raise bad_request(f"{where}: unknown typeHint {type_hint!r}; expected one of {', '.join(TYPE_HINTS)}")
 

@@ -160,6 +160,8 @@ def _load(body: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise bad_request("the request body is not valid JSON") from None
+    except RecursionError:  # [[[[... deeper than the parser's recursion limit
+        raise bad_request("the request body is nested too deeply") from None
     if not isinstance(doc, dict):
         raise bad_request("the request body must be a JSON object")
     return doc
