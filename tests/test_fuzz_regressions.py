@@ -22,6 +22,7 @@ from wardgate.operations import UnparseableOperation
 from wardgate.operations.k8s import parse_k8s_request
 from wardgate.policy.files import PolicyFileError, load
 from wardgate.proxies.http import normalise_path
+from wardgate.scim import ScimService
 
 # ---------------------------------------------------------------- fuzz/http_path.py, k8s_request.py
 
@@ -229,3 +230,9 @@ def test_a_data_api_body_nested_too_deeply_is_a_bad_request(body: str) -> None:
     with pytest.raises(DataApiError) as refused:
         parse_request("Execute", body.encode(), database=None)
     assert refused.value.error_type == "BadRequestException"
+
+
+def test_a_scim_body_nested_too_deeply_is_invalid_syntax() -> None:
+    service = ScimService(None, None, lambda: "t")  # type: ignore[arg-type]  # the body fails first
+    status, body, _ = service.handle("POST", "/Users", {}, {"authorization": "Bearer t"}, DEEP.encode())
+    assert (status, body and body["scimType"]) == (400, "invalidSyntax")

@@ -262,6 +262,8 @@ class ScimService:
             document = json.loads(body or b"null")
         except ValueError:
             raise ScimError(400, "request body is not JSON", "invalidSyntax") from None
+        except RecursionError:  # nested deeper than json.loads goes
+            raise ScimError(400, "request body is nested too deeply", "invalidSyntax") from None
         if not isinstance(document, dict):
             raise ScimError(400, "request body must be a JSON object", "invalidSyntax")
         return document
