@@ -19,6 +19,7 @@ from wardgate.dataapi.errors import DataApiError
 from wardgate.dataapi.requests import parse_request
 from wardgate.errors import BadRequest
 from wardgate.operations import UnparseableOperation
+from wardgate.operations.http import UNREADABLE, HttpOperation
 from wardgate.operations.k8s import parse_k8s_request
 from wardgate.policy.files import PolicyFileError, load
 from wardgate.proxies.http import normalise_path
@@ -236,3 +237,10 @@ def test_a_scim_body_nested_too_deeply_is_invalid_syntax() -> None:
     service = ScimService(None, None, lambda: "t")  # type: ignore[arg-type]  # the body fails first
     status, body, _ = service.handle("POST", "/Users", {}, {"authorization": "Bearer t"}, DEEP.encode())
     assert (status, body and body["scimType"]) == (400, "invalidSyntax")
+
+
+def test_an_http_body_nested_too_deeply_is_unreadable_to_body_rules() -> None:
+    # A rule on a body field (e.g. amount > 500) parsed the agent's JSON body; RecursionError was a
+    # 500 on any POST to a connection with such a rule.
+    operation = HttpOperation("POST", "/v1/refunds", "", DEEP.encode(), "application/json")
+    assert operation.body_field("amount") is UNREADABLE

@@ -53,7 +53,7 @@ class HttpOperation:
             return UNREADABLE
         try:
             return json.loads(self.body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than json.loads goes
             return UNREADABLE
 
     def to_record(self) -> dict[str, Any]:
