@@ -6,6 +6,7 @@ replay it too; fuzz/README.md lists them with their fixes.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
@@ -14,7 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.test_approval_signing import request, signer
 from wardgate.admin import agent_from_request
+from wardgate.approvals.signing import LinkError
 from wardgate.dataapi.errors import DataApiError
 from wardgate.dataapi.requests import parse_request
 from wardgate.errors import BadRequest
@@ -244,3 +247,15 @@ def test_an_http_body_nested_too_deeply_is_unreadable_to_body_rules() -> None:
     # 500 on any POST to a connection with such a rule.
     operation = HttpOperation("POST", "/v1/refunds", "", DEEP.encode(), "application/json")
     assert operation.body_field("amount") is UNREADABLE
+
+
+@pytest.mark.parametrize(
+    "claims", [DEEP.encode(), b'{"r": "x", "a": "b", "e": 1e999, "n": "n"}'], ids=["deep", "e-inf"]
+)
+def test_a_malformed_approval_link_is_bad_link_not_a_crash(claims: bytes) -> None:
+    # GET /approvals/{id}?t=... : the link's claims are base64 JSON; nested too deeply (RecursionError)
+    # or with an expiry of 1e999 (int(inf): OverflowError) they made a 500 page, not "malformed".
+    token = base64.urlsafe_b64encode(claims).decode().rstrip("=") + ".signature"
+    with pytest.raises(LinkError) as refused:
+        signer().verify_link(request(), token)
+    assert refused.value.code == "bad_link"

@@ -104,7 +104,7 @@ class Signer:
             encoded, signature = token.split(".", 1)
             raw = json.loads(_unb64(encoded))
             claims = LinkClaims(str(raw["r"]), str(raw["a"]), int(raw["e"]), str(raw["n"]))
-        except (ValueError, KeyError, TypeError, binascii.Error):
+        except (ValueError, KeyError, TypeError, binascii.Error, OverflowError, RecursionError):
             raise LinkError("bad_link", "this approval link is malformed") from None
         if binding_of(request) != request.binding:
             raise LinkError("binding_mismatch", "the held operation no longer matches what was approved")
