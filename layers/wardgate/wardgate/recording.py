@@ -106,21 +106,40 @@ class Recording:
         return body
 
     def index_entry(self) -> dict[str, Any]:
-        started = datetime.fromtimestamp(self.started_at, UTC)
-        return {
-            "connection": self.connection,
-            "sort_key": f"{started.isoformat()}#{self.record_id}",
-            "record_id": self.record_id,
-            "started_at": started.isoformat(),
-            "subject": (self.identity or {}).get("subject") or "-",
-            "method": self.request.get("method", ""),
-            "path": self.request.get("path", ""),
-            "status": int((self.response or {}).get("status") or 0),
-            "outcome": (self.decision or {}).get("outcome") or "refused",  # require_approval when held
-            "error": (self.error or {}).get("code") or "",
-            "duration_ms": round(self.timings_ms.get("total", 0.0), 3),
-            "expires_at": int((started + INDEX_RETENTION).timestamp()),
-        }
+        return index_entry(
+            self.connection,
+            self.record_id,
+            self.started_at,
+            self.identity,
+            method=self.request.get("method", ""),
+            path=self.request.get("path", ""),
+            status=int((self.response or {}).get("status") or 0),
+            outcome=(self.decision or {}).get("outcome") or "refused",  # require_approval when held
+            error=(self.error or {}).get("code") or "",
+            duration_ms=self.timings_ms.get("total", 0.0),
+        )
+
+
+def index_entry(
+    connection: str,
+    record_id: str,
+    started_at: float,
+    identity: dict[str, Any] | None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A record's item in the recordings index (``method``, ``path``, ``status``, ``outcome``,
+    ``error``, ``duration_ms`` in ``fields``): one shape for requests and sessions alike."""
+    started = datetime.fromtimestamp(started_at, UTC)
+    return {
+        "connection": connection,
+        "sort_key": f"{started.isoformat()}#{record_id}",
+        "record_id": record_id,
+        "started_at": started.isoformat(),
+        "subject": (identity or {}).get("subject") or "-",
+        **fields,
+        "duration_ms": round(fields["duration_ms"], 3),
+        "expires_at": int((started + INDEX_RETENTION).timestamp()),
+    }
 
 
 class EventStream(Protocol):

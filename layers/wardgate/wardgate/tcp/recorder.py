@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from wardgate.errors import ServiceUnavailable
-from wardgate.recording import FORMAT, INDEX_RETENTION, EventStream, RecordIndex, new_record_id
+from wardgate.recording import FORMAT, EventStream, RecordIndex, index_entry, new_record_id
 
 _OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
 
@@ -141,21 +141,18 @@ class SessionRecord:
 
     def index_entry(self) -> dict[str, Any]:
         """The session in the recordings index, in the shape HTTP requests have there."""
-        started = datetime.fromtimestamp(self.started_at, UTC)
-        return {
-            "connection": self.connection,
-            "sort_key": f"{started.isoformat()}#{self.record_id}",
-            "record_id": self.record_id,
-            "started_at": started.isoformat(),
-            "subject": (self.identity or {}).get("subject") or "-",
-            "method": self.protocol,
-            "path": f"session: {self.statements} statement(s), {self.refused} refused",
-            "status": 0,
-            "outcome": self.outcome,
-            "error": self.reason if self.outcome not in ("open", "closed") else "",
-            "duration_ms": round((time.time() - self.started_at) * 1000, 3),
-            "expires_at": int((started + INDEX_RETENTION).timestamp()),
-        }
+        return index_entry(
+            self.connection,
+            self.record_id,
+            self.started_at,
+            self.identity,
+            method=self.protocol,
+            path=f"session: {self.statements} statement(s), {self.refused} refused",
+            status=0,
+            outcome=self.outcome,
+            error=self.reason if self.outcome not in ("open", "closed") else "",
+            duration_ms=(time.time() - self.started_at) * 1000,
+        )
 
 
 class SessionRecorder:
