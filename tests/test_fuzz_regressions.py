@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.test_approval_signing import request, signer
-from wardgate.admin import agent_from_request
+from wardgate.admin import _body, agent_from_request
 from wardgate.approvals.signing import LinkError
 from wardgate.dataapi.errors import DataApiError
 from wardgate.dataapi.requests import parse_request
@@ -259,3 +259,9 @@ def test_a_malformed_approval_link_is_bad_link_not_a_crash(claims: bytes) -> Non
     with pytest.raises(LinkError) as refused:
         signer().verify_link(request(), token)
     assert refused.value.code == "bad_link"
+
+
+def test_an_admin_body_nested_too_deeply_is_invalid_request() -> None:
+    with pytest.raises(BadRequest) as refused:
+        _body({"body": DEEP})
+    assert refused.value.code == "invalid_request"

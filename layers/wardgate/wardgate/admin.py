@@ -277,7 +277,7 @@ def _body(event: dict[str, Any]) -> dict[str, Any]:
         if len(data) > MAX_BODY:
             raise BadRequest("request body too large", code="invalid_request")
         body = json.loads(data or b"{}")
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):  # RecursionError: nested deeper than json.loads goes
         raise BadRequest("request body must be a JSON object", code="invalid_request") from None
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object", code="invalid_request")
