@@ -336,17 +336,17 @@ def _valid_card(text: str, start: int, end: int) -> Span | None:
         return None
     lengths = network[1]
     sep = value[4]
-    groups = value.split(sep)
-    digits = "".join(groups)
+    digits = value.replace(sep, "")
     count = len(digits)
+    cut = len(value)
     while count >= 13:
         if count in lengths and luhn(digits[:count]):
             if sep == " " and start > 1 and text[start - 1] == " " and _in_code(text, start):
                 return None
-            return start, end
-        last = len(groups.pop())
-        count -= last
-        end -= last + 1
+            return start, start + cut
+        group = value.rfind(sep, 0, cut)  # drop the last group
+        count -= cut - group - 1
+        cut = group
     return None
 
 
