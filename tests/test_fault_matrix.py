@@ -858,48 +858,136 @@ class ScimRoute(Route):
         assert _refused_agent(env, state[2]) in ("agent_revoked", "owner_revoked")
 
 
-class AdminRoute(Route):
-    """An administrator revokes an agent through the admin API."""
+AUDIT_DEPS = {
+    "firehose:PutRecord(recordings)": "recording_unavailable",  # the audit trail's event
+    "dynamodb:PutItem(recordings)": "recording_unavailable",  # and its index entry
+}
+CANCEL_APPROVALS = {
+    "dynamodb:Scan(approvals)": "ok"
+}  # a revocation's listener: the kill switch refuses anyway
 
-    name = "admin"
-    deps: ClassVar[dict[str, str]] = {
-        "dynamodb:GetItem(agents)": "registry_unavailable",
-        "dynamodb:GetItem(agents)#2": "registry_unavailable",
-        "dynamodb:UpdateItem(agents)": "registry_unavailable",
-        "dynamodb:Scan(approvals)": "ok",  # cancelling pending approvals: the kill switch refuses anyway
-        "firehose:PutRecord(recordings)": "recording_unavailable",
-        "dynamodb:PutItem(recordings)": "recording_unavailable",
-    }
+
+class AdminRoute(Route):
+    """An administrator's call on the admin API (every change audited)."""
+
+    def __init__(self, action: str, deps: dict[str, str]) -> None:
+        self.action, self.name = action, f"admin-{action}"
+        self.deps = deps  # type: ignore[misc]
 
     def prepare(self, env: Env) -> Any:
-        subject = f"bot-{marker()}"
-        _register(env, subject, OWNER)
-        return subject
+        subject, owner = f"bot-{marker()}", f"{marker()}@example.com"
+        if self.action != "register":
+            _register(env, subject, owner)
+        return subject, owner
 
     def send(self, env: Env, state: Any) -> Outcome:
         assert env.stack.issuer is not None
-        body = {"subject": state, "issuer": env.stack.issuer.issuer, "reason": "fault matrix"}
+        subject, owner = state
         headers = {"Authorization": f"Bearer {env.admin_token}"}
-        return _http_outcome(env.client.post("/admin/revocations", headers=headers, json=body))
+        issuer, why = env.stack.issuer.issuer, "fault matrix"
+        if self.action == "list":
+            return _http_outcome(env.client.get("/admin/agents", headers=headers))
+        path, body = {
+            "register": (
+                "/admin/agents",
+                {
+                    "issuer": issuer,
+                    "subject": subject,
+                    "owner": owner,
+                    "purpose": why,
+                    "connections": ["demo"],
+                },
+            ),
+            "disable": ("/admin/agents/disable", {"subject": subject, "issuer": issuer, "reason": why}),
+            "revoke": ("/admin/revocations", {"subject": subject, "issuer": issuer, "reason": why}),
+            "revoke-owner": ("/admin/revocations", {"owner": owner, "reason": why}),
+        }[self.action]
+        return _http_outcome(env.client.post(path, headers=headers, json=body))
 
     def check_refused(self, env: Env, state: Any, outcome: Outcome, expected: str) -> None:
         if expected == "ok":
-            assert outcome.status == 200, outcome
+            assert outcome.status in (200, 201), outcome
         else:
             assert (outcome.status, outcome.code) == (503, expected), outcome
+        if self.action == "register":  # a registration that was refused (or not audited) does not serve
+            from wardgate.agents import AgentRegistry, AgentTable
+
+            assert env.stack.issuer is not None
+            agent = AgentRegistry(AgentTable(os.environ["AGENTS_TABLE"])).get(
+                env.stack.issuer.issuer, state[0]
+            )
+            assert agent is None or agent.status != "active", agent
 
     def recover(self, env: Env, state: Any, outcome: Outcome) -> None:
+        subject, owner = state
         again = self.send(env, state)
-        assert again.status == 200, again
-        assert _refused_agent(env, state) == "agent_revoked"
+        assert again.status == (201 if self.action == "register" else 200), again
+        if self.action == "list":
+            return
+        refused = _refused_agent(env, subject)
+        if self.action == "register":
+            assert refused == "200", refused  # the new agent is served
+        else:
+            assert refused in ("agent_revoked", "owner_revoked"), refused
+        action = {"register": "register_agent", "disable": "disable_agent", "revoke": "revoke_subject"}.get(
+            self.action, "revoke_owner"
+        )
         audited = [
             e["status"]
             for e in env.injector.delivered()
             if e.get("event") == "admin"
-            and e.get("action") == "revoke_subject"
-            and e["target"]["subject"] == state
+            and e.get("action") == action
+            and (e["target"].get("subject") == subject or e["target"].get("owner") == owner)
         ]
-        assert 200 in audited, f"the revocation is not in the audit trail: {audited}"
+        assert 200 in audited, f"the change is not in the audit trail: {audited}"
+
+
+ADMIN_ROUTES = [
+    AdminRoute(
+        "list",
+        {"dynamodb:GetItem(agents)": "registry_unavailable", "dynamodb:Scan(agents)": "registry_unavailable"},
+    ),
+    AdminRoute(
+        "register",
+        {
+            "dynamodb:GetItem(agents)": "registry_unavailable",  # the admin's own identity
+            "dynamodb:GetItem(agents)#2": "registry_unavailable",  # the owner's state
+            "dynamodb:PutItem(agents)": "registry_unavailable",
+            **AUDIT_DEPS,
+        },
+    ),
+    AdminRoute(
+        "disable",
+        {
+            "dynamodb:GetItem(agents)": "registry_unavailable",
+            "dynamodb:GetItem(agents)#2": "registry_unavailable",
+            "dynamodb:UpdateItem(agents)": "registry_unavailable",
+            **CANCEL_APPROVALS,
+            **AUDIT_DEPS,
+        },
+    ),
+    AdminRoute(
+        "revoke",
+        {
+            "dynamodb:GetItem(agents)": "registry_unavailable",
+            "dynamodb:GetItem(agents)#2": "registry_unavailable",
+            "dynamodb:UpdateItem(agents)": "registry_unavailable",
+            **CANCEL_APPROVALS,
+            **AUDIT_DEPS,
+        },
+    ),
+    AdminRoute(
+        "revoke-owner",
+        {
+            "dynamodb:GetItem(agents)": "registry_unavailable",
+            "dynamodb:GetItem(agents)#2": "registry_unavailable",
+            "dynamodb:Scan(agents)": "registry_unavailable",
+            "dynamodb:TransactWriteItems(agents)": "registry_unavailable",
+            **CANCEL_APPROVALS,
+            **AUDIT_DEPS,
+        },
+    ),
+]
 
 
 # --- the approval notifier (SQS event source -> SES) -----------------------------------------------
@@ -1054,7 +1142,7 @@ ROUTE_LIST: list[Route] = [  # the approval flows last: their items make the rev
     RdsDataRoute(),
     PgRoute(),
     ScimRoute(),
-    AdminRoute(),
+    *ADMIN_ROUTES,
     HeldRoute(),
     ApprovalPageRoute(),
     ApprovalDecisionRoute(),
@@ -1122,7 +1210,7 @@ def test_each_route_calls_what_it_declares(env: Env, route: Route):
         route.cleanup(state)
         env.quiet(settle=route.lingers)
         env.injector.stop()
-    assert outcome.status in (200, 202, "00000", []), outcome
+    assert outcome.status in (200, 201, 202, "00000", []), outcome
     made = Counter(name for call in calls for name in call.names)
     declared = [Dependency.parse(spec) for spec in route.deps]
     wanted = Counter({d.base: max(x.occurrence for x in declared if x.base == d.base) for d in declared})

@@ -46,7 +46,12 @@ class AgentAdmin:
         source: str,
         request_id: str,
         work: Any,
+        undo: Any = None,
     ) -> Any:
+        """``work()``, then its audit event; a refusal is audited too. A change whose audit event
+        cannot be written is taken back by ``undo(outcome)`` when given (a registration: its retry
+        would be refused as a duplicate), else it stands and the 503 asks for a retry, which is
+        audited (revocations and disabling are idempotent; taking them back would be unsafe)."""
         try:
             outcome = work()
         except GatewayError as error:
@@ -62,7 +67,12 @@ class AgentAdmin:
             )
             raise
         result = outcome.to_dict() if hasattr(outcome, "to_dict") else {"value": outcome}
-        self.audit.record(action, actor, target, reason, result, request_id=request_id, source=source)
+        try:
+            self.audit.record(action, actor, target, reason, result, request_id=request_id, source=source)
+        except GatewayError:
+            if undo is not None:
+                undo(outcome)
+            raise
         return outcome
 
     def register(
@@ -78,6 +88,7 @@ class AgentAdmin:
             source,
             request_id,
             lambda: self.registry.register(agent, by),
+            undo=self.registry.unregister,
         )
         return stored
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from wardgate import aws
 from wardgate.connections import NAME_PATTERN
-from wardgate.errors import BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable
+from wardgate.errors import BadRequest, Conflict, Forbidden, GatewayError, NotFound, ServiceUnavailable
 from wardgate.identity import Identity
 from wardgate.observability import logger
 
@@ -41,6 +41,7 @@ STATUSES = ("active", "disabled", "revoked")
 REGISTRATION_MODES = ("optional", "required")
 MAX_TRANSACTION_ITEMS = 100  # DynamoDB's TransactWriteItems limit
 MAX_CACHED = 10_000
+UNAUDITED = "the registration could not be audited: register the agent again"
 
 
 def normalise_owner(owner: str) -> str:
@@ -233,20 +234,6 @@ class AgentTable:
         except Exception as exc:
             raise self._unavailable(exc) from None
 
-    def put_new(self, pk: str, item: Mapping[str, Any]) -> bool:
-        """Write ``item`` unless ``pk`` exists; False when it does."""
-        try:
-            aws.client("dynamodb").put_item(
-                TableName=self.table_name,
-                Item=_serialize({**item, "pk": pk}),
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        except Exception as exc:
-            if _conditional_failure(exc):
-                return False
-            raise self._unavailable(exc) from None
-        return True
-
     def put(self, pk: str, item: Mapping[str, Any]) -> None:
         try:
             aws.client("dynamodb").put_item(TableName=self.table_name, Item=_serialize({**item, "pk": pk}))
@@ -258,6 +245,30 @@ class AgentTable:
             aws.client("dynamodb").delete_item(TableName=self.table_name, Key={"pk": {"S": pk}})
         except Exception as exc:
             raise self._unavailable(exc) from None
+
+    def put_new(self, pk: str, item: Mapping[str, Any], replacing_reason: str = "") -> bool:
+        """Write ``item`` unless ``pk`` exists (or, with ``replacing_reason``, exists only as an item
+        disabled for that reason); False when it does."""
+        condition, values = "attribute_not_exists(pk)", {}
+        if replacing_reason:
+            condition += " OR (#s = :disabled AND status_reason = :reason)"
+            values = {":disabled": {"S": "disabled"}, ":reason": {"S": replacing_reason}}
+        try:
+            aws.client("dynamodb").put_item(
+                TableName=self.table_name,
+                Item=_serialize({**item, "pk": pk}),
+                ConditionExpression=condition,
+                **(
+                    {"ExpressionAttributeNames": {"#s": "status"}, "ExpressionAttributeValues": values}
+                    if values
+                    else {}
+                ),
+            )
+        except Exception as exc:
+            if _conditional_failure(exc):
+                return False
+            raise self._unavailable(exc) from None
+        return True
 
     def set_fields(self, pk: str, values: Mapping[str, Any], unless_status: str | None = None) -> bool:
         """Set ``values`` on an existing item (False if it does not exist, or has ``unless_status``)."""
@@ -527,12 +538,32 @@ class AgentRegistry:
                 f"owner {agent.owner!r} has been revoked: they cannot own agents", code="owner_revoked"
             )
         stored = replace(agent, status="active", created_by=by, created_at=int(self.wall()), last_used=None)
-        if not self.table.put_new(stored.key, {"kind": "agent", **stored.to_dict()}):
+        item = {"kind": "agent", **stored.to_dict()}
+        if not self.table.put_new(stored.key, item, replacing_reason=UNAUDITED):
             raise Conflict(
                 f"agent {agent.subject!r} of {agent.issuer} is already registered", code="agent_exists"
             )
         self.forget()
         return stored
+
+    def unregister(self, agent: Agent) -> None:
+        """Take back a registration that could not be audited: the agent is disabled (agents are
+        never erased), and registering it again replaces it. Best effort: the caller fails anyway;
+        a revoked agent stays revoked."""
+        try:
+            self.table.set_fields(
+                agent.key,
+                {
+                    "status": "disabled",
+                    "status_reason": UNAUDITED,
+                    "status_by": "wardgate",
+                    "status_at": int(self.wall()),
+                },
+                unless_status="revoked",
+            )
+        except GatewayError:
+            logger.error("unaudited registration not taken back", extra={"subject": agent.subject})
+        self.forget()
 
     def disable(self, subject: str, issuer: str | None, by: str, reason: str) -> Revocation:
         return self._set_agent_status(self.find(subject, issuer), "disabled", "agent", by, reason)
