@@ -252,7 +252,10 @@ class PgSession:
             self.backend = await self._open_backend(parameters)
         except BackendUnavailable as down:
             self.ending = f"database unavailable: {down.message}"
-            await self._fatal("08006" if down.sqlstate.startswith("08") else "08004", down.message)
+            # The database's own login refusal (28xxx) is not the agent's: 08004 says the server
+            # side rejected the connection; a store wardgate needs keeps its 57P03.
+            sqlstate = down.sqlstate if down.sqlstate.startswith(("08", "57")) else "08004"
+            await self._fatal(sqlstate, down.message)
             return False
         self.process_id, self.secret_key = self._cancel_key()
         self.services.cancel_targets[self.process_id] = self
@@ -320,7 +323,7 @@ class PgSession:
             try:
                 credential = await asyncio.to_thread(self.services.credentials.get, secret)
             except GatewayError as exc:
-                raise BackendUnavailable(exc.message) from None
+                raise BackendUnavailable(exc.message, "57P03") from None  # a store, not the database
             password, ca_pem = credential.password, credential.ca_pem
         if self.target.auth == "rds-iam":
             try:
