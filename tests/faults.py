@@ -28,7 +28,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -204,11 +204,6 @@ class FaultInjector:
             calls = [c for c in self.calls if c.service == "firehose" and c.ok]
         return [json.loads(line) for c in calls for line in c.records]
 
-    def observed(self) -> set[str]:
-        """The dependencies the logged calls name."""
-        with self._lock:
-            return {name for c in self.calls for name in c.names}
-
     def settle(self, idle: float = 0.1, timeout: float = 5.0) -> None:
         """Wait until no AWS call has started for ``idle`` seconds and none is in flight."""
         deadline = time.monotonic() + timeout
@@ -302,7 +297,3 @@ class FaultInjector:
         call = context.get("wardgate_call")
         if call is not None:
             call.ok = False
-
-
-def dependencies(specs: Iterable[str]) -> list[Dependency]:
-    return [Dependency.parse(spec) for spec in specs]
