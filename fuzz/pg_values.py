@@ -37,14 +37,7 @@ PROFILES = (
     MaskingProfile(fields=("$.user.email", "$.items[*].card", "$..token"), exempt=frozenset({"phone", "ip"})),
     MaskingProfile(max_depth=2, max_bytes=64),
 )
-KNOWN = (
-    Known(
-        TypeError,
-        "wardgate/masking/engine.py",
-        "_mask_decoded_strings",
-        "mask_json of a JSON scalar (5, true, null) with a custom regex detector: len() of an int",
-    ),
-)
+KNOWN: tuple[Known, ...] = ()  # nothing reported and unfixed
 NAMES = ("v", "secret", "SECRET", "email", "card", "user")
 OIDS = tuple(
     sorted(

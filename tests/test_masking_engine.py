@@ -764,3 +764,13 @@ def test_rows_of_numbers_in_one_pass_equal_cell_by_cell(cells: list[str]) -> Non
             for name, n in one.counts.items():
                 counts[name] = counts.get(name, 0) + n
     assert result.counts == counts
+
+
+def test_a_json_document_that_is_one_scalar_is_masked_with_custom_detectors_too():
+    """Found by fuzz/pg_values.py: a custom detector sent scalars down the string path."""
+    from wardgate.masking import BUILTIN_DETECTORS
+
+    profile = MaskingProfile(detectors=(*BUILTIN_DETECTORS, Detector.from_regex("digits", r"[0-9]{3}")))
+    assert mask_json("5", profile).value == "5"
+    assert mask_json("true", profile).value == "true"
+    assert mask_json("4242424242424242", profile).value == "0"

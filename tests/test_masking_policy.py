@@ -90,6 +90,8 @@ def test_profiles_are_built_once_per_connection_and_exemption_set():
         ({"default": {"custom": [{"name": "x", "regex": "a*"}]}}, "matches the empty string"),
         ({"default": {"max_bytes": 0}}, "max_bytes must be a positive integer"),
         ({"exemptions": [{"groups": ["g"], "reveal": ["emails"]}]}, "exemption reveals unknown ['emails']"),
+        # found by fuzz/policy_yaml.py: it used to apply, then fail every request on the connection
+        ({"default": {"fields": ["$.custome[rs*].name"]}}, "is not a JSON path"),
     ],
 )
 def test_invalid_settings_say_what_is_wrong(settings, message):

@@ -687,6 +687,9 @@ def _mask_decoded_strings(root: Any, detectors: Sequence[Detector], counts: dict
     """Run ``detectors`` on every string value of a parsed document (iteratively)."""
     if isinstance(root, str):
         return _mask_text_core(root, detectors, counts)
+    if not isinstance(root, dict | list):  # a document that is one number, true, null...
+        masked = _mask_decoded_strings([root], detectors, counts)
+        return masked[0]
     stack = [root]
     while stack:
         node = stack.pop()

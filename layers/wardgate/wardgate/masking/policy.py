@@ -35,7 +35,7 @@ from functools import cached_property
 from typing import Any
 
 from wardgate.masking.detectors import BUILTIN_DETECTORS, Detector
-from wardgate.masking.engine import MaskingProfile
+from wardgate.masking.engine import MaskingProfile, compile_path
 
 PROFILE_KEYS = frozenset(
     (
@@ -114,6 +114,7 @@ class MaskingPolicy:
             found: list[tuple[Path, str]] = []
             self._detectors[source] = _detectors(spec, where, found)
             _check_limits(spec, where, found)
+            _check_fields(spec, where, found)
             # A problem inherited from the default is reported once, where it is written.
             problems += [p for p in found if p[0][len(where)] in own]
         self._exemptions: list[_Exemption] = []
@@ -208,6 +209,16 @@ def _detectors(spec: dict[str, Any], where: Path, problems: list[tuple[Path, str
         except (re.error, ValueError) as exc:
             problems.append((at, f"custom detector {name!r}: {exc}"))
     return tuple(chosen)
+
+
+def _check_fields(spec: dict[str, Any], where: Path, problems: list[tuple[Path, str]]) -> None:
+    """Field rules are compiled when the policy is built: a bad path is refused by ``policy
+    validate``/``apply``, never found by the first request."""
+    for i, path in enumerate(spec.get("fields") or ()):
+        try:
+            compile_path(path)
+        except ValueError as exc:
+            problems.append(((*where, "fields", i), f"field rule {path!r} is not a JSON path: {exc}"))
 
 
 def _check_limits(spec: dict[str, Any], where: Path, problems: list[tuple[Path, str]]) -> None:
