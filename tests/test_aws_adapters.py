@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from wardgate import aws
 from wardgate.connections import ConnectionStore
 
@@ -22,3 +24,22 @@ def test_boto3_clients_are_cached_and_fail_fast(stack):
     assert aws.client("firehose") is firehose
     assert firehose.meta.config.read_timeout == aws.CLIENT_CONFIG["read_timeout"]
     assert aws._session()._session is aws.botocore_session()
+
+
+def test_the_connection_cache_stays_bounded_whatever_names_agents_try(stack):
+    """Agents choose the names they ask for (the TCP gateway's dbname): a long-lived task must not
+    keep every one of them."""
+    import os
+
+    from wardgate import connections
+    from wardgate.errors import NotFound
+
+    store = connections.ConnectionStore(os.environ["CONNECTIONS_TABLE"])
+    for i in range(connections.MAX_CACHED + 10):
+        store._cache[f"name-{i}"] = (store.clock(), None)  # as if asked for, without 4,000 reads
+        if len(store._cache) >= connections.MAX_CACHED:
+            break
+    with pytest.raises(NotFound):
+        store.get("one-more-unknown-name")
+    assert len(store._cache) <= connections.MAX_CACHED
+    assert store.get("demo").name == "demo"

@@ -22,6 +22,7 @@ KINDS = ("http", "k8s", "sql", "tcp")
 SECRET_PREFIX = "wardgate/"
 SQL_SCHEMES = ("postgresql", "postgres", "mysql", "mariadb", "rds-data")  # dataapi/factory.py builds them
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+MAX_CACHED = 4096  # connection names (known and unknown) kept by one store
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,8 @@ class ConnectionStore:
         else:
             connection = self._load(name) if NAME_PATTERN.match(name) else None
             with self._lock:
+                if len(self._cache) >= MAX_CACHED:  # agents choose the names: never let it grow unbounded
+                    self._cache.clear()
                 self._cache[name] = (now, connection)  # unknown names are cached too: no DynamoDB spam
         if connection is None:
             raise NotFound(f"no connection named {name!r}", code="unknown_connection")
