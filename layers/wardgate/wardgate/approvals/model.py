@@ -57,6 +57,7 @@ class ApprovalRequest:
     executed_at: int = 0
     result: dict[str, Any] | None = None  # status, headers, body (base64) of the executed operation
     grant_expires_at: int = 0
+    released_at: int = 0  # when the decision reached the workflow (decide: a double click is then 409)
 
     @property
     def pk(self) -> str:
@@ -112,7 +113,15 @@ class ApprovalRequest:
         doc = json.loads(item["doc"])
         doc["groups"] = tuple(doc["groups"])
         doc["approvers"] = tuple(doc["approvers"])
-        for key in ("notified_at", "notify_error", "ended_at", "ended_by", "executed_at", "grant_expires_at"):
+        for key in (
+            "notified_at",
+            "notify_error",
+            "ended_at",
+            "ended_by",
+            "executed_at",
+            "grant_expires_at",
+            "released_at",
+        ):
             if key in item:
                 doc[key] = item[key]
         request = cls(
@@ -130,6 +139,7 @@ class ApprovalRequest:
         request.notified_at = int(request.notified_at or 0)
         request.executed_at = int(request.executed_at or 0)
         request.grant_expires_at = int(request.grant_expires_at or 0)
+        request.released_at = int(request.released_at or 0)
         return request
 
     def to_public(self, now: float | None = None) -> dict[str, Any]:

@@ -83,6 +83,7 @@ def _unfinished(current: ApprovalRequest, approver: str, choice: str, refusal: s
         and vote is not None
         and vote.decision == choice
         and current.status == "pending"
+        and not current.released_at  # a double click after it all went through: the link is used
     )
 
 
@@ -470,6 +471,10 @@ class ApprovalDesk:
                 f"({type(exc).__name__}): submit it again",
                 code="approval_unavailable",
             ) from None
+        try:  # what tells a double click (409) from a resubmission that must finish the decision
+            self.store.set_fields(approval.request_id, {"released_at": int(self.clock())})
+        except GatewayError:
+            logger.warning("workflow state not stored", extra={"approval": approval.request_id})
         if grant_until:  # shown at the poll URL; the grant itself is the workflow's
             try:
                 self.store.set_fields(approval.request_id, {"grant_expires_at": grant_until})
