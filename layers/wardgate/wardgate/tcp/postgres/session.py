@@ -791,7 +791,6 @@ class PgSession:
                     target.columns = columns
                 if head.internal:
                     return b""
-            self._result = None  # a simple Query's next result: its masker is made at its first row
             return None
         if kind == codec.NO_DATA:
             if head is not None and head.kind == codec.DESCRIBE:
@@ -917,7 +916,6 @@ class PgSession:
 
     # ------------------------------------------------------------------ masking
     _current_columns: tuple[codec.Column, ...] = ()
-    _result: ResultMasker | None = None
     _copy_out: bool = False
 
     def _profile(self) -> MaskingProfile:
