@@ -35,8 +35,8 @@ services:
 	@bash scripts/pg-test-auth  # password (SCRAM, md5) and TLS logins for the TCP gateway's tests
 
 lint: venv
-	$(BIN)/ruff check layers functions tests benchmarks
-	$(BIN)/ruff format --check layers functions tests benchmarks
+	$(BIN)/ruff check layers functions tests benchmarks fuzz
+	$(BIN)/ruff format --check layers functions tests benchmarks fuzz
 	$(BIN)/mypy
 	for handler in functions/*/app.py; do $(BIN)/mypy $$handler || exit 1; done
 
