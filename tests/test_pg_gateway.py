@@ -20,16 +20,17 @@ import psycopg
 import pytest
 
 from tests.helpers import apply_policy_now, raw_recordings, recorded_events, register_agent
+from tests.test_sql_gateway import SQL_POLICY
 from wardgate import aws
 from wardgate.connections import Connection, ConnectionStore
 from wardgate.dev.stack import DEV_POLICY, DevStack
 
 CONNECTION = "pg-test"
 TABLE = "pg_gateway_people"
-PG_POLICY: dict[str, Any] = {
-    **DEV_POLICY,
+PG_POLICY: dict[str, Any] = {  # the Data API tests' policy (its guardrails), with this connection's kinds
+    **SQL_POLICY,
     "rules": [
-        *DEV_POLICY["rules"],
+        *SQL_POLICY["rules"],
         {
             "name": "agents may use the test database",
             "effect": "allow",
@@ -41,20 +42,8 @@ PG_POLICY: dict[str, Any] = {
                 }
             },
         },
-        {
-            "name": "nobody drops tables through wardgate",
-            "effect": "deny",
-            "message": "dropping tables needs a migration, not an agent",
-            "match": {"sql": {"kinds": ["ddl"], "ddl_actions": ["drop"]}},
-        },
-        {
-            "name": "updates need a where clause",
-            "effect": "deny",
-            "message": "an UPDATE without WHERE changes every row",
-            "match": {"sql": {"kinds": ["update"], "where_missing": True}},
-        },
     ],
-    "settings": {**DEV_POLICY["settings"], "masking": {"default": {"columns": ["ssn"]}}},
+    "settings": {**DEV_POLICY["settings"], **SQL_POLICY["settings"]},
 }
 
 
