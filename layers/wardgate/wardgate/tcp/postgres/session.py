@@ -22,30 +22,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import hmac
-import json
 import secrets
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from wardgate.apigw import HttpRequest
-from wardgate.approvals.service import ApprovalRequired
 from wardgate.connections import Connection
 from wardgate.errors import Forbidden, GatewayError, NotFound, ServiceUnavailable, Unauthorized
-from wardgate.gate import RECORDED_REQUEST_MASKING
 from wardgate.identity import Identity
 from wardgate.masking.engine import MaskingProfile, MaskingRefused, mask_text
 from wardgate.observability import logger
-from wardgate.policy.engine import PolicySet
+from wardgate.tcp.guard import Refusal, SqlGuard, StatementRun, Verdict, cut
 from wardgate.tcp.postgres import codec
 from wardgate.tcp.postgres.backend import BackendLink, BackendUnavailable, PgTarget, connect, rds_iam_token
 from wardgate.tcp.postgres.backend import cancel as cancel_backend
 from wardgate.tcp.postgres.values import ResultMasker, render_binary
-from wardgate.tcp.recorder import SessionRecord
-from wardgate.tcp.services import SessionDecisions, TcpServices
+from wardgate.tcp.services import TcpServices
 from wardgate.tcp.sessions import TooManySessions
 
 READ_SIZE = 256 * 1024
@@ -72,20 +66,6 @@ class _Ended(Exception):
 
 
 @dataclass(slots=True)
-class _Run:
-    """One statement (an Execute, or a whole simple Query) on its way through the database."""
-
-    seq: int
-    started: float
-    rows: int = 0
-    tags: list[str] = field(default_factory=list)
-    error: dict[str, str] | None = None
-    first_rows: list[list[str | None]] = field(default_factory=list)
-    masked: dict[str, int] = field(default_factory=dict)
-    finished: bool = False
-
-
-@dataclass(slots=True)
 class _Pending:
     """A frontend message the database still owes an answer to."""
 
@@ -93,7 +73,7 @@ class _Pending:
     name: str = ""  # the statement (Parse, Describe 'S', Close 'S') or portal (Describe 'P', Execute)
     what: str = ""  # Describe/Close: 'S' or 'P'
     internal: bool = False  # a Describe the gateway added: its answer is not the client's
-    run: _Run | None = None
+    run: StatementRun | None = None
     statement: str = ""  # Execute: the statement of its portal
     formats: tuple[int, ...] = ()  # Execute: the result formats its Bind asked for
 
@@ -119,14 +99,6 @@ class _Portal:
     described: bool = False
 
 
-@dataclass(slots=True)
-class _Verdict:
-    allowed: bool
-    operation: dict[str, Any]
-    decision: dict[str, Any]
-    refusal: bytes = b""  # the ErrorResponse the client gets instead
-
-
 class PgSession:
     """A session; ``run()`` serves it to the end. The sweep may ``terminate()`` it at any time."""
 
@@ -139,12 +111,19 @@ class PgSession:
         self.client = writer
         peer = writer.get_extra_info("peername") or ("?", 0)
         self.peer = f"{peer[0]}:{peer[1]}"
-        self.record = SessionRecord("postgres", "unknown", self.peer)
+        self.guard = SqlGuard(
+            services,
+            "postgres",
+            "postgres",
+            self.peer,
+            pinned=_changes_client_encoding,
+            on_recording_failure=self._recording_failed,
+        )
+        self.record = self.guard.record
         self.messages = codec.MessageReader(startup=True, max_message=self.limits.max_message_bytes)
         self.identity: Identity
         self.connection: Connection
         self.target: PgTarget
-        self.decisions: SessionDecisions
         self.backend: BackendLink | None = None
         self.opened_at = self.verified_at = time.monotonic()
         self.process_id = 0
@@ -154,10 +133,8 @@ class PgSession:
         self.prepared: dict[str, _Prepared] = {}
         self.portals: dict[str, _Portal] = {}
         self.rewrites: dict[str, bytes] = {}
-        self.profile: tuple[str, MaskingProfile] | None = None  # (policy version, profile)
         self.ending: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._admitted = False
         self._maskers: dict[tuple[Any, ...], ResultMasker] = {}
 
     # ------------------------------------------------------------------ life cycle
@@ -244,8 +221,7 @@ class PgSession:
             await self._admit(token, connection_name)
         except GatewayError as refused:
             sqlstate = next((s for t, s in ADMISSION_SQLSTATE.items() if isinstance(refused, t)), "57P03")
-            self.record.outcome, self.record.reason = "refused", refused.code
-            await self._record_admission_refusal(refused)
+            await self.guard.record_admission_refusal(refused)
             await self._fatal(sqlstate, refused.message)
             return False
         try:
@@ -267,63 +243,25 @@ class PgSession:
         return True
 
     async def _admit(self, token: str, connection_name: str) -> None:
-        gate = self.services.gate
-
-        def admit() -> tuple[Identity, Connection]:
-            identity = gate.validator.validate(token)
-            return gate.admit_identity(identity, connection_name, "sql", self.record)
-
-        self.identity, self.connection = await asyncio.to_thread(admit)
-        if not set(self.connection.allowed_groups) & set(self.identity.groups):
-            # Every statement would be refused (gate.decide_on): say so once, at the door.
-            raise Forbidden(
-                f"identity {self.identity.subject!r} is in none of the groups allowed on connection "
-                f"{connection_name!r}",
-                code="denied_by_policy",
-            )
-        if self.connection.upstream_url.split(":", 1)[0] not in PG_SCHEMES:
-            raise NotFound(
-                f"connection {connection_name!r} is not a PostgreSQL connection", code="unknown_connection"
-            )
+        guard = self.guard
+        await guard.admit(token, connection_name, PG_SCHEMES)
+        self.identity, self.connection = guard.identity, guard.connection
         try:
             self.target = PgTarget.from_url(self.connection.upstream_url)
         except ValueError as exc:
             raise ServiceUnavailable(
                 f"connection {connection_name!r} is misconfigured: {exc}", code="bad_connection"
             ) from None
-        self._renew_profile(await self.services.policy_set())
-        self.decisions = SessionDecisions(self.identity, self.connection, self.services.parses, "postgres")
-        self.services.sessions.add(self)
-        self._admitted = True
-        await self.services.recorder.write(
-            self.record,
-            "session_start",
-            identity=self.record.identity,
-            client=self.peer,
-            database=self.target.database,
-        )
-        await self.services.recorder.index_session(self.record)
-
-    async def _record_admission_refusal(self, refused: GatewayError) -> None:
-        with contextlib.suppress(GatewayError):
-            await self.services.recorder.write(
-                self.record,
-                "session_refused",
-                identity=self.record.identity,
-                client=self.peer,
-                error={"code": refused.code, "message": refused.message},
-            )
-            await self.services.recorder.index_session(self.record)
+        await guard.open(self, database=self.target.database)
 
     async def _open_backend(self, parameters: dict[str, str]) -> BackendLink:
         password: str | None = None
         ca_pem: str | None = None
-        if self.connection.credential_secret:
-            secret = self.connection.credential_secret
-            try:
-                credential = await asyncio.to_thread(self.services.credentials.get, secret)
-            except GatewayError as exc:
-                raise BackendUnavailable(exc.message, "57P03") from None  # a store, not the database
+        try:
+            credential = await self.guard.credential()
+        except GatewayError as exc:
+            raise BackendUnavailable(exc.message, "57P03") from None  # a store, not the database
+        if credential is not None:
             password, ca_pem = credential.password, credential.ca_pem
         if self.target.auth == "rds-iam":
             try:
@@ -358,7 +296,7 @@ class PgSession:
         if self.ending is not None:
             return
         self.ending = f"{code}: {reason}"
-        self.record.outcome, self.record.reason = "ended", code
+        self.guard.ended(code)
         with contextlib.suppress(Exception):
             self.client.write(
                 codec.error_response(
@@ -376,23 +314,7 @@ class PgSession:
         with contextlib.suppress(Exception):
             self.client.close()
         self.services.cancel_targets.pop(self.process_id, None)
-        if not self._admitted:
-            return
-        self.services.sessions.discard(self)
-        if self.record.outcome == "open":
-            self.record.outcome = "closed"
-        with contextlib.suppress(GatewayError):
-            await self.services.recorder.write(
-                self.record,
-                "session_end",
-                identity=self.record.identity,
-                outcome=self.record.outcome,
-                reason=self.ending or "the client closed the session",
-                statements=self.record.statements,
-                refused=self.record.refused,
-                duration_ms=round((time.monotonic() - self.opened_at) * 1000, 3),
-            )
-            await self.services.recorder.index_session(self.record)
+        await self.guard.close(self, self.ending)
 
     async def _fatal(self, sqlstate: str, message: str) -> None:
         with contextlib.suppress(Exception):
@@ -410,7 +332,7 @@ class PgSession:
             self.messages.feed(data)
 
     def record_later(self, kind: str, **fields: Any) -> None:
-        self.services.recorder.write_later(self.record, kind, self._recording_failed, **fields)
+        self.guard.record_later(kind, **fields)
 
     def _recording_failed(self, error: BaseException) -> None:
         self.terminate("its events could not be recorded, so it cannot go on", "recording_unavailable")
@@ -487,7 +409,7 @@ class PgSession:
 
     async def _query(self, sql: str, raw: bytes, out: list[bytes]) -> None:
         verdict = await self._decide(sql)
-        run = await self._recorded_run("query", verdict) if verdict.allowed else None
+        run = await self.guard.recorded_run("query", verdict) if verdict.allowed else None
         if run is None:
             out.append(codec.query(self._refusal_placeholder(verdict.refusal)))
             self.pending.append(_Pending(codec.QUERY))
@@ -526,7 +448,7 @@ class PgSession:
         self.pending.append(_Pending(codec.BIND, bind.portal))
 
     async def _execute(self, portal_name: str, raw: bytes, out: list[bytes]) -> None:
-        params: tuple[str | None, ...]
+        params: list[str | None]
         portal = self.portals.get(portal_name)
         prepared = self.prepared.get(portal.statement) if portal is not None else None
         if prepared is not None and prepared.refused:
@@ -537,8 +459,8 @@ class PgSession:
             # A cursor declared with SQL DECLARE (its query was decided then), or no portal at all
             # (the database answers with its own error).
             portal = self.portals[portal_name] = _Portal("", (), (), ())
-            verdict = _Verdict(True, {"protocol": "sql", "cursor": portal_name}, {"outcome": "allow"})
-            params = ()
+            verdict = Verdict(True, {"protocol": "sql", "cursor": portal_name}, {"outcome": "allow"})
+            params = []
         else:
             # Decided again (a cache hit while the policy is unchanged): a newer policy, a closed
             # time window or a spent approval applies to every execution, not only to the Parse.
@@ -548,7 +470,7 @@ class PgSession:
                 out.append(codec.execute(self._refusal_placeholder(verdict.refusal)))
                 self.pending.append(_Pending(codec.EXECUTE, portal_name))
                 return
-        run = await self._recorded_run("execute", verdict, params)
+        run = await self.guard.recorded_run("execute", verdict, params)
         if run is None:
             out.append(codec.execute(self._refusal_placeholder(verdict.refusal)))
             self.pending.append(_Pending(codec.EXECUTE, portal_name))
@@ -568,72 +490,26 @@ class PgSession:
         sql: str,
         *,
         executing: bool = True,
-        bound: tuple[_Portal, tuple[str | None, ...]] | None = None,
-    ) -> _Verdict:
-        """Policy's verdict on ``sql``; ``executing``: it runs now (a Query, an Execute with the
-        parameters ``bound``), so a statement needing approval needs it now."""
-        policy_set = await self.services.policy_set()
-        self._renew_profile(policy_set)  # rows are masked under the policy that let them through
-        decision, recorded = self.decisions.decide(policy_set, sql)
-        pinned = _changes_client_encoding(recorded)
-        if pinned:
-            return await self._refuse(recorded, decision.to_record(), pinned, "client_encoding_pinned")
-        if decision.outcome == "allow" or (decision.outcome == "require_approval" and not executing):
-            return _Verdict(True, recorded, decision.to_record())
-        if decision.outcome == "require_approval":
-            try:
-                approval = await self._approval(sql, bound, decision, policy_set, recorded)
-            except GatewayError as refused:
-                return await self._refuse(recorded, decision.to_record(), refused.message, refused.code)
-            return _Verdict(True, recorded, {**decision.to_record(), "outcome": "allow", **approval})
-        return await self._refuse(recorded, decision.to_record(), decision.reason, "denied_by_policy")
-
-    async def _refuse(
-        self, operation: dict[str, Any], decision: dict[str, Any], message: str, code: str
-    ) -> _Verdict:
-        self.record.refused += 1
-        event = {"operation": operation, "decision": decision, "error": {"code": code, "message": message}}
-        seq_before = self.record.seq
-        await self.services.recorder.write(self.record, "statement_refused", **event)
-        refusal = codec.error_response(
-            "42501",
-            f"wardgate: {message}",
-            detail=f"record {self.record.record_id}, event {seq_before + 1} ({code})",
-            hint="the statement did not reach the database",
+        bound: tuple[_Portal, list[str | None]] | None = None,
+    ) -> Verdict:
+        """Policy's verdict on ``sql`` (``SqlGuard.decide``); a Bind's values are approved exactly as
+        sent, with their formats."""
+        values = None
+        if bound is not None:
+            portal, shown = bound
+            sent = [v.hex() if v is not None else None for v in portal.params] + list(portal.param_formats)
+            values = (sent, shown)
+        return await self.guard.decide(
+            sql, executing=executing, in_transaction=self.tx_status != b"I", bound=values
         )
-        return _Verdict(False, operation, decision, refusal)
 
-    def _refusal_placeholder(self, refusal: bytes) -> str:
+    def _refusal_placeholder(self, refusal: Refusal | bytes | None) -> str:
         """A name the database cannot know: its error, in place, becomes ``refusal`` for the client."""
         nonce = secrets.token_hex(8)
-        self.rewrites[nonce] = refusal
+        self.rewrites[nonce] = refusal if isinstance(refusal, bytes) else _refusal_error(refusal)
         return REFUSED_PREFIX + nonce
 
-    async def _recorded_run(
-        self, call: str, verdict: _Verdict, params: tuple[str | None, ...] = ()
-    ) -> _Run | None:
-        """The statement's event, durable before the statement is forwarded (group commit); None
-        when it cannot be recorded: then it must not run, and ``verdict.refusal`` says why. The
-        operation holds the statements' texts, masked (``ParseCache``)."""
-        self.record.statements += 1
-        run = _Run(self.record.seq + 1, time.perf_counter())
-        event: dict[str, Any] = {"call": call, "operation": verdict.operation, "decision": verdict.decision}
-        if params:
-            event["parameters"] = list(params)
-        try:
-            await self.services.recorder.write(self.record, "statement", **event)
-        except GatewayError as unrecorded:
-            self.record.statements -= 1
-            verdict.refusal = codec.error_response(
-                "58000",
-                "wardgate: the statement was not run because it cannot be recorded now "
-                f"({unrecorded.message})",
-                hint="nothing reaches the database unrecorded; try again shortly",
-            )
-            return None
-        return run
-
-    def _recorded_params(self, portal: _Portal, types: tuple[int, ...]) -> tuple[str | None, ...]:
+    def _recorded_params(self, portal: _Portal, types: tuple[int, ...]) -> list[str | None]:
         """A Bind's values as recorded and shown to approvers: as text (binary ones decoded by the
         types the Parse declared, where known), masked, cut at the recorded length."""
         formats = portal.param_formats
@@ -647,85 +523,8 @@ class PgSession:
                 text = render_binary(types[i] if i < len(types) else 0, value)
             else:
                 text = value.decode("utf-8", "replace")
-            masked = mask_text(text, RECORDED_REQUEST_MASKING).value
-            shown.append(_cut(masked, self.limits.recorded_statement_bytes))
-        return tuple(shown)
-
-    async def _approval(
-        self,
-        sql: str,
-        bound: tuple[_Portal, tuple[str | None, ...]] | None,
-        decision: Any,
-        policy_set: Any,
-        recorded: dict[str, Any],
-    ) -> dict[str, Any]:
-        """The approval that lets this statement (with its parameters) run now, claimed once, or
-        raise why it may not."""
-        desk = self.services.gate.approvals
-        required = ApprovalRequired(decision, policy_set, decision.reason)
-        if desk is None:
-            raise Forbidden(
-                f"{decision.reason}; approvals are not configured, so it is refused", code="approval_required"
-            )
-        if self.tx_status != b"I":
-            raise Forbidden(
-                f"{decision.reason}; a statement that needs approval cannot run inside a transaction "
-                "(it could only run after the transaction is gone): run it on its own",
-                code="approval_required",
-            )
-        identity, connection = self.identity, self.connection
-        values: list[Any] = []
-        if bound is not None:  # the very values are approved: other values need another approval
-            portal, params = bound
-            values = [v.hex() if v is not None else None for v in portal.params] + list(portal.param_formats)
-            recorded = {**recorded, "parameters": list(params)}  # approvers see them (masked)
-        material = [identity.issuer, identity.subject, connection.name, decision.rule, sql, values]
-        key = hashlib.sha256(json.dumps(["postgres", *material]).encode()).hexdigest()
-
-        def claim_or_hold() -> dict[str, Any]:
-            grant = desk.grant_for(identity, connection.name, decision)
-            if grant:  # a window approval of this rule for this identity and connection is open
-                return {"approval_grant": grant}
-            approval = desk.held_call(key, identity)
-            if approval is not None:
-                status = approval.effective_status(desk.clock())
-                poll = f"{desk.base_url()}/requests/{approval.request_id}"
-                if status == "pending":
-                    return {"pending": approval.request_id, "poll_url": poll}
-                if status == "approved" and approval.mode == "one-time" and desk.claim_call(approval):
-                    # Spent now: the statement goes to the database next, in this session.
-                    desk.finish_call(
-                        approval, 200, {"status": 200, "result": f"session {self.record.record_id}"}
-                    )
-                    return {
-                        "approval": approval.request_id,
-                        "approved_by": [v.approver for v in approval.approvals()],
-                    }
-            request = HttpRequest(
-                request_id=self.record.record_id,
-                method="POST",
-                connection=connection.name,
-                route="sql",
-                proxy_path="/postgres",
-                raw_query="",
-                headers={},
-                cookies=[],
-                body=sql.encode(),
-                source_ip=self.peer.rsplit(":", 1)[0],
-            )
-            recording = _approval_recording(self.record, recorded, decision)
-            held = desk.hold_call(request, identity, key, required, recording)
-            return {"pending": held["request_id"], "poll_url": held["poll_url"]}
-
-        answer = await asyncio.to_thread(claim_or_hold)
-        if "pending" in answer:
-            raise Forbidden(
-                f"this statement needs approval: request {answer['pending']} is pending "
-                f"({answer['poll_url']}); once it is approved, send the identical statement again on this "
-                "connection and it runs, once",
-                code="approval_pending",
-            )
-        return answer
+            shown.append(self.guard.shown_value(text))
+        return shown
 
     # ------------------------------------------------------------------ the database's answers
     async def _from_backend(self) -> None:
@@ -894,39 +693,15 @@ class PgSession:
             if pending.kind in (codec.SYNC, codec.QUERY):
                 break
 
-    def _finish(self, run: _Run) -> None:
-        if run.finished:
-            return
-        run.finished = True
-        result: dict[str, Any] = {
-            "statement_seq": run.seq,
-            "rows": run.rows,
-            "tags": run.tags,
-            "duration_ms": round((time.perf_counter() - run.started) * 1000, 3),
-        }
-        if run.error is not None:
-            result["error"] = run.error
-        elif not run.tags:
-            result["ran"] = False  # an earlier error in its pipeline or Query made the database skip it
-        if run.first_rows:
-            result["first_rows"] = run.first_rows
-        if run.masked:
-            result["masked"] = run.masked
-        self.record_later("result", **result)
+    def _finish(self, run: StatementRun) -> None:
+        self.guard.finish(run)
 
     # ------------------------------------------------------------------ masking
     _current_columns: tuple[codec.Column, ...] = ()
     _copy_out: bool = False
 
     def _profile(self) -> MaskingProfile:
-        """The caller's masking profile under the policy that decided the latest statement."""
-        assert self.profile is not None  # set at admission, renewed by every decision
-        return self.profile[1]
-
-    def _renew_profile(self, policy_set: PolicySet) -> None:
-        if self.profile is None or self.profile[0] != policy_set.version:
-            applied = policy_set.masking.for_caller(self.connection.name, self.identity.groups)
-            self.profile = (policy_set.version, applied.profile)
+        return self.guard.profile()
 
     def _masker_for_rows(self) -> ResultMasker:
         head = self.pending[0] if self.pending else None
@@ -966,12 +741,11 @@ class PgSession:
         masked, counts = masker.mask(rows) if not masker.inert else (None, {})
         if run is not None:
             run.rows += len(rows)
-            for name, n in counts.items():
-                run.masked[name] = run.masked.get(name, 0) + n
+            run.count_masked(counts)
             shown = masked if masked is not None else rows
             for row in shown[: max(0, self.limits.recorded_rows - len(run.first_rows))]:
                 run.first_rows.append(
-                    [_cut(v, self.limits.recorded_row_bytes) if v else v for v in masker.displayed(row)]
+                    [cut(v, self.limits.recorded_row_bytes) if v else v for v in masker.displayed(row)]
                 )
         if masked is None:
             return raw
@@ -986,8 +760,7 @@ class PgSession:
             return None
         head = self.pending[0] if self.pending else None
         if head is not None and head.run is not None:
-            for name, n in result.counts.items():
-                head.run.masked[name] = head.run.masked.get(name, 0) + n
+            head.run.count_masked(result.counts)
         return codec.copy_data(result.value.encode())
 
 
@@ -1007,22 +780,24 @@ def _changes_client_encoding(recorded: dict[str, Any]) -> str:
     return ""
 
 
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit] + f"…[{len(text) - limit} more characters]"
-
-
-def _approval_recording(record: SessionRecord, operation: dict[str, Any], decision: Any) -> Any:
-    """The ``Recording`` the approval flow reads (record id, connection, operation, request body)."""
-    from wardgate.recording import Recording
-
-    recording = Recording(
-        request_id=record.record_id,
-        connection=record.connection,
-        request={"method": "SQL", "path": "/postgres", "body": {}},
-        started_at=record.started_at,
-        record_id=record.record_id,
+def _refusal_error(refusal: Refusal | None) -> bytes:
+    """A refusal in PostgreSQL's terms: 42501 with the policy's reason and where it is on record,
+    or 58000 when the statement could not be recorded (so it did not run)."""
+    assert refusal is not None
+    if refusal.code == "recording_unavailable":
+        return codec.error_response(
+            "58000",
+            f"wardgate: {refusal.message}",
+            hint="nothing reaches the database unrecorded; try again shortly",
+        )
+    where = (
+        f"record {refusal.record_id}, event {refusal.event}"
+        if refusal.event
+        else f"record {refusal.record_id}"
     )
-    recording.operation = operation
-    recording.identity = record.identity
-    recording.decision = decision.to_record()
-    return recording
+    return codec.error_response(
+        "42501",
+        f"wardgate: {refusal.message}",
+        detail=f"{where} ({refusal.code})",
+        hint="the statement did not reach the database",
+    )
