@@ -33,6 +33,7 @@ unit: venv services
 services:
 	@bash scripts/services
 	@bash scripts/pg-test-auth  # password (SCRAM, md5) and TLS logins for the TCP gateway's tests
+	@bash scripts/mysql-test-auth  # password (native, ed25519) and TLS logins for the MySQL gateway's tests
 
 lint: venv
 	$(BIN)/ruff check layers functions tests benchmarks fuzz
