@@ -260,7 +260,22 @@ KINDS: list[tuple[str, str, dict[str, Any]]] = [
     (PG, "RESET ROLE", {"kind": "reset"}),
     (MY, "SET @a = (SELECT max(id) FROM t)", {"kind": "set", "tables_read": ("t",), "functions": ("max",)}),
     (MY, "SET @@global.max_connections = 10", {"kind": "set", "features": ("set_global",)}),
-    (MY, "SET NAMES utf8mb4", {"kind": "set"}),
+    (MY, "SET NAMES utf8mb4", {"kind": "set", "features": ()}),
+    # What would make the server read later statements differently from the gateway (the MySQL
+    # session refuses them): another character set, or sql_mode flags that change quoting.
+    (MY, "SET NAMES 'utf8mb4' COLLATE 'utf8mb4_unicode_ci'", {"kind": "set", "features": ()}),
+    (MY, "SET NAMES latin1", {"kind": "set", "features": ("set_client_encoding",)}),
+    (MY, "SET NAMES DEFAULT", {"kind": "set", "features": ("set_client_encoding",)}),
+    (MY, "SET CHARACTER SET gbk", {"kind": "set", "features": ("set_client_encoding",)}),
+    (MY, "SET character_set_client = latin1", {"kind": "set", "features": ("set_client_encoding",)}),
+    (MY, "SET collation_connection = utf8mb4_bin", {"kind": "set", "features": ()}),
+    (MY, "SET sql_mode = 'STRICT_TRANS_TABLES,NO_ZERO_DATE'", {"kind": "set", "features": ()}),
+    (MY, "SET SESSION sql_mode = '', @a = 1", {"kind": "set", "features": ()}),
+    (MY, "SET sql_mode = 'ANSI_QUOTES'", {"kind": "set", "features": ("set_sql_mode",)}),
+    (MY, "SET @@session.sql_mode = 'NO_BACKSLASH_ESCAPES'", {"kind": "set", "features": ("set_sql_mode",)}),
+    (MY, "SET sql_mode = CONCAT(@@sql_mode, ',ANSI')", {"kind": "set", "features": ("set_sql_mode",)}),
+    (MY, "SET sql_mode = 4", {"kind": "set", "features": ("set_sql_mode",)}),
+    (MY, "SET @x = 'sql_mode'", {"kind": "set", "features": ()}),
     (MY, "SET ROLE admin", {"kind": "set", "features": ("set_role",)}),
     (MY, "RESET MASTER", {"kind": "other"}),
     *[

@@ -55,7 +55,8 @@ Other kinds: ``LOAD DATA`` is ``copy`` (``load_data_infile``, ``load_data_local`
 ``LISTEN``/``NOTIFY``/``FETCH``/``CHECKPOINT``/MySQL ``RESET``, ``FLUSH``, ``KILL``... are ``other``.
 Features besides those of the contract: ``copy_stdio``, ``nested_write``, ``upsert``,
 ``replace``, ``row_lock``, ``explain_analyze``, ``set_role``,
-``set_session_authorization``, ``set_search_path``, ``set_global``, ``alter_system``,
+``set_session_authorization``, ``set_search_path``, ``set_global``, ``set_sql_mode`` (MySQL),
+``alter_system``,
 ``security_definer``, ``untrusted_language``, ``load_library`` (PostgreSQL ``LOAD``), ``handler``,
 ``binlog``, ``mysql_executable_comment``. ``row_lock`` is a locking read (``FOR UPDATE``, ``FOR NO KEY
 UPDATE``, ``FOR SHARE``, ``FOR KEY SHARE``, MySQL ``LOCK IN SHARE MODE``) anywhere in the statement
@@ -1735,6 +1736,55 @@ def _set(ctx: _Ctx, toks: Sequence[Token]) -> _Acc:
     return acc
 
 
+# Session variables that change how the server reads the statements that follow (the gateway reads
+# them in MySQL's default quoting and in UTF-8): ANSI_QUOTES turns "x" into a name,
+# NO_BACKSLASH_ESCAPES ends a string earlier than the gateway would.
+_MYSQL_READING_VARIABLES: Final = {
+    "SQL_MODE": "set_sql_mode",
+    "CHARACTER_SET_CLIENT": "set_client_encoding",
+    "CHARACTER_SET_CONNECTION": "set_client_encoding",
+    "COLLATION_CONNECTION": "set_client_encoding",
+    "CHARACTER_SET_RESULTS": "set_client_encoding",
+}
+
+
+# sql_mode flags that leave the statement's tokens as the gateway reads them. Not among them:
+# ANSI_QUOTES, NO_BACKSLASH_ESCAPES, ANSI, MariaDB's ORACLE/MSSQL/DB2/POSTGRESQL/MAXDB...
+_NEUTRAL_MODE_WORDS: Final = (
+    "STRICT_TRANS_TABLES STRICT_ALL_TABLES ERROR_FOR_DIVISION_BY_ZERO NO_ZERO_DATE NO_ZERO_IN_DATE "
+    "NO_ENGINE_SUBSTITUTION NO_AUTO_CREATE_USER ONLY_FULL_GROUP_BY TRADITIONAL ALLOW_INVALID_DATES "
+    "NO_AUTO_VALUE_ON_ZERO NO_DIR_IN_CREATE NO_FIELD_OPTIONS NO_KEY_OPTIONS NO_TABLE_OPTIONS "
+    "NO_UNSIGNED_SUBTRACTION PAD_CHAR_TO_FULL_LENGTH REAL_AS_FLOAT SIMULTANEOUS_ASSIGNMENT "
+    "TIME_ROUND_FRACTIONAL EMPTY_STRING_IS_NULL"
+)
+_LEXING_NEUTRAL_SQL_MODES: Final = frozenset(_NEUTRAL_MODE_WORDS.split())
+
+
+def _utf8_name(tok: Token) -> bool:
+    """A character set or collation name (bare or quoted) of the UTF-8 family, or ASCII."""
+    name = tok.text.strip("`'\"").lower()
+    return tok.token_type in (_T.STRING, _T.VAR, _T.IDENTIFIER) and name.startswith(("utf8", "ascii"))
+
+
+def _harmless_reading_value(reading: str, after: Sequence[Token], depths: Sequence[int]) -> bool:
+    """Whether the value assigned right after a reading variable (``= 'x'``) keeps statements read
+    as the gateway reads them: one literal, a UTF-8 character set, or sql_mode flags from the
+    neutral list. Anything computed is not harmless: its value is unknown here."""
+    if len(after) < 2 or after[0].token_type not in (_T.EQ, _T.COLON_EQ):
+        return False
+    value = [t for t, d in zip(after[1:], depths[1:], strict=False) if not d]
+    end = next((i for i, t in enumerate(value) if t.token_type == _T.COMMA), len(value))
+    if end != 1:
+        return False
+    tok = value[0]
+    if reading == "set_client_encoding":
+        return _utf8_name(tok)
+    if tok.token_type != _T.STRING:
+        return False
+    flags = {f.strip().upper() for f in tok.text.split(",")} - {""}
+    return flags <= _LEXING_NEUTRAL_SQL_MODES
+
+
 def _mysql_set(ctx: _Ctx, toks: Sequence[Token], words: Sequence[str]) -> _Acc:
     scope = words[1:2]
     if words[1:2] == ["TRANSACTION"] or (
@@ -1748,6 +1798,10 @@ def _mysql_set(ctx: _Ctx, toks: Sequence[Token], words: Sequence[str]) -> _Acc:
     for k, tok in enumerate(toks):
         if depths[k]:
             continue
+        if tok.token_type != _T.STRING:
+            reading = _MYSQL_READING_VARIABLES.get(tok.text.strip("`").upper())
+            if reading and not _harmless_reading_value(reading, toks[k + 1 :], depths[k + 1 :]):
+                acc.features.add(reading)
         if words[k] in ("GLOBAL", "PERSIST", "PERSIST_ONLY"):
             acc.features.add("set_global")
         if (
@@ -1761,7 +1815,9 @@ def _mysql_set(ctx: _Ctx, toks: Sequence[Token], words: Sequence[str]) -> _Acc:
         acc.features.add("set_role")
         return acc
     if words[1:2] in (["NAMES"], ["CHARACTER"], ["CHARSET"]):
-        acc.features.add("set_client_encoding")  # changes how the server reads later statements
+        named = [t for t in toks[2:] if _word(t) not in ("SET", "COLLATE")]
+        if not all(_utf8_name(t) for t in named):
+            acc.features.add("set_client_encoding")  # changes how the server reads later statements
         return acc
     if words[1:2] == ["RESOURCE"]:
         return acc
