@@ -1,0 +1,999 @@
+"""The MySQL client/server protocol (MySQL 5.7-9.x, MariaDB 10.x-11.x), sans-I/O: bytes in, events out.
+
+Nothing here touches a socket or an event loop: the session feeds what it received into a
+:class:`PacketReader`, takes logical payloads out of it, decodes what it needs with the ``parse_*``
+functions (or a :class:`ResponseReader` per command sent to the server) and writes what
+:func:`frame` and the ``build_*`` functions return.
+
+Framing. Every packet is ``int<3> payload length, int<1> sequence id, payload``. A payload of
+0xFFFFFF bytes or more is split into 0xFFFFFF-byte packets with consecutive sequence ids, ended by
+a shorter packet (an empty one when the length is an exact multiple); :class:`PacketReader` joins
+them into one *logical payload* and every parser here works on logical payloads. Sequence ids
+restart at 0 with each command a client sends and go up by one per packet in both directions
+(wrapping at 256); the reader checks them when told what to expect.
+
+Capabilities. The parsers and builders of packets whose layout depends on the negotiated
+capabilities (OK, ERR, EOF, column definitions, rows...) take them as an ``int``; the gateway always
+requires ``CLIENT_PROTOCOL_41``. MariaDB's extended capabilities (bits 32-63) travel in the filler
+of the greeting and of the client's answer when the ``CLIENT_LONG_PASSWORD`` bit (``CLIENT_MYSQL``
+to MariaDB) is clear; they are parsed, and wardgate never advertises them.
+
+Errors. Anything that is not the protocol raises :class:`ProtocolViolation` (never ``IndexError``
+or ``struct.error``), with the MySQL error code and SQLSTATE the session reports to the client in
+an ERR packet before it ends the connection: :class:`PacketTooLarge` (1153, ``08S01``) for a
+payload over the reader's limit, :class:`PacketsOutOfOrder` (1156, ``08S01``) for a sequence id
+that is not the expected one, 1835 (``ER_MALFORMED_PACKET``, ``HY000``) for the rest. Builders
+given values that cannot be encoded (a NUL in a NUL-terminated field, a number out of range)
+raise ``ValueError``: that is a caller bug, not a peer's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from struct import Struct
+
+# --------------------------------------------------------------------------------------------------
+# Constants
+
+MAX_PACKET_PAYLOAD = 0xFFFFFF  # a physical packet's longest payload; one this long continues
+DEFAULT_MAX_PAYLOAD = 64 * 1024 * 1024  # the reader's default limit (MySQL's max_allowed_packet: 64 MiB)
+PROTOCOL_VERSION = 10
+SSL_REQUEST_LENGTH = 32
+NATIVE_PASSWORD = "mysql_native_password"
+CACHING_SHA2_PASSWORD = "caching_sha2_password"
+SHA256_PASSWORD = "sha256_password"
+CLEAR_PASSWORD = "mysql_clear_password"
+CLIENT_ED25519 = "client_ed25519"  # MariaDB's ed25519 plugin, as the client side names it
+
+# Capability flags (CLIENT_*), as in include/mysql_com.h.
+CLIENT_LONG_PASSWORD = 1 << 0
+CLIENT_MYSQL = CLIENT_LONG_PASSWORD  # MariaDB: set by MySQL peers; clear when extended capabilities follow
+CLIENT_FOUND_ROWS = 1 << 1
+CLIENT_LONG_FLAG = 1 << 2
+CLIENT_CONNECT_WITH_DB = 1 << 3
+CLIENT_NO_SCHEMA = 1 << 4
+CLIENT_COMPRESS = 1 << 5
+CLIENT_ODBC = 1 << 6
+CLIENT_LOCAL_FILES = 1 << 7
+CLIENT_IGNORE_SPACE = 1 << 8
+CLIENT_PROTOCOL_41 = 1 << 9
+CLIENT_INTERACTIVE = 1 << 10
+CLIENT_SSL = 1 << 11
+CLIENT_IGNORE_SIGPIPE = 1 << 12
+CLIENT_TRANSACTIONS = 1 << 13
+CLIENT_RESERVED = 1 << 14
+CLIENT_SECURE_CONNECTION = 1 << 15  # CLIENT_RESERVED2 in MySQL 8
+CLIENT_MULTI_STATEMENTS = 1 << 16
+CLIENT_MULTI_RESULTS = 1 << 17
+CLIENT_PS_MULTI_RESULTS = 1 << 18
+CLIENT_PLUGIN_AUTH = 1 << 19
+CLIENT_CONNECT_ATTRS = 1 << 20
+CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA = 1 << 21
+CLIENT_CAN_HANDLE_EXPIRED_PASSWORDS = 1 << 22
+CLIENT_SESSION_TRACK = 1 << 23
+CLIENT_DEPRECATE_EOF = 1 << 24
+CLIENT_OPTIONAL_RESULTSET_METADATA = 1 << 25
+CLIENT_ZSTD_COMPRESSION_ALGORITHM = 1 << 26
+CLIENT_QUERY_ATTRIBUTES = 1 << 27
+CLIENT_MULTI_FACTOR_AUTHENTICATION = 1 << 28
+CLIENT_CAPABILITY_EXTENSION = 1 << 29
+CLIENT_SSL_VERIFY_SERVER_CERT = 1 << 30
+CLIENT_REMEMBER_OPTIONS = 1 << 31
+# MariaDB's extended capabilities (the high 32 bits)
+MARIADB_CLIENT_PROGRESS = 1 << 32
+MARIADB_CLIENT_COM_MULTI = 1 << 33
+MARIADB_CLIENT_STMT_BULK_OPERATIONS = 1 << 34
+MARIADB_CLIENT_EXTENDED_METADATA = 1 << 35
+MARIADB_CLIENT_CACHE_METADATA = 1 << 36
+MARIADB_CLIENT_BULK_UNIT_RESULTS = 1 << 37
+
+# Server status flags (SERVER_*), in OK and EOF packets.
+SERVER_STATUS_IN_TRANS = 1 << 0
+SERVER_STATUS_AUTOCOMMIT = 1 << 1
+SERVER_MORE_RESULTS_EXISTS = 1 << 3
+SERVER_QUERY_NO_GOOD_INDEX_USED = 1 << 4
+SERVER_QUERY_NO_INDEX_USED = 1 << 5
+SERVER_STATUS_CURSOR_EXISTS = 1 << 6
+SERVER_STATUS_LAST_ROW_SENT = 1 << 7
+SERVER_STATUS_DB_DROPPED = 1 << 8
+SERVER_STATUS_NO_BACKSLASH_ESCAPES = 1 << 9
+SERVER_STATUS_METADATA_CHANGED = 1 << 10
+SERVER_QUERY_WAS_SLOW = 1 << 11
+SERVER_PS_OUT_PARAMS = 1 << 12
+SERVER_STATUS_IN_TRANS_READONLY = 1 << 13
+SERVER_SESSION_STATE_CHANGED = 1 << 14
+
+# Command bytes (the first byte of a client's command payload).
+COM_SLEEP = 0x00
+COM_QUIT = 0x01
+COM_INIT_DB = 0x02
+COM_QUERY = 0x03
+COM_FIELD_LIST = 0x04
+COM_CREATE_DB = 0x05
+COM_DROP_DB = 0x06
+COM_REFRESH = 0x07
+COM_SHUTDOWN = 0x08
+COM_STATISTICS = 0x09
+COM_PROCESS_INFO = 0x0A
+COM_CONNECT = 0x0B
+COM_PROCESS_KILL = 0x0C
+COM_DEBUG = 0x0D
+COM_PING = 0x0E
+COM_TIME = 0x0F
+COM_DELAYED_INSERT = 0x10
+COM_CHANGE_USER = 0x11
+COM_BINLOG_DUMP = 0x12
+COM_TABLE_DUMP = 0x13
+COM_CONNECT_OUT = 0x14
+COM_REGISTER_SLAVE = 0x15
+COM_STMT_PREPARE = 0x16
+COM_STMT_EXECUTE = 0x17
+COM_STMT_SEND_LONG_DATA = 0x18
+COM_STMT_CLOSE = 0x19
+COM_STMT_RESET = 0x1A
+COM_SET_OPTION = 0x1B
+COM_STMT_FETCH = 0x1C
+COM_DAEMON = 0x1D
+COM_BINLOG_DUMP_GTID = 0x1E
+COM_RESET_CONNECTION = 0x1F
+COM_CLONE = 0x20
+COM_STMT_BULK_EXECUTE = 0xFA  # MariaDB
+COM_MULTI = 0xFE  # MariaDB 10.2-10.5
+
+# COM_SET_OPTION's options
+MYSQL_OPTION_MULTI_STATEMENTS_ON = 0
+MYSQL_OPTION_MULTI_STATEMENTS_OFF = 1
+
+# COM_STMT_EXECUTE flags (enum_cursor_type)
+CURSOR_TYPE_NO_CURSOR = 0
+CURSOR_TYPE_READ_ONLY = 1
+CURSOR_TYPE_FOR_UPDATE = 2
+CURSOR_TYPE_SCROLLABLE = 4
+PARAMETER_COUNT_AVAILABLE = 8  # MySQL 8.0.26+, with CLIENT_QUERY_ATTRIBUTES
+
+# Column types (enum_field_types).
+MYSQL_TYPE_DECIMAL = 0
+MYSQL_TYPE_TINY = 1
+MYSQL_TYPE_SHORT = 2
+MYSQL_TYPE_LONG = 3
+MYSQL_TYPE_FLOAT = 4
+MYSQL_TYPE_DOUBLE = 5
+MYSQL_TYPE_NULL = 6
+MYSQL_TYPE_TIMESTAMP = 7
+MYSQL_TYPE_LONGLONG = 8
+MYSQL_TYPE_INT24 = 9
+MYSQL_TYPE_DATE = 10
+MYSQL_TYPE_TIME = 11
+MYSQL_TYPE_DATETIME = 12
+MYSQL_TYPE_YEAR = 13
+MYSQL_TYPE_NEWDATE = 14  # server-internal
+MYSQL_TYPE_VARCHAR = 15
+MYSQL_TYPE_BIT = 16
+MYSQL_TYPE_TIMESTAMP2 = 17  # server-internal
+MYSQL_TYPE_DATETIME2 = 18  # server-internal
+MYSQL_TYPE_TIME2 = 19  # server-internal
+MYSQL_TYPE_TYPED_ARRAY = 20  # replication only
+MYSQL_TYPE_VECTOR = 242  # MySQL 9
+MYSQL_TYPE_INVALID = 243
+MYSQL_TYPE_BOOL = 244  # server-internal
+MYSQL_TYPE_JSON = 245
+MYSQL_TYPE_NEWDECIMAL = 246
+MYSQL_TYPE_ENUM = 247
+MYSQL_TYPE_SET = 248
+MYSQL_TYPE_TINY_BLOB = 249
+MYSQL_TYPE_MEDIUM_BLOB = 250
+MYSQL_TYPE_LONG_BLOB = 251
+MYSQL_TYPE_BLOB = 252
+MYSQL_TYPE_VAR_STRING = 253
+MYSQL_TYPE_STRING = 254
+MYSQL_TYPE_GEOMETRY = 255
+
+# Column definition flags.
+NOT_NULL_FLAG = 1
+PRI_KEY_FLAG = 2
+UNIQUE_KEY_FLAG = 4
+MULTIPLE_KEY_FLAG = 8
+BLOB_FLAG = 16
+UNSIGNED_FLAG = 32
+ZEROFILL_FLAG = 64
+BINARY_FLAG = 128
+ENUM_FLAG = 256
+AUTO_INCREMENT_FLAG = 512
+TIMESTAMP_FLAG = 1024
+SET_FLAG = 2048
+NO_DEFAULT_VALUE_FLAG = 4096
+ON_UPDATE_NOW_FLAG = 8192
+PART_KEY_FLAG = 16384
+NUM_FLAG = 32768
+
+# Character sets (collation ids) the gateway names.
+BINARY_CHARSET = 63
+UTF8MB4_GENERAL_CI = 45
+UTF8MB4_0900_AI_CI = 255  # MySQL 8's default
+
+# Packet headers.
+OK_HEADER = 0x00
+AUTH_MORE_DATA_HEADER = 0x01
+LOCAL_INFILE_HEADER = 0xFB
+EOF_HEADER = 0xFE  # also AuthSwitchRequest during authentication
+ERR_HEADER = 0xFF
+NULL_CELL = 0xFB  # a NULL value in a text-protocol row
+
+# Error codes the gateway uses for protocol failures.
+ER_NET_PACKET_TOO_LARGE = 1153
+ER_NET_PACKETS_OUT_OF_ORDER = 1156
+ER_MALFORMED_PACKET = 1835
+ER_UNKNOWN_COM_ERROR = 1047
+
+_HEADER = Struct("<I")  # payload length (3 bytes) and sequence id (1 byte), one little-endian word
+_U16 = Struct("<H")
+_U32 = Struct("<I")
+_U64 = Struct("<Q")
+_OK_41 = Struct("<HH")  # status, warnings
+_HANDSHAKE_TAIL = Struct("<BHHB")  # charset, status, capabilities (high 16 bits), auth data length
+_CLIENT_HEAD = Struct("<IIB")  # capabilities, max packet size, charset
+
+_unpack_header = _HEADER.unpack_from
+_pack_header = _HEADER.pack
+_unpack_u16 = _U16.unpack_from
+_unpack_u32 = _U32.unpack_from
+
+
+class ProtocolViolation(Exception):
+    """The peer sent something that is not the protocol: the session reports it and ends.
+
+    ``code`` and ``sqlstate`` are what the session puts in the ERR packet it sends the client.
+    """
+
+    code = ER_MALFORMED_PACKET
+    sqlstate = "HY000"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class PacketTooLarge(ProtocolViolation):
+    """A logical payload over the reader's limit (``ER_NET_PACKET_TOO_LARGE``)."""
+
+    code = ER_NET_PACKET_TOO_LARGE
+    sqlstate = "08S01"
+
+
+class PacketsOutOfOrder(ProtocolViolation):
+    """A packet whose sequence id is not the expected one (``ER_NET_PACKETS_OUT_OF_ORDER``)."""
+
+    code = ER_NET_PACKETS_OUT_OF_ORDER
+    sqlstate = "08S01"
+
+
+# --------------------------------------------------------------------------------------------------
+# Length-encoded integers and strings (hot path: rows are made of them)
+
+
+def read_lenenc_int(data: bytes, pos: int) -> tuple[int, int]:
+    """``(value, position after it)`` of the length-encoded integer at ``pos``.
+
+    0xFB (NULL in a row) and 0xFF are not integers: :class:`ProtocolViolation`, as is one cut short.
+    """
+    try:
+        first = data[pos]
+    except IndexError:
+        raise ProtocolViolation("a length-encoded integer is missing") from None
+    if first < 0xFB:
+        return first, pos + 1
+    if first == 0xFC:
+        end = pos + 3
+    elif first == 0xFD:
+        end = pos + 4
+    elif first == 0xFE:
+        end = pos + 9
+    else:
+        raise ProtocolViolation(f"invalid length-encoded integer prefix 0x{first:02x}")
+    if end > len(data):
+        raise ProtocolViolation("a length-encoded integer is truncated")
+    return int.from_bytes(data[pos + 1 : end], "little"), end
+
+
+def read_lenenc_bytes(data: bytes, pos: int) -> tuple[bytes, int]:
+    """``(bytes, position after them)`` of the length-encoded string at ``pos``."""
+    length, pos = read_lenenc_int(data, pos)
+    end = pos + length
+    if end > len(data):
+        raise ProtocolViolation("a length-encoded string runs past the end of its packet")
+    return data[pos:end], end
+
+
+def lenenc_int(value: int) -> bytes:
+    """The length-encoded form of ``0 <= value < 2**64``."""
+    if value < 0xFB:
+        if value < 0:
+            raise ValueError("a length-encoded integer cannot be negative")
+        return bytes((value,))
+    if value < 0x10000:
+        return b"\xfc" + value.to_bytes(2, "little")
+    if value < 0x1000000:
+        return b"\xfd" + value.to_bytes(3, "little")
+    if value < 1 << 64:
+        return b"\xfe" + value.to_bytes(8, "little")
+    raise ValueError("a length-encoded integer must be below 2**64")
+
+
+def lenenc_bytes(value: bytes) -> bytes:
+    """``value`` as a length-encoded string."""
+    n = len(value)
+    if n < 0xFB:
+        return bytes((n,)) + value
+    return lenenc_int(n) + value
+
+
+def _read_nul(data: bytes, pos: int, what: str) -> tuple[bytes, int]:
+    end = data.find(b"\x00", pos)
+    if end < 0:
+        raise ProtocolViolation(f"{what} is not NUL-terminated")
+    return data[pos:end], end + 1
+
+
+def _nul(value: bytes, what: str) -> bytes:
+    if b"\x00" in value:
+        raise ValueError(f"{what} cannot contain NUL")
+    return value + b"\x00"
+
+
+def _text(raw: bytes, what: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolViolation(f"{what} is not valid UTF-8") from None
+
+
+def _fixed(data: bytes, pos: int, size: int, what: str) -> int:
+    """The end of a ``size``-byte field at ``pos``, checked."""
+    end = pos + size
+    if end > len(data):
+        raise ProtocolViolation(f"{what} is truncated")
+    return end
+
+
+def _done(data: bytes, pos: int, what: str) -> None:
+    if pos != len(data):
+        raise ProtocolViolation(f"{len(data) - pos} unexpected bytes at the end of {what}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Framing
+
+
+def frame(payload: bytes, seq: int) -> bytes:
+    """``payload`` framed as packets starting at sequence id ``seq`` (see :func:`next_sequence`).
+
+    A payload of 0xFFFFFF bytes or more is split into 0xFFFFFF-byte packets, ended by a shorter
+    one: an empty packet when the length is an exact multiple of 0xFFFFFF.
+    """
+    n = len(payload)
+    if n < MAX_PACKET_PAYLOAD:
+        return _pack_header(n | (seq & 0xFF) << 24) + payload
+    parts: list[bytes] = []
+    pos = 0
+    while True:
+        chunk = payload[pos : pos + MAX_PACKET_PAYLOAD]
+        parts.append(_pack_header(len(chunk) | (seq & 0xFF) << 24))
+        parts.append(chunk)
+        seq += 1
+        pos += len(chunk)
+        if len(chunk) < MAX_PACKET_PAYLOAD:
+            return b"".join(parts)
+
+
+def packet_count(payload_length: int) -> int:
+    """How many packets (sequence ids) a payload of this length takes on the wire."""
+    return payload_length // MAX_PACKET_PAYLOAD + 1
+
+
+def next_sequence(seq: int, payload_length: int) -> int:
+    """The sequence id after a payload of ``payload_length`` bytes framed from ``seq``."""
+    return (seq + payload_length // MAX_PACKET_PAYLOAD + 1) & 0xFF
+
+
+def check_sequence(actual: int, expected: int) -> None:
+    """:class:`PacketsOutOfOrder` unless ``actual == expected`` (both taken modulo 256)."""
+    if (actual - expected) & 0xFF:
+        raise PacketsOutOfOrder(f"got packet sequence id {actual & 0xFF}, expected {expected & 0xFF}")
+
+
+class PacketReader:
+    """Splits a byte stream into logical payloads. Sans-I/O: feed(bytes), then next() until None.
+
+    :meth:`next` returns ``(sequence id, payload)``; a payload split over several packets comes back
+    joined, with the sequence id of its first packet (:attr:`last_sequence` is its last one's).
+    A logical payload over ``max_payload`` bytes raises :class:`PacketTooLarge` as soon as its length
+    is known (before it is buffered whole). When :attr:`expected_sequence` is set, each packet's id
+    must be that one (then it goes up by one per packet): :class:`PacketsOutOfOrder` otherwise. The
+    session sets it when it expects a new exchange: 0 for a client's command, and for the server's
+    answer the id after its command's last packet. ``None`` (the default) checks nothing.
+
+    A payload arriving in many pieces is joined once, when it is complete. After a
+    :class:`ProtocolViolation` the reader's state is undefined.
+    """
+
+    __slots__ = ("_data", "_max", "_parts", "_parts_len", "_pos", "expected_sequence", "last_sequence")
+
+    def __init__(
+        self, *, max_payload: int = DEFAULT_MAX_PAYLOAD, expected_sequence: int | None = None
+    ) -> None:
+        if max_payload < 1:
+            raise ValueError("max_payload must be positive")
+        self._data = b""  # the bytes the next packet starts in; _data[:_pos] was already taken
+        self._pos = 0
+        self._parts: list[bytes] = []  # fed after _data and not joined to it yet
+        self._parts_len = 0
+        self._max = max_payload
+        self.expected_sequence = expected_sequence
+        self.last_sequence: int | None = None
+
+    @property
+    def max_payload(self) -> int:
+        return self._max
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held and not taken yet (after next() returned None: the incomplete tail)."""
+        return len(self._data) - self._pos + self._parts_len
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        if not data:
+            return
+        chunk = bytes(data)  # the object itself when it is already bytes
+        if self._pos == len(self._data) and not self._parts:
+            self._data = chunk
+            self._pos = 0
+        else:
+            self._parts.append(chunk)
+            self._parts_len += len(chunk)
+
+    def _contiguous(self, size: int) -> bool:
+        """Make ``size`` bytes from the current position contiguous in ``_data``, if they arrived."""
+        if len(self._data) - self._pos >= size:
+            return True
+        if len(self._data) - self._pos + self._parts_len < size:
+            return False
+        self._data = self._data[self._pos :] + b"".join(self._parts)
+        self._pos = 0
+        self._parts = []
+        self._parts_len = 0
+        return True
+
+    def _too_large(self, length: int) -> PacketTooLarge:
+        return PacketTooLarge(
+            f"a packet of {length} bytes or more is larger than the limit of {self._max} bytes"
+        )
+
+    def next(self) -> tuple[int, bytes] | None:
+        """The next complete logical payload as ``(sequence id, payload)``, or None."""
+        if not self._contiguous(4):
+            return None
+        data, pos = self._data, self._pos
+        (word,) = _unpack_header(data, pos)
+        length, seq = word & 0xFFFFFF, word >> 24
+        if length < MAX_PACKET_PAYLOAD:
+            if length > self._max:
+                raise self._too_large(length)
+            expected = self.expected_sequence
+            if expected is not None and seq != expected:
+                check_sequence(seq, expected)
+            if not self._contiguous(4 + length):
+                return None
+            data, pos = self._data, self._pos
+            end = pos + 4 + length
+            self._pos = end
+            self.last_sequence = seq
+            if expected is not None:
+                self.expected_sequence = (seq + 1) & 0xFF
+            return seq, data[pos + 4 : end]
+        return self._next_split()
+
+    def _next_split(self) -> tuple[int, bytes] | None:
+        """A payload of several packets: taken only once every one of them arrived."""
+        offset = 0  # from the current position
+        total = 0
+        count = 0
+        first_seq = last_seq = 0
+        expected = self.expected_sequence
+        while True:
+            if not self._contiguous(offset + 4):
+                return None
+            (word,) = _unpack_header(self._data, self._pos + offset)
+            length, seq = word & 0xFFFFFF, word >> 24
+            if count == 0:
+                first_seq = seq
+            if expected is not None:
+                check_sequence(seq, expected + count)
+            elif count:
+                check_sequence(seq, first_seq + count)  # the parts of one payload are consecutive
+            total += length
+            if total > self._max:
+                raise self._too_large(total)
+            offset += 4 + length
+            count += 1
+            last_seq = seq
+            if length < MAX_PACKET_PAYLOAD:
+                break
+        if not self._contiguous(offset):
+            return None
+        data, pos = self._data, self._pos
+        chunks = []
+        end = pos + offset
+        while pos < end:
+            (word,) = _unpack_header(data, pos)
+            length = word & 0xFFFFFF
+            chunks.append(data[pos + 4 : pos + 4 + length])
+            pos += 4 + length
+        self._pos = end
+        self.last_sequence = last_seq
+        if expected is not None:
+            self.expected_sequence = (last_seq + 1) & 0xFF
+        return first_seq, b"".join(chunks)
+
+
+# --------------------------------------------------------------------------------------------------
+# Connection phase: greeting, SSLRequest, HandshakeResponse41, authentication exchanges
+
+
+@dataclass(frozen=True, slots=True)
+class Handshake:
+    """The server's greeting (Protocol::HandshakeV10).
+
+    ``capabilities`` holds MariaDB's extended capabilities in bits 32-63 when the server sent them
+    (``CLIENT_MYSQL`` clear). ``auth_plugin_data`` is the nonce (usually 20 bytes, without the NUL
+    MySQL appends); ``auth_plugin_name`` is empty when the server did not name one.
+    """
+
+    server_version: str
+    connection_id: int
+    auth_plugin_data: bytes
+    capabilities: int
+    charset: int
+    status: int
+    auth_plugin_name: str
+
+
+def parse_handshake(payload: bytes) -> Handshake:
+    """Decode the server's greeting (an ERR payload is the caller's to detect first: 0xFF)."""
+    if not payload or payload[0] != PROTOCOL_VERSION:
+        version = payload[0] if payload else None
+        raise ProtocolViolation(f"unsupported handshake protocol version {version}: expected 10")
+    raw_version, pos = _read_nul(payload, 1, "the server version")
+    end = _fixed(payload, pos, 4 + 8 + 1 + 2, "the server greeting")
+    (connection_id,) = _unpack_u32(payload, pos)
+    nonce = payload[pos + 4 : pos + 12]
+    (capabilities,) = _unpack_u16(payload, pos + 13)
+    pos = end
+    if pos + _HANDSHAKE_TAIL.size + 10 > len(payload):
+        raise ProtocolViolation("the server greeting is truncated (a pre-4.1 server?)")
+    charset, status, high, data_length = _HANDSHAKE_TAIL.unpack_from(payload, pos)
+    capabilities |= high << 16
+    pos += _HANDSHAKE_TAIL.size + 6
+    if not capabilities & CLIENT_MYSQL:
+        (extended,) = _unpack_u32(payload, pos)
+        capabilities |= extended << 32
+    pos += 4
+    if not capabilities & CLIENT_PROTOCOL_41:
+        raise ProtocolViolation("the server does not speak protocol 4.1")
+    if capabilities & CLIENT_SECURE_CONNECTION:
+        size = max(12, data_length - 9) if capabilities & CLIENT_PLUGIN_AUTH else 12
+        end = _fixed(payload, pos, size, "the server's nonce")
+        nonce += payload[pos:end]
+        pos = end
+        if pos < len(payload):
+            if payload[pos] != 0:
+                raise ProtocolViolation("the server's nonce is not followed by NUL")
+            pos += 1
+    plugin = b""
+    if capabilities & CLIENT_PLUGIN_AUTH and pos < len(payload):
+        end = payload.find(b"\x00", pos)
+        if end < 0:  # some servers end the name with the packet instead
+            plugin, pos = payload[pos:], len(payload)
+        else:
+            plugin, pos = payload[pos:end], end + 1
+    _done(payload, pos, "the server greeting")
+    return Handshake(
+        server_version=_text(raw_version, "the server version"),
+        connection_id=connection_id,
+        auth_plugin_data=nonce,
+        capabilities=capabilities,
+        charset=charset,
+        status=status,
+        auth_plugin_name=_text(plugin, "the authentication plugin name"),
+    )
+
+
+def build_handshake(handshake: Handshake) -> bytes:
+    """The greeting's payload. The nonce must be 8 bytes, or 20 or more with SECURE_CONNECTION."""
+    caps = handshake.capabilities
+    nonce = handshake.auth_plugin_data
+    if not 0 <= caps < 1 << 64 or not 0 <= handshake.connection_id < 1 << 32:
+        raise ValueError("capabilities or connection id out of range")
+    if not caps & CLIENT_PROTOCOL_41:
+        raise ValueError("the greeting must advertise CLIENT_PROTOCOL_41")
+    if caps & CLIENT_SECURE_CONNECTION:
+        if len(nonce) < 20:
+            raise ValueError("the nonce must be at least 20 bytes with CLIENT_SECURE_CONNECTION")
+    elif len(nonce) != 8:
+        raise ValueError("the nonce must be 8 bytes without CLIENT_SECURE_CONNECTION")
+    data_length = len(nonce) + 1 if caps & CLIENT_PLUGIN_AUTH else 0
+    if data_length > 0xFF:
+        raise ValueError("the nonce is too long")
+    filler = (caps >> 32).to_bytes(4, "little") if not caps & CLIENT_MYSQL else b"\x00" * 4
+    parts = [
+        bytes((PROTOCOL_VERSION,)),
+        _nul(handshake.server_version.encode(), "the server version"),
+        _U32.pack(handshake.connection_id),
+        nonce[:8],
+        b"\x00",
+        _U16.pack(caps & 0xFFFF),
+        _HANDSHAKE_TAIL.pack(handshake.charset, handshake.status, caps >> 16 & 0xFFFF, data_length),
+        b"\x00" * 6,
+        filler,
+    ]
+    if caps & CLIENT_SECURE_CONNECTION:
+        parts.append(nonce[8:] + b"\x00")
+    if caps & CLIENT_PLUGIN_AUTH:
+        parts.append(_nul(handshake.auth_plugin_name.encode(), "the plugin name"))
+    return b"".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class SSLRequest:
+    """The client's 32-byte request to switch to TLS before its HandshakeResponse."""
+
+    capabilities: int
+    max_packet_size: int
+    charset: int
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeResponse:
+    """The client's answer to the greeting (Protocol::HandshakeResponse41).
+
+    ``database`` is None without CLIENT_CONNECT_WITH_DB; ``auth_plugin_name`` is empty when the client
+    did not name one; ``connect_attributes`` keep the client's order (None without CONNECT_ATTRS).
+    """
+
+    capabilities: int
+    max_packet_size: int
+    charset: int
+    username: str
+    auth_response: bytes
+    database: str | None = None
+    auth_plugin_name: str = ""
+    connect_attributes: tuple[tuple[str, str], ...] | None = None
+    zstd_level: int | None = None
+
+
+def _client_head(payload: bytes) -> tuple[int, int, int]:
+    if len(payload) < SSL_REQUEST_LENGTH:
+        raise ProtocolViolation(f"the client's handshake response is truncated ({len(payload)} bytes)")
+    capabilities, max_packet, charset = _CLIENT_HEAD.unpack_from(payload)
+    if not capabilities & CLIENT_PROTOCOL_41:
+        raise ProtocolViolation("the client does not speak protocol 4.1 (HandshakeResponse320)")
+    if not capabilities & CLIENT_MYSQL:
+        (extended,) = _unpack_u32(payload, 28)
+        capabilities |= extended << 32
+    return capabilities, max_packet, charset
+
+
+def parse_client_handshake(payload: bytes) -> SSLRequest | HandshakeResponse:
+    """Decode what a client sends after the greeting: an SSLRequest (32 bytes) or its response."""
+    capabilities, max_packet, charset = _client_head(payload)
+    if len(payload) == SSL_REQUEST_LENGTH:
+        if not capabilities & CLIENT_SSL:
+            raise ProtocolViolation("a 32-byte handshake response without CLIENT_SSL")
+        return SSLRequest(capabilities, max_packet, charset)
+    raw_user, pos = _read_nul(payload, SSL_REQUEST_LENGTH, "the user name")
+    if capabilities & CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA:
+        auth, pos = read_lenenc_bytes(payload, pos)
+    elif capabilities & CLIENT_SECURE_CONNECTION:
+        end = _fixed(payload, pos, 1, "the authentication response")
+        auth_end = _fixed(payload, end, payload[pos], "the authentication response")
+        auth, pos = payload[end:auth_end], auth_end
+    else:
+        auth, pos = _read_nul(payload, pos, "the authentication response")
+    database: str | None = None
+    if capabilities & CLIENT_CONNECT_WITH_DB and pos < len(payload):
+        raw_db, pos = _read_nul(payload, pos, "the database name")
+        database = _text(raw_db, "the database name")
+    plugin = b""
+    if capabilities & CLIENT_PLUGIN_AUTH and pos < len(payload):
+        plugin, pos = _read_nul(payload, pos, "the authentication plugin name")
+    attributes: tuple[tuple[str, str], ...] | None = None
+    if capabilities & CLIENT_CONNECT_ATTRS and pos < len(payload):
+        block, pos = read_lenenc_bytes(payload, pos)
+        attributes = _parse_attributes(block)
+    zstd: int | None = None
+    if capabilities & CLIENT_ZSTD_COMPRESSION_ALGORITHM and pos < len(payload):
+        zstd = payload[pos]
+        pos += 1
+    _done(payload, pos, "the handshake response")
+    return HandshakeResponse(
+        capabilities=capabilities,
+        max_packet_size=max_packet,
+        charset=charset,
+        username=_text(raw_user, "the user name"),
+        auth_response=auth,
+        database=database,
+        auth_plugin_name=_text(plugin, "the authentication plugin name"),
+        connect_attributes=attributes,
+        zstd_level=zstd,
+    )
+
+
+def _parse_attributes(block: bytes) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    pos = 0
+    while pos < len(block):
+        key, pos = read_lenenc_bytes(block, pos)
+        value, pos = read_lenenc_bytes(block, pos)
+        pairs.append((_text(key, "a connection attribute"), _text(value, "a connection attribute")))
+    return tuple(pairs)
+
+
+def _client_head_bytes(capabilities: int, max_packet: int, charset: int) -> bytes:
+    if not 0 <= capabilities < 1 << 64 or not 0 <= max_packet < 1 << 32 or not 0 <= charset < 256:
+        raise ValueError("capabilities, max packet size or charset out of range")
+    extended = (capabilities >> 32).to_bytes(4, "little") if not capabilities & CLIENT_MYSQL else b"\x00" * 4
+    return _CLIENT_HEAD.pack(capabilities & 0xFFFFFFFF, max_packet, charset) + b"\x00" * 19 + extended
+
+
+def build_ssl_request(request: SSLRequest) -> bytes:
+    if not request.capabilities & CLIENT_SSL:
+        raise ValueError("an SSLRequest must carry CLIENT_SSL")
+    return _client_head_bytes(request.capabilities, request.max_packet_size, request.charset)
+
+
+def build_handshake_response(response: HandshakeResponse) -> bytes:
+    """The response's payload; fields are written as the capabilities say (see the parser)."""
+    caps = response.capabilities
+    if not caps & CLIENT_PROTOCOL_41:
+        raise ValueError("the response must carry CLIENT_PROTOCOL_41")
+    parts = [
+        _client_head_bytes(caps, response.max_packet_size, response.charset),
+        _nul(response.username.encode(), "the user name"),
+    ]
+    auth = response.auth_response
+    if caps & CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA:
+        parts.append(lenenc_bytes(auth))
+    elif caps & CLIENT_SECURE_CONNECTION:
+        if len(auth) > 0xFF:
+            raise ValueError("an authentication response over 255 bytes needs PLUGIN_AUTH_LENENC_CLIENT_DATA")
+        parts.append(bytes((len(auth),)) + auth)
+    else:
+        parts.append(_nul(auth, "the authentication response"))
+    tail_needed = (
+        response.auth_plugin_name
+        or response.connect_attributes is not None
+        or response.zstd_level is not None
+    )
+    if caps & CLIENT_CONNECT_WITH_DB and (response.database is not None or tail_needed):
+        parts.append(_nul((response.database or "").encode(), "the database name"))
+    if caps & CLIENT_PLUGIN_AUTH and (
+        response.auth_plugin_name
+        or response.connect_attributes is not None
+        or response.zstd_level is not None
+    ):
+        parts.append(_nul(response.auth_plugin_name.encode(), "the plugin name"))
+    if caps & CLIENT_CONNECT_ATTRS and (
+        response.connect_attributes is not None or response.zstd_level is not None
+    ):
+        block = b"".join(
+            lenenc_bytes(k.encode()) + lenenc_bytes(v.encode()) for k, v in response.connect_attributes or ()
+        )
+        parts.append(lenenc_bytes(block))
+    if caps & CLIENT_ZSTD_COMPRESSION_ALGORITHM and response.zstd_level is not None:
+        parts.append(bytes((response.zstd_level,)))
+    return b"".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSwitchRequest:
+    """The server asks the client to authenticate with another plugin (0xFE, plugin, data)."""
+
+    plugin: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AuthMoreData:
+    """Plugin data during authentication (0x01, data): a caching_sha2 status byte, a public key..."""
+
+    data: bytes
+
+
+def parse_auth_switch(payload: bytes) -> AuthSwitchRequest:
+    if not payload or payload[0] != EOF_HEADER:
+        raise ProtocolViolation("not an authentication switch request")
+    if len(payload) == 1:
+        raise ProtocolViolation("the server asks for the pre-4.1 mysql_old_password: not supported")
+    raw, pos = _read_nul(payload, 1, "the authentication plugin name")
+    return AuthSwitchRequest(_text(raw, "the authentication plugin name"), payload[pos:])
+
+
+def build_auth_switch(request: AuthSwitchRequest) -> bytes:
+    if not request.plugin:
+        raise ValueError("an authentication switch names a plugin")
+    return b"\xfe" + _nul(request.plugin.encode(), "the plugin name") + request.data
+
+
+def parse_auth_more_data(payload: bytes) -> AuthMoreData:
+    if not payload or payload[0] != AUTH_MORE_DATA_HEADER:
+        raise ProtocolViolation("not an AuthMoreData packet")
+    return AuthMoreData(payload[1:])
+
+
+def build_auth_more_data(data: bytes) -> bytes:
+    return b"\x01" + data
+
+
+# --------------------------------------------------------------------------------------------------
+# Generic response packets: OK, ERR, EOF
+
+
+@dataclass(frozen=True, slots=True)
+class Ok:
+    """An OK packet. ``eof_header``: it came with the 0xFE header (the EOF replacement under
+    CLIENT_DEPRECATE_EOF). With CLIENT_SESSION_TRACK ``info`` is None when the field was absent
+    and ``session_state`` holds the raw session-state-change block (None when absent); without
+    it ``info`` is the rest of the packet."""
+
+    affected_rows: int = 0
+    last_insert_id: int = 0
+    status: int = 0
+    warnings: int = 0
+    info: bytes | None = None
+    session_state: bytes | None = None
+    eof_header: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Err:
+    """An ERR packet; ``sqlstate`` is None when the server sent none (a pre-handshake error)."""
+
+    code: int
+    message: str
+    sqlstate: str | None = "HY000"
+
+
+@dataclass(frozen=True, slots=True)
+class Eof:
+    """An EOF packet (without CLIENT_DEPRECATE_EOF)."""
+
+    warnings: int = 0
+    status: int = 0
+
+
+def is_eof_packet(payload: bytes, capabilities: int) -> bool:
+    """True when ``payload`` ends rows: an EOF (0xFE, under 9 bytes) or, under DEPRECATE_EOF, an
+    OK with the 0xFE header. A row whose first value starts with 0xFE (a length-encoded length of
+    2**24 or more) is at least 2**24 bytes long, so the length tells them apart."""
+    if not payload or payload[0] != EOF_HEADER:
+        return False
+    if capabilities & CLIENT_DEPRECATE_EOF:
+        return len(payload) < MAX_PACKET_PAYLOAD
+    return len(payload) < 9
+
+
+def parse_ok(payload: bytes, capabilities: int) -> Ok:
+    if not payload or payload[0] not in (OK_HEADER, EOF_HEADER):
+        raise ProtocolViolation("not an OK packet")
+    affected, pos = read_lenenc_int(payload, 1)
+    insert_id, pos = read_lenenc_int(payload, pos)
+    status = warnings = 0
+    if capabilities & CLIENT_PROTOCOL_41:
+        end = _fixed(payload, pos, 4, "an OK packet")
+        status, warnings = _OK_41.unpack_from(payload, pos)
+        pos = end
+    elif capabilities & CLIENT_TRANSACTIONS:
+        end = _fixed(payload, pos, 2, "an OK packet")
+        (status,) = _unpack_u16(payload, pos)
+        pos = end
+    info: bytes | None = None
+    state: bytes | None = None
+    if capabilities & CLIENT_SESSION_TRACK:
+        if pos < len(payload):
+            info, pos = read_lenenc_bytes(payload, pos)
+            if status & SERVER_SESSION_STATE_CHANGED:
+                state, pos = read_lenenc_bytes(payload, pos)
+        _done(payload, pos, "an OK packet")
+    elif pos < len(payload):
+        info = payload[pos:]
+    return Ok(affected, insert_id, status, warnings, info, state, payload[0] == EOF_HEADER)
+
+
+def build_ok(ok: Ok, capabilities: int) -> bytes:
+    parts = [
+        b"\xfe" if ok.eof_header else b"\x00",
+        lenenc_int(ok.affected_rows),
+        lenenc_int(ok.last_insert_id),
+    ]
+    if capabilities & CLIENT_PROTOCOL_41:
+        parts.append(_OK_41.pack(ok.status, ok.warnings))
+    elif capabilities & CLIENT_TRANSACTIONS:
+        parts.append(_U16.pack(ok.status))
+    if capabilities & CLIENT_SESSION_TRACK:
+        if ok.session_state is not None and not ok.status & SERVER_SESSION_STATE_CHANGED:
+            raise ValueError("session state needs SERVER_SESSION_STATE_CHANGED in the status")
+        if ok.info is not None or ok.status & SERVER_SESSION_STATE_CHANGED:
+            parts.append(lenenc_bytes(ok.info or b""))
+        if ok.status & SERVER_SESSION_STATE_CHANGED:
+            parts.append(lenenc_bytes(ok.session_state or b""))
+    elif ok.info:
+        parts.append(ok.info)
+    payload = b"".join(parts)
+    if ok.eof_header and len(payload) >= MAX_PACKET_PAYLOAD:
+        raise ValueError("a 0xFE-headed OK packet must be shorter than 0xFFFFFF bytes")
+    return payload
+
+
+def parse_err(payload: bytes, capabilities: int) -> Err:
+    """Decode an ERR packet. The message is decoded leniently (a server may send it in another
+    character set): an unreadable byte in an error must not become a protocol failure."""
+    if not payload or payload[0] != ERR_HEADER:
+        raise ProtocolViolation("not an ERR packet")
+    end = _fixed(payload, 1, 2, "an ERR packet")
+    (code,) = _unpack_u16(payload, 1)
+    pos = end
+    sqlstate: str | None = None
+    if capabilities & CLIENT_PROTOCOL_41 and payload[pos : pos + 1] == b"#":
+        end = _fixed(payload, pos, 6, "an ERR packet's SQLSTATE")
+        sqlstate = payload[pos + 1 : end].decode("latin-1")
+        pos = end
+    return Err(code, payload[pos:].decode("utf-8", "replace"), sqlstate)
+
+
+def build_err(err: Err, capabilities: int) -> bytes:
+    if not 0 <= err.code <= 0xFFFF:
+        raise ValueError("an error code is 16 bits")
+    parts = [b"\xff", _U16.pack(err.code)]
+    if capabilities & CLIENT_PROTOCOL_41 and err.sqlstate is not None:
+        state = err.sqlstate.encode("ascii")
+        if len(state) != 5:
+            raise ValueError(f"a SQLSTATE is 5 characters, not {err.sqlstate!r}")
+        parts.append(b"#" + state)
+    parts.append(err.message.encode("utf-8", "replace"))
+    return b"".join(parts)
+
+
+def parse_eof(payload: bytes, capabilities: int) -> Eof:
+    if not payload or payload[0] != EOF_HEADER or len(payload) >= 9:
+        raise ProtocolViolation("not an EOF packet")
+    if capabilities & CLIENT_PROTOCOL_41:
+        if len(payload) != 5:
+            raise ProtocolViolation(f"an EOF packet has {len(payload)} bytes, not 5")
+        warnings, status = _OK_41.unpack_from(payload, 1)
+        return Eof(warnings, status)
+    _done(payload, 1, "an EOF packet")
+    return Eof()
+
+
+def build_eof(eof: Eof, capabilities: int) -> bytes:
+    if capabilities & CLIENT_PROTOCOL_41:
+        return b"\xfe" + _OK_41.pack(eof.warnings, eof.status)
+    return b"\xfe"
+
+
+AuthPacket = Ok | Err | AuthSwitchRequest | AuthMoreData
+
+
+def parse_auth_packet(payload: bytes, capabilities: int) -> AuthPacket:
+    """What the server says during authentication: OK, ERR, AuthSwitchRequest or AuthMoreData."""
+    if not payload:
+        raise ProtocolViolation("an empty packet during authentication")
+    header = payload[0]
+    if header == OK_HEADER:
+        return parse_ok(payload, capabilities)
+    if header == ERR_HEADER:
+        return parse_err(payload, capabilities)
+    if header == EOF_HEADER:
+        return parse_auth_switch(payload)
+    if header == AUTH_MORE_DATA_HEADER:
+        return AuthMoreData(payload[1:])
+    raise ProtocolViolation(f"unexpected packet 0x{header:02x} during authentication")
