@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from wardgate.auditing.chain import EventWriter, RecordChain
 from wardgate.errors import ServiceUnavailable
-from wardgate.recording import FORMAT, INDEX_RETENTION, EventStream, RecordIndex, new_record_id
+from wardgate.recording import (
+    FORMAT,
+    INDEX_RETENTION,
+    EventStream,
+    RecordIndex,
+    json_line,
+    new_record_id,
+)
 
 ADMIN_CONNECTION = "_admin"  # not a valid connection name, so it can never collide with one
 
@@ -24,6 +32,7 @@ ADMIN_CONNECTION = "_admin"  # not a valid connection name, so it can never coll
 class AuditLog:
     stream: EventStream
     index: RecordIndex
+    writer: EventWriter = field(default_factory=EventWriter)  # chain and sequence (auditing/chain.py)
 
     def record(
         self,
@@ -72,8 +81,17 @@ class AuditLog:
             "duration_ms": 0.0,
             "expires_at": int((when + INDEX_RETENTION).timestamp()),
         }
+        sealed = self.writer.seal(event, json_line, RecordChain())  # one event: the whole record
+        declarations = self.writer.declarations(json_line)  # what an earlier failed write may have lost
         try:
-            self.stream.put(json.dumps(event, separators=(",", ":"), default=str).encode() + b"\n")
+            try:
+                if declarations:
+                    self.stream.put_batch([*(d.line for d in declarations), sealed.line])
+                else:
+                    self.stream.put(sealed.line)
+            except Exception:
+                self.writer.lost([*declarations, sealed])
+                raise
             self.index.put(entry)
         except Exception as exc:
             raise ServiceUnavailable(

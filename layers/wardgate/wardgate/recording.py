@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from wardgate import aws
+from wardgate.auditing.chain import EventWriter
 from wardgate.errors import ServiceUnavailable
 
 FORMAT = "wardgate.recording/v1"
@@ -216,6 +217,7 @@ class Recorder:
     def __init__(self, stream: EventStream, index: RecordIndex) -> None:
         self.stream = stream
         self.index = index
+        self.writer = EventWriter()  # hash chains and sequence numbers (auditing/chain.py)
 
     def record_request(self, recording: Recording) -> None:
         """Durably record a request that is about to be forwarded; raise if we cannot."""
@@ -243,13 +245,24 @@ class Recorder:
         self._put(event)
 
     def _put(self, event: dict[str, Any]) -> None:
-        line = json.dumps(event, separators=(",", ":"), default=str).encode() + b"\n"
+        sealed = self.writer.seal(event, json_line)
+        # After a failed write: first the writer_lost event that names what may not have arrived.
+        declarations = self.writer.declarations(json_line)
         try:
-            self.stream.put(line)
+            if declarations:
+                self.stream.put_batch([*(d.line for d in declarations), sealed.line])
+            else:
+                self.stream.put(sealed.line)
         except Exception as exc:
+            self.writer.lost([*declarations, sealed])
             raise ServiceUnavailable(
                 f"recording stream unavailable ({type(exc).__name__})", code="recording_unavailable"
             ) from None
+
+
+def json_line(event: dict[str, Any]) -> bytes:
+    """One event as a compact JSON line, newline included (what the chain's hashes cover)."""
+    return json.dumps(event, separators=(",", ":"), default=str).encode() + b"\n"
 
 
 class MemoryStream:

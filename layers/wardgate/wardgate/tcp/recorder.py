@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from wardgate.auditing.chain import EventWriter, RecordChain, Sealed
 from wardgate.errors import ServiceUnavailable
 from wardgate.recording import FORMAT, EventStream, RecordIndex, index_entry, new_record_id
 
@@ -36,28 +37,33 @@ class GroupCommit:
     """One writer for every session of the task (see the module's docstring).
 
     ``inline`` calls the stream on the event loop (an in-memory sink for benchmarks); otherwise
-    each batch is written from a worker thread, so the loop keeps serving other sessions.
+    each batch is written from a worker thread, so the loop keeps serving other sessions. Events
+    are sealed (hash chain, sequence number: auditing/chain.py) as they are queued, so a batch
+    holds them in the order of their sequence numbers.
     """
 
     def __init__(self, stream: EventStream, *, inline: bool = False) -> None:
         self.stream = stream
         self.inline = inline
-        self._queue: list[tuple[bytes, asyncio.Future[None]]] = []
+        self.writer = EventWriter()
+        self._queue: list[tuple[Sealed, asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
         self.batches = 0  # for the benchmark: events per batch = events / batches
 
-    async def write(self, event: dict[str, Any]) -> None:
+    async def write(self, event: dict[str, Any], chain: RecordChain | None = None) -> None:
         """Durably write ``event``; raises ``ServiceUnavailable`` if the stream refused it."""
-        await self.enqueue(event)
+        await self.enqueue(event, chain)
 
-    def enqueue(self, event: dict[str, Any]) -> asyncio.Future[None]:
-        """Queue ``event``; the future completes once it is durable (or fails)."""
+    def enqueue(self, event: dict[str, Any], chain: RecordChain | None = None) -> asyncio.Future[None]:
+        """Queue ``event`` (of the record whose chain is ``chain``); the future completes once it is
+        durable (or fails)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
+        sealed = self.writer.seal(event, _line, chain)
         if self.inline and self._writer is None:  # nothing to batch with: written now, no task
-            self._write([(_line(event), future)])
+            self._settle([(sealed, future)], self._send([sealed]))
             return future
-        self._queue.append((_line(event), future))
+        self._queue.append((sealed, future))
         if self._writer is None:
             self._writer = loop.create_task(self._drain())
         return future
@@ -66,27 +72,24 @@ class GroupCommit:
         try:
             while self._queue:
                 batch, self._queue = self._queue, []
-                if self.inline:
-                    self._write(batch)
-                    continue
-                try:
-                    await asyncio.to_thread(self.stream.put_batch, [line for line, _ in batch])
-                except Exception as exc:
-                    self._settle(batch, exc)
-                else:
-                    self._settle(batch, None)
+                lines = [sealed for sealed, _ in batch]
+                failure = self._send(lines) if self.inline else await asyncio.to_thread(self._send, lines)
+                self._settle(batch, failure)
         finally:
             self._writer = None
 
-    def _write(self, batch: list[tuple[bytes, asyncio.Future[None]]]) -> None:
+    def _send(self, batch: list[Sealed]) -> Exception | None:
+        """Write one batch, after the writer_lost events of an earlier failure if any; returns the
+        failure (runs in a worker thread: the futures are settled on the loop)."""
+        declarations = self.writer.declarations(_line)
         try:
-            self.stream.put_batch([line for line, _ in batch])
+            self.stream.put_batch([*(d.line for d in declarations), *(sealed.line for sealed in batch)])
         except Exception as exc:
-            self._settle(batch, exc)
-        else:
-            self._settle(batch, None)
+            self.writer.lost([*declarations, *batch])
+            return exc
+        return None
 
-    def _settle(self, batch: list[tuple[bytes, asyncio.Future[None]]], failure: Exception | None) -> None:
+    def _settle(self, batch: list[tuple[Sealed, asyncio.Future[None]]], failure: Exception | None) -> None:
         self.batches += 1
         error = (
             ServiceUnavailable(
@@ -119,6 +122,7 @@ class SessionRecord:
     seq: int = 0
     outcome: str = "open"
     reason: str = ""
+    chain: RecordChain = field(default_factory=RecordChain)  # the hash of its last event line
     _started: str = ""
 
     def __post_init__(self) -> None:
@@ -172,7 +176,7 @@ class SessionRecorder:
 
     async def write(self, record: SessionRecord, kind: str, **fields: Any) -> None:
         """Durable before the caller goes on (a statement about to run)."""
-        await self.commit.write(record.event(kind, **fields))
+        await self.commit.write(record.event(kind, **fields), record.chain)
 
     def write_later(
         self, record: SessionRecord, kind: str, on_failure: Callable[[BaseException], None], **fields: Any
@@ -184,4 +188,4 @@ class SessionRecorder:
             if error is not None:
                 on_failure(error)
 
-        self.commit.enqueue(record.event(kind, **fields)).add_done_callback(done)
+        self.commit.enqueue(record.event(kind, **fields), record.chain).add_done_callback(done)
