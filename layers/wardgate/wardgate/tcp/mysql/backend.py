@@ -558,7 +558,7 @@ class _Login:
         header = await self.reader.readexactly(4)
         length, sequence = int.from_bytes(header[:3], "little"), header[3]
         if length > LOGIN_MAX_PAYLOAD:
-            raise codec.PacketTooLarge(f"a {length}-byte packet during the login")
+            raise codec.PacketTooLarge(f"a {length}-byte packet during the login (is it a MySQL server?)")
         codec.check_sequence(sequence, self.sequence)
         self.sequence = (sequence + 1) & 0xFF
         return await self.reader.readexactly(length)
