@@ -386,9 +386,9 @@ class Bench:
         """Medians (µs) of parts of the gateway path, each timed alone on the same statement and rows."""
         from wardgate.dataapi.requests import ExecuteStatementRequest
         from wardgate.dataapi.result import execute_response
+        from wardgate.gate import sql_operation_record
         from wardgate.masking.engine import mask_rows
         from wardgate.operations.sql import parse_sql
-        from wardgate.sql_gateway import _operation_record
 
         gateway = self.gateway
         request = self._parse_request("Execute", self.body, database=DATABASE)
@@ -428,8 +428,8 @@ class Bench:
                 "SQL classification (`parse_sql`, sqlglot)": median_us(
                     lambda: parse_sql(self.sql, "postgres"), n
                 ),
-                "operation as recorded (`_operation_record`: statement text masked)": median_us(
-                    lambda: _operation_record(operation, "ExecuteStatementRequest", "postgres"), n
+                "operation as recorded (`sql_operation_record`: statement text masked)": median_us(
+                    lambda: sql_operation_record(operation, "postgres", call="ExecuteStatementRequest"), n
                 ),
                 "recording started + policy decision (`start_recording` + `decide`)": median_us(decide, n),
             }

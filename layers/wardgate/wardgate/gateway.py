@@ -68,9 +68,12 @@ class HttpGateway(Gate):
             if isinstance(operation, UnparseableOperation)
             else operation.to_record()
         )
-        if connection.kind == "http":
-            recording.operation["path"] = masked_url_part(path, "/")
-            recording.operation["query"] = masked_url_part(query, "=&")
+        if connection.kind == "http":  # as recorded: masked (the request's own, when unchanged)
+            recorded = recording.request
+            same_path = path == request.proxy_path
+            recording.operation["path"] = recorded["path"] if same_path else masked_url_part(path, "/")
+            same_query = query == request.raw_query
+            recording.operation["query"] = recorded["query"] if same_query else masked_url_part(query, "=&")
         try:
             policy_set = self.decide(identity, connection, operation, recording)
         except ApprovalRequired as required:

@@ -6,11 +6,19 @@ because with a public JWKS an HMAC "secret" is public too. Signing keys come fro
 discovery document, are cached, and an unknown ``kid`` triggers at most one refresh per
 ``min_refresh_interval`` so that garbage tokens cannot make us hammer the identity provider.
 The raw token never leaves this module: callers get an ``Identity``.
+
+A warm container sees the same token on many requests (an agent keeps it until it expires), so
+``VerifiedTokens`` remembers, for a short while, the identity a token was verified to carry:
+keyed by the token's SHA-256 (never the token), only after every check above passed, never past
+the token's ``exp``, dropped when the issuer's keys are reloaded, and bounded in size. Refusals
+are never remembered, so a cache can only repeat an allow it fully checked itself; the agent
+registry (the kill switch) is still asked on every request by the gateways.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import ipaddress
 import threading
 import time
@@ -25,6 +33,8 @@ from wardgate.errors import ServiceUnavailable, Unauthorized
 
 SAFE_ALGORITHMS: tuple[str, ...] = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384")
 MAX_TOKEN_BYTES = 16 * 1024
+VERIFIED_TOKENS_MAX = 1024  # distinct live tokens a container remembers (agents are few; bounded)
+VERIFIED_TOKENS_MAX_AGE_SECONDS = 60.0  # a remembered verification is redone at least this often
 
 FetchJson = Callable[[str], Mapping[str, Any]]
 
@@ -174,8 +184,13 @@ class JwksCache:
     _loaded_at: float | None = field(default=None, init=False)
     _attempted_at: float | None = field(default=None, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    generation: int = field(default=0, init=False)
+    """Bumped each time the keys are (re)loaded: verifications made with older keys are forgotten."""
 
     def jwk_for(self, kid: str | None) -> dict[str, Any]:
+        return self._jwk_and_generation(kid)[0]
+
+    def _jwk_and_generation(self, kid: str | None) -> tuple[dict[str, Any], int]:
         with self._lock:
             now = self.clock()
             stale = self._loaded_at is not None and now - self._loaded_at > self.ttl_seconds
@@ -185,13 +200,18 @@ class JwksCache:
             if found is None and self._may_refresh(now):
                 self._refresh(now)
                 found = self._lookup(kid)
+            generation = self.generation
         if found is None:
             raise Unauthorized("token is signed with a key the issuer does not publish", code="unknown_key")
-        return found
+        return found, generation
 
     def verifier_for(self, kid: str | None, alg: str) -> Any:
         """The key object that verifies ``alg`` signatures for ``kid``, built once per key."""
-        jwk = self.jwk_for(kid)
+        return self.verifier_and_generation(kid, alg)[0]
+
+    def verifier_and_generation(self, kid: str | None, alg: str) -> tuple[Any, int]:
+        """``verifier_for``, and the generation of the keys it came from."""
+        jwk, generation = self._jwk_and_generation(kid)
         cache_key = (str(jwk.get("kid")), alg)
         verifier = self._verifiers.get(cache_key)
         if verifier is None:
@@ -205,7 +225,7 @@ class JwksCache:
                     "token key does not fit its algorithm", code="unsupported_algorithm"
                 ) from None
             self._verifiers[cache_key] = verifier
-        return verifier
+        return verifier, generation
 
     def _may_refresh(self, now: float) -> bool:
         return self._attempted_at is None or now - self._attempted_at >= self.min_refresh_interval
@@ -232,6 +252,7 @@ class JwksCache:
                 code="identity_provider_unavailable",
             ) from None
         self._verifiers = {}
+        self.generation += 1
         self._keys = {
             str(k.get("kid", f"#{i}")): k
             for i, k in enumerate(keys)
@@ -250,6 +271,65 @@ class JwksCache:
         return jwks_uri
 
 
+class VerifiedTokens:
+    """Identities of tokens that passed every check, for at most ``max_age_seconds`` each.
+
+    An entry is keyed by the SHA-256 of the token, so only the very same token (signature
+    included) can find it; it is used only while the token has not expired (``exp``, without the
+    validator's leeway: after that the token is checked in full again), while it is younger than
+    ``max_age_seconds``, and while its issuer's keys are the ones it was verified with. At most
+    ``max_entries`` are kept (the oldest goes first). Nothing is stored for a refused token.
+    """
+
+    def __init__(
+        self,
+        max_entries: int = VERIFIED_TOKENS_MAX,
+        max_age_seconds: float = VERIFIED_TOKENS_MAX_AGE_SECONDS,
+        wall: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_entries = max_entries
+        self.max_age_seconds = max_age_seconds
+        self._wall = wall
+        self._monotonic = monotonic
+        # digest -> (identity, exp, monotonic deadline, issuer key generation)
+        self._entries: dict[bytes, tuple[Identity, float, float, int]] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @staticmethod
+    def key(token: str) -> bytes:
+        return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+    def get(self, key: bytes, generation_of: Callable[[str], int]) -> Identity | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        identity, exp, deadline, generation = entry
+        if (
+            self._wall() < exp
+            and self._monotonic() < deadline
+            and generation_of(identity.issuer) == generation
+        ):
+            return identity
+        with self._lock:
+            if self._entries.get(key) is entry:
+                del self._entries[key]
+        return None
+
+    def put(self, key: bytes, identity: Identity, exp: float, generation: int) -> None:
+        if self.max_entries <= 0 or exp <= self._wall():  # accepted within the leeway only: no reuse
+            return
+        deadline = self._monotonic() + self.max_age_seconds
+        with self._lock:
+            self._entries.pop(key, None)
+            while len(self._entries) >= self.max_entries:
+                del self._entries[next(iter(self._entries))]  # insertion order: the oldest first
+            self._entries[key] = (identity, exp, deadline, generation)
+
+
 class TokenValidator:
     """Turns an ``Authorization`` header into an ``Identity`` or raises ``Unauthorized``."""
 
@@ -259,6 +339,7 @@ class TokenValidator:
         fetch_json: FetchJson = fetch_json_with_httpx,
         leeway_seconds: int = 60,
         min_refresh_interval: float = 60.0,
+        verified: VerifiedTokens | None = None,
     ) -> None:
         self.leeway = leeway_seconds
         self._issuers = {cfg.issuer: cfg for cfg in issuers}
@@ -266,6 +347,11 @@ class TokenValidator:
             cfg.issuer: JwksCache(cfg, fetch_json, min_refresh_interval=min_refresh_interval)
             for cfg in issuers
         }
+        self.verified = verified if verified is not None else VerifiedTokens()
+
+    def _generation_of(self, issuer: str) -> int:
+        jwks = self._jwks.get(issuer)
+        return -1 if jwks is None else jwks.generation
 
     def authenticate(self, authorization: str | None) -> Identity:
         """The caller of an HTTP request, from its ``Authorization: Bearer`` header."""
@@ -277,6 +363,10 @@ class TokenValidator:
             raise Unauthorized("no token was sent", code="missing_token")
         if len(token) > MAX_TOKEN_BYTES:
             raise Unauthorized("token is too large", code="malformed_token")
+        digest = VerifiedTokens.key(token)
+        remembered = self.verified.get(digest, self._generation_of)
+        if remembered is not None:
+            return remembered
         try:
             unverified_token = jwt.api_jwt.decode_complete(token, options={"verify_signature": False})
         except jwt.PyJWTError:
@@ -293,9 +383,11 @@ class TokenValidator:
         if alg not in config.algorithms:
             raise Unauthorized(f"issuer does not sign with {alg}", code="unsupported_algorithm")
         kid = header.get("kid")
-        key = self._jwks[config.issuer].verifier_for(kid if isinstance(kid, str) else None, alg)
+        key, generation = self._jwks[config.issuer].verifier_and_generation(
+            kid if isinstance(kid, str) else None, alg
+        )
         claims = self._verify(token, alg, key, config)
-        return Identity(
+        identity = Identity(
             subject=claims["sub"],
             issuer=config.issuer,
             groups=_groups(_claim(claims, config.groups_claim)),
@@ -304,6 +396,8 @@ class TokenValidator:
             expires_at=int(claims["exp"]),
             owner=_owner(claims, config.owner_claim),
         )
+        self.verified.put(digest, identity, float(claims["exp"]), generation)
+        return identity
 
     @staticmethod
     def _bearer_token(authorization: str | None) -> str:

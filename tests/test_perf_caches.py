@@ -1,0 +1,377 @@
+"""What the hot paths keep between requests (issue 16), and what they must never get wrong for it.
+
+Each cache is bounded, keyed so that it can only repeat an answer it fully checked itself, and
+never outlives what it is allowed to: a remembered token verification ends at the token's expiry,
+after a short maximum age and when the issuer's keys are reloaded; the agent registry (the kill
+switch) is still asked on every request; parsed SQL is only the parse, the policy still decides
+every statement. The forwarder keeps no cookie jar, and inflates bodies within the response limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import json
+import os
+import time
+import tracemalloc
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wardgate.dev.oidc import ISSUER_PATH, DevIssuer
+from wardgate.dev.upstream import EchoUpstream
+from wardgate.errors import BadGateway, Unauthorized
+from wardgate.identity import Identity, IssuerConfig, TokenValidator, VerifiedTokens
+from wardgate.proxies.http import HttpForwarder, upstream_url
+
+# ------------------------------------------------------------------------------------------ tokens
+
+
+class Issuer:
+    """The development issuer's keys behind an in-memory discovery document and JWKS."""
+
+    def __init__(self, key_file: Path) -> None:
+        self.dev = DevIssuer(f"http://127.0.0.1:9{ISSUER_PATH}", key_file)
+        self.jwks: dict[str, Any] = self.dev.jwks()
+        self.fetches = 0
+
+    def fetch_json(self, url: str) -> dict[str, Any]:
+        self.fetches += 1
+        if url.endswith("/.well-known/openid-configuration"):
+            return self.dev.discovery()
+        return self.jwks
+
+    def validator(self, verified: VerifiedTokens | None = None, **kwargs: Any) -> TokenValidator:
+        config = IssuerConfig.from_dict(self.dev.issuer_config())
+        return TokenValidator([config], fetch_json=self.fetch_json, verified=verified, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("perf-caches")
+
+
+@pytest.fixture
+def issuer(key_dir: Path) -> Issuer:
+    return Issuer(key_dir / "issuer.pem")
+
+
+def counting_verifications(validator: TokenValidator) -> list[int]:
+    """Counts full verifications (signature and claims) from now on."""
+    calls = [0]
+    verify = validator._verify
+
+    def counted(*args: Any) -> dict[str, Any]:
+        calls[0] += 1
+        return verify(*args)
+
+    validator._verify = counted  # type: ignore[method-assign,assignment]
+    return calls
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_token_is_verified_once_and_its_identity_remembered(issuer: Issuer) -> None:
+    validator = issuer.validator()
+    calls = counting_verifications(validator)
+    token = issuer.dev.mint("agent-1", ["ci"])
+    first = validator.authenticate(f"Bearer {token}")
+    again = [validator.authenticate(f"Bearer {token}") for _ in range(5)]
+    assert calls[0] == 1
+    assert all(identity is first for identity in again)
+    assert first.subject == "agent-1" and first.groups == ("ci",)
+
+
+def test_entries_are_keyed_by_the_tokens_sha256_never_the_token(issuer: Issuer) -> None:
+    validator = issuer.validator()
+    token = issuer.dev.mint("agent-1", ["ci"])
+    validator.authenticate(f"Bearer {token}")
+    keys = list(validator.verified._entries)
+    assert keys == [VerifiedTokens.key(token)] and len(keys[0]) == 32
+    assert token not in repr(validator.verified._entries)
+    assert token.split(".")[2] not in repr(validator.verified._entries)
+
+
+def test_a_forged_variant_of_a_remembered_token_is_still_refused(issuer: Issuer) -> None:
+    validator = issuer.validator()
+    token = issuer.dev.mint("agent-1", ["ci"])
+    validator.authenticate(f"Bearer {token}")
+    header, payload, signature = token.split(".")
+    flipped = signature[:10] + ("A" if signature[10] != "A" else "B") + signature[11:]
+    for forged in (f"{header}.{payload}.{flipped}", f"{header}.{payload}.", f"{header}.{payload}"):
+        with pytest.raises(Unauthorized) as refused:
+            validator.authenticate(f"Bearer {forged}")
+        assert refused.value.code in ("bad_signature", "malformed_token")
+    assert validator.authenticate(f"Bearer {token}").subject == "agent-1"  # the real one still works
+
+
+def test_refusals_are_never_remembered(issuer: Issuer) -> None:
+    validator = issuer.validator()
+    calls = counting_verifications(validator)
+    refused = {
+        "wrong_audience": issuer.dev.mint("agent-1", ["ci"], audience="someone-else"),
+        "token_expired": issuer.dev.mint("agent-1", ["ci"], claims={"exp": int(time.time()) - 3600}),
+        "token_too_long_lived": issuer.dev.mint("agent-1", ["ci"], ttl=30 * 24 * 3600),
+    }
+    for _ in range(3):
+        for code, token in refused.items():
+            with pytest.raises(Unauthorized) as caught:
+                validator.authenticate(f"Bearer {token}")
+            assert caught.value.code == code
+    assert len(validator.verified) == 0
+    assert calls[0] == 3 * len(refused)  # checked in full every time
+
+
+def test_a_remembered_token_is_not_accepted_after_it_expires(issuer: Issuer) -> None:
+    validator = issuer.validator(leeway_seconds=0)
+    exp = int(time.time()) + 1
+    token = issuer.dev.mint("agent-1", ["ci"], claims={"exp": exp})
+    validator.authenticate(f"Bearer {token}")
+    assert len(validator.verified) == 1
+    time.sleep(max(0.0, exp - time.time()) + 0.05)
+    with pytest.raises(Unauthorized) as caught:
+        validator.authenticate(f"Bearer {token}")
+    assert caught.value.code == "token_expired"
+
+
+def test_an_entry_ends_at_exp_even_when_the_validator_would_allow_leeway(issuer: Issuer) -> None:
+    wall = Clock(time.time())
+    validator = issuer.validator(VerifiedTokens(wall=wall))
+    calls = counting_verifications(validator)
+    exp = int(wall.now) + 600
+    token = issuer.dev.mint("agent-1", ["ci"], claims={"exp": exp})
+    validator.authenticate(f"Bearer {token}")
+    wall.now = exp - 0.001
+    validator.authenticate(f"Bearer {token}")
+    assert calls[0] == 1
+    wall.now = exp  # from here only a full check (with its leeway) can accept the token
+    validator.authenticate(f"Bearer {token}")
+    assert calls[0] == 2
+
+
+def test_a_token_accepted_only_within_the_leeway_is_not_remembered(issuer: Issuer) -> None:
+    validator = issuer.validator()
+    calls = counting_verifications(validator)
+    token = issuer.dev.mint("agent-1", ["ci"], claims={"exp": int(time.time()) - 5})  # leeway is 60 s
+    validator.authenticate(f"Bearer {token}")
+    validator.authenticate(f"Bearer {token}")
+    assert calls[0] == 2 and len(validator.verified) == 0
+
+
+def test_a_remembered_verification_is_redone_after_the_maximum_age(issuer: Issuer) -> None:
+    monotonic = Clock(1000.0)
+    validator = issuer.validator(VerifiedTokens(max_age_seconds=60, monotonic=monotonic))
+    calls = counting_verifications(validator)
+    token = issuer.dev.mint("agent-1", ["ci"])
+    validator.authenticate(f"Bearer {token}")
+    monotonic.now += 59.9
+    validator.authenticate(f"Bearer {token}")
+    assert calls[0] == 1
+    monotonic.now += 0.2
+    validator.authenticate(f"Bearer {token}")
+    assert calls[0] == 2
+
+
+def test_reloading_the_issuers_keys_forgets_what_older_keys_verified(issuer: Issuer, key_dir: Path) -> None:
+    validator = issuer.validator(min_refresh_interval=0)
+    token = issuer.dev.mint("agent-1", ["ci"])
+    validator.authenticate(f"Bearer {token}")
+    # The issuer rotates: its JWKS now holds only a new key, and a token signed with it arrives.
+    rotated = DevIssuer(issuer.dev.issuer, key_dir / "rotated.pem")
+    assert rotated.kid != issuer.dev.kid
+    issuer.jwks = rotated.jwks()
+    assert validator.authenticate(f"Bearer {rotated.mint('agent-2', ['ci'])}").subject == "agent-2"
+    # The key that signed the first token is gone: the remembered verification goes with it.
+    with pytest.raises(Unauthorized) as caught:
+        validator.authenticate(f"Bearer {token}")
+    assert caught.value.code == "unknown_key"
+
+
+def test_the_cache_is_bounded_oldest_out_first(issuer: Issuer) -> None:
+    validator = issuer.validator(VerifiedTokens(max_entries=3))
+    calls = counting_verifications(validator)
+    tokens = [issuer.dev.mint(f"agent-{i}", ["ci"]) for i in range(5)]
+    for token in tokens:
+        validator.authenticate(f"Bearer {token}")
+    assert len(validator.verified) == 3 and calls[0] == 5
+    for token in tokens[2:]:  # the three newest are remembered
+        validator.authenticate(f"Bearer {token}")
+    assert calls[0] == 5
+    validator.authenticate(f"Bearer {tokens[0]}")  # the oldest was dropped: checked again
+    assert calls[0] == 6 and len(validator.verified) == 3
+
+
+def test_a_cache_of_size_zero_remembers_nothing(issuer: Issuer) -> None:
+    validator = issuer.validator(VerifiedTokens(max_entries=0))
+    calls = counting_verifications(validator)
+    token = issuer.dev.mint("agent-1", ["ci"])
+    for _ in range(3):
+        validator.authenticate(f"Bearer {token}")
+    assert calls[0] == 3 and len(validator.verified) == 0
+
+
+def test_an_entry_is_only_found_by_its_exact_token() -> None:
+    cache = VerifiedTokens()
+    identity = Identity(subject="agent-1", issuer="https://idp.example.com")
+    cache.put(VerifiedTokens.key("token-a"), identity, time.time() + 600, generation=1)
+    assert cache.get(VerifiedTokens.key("token-a"), lambda issuer: 1) is identity
+    assert cache.get(VerifiedTokens.key("token-b"), lambda issuer: 1) is None
+    assert cache.get(VerifiedTokens.key("token-a "), lambda issuer: 1) is None
+    assert cache.get(VerifiedTokens.key("token-a"), lambda issuer: 2) is None  # keys reloaded
+    assert len(cache) == 0  # and the stale entry is gone
+
+
+def test_the_registry_is_still_asked_on_every_request_despite_the_token_cache(
+    stack: Any, client: Any
+) -> None:
+    """The kill switch: a revoked agent with a remembered, still valid token is refused within the
+    registry cache's bound (0.5 s), as before the token cache."""
+    from tests.helpers import register_agent
+    from wardgate import cli, runtime
+
+    register_agent(stack, "cached-bot", "alice@example.com")
+    headers = {"Authorization": f"Bearer {stack.issuer.mint('cached-bot', ['ci'])}"}
+    for _ in range(3):
+        assert client.get("/http/demo/v1/items", headers=headers).status_code == 200
+    token = headers["Authorization"].split()[1]
+    validator = runtime.http_gateway().validator
+    assert validator.verified.get(VerifiedTokens.key(token), validator._generation_of) is not None
+
+    assert cli.main(["revoke", "--subject", "cached-bot", "--reason", "test", "--by", "root"]) == 0
+    revoked_at = time.monotonic()
+    while (response := client.get("/http/demo/v1/items", headers=headers)).status_code == 200:
+        assert time.monotonic() - revoked_at < 2.0, "the revocation did not bite"
+        time.sleep(0.02)
+    assert response.status_code == 403 and response.json()["error"]["code"] == "agent_revoked"
+    assert time.monotonic() - revoked_at < 1.0
+    assert validator.verified.get(VerifiedTokens.key(token), validator._generation_of) is not None
+
+
+# ------------------------------------------------------------------------------------------ forwarder
+
+
+@pytest.fixture
+def upstream() -> Iterator[EchoUpstream]:
+    echo = EchoUpstream(None).start()
+    try:
+        yield echo
+    finally:
+        echo.stop()
+
+
+def forward(
+    forwarder: HttpForwarder, upstream: EchoUpstream, path: str, query: str = "", body: bytes = b""
+) -> Any:
+    method = "POST" if body else "GET"
+    url = upstream_url(upstream.url, path, query)
+    return forwarder.forward(method, url, {"accept": "*/*"}, body, time.monotonic() + 5)
+
+
+def test_an_upstreams_cookie_is_never_sent_with_another_request(upstream: EchoUpstream) -> None:
+    """The forwarder is shared by every agent of a container: it must not keep a cookie jar."""
+    forwarder = HttpForwarder(2.0, 1_000_000)
+    first = forward(forwarder, upstream, "/anything")
+    assert first.cookies == ["demo=1; Path=/"]  # handed to the agent that got it, as it was
+    forward(forwarder, upstream, "/anything")
+    assert "cookie" not in upstream.requests[-1]["headers"]
+
+
+def test_bodies_are_decoded_gzip_deflate_and_both_kinds_of_deflate(upstream: EchoUpstream) -> None:
+    forwarder = HttpForwarder(2.0, 1_000_000)
+    document = json.dumps({"note": "x" * 5000}).encode()
+    raw_deflate = zlib.compressobj(wbits=-15)
+    bodies = {
+        "gzip": gzip.compress(document),
+        "deflate": zlib.compress(document),
+        "x-gzip": gzip.compress(document),
+    }
+    raw = raw_deflate.compress(document) + raw_deflate.flush()
+    for encoding, body in [*bodies.items(), ("deflate", raw), ("gzip, gzip", gzip.compress(bodies["gzip"]))]:
+        got = forward(forwarder, upstream, "/respond", f"encoding={encoding.replace(' ', '')}", body)
+        assert got.status == 200 and got.body == document, encoding
+        assert all(name != "content-encoding" for name, _ in got.headers)
+
+
+def test_an_unknown_coding_or_a_broken_body_is_refused(upstream: EchoUpstream) -> None:
+    forwarder = HttpForwarder(2.0, 1_000_000)
+    with pytest.raises(BadGateway) as unknown:
+        forward(forwarder, upstream, "/respond", "encoding=br", b"\x8b\x00")
+    assert unknown.value.code == "upstream_bad_response"
+    with pytest.raises(BadGateway) as broken:
+        forward(forwarder, upstream, "/respond", "encoding=gzip", b"not gzip at all")
+    assert broken.value.code == "upstream_bad_response"
+
+
+def test_a_compressed_body_is_bounded_as_it_inflates(upstream: EchoUpstream) -> None:
+    forwarder = HttpForwarder(2.0, 1_000_000)
+    bomb = gzip.compress(b"a" * 60_000_000)  # 60 MB in about 60 KB
+    tracemalloc.start()
+    try:
+        with pytest.raises(BadGateway) as caught:
+            forward(forwarder, upstream, "/respond", "encoding=gzip&type=text/plain", bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert caught.value.code == "upstream_response_too_large"
+    assert peak < 8_000_000, f"inflating the bomb took {peak} bytes"
+    exact = forward(forwarder, upstream, "/respond", "encoding=gzip", gzip.compress(b"b" * 1_000_000))
+    assert len(exact.body) == 1_000_000  # the limit itself is allowed
+
+
+def test_repeated_headers_and_set_cookies_are_kept(upstream: EchoUpstream) -> None:
+    forwarder = HttpForwarder(2.0, 1_000_000)
+    got = forward(forwarder, upstream, "/links")
+    assert [value for name, value in got.headers if name == "link"] == [
+        '</items?page=2>; rel="next"',
+        '</items?page=2>; rel="last"',
+    ]
+    assert upstream.requests[-1]["host"] == upstream.url.split("//", 1)[1]
+
+
+# ------------------------------------------------------------------------------------------ metrics
+
+
+def test_the_metric_line_is_the_one_powertools_prints(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+    from wardgate.observability import NAMESPACE, count
+
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    for service in (None, "wardgate"):
+        if service:
+            monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", service)
+        else:
+            monkeypatch.delenv("POWERTOOLS_SERVICE_NAME", raising=False)
+        theirs, ours = io.StringIO(), io.StringIO()
+        metric = single_metric(name="Requests", unit=MetricUnit.Count, value=1, namespace=NAMESPACE)
+        with contextlib.redirect_stdout(theirs), metric as m:
+            m.add_dimension(name="connection", value="demo")
+            m.add_dimension(name="outcome", value="allow")
+        with contextlib.redirect_stdout(ours):
+            count("Requests", connection="demo", outcome="allow")
+        expected, got = json.loads(theirs.getvalue()), json.loads(ours.getvalue())
+        assert abs(expected["_aws"].pop("Timestamp") - got["_aws"].pop("Timestamp")) < 5000
+        assert got == expected
+        assert ours.getvalue().count("\n") == 1
+
+
+def test_no_metric_line_when_metrics_are_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wardgate.observability import count
+
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        count("Requests", connection="demo", outcome="allow")
+    assert out.getvalue() == ""
+    assert os.environ["POWERTOOLS_METRICS_DISABLED"] == "true"
