@@ -1,4 +1,4 @@
-# wardgate's TCP gateway: `wardgate serve-tcp` (PostgreSQL today) as a Fargate task behind a
+# wardgate's TCP gateway: `wardgate serve-tcp` (PostgreSQL and MySQL) as a Fargate task behind a
 # Network Load Balancer (template.yaml, TcpGateway* resources). Build with `make image`.
 #
 # linux/arm64 only: the task definition asks Fargate for Graviton (RuntimePlatform ARM64), and
@@ -42,8 +42,9 @@ RUN groupadd --gid 10001 wardgate \
         --shell /usr/sbin/nologin wardgate
 USER 10001:10001
 
-# 5432: the PostgreSQL listener (WARDGATE_TCP_LISTENERS); 8080: GET /healthz (WARDGATE_TCP_HEALTH_PORT).
-EXPOSE 5432 8080
+# 5432 and 3306: the PostgreSQL and MySQL listeners (WARDGATE_TCP_LISTENERS); 8080: GET /healthz
+# (WARDGATE_TCP_HEALTH_PORT).
+EXPOSE 5432 3306 8080
 
 # The slim image has no curl: urllib raises (exit 1) on a refused connection or a non-2xx answer.
 # ECS does not read this HEALTHCHECK; the task definition repeats it (template.yaml).

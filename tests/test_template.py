@@ -16,9 +16,17 @@ import pytest
 
 from tests.test_tcp_image import DOCKERFILE, exec_form, final_stage, parse_dockerfile
 from wardgate.dev.template import Template
+from wardgate.tcp.config import TcpSettings
+from wardgate.tcp.server import SESSIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 TCP_TYPES = ("AWS::ECS::", "AWS::ElasticLoadBalancingV2::", "AWS::ApplicationAutoScaling::", "AWS::EC2::")
+# Each listener of the task: protocol, container port (Mappings TcpGateway/Ports), target group,
+# NLB listener, the port parameter agents connect to and its default.
+LISTENERS = (
+    ("postgres", "Postgres", "TcpGatewayTargetGroup", "TcpGatewayPostgresListener", "PostgresPort", 5432),
+    ("mysql", "MySql", "TcpGatewayMySqlTargetGroup", "TcpGatewayMySqlListener", "MySqlPort", 3306),
+)
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +65,10 @@ def test_the_tcp_gateway_is_optional_and_all_of_it_hangs_on_one_condition(templa
     assert tcp <= named, f"TCP gateway resources outside the TcpGateway* names: {tcp - named}"
     for logical_id in named:
         assert resource(template, logical_id).get("Condition") == "HasTcpGateway", logical_id
-    for output in ("TcpGatewayDnsName", "TcpGatewayPostgresPort"):
+    for output in ("TcpGatewayDnsName", "TcpGatewayPostgresPort", "TcpGatewayMySqlPort"):
         assert template.doc["Outputs"][output]["Condition"] == "HasTcpGateway"
+    for *_, parameter, _ in LISTENERS:  # each listener's port is an output, as agents connect to it
+        assert {"Ref": parameter} in [output["Value"] for output in template.doc["Outputs"].values()]
     parameters = template.doc["Parameters"]
     for name in ("ImageUri", "VpcId", "SubnetIds", "TcpTlsSecretArn"):
         assert parameters[name]["Default"] == "", f"{name} must default to empty: no VPC, no TCP gateway"
@@ -175,32 +185,73 @@ def test_ports_and_health_checks_agree_with_the_dockerfile(template):
     exposed = {int(p) for i in final if i.keyword == "EXPOSE" for p in i.args.split()}
     ports = template.doc["Mappings"]["TcpGateway"]["Ports"]
     mappings = {int(mapped(template, m["ContainerPort"])) for m in container(template)["PortMappings"]}
-    assert mappings == exposed == {ports["Postgres"], ports["Health"]}
+    assert mappings == exposed == {ports["Postgres"], ports["MySql"], ports["Health"]}
 
     env = environment(template)
     listeners_template, variables = env["WARDGATE_TCP_LISTENERS"]["Fn::Sub"]
     listeners = json.loads(
         re.sub(r"\$\{(\w+)\}", lambda m: str(mapped(template, variables[m.group(1)])), listeners_template)
     )
-    assert listeners == [{"protocol": "postgres", "port": ports["Postgres"]}]
+    assert listeners == [{"protocol": protocol, "port": ports[key]} for protocol, key, *_ in LISTENERS]
+    # ...and the gateway reads that setting as it stands and has a session for each protocol.
+    served = TcpSettings.from_env({"WARDGATE_TCP_LISTENERS": json.dumps(listeners)}).listeners
+    assert [(listener.protocol, listener.port) for listener in served] == [
+        (protocol, ports[key]) for protocol, key, *_ in LISTENERS
+    ]
+    assert {listener.protocol for listener in served} <= set(SESSIONS)
     assert int(mapped(template, env["WARDGATE_TCP_HEALTH_PORT"])) == ports["Health"]
 
     healthcheck = next(i.args for i in final if i.keyword == "HEALTHCHECK").partition("CMD ")[2]
     assert container(template)["HealthCheck"]["Command"] == ["CMD", *exec_form(healthcheck)]
 
-    group = props(template, "TcpGatewayTargetGroup")
+
+@pytest.mark.parametrize(
+    ("protocol", "key", "group_id", "listener_id", "parameter", "default"), LISTENERS, ids=lambda v: str(v)
+)
+def test_each_listener_has_its_nlb_listener_target_group_and_service_entry(
+    template, protocol, key, group_id, listener_id, parameter, default
+):
+    ports = template.doc["Mappings"]["TcpGateway"]["Ports"]
+    group = props(template, group_id)
     assert (group["TargetType"], group["Protocol"]) == ("ip", "TCP")
-    assert int(mapped(template, group["Port"])) == ports["Postgres"]
+    assert int(mapped(template, group["Port"])) == ports[key]
     assert (group["HealthCheckProtocol"], group["HealthCheckPath"]) == ("HTTP", "/healthz")
     assert int(mapped(template, group["HealthCheckPort"])) == ports["Health"]
-    listener = props(template, "TcpGatewayPostgresListener")
-    assert listener["Protocol"] == "TCP", "TLS is wardgate's, inside the PostgreSQL protocol"
-    assert listener["Port"] == {"Ref": "PostgresPort"}
-    assert template.doc["Parameters"]["PostgresPort"]["Default"] == 5432
-    service = props(template, "TcpGatewayService")
-    (balanced,) = service["LoadBalancers"]
-    assert int(mapped(template, balanced["ContainerPort"])) == ports["Postgres"]
-    assert balanced["ContainerName"] == container(template)["Name"]
+    # Health checks, drain and client-address handling are the same for every listener.
+    first = props(template, LISTENERS[0][2])
+    for setting in (
+        "HealthCheckIntervalSeconds",
+        "HealthyThresholdCount",
+        "UnhealthyThresholdCount",
+        "VpcId",
+    ):
+        assert group[setting] == first[setting], setting
+    assert group["TargetGroupAttributes"] == [
+        {"Key": a["Key"], "Value": a["Value"]} for a in first["TargetGroupAttributes"]
+    ]
+
+    listener = props(template, listener_id)
+    assert listener["Protocol"] == "TCP", f"TLS is wardgate's, inside the {protocol} protocol"
+    assert listener["Port"] == {"Ref": parameter}
+    assert listener["LoadBalancerArn"] == {"Ref": "TcpGatewayLoadBalancer"}
+    assert listener["DefaultActions"] == [{"Type": "forward", "TargetGroupArn": {"Ref": group_id}}]
+    assert {"Key": "tcp.idle_timeout.seconds", "Value": "3600"} in listener["ListenerAttributes"]
+    assert template.doc["Parameters"][parameter]["Default"] == default
+
+    service = resource(template, "TcpGatewayService")
+    assert listener_id in service["DependsOn"], "the target group must belong to the NLB before the service"
+    balanced = [b for b in service["Properties"]["LoadBalancers"] if b["TargetGroupArn"] == {"Ref": group_id}]
+    assert len(balanced) == 1, f"{group_id}: one LoadBalancers entry of the service"
+    assert int(mapped(template, balanced[0]["ContainerPort"])) == ports[key]
+    assert balanced[0]["ContainerName"] == container(template)["Name"]
+
+
+def test_the_listeners_cannot_share_a_port(template):
+    (assertion,) = template.doc["Rules"]["TcpGatewayListenersNeedTheirOwnPorts"]["Assertions"]
+    assert assertion["Assert"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "PostgresPort"}, {"Ref": "MySqlPort"}]}]
+    }
+    assert len(props(template, "TcpGatewayService")["LoadBalancers"]) == len(LISTENERS)
 
 
 def test_only_the_load_balancer_reaches_the_tasks(template):
@@ -211,14 +262,25 @@ def test_only_the_load_balancer_reaches_the_tasks(template):
     assert {int(mapped(template, rule["FromPort"])) for rule in ingress} == set(ports.values())
     for rule in ingress:
         assert rule["GroupId"] == {"Fn::GetAtt": ["TcpGatewayTaskSecurityGroup", "GroupId"]}
+        assert not {"CidrIp", "CidrIpv6", "SourcePrefixListId"} & set(rule), rule
         assert rule["SourceSecurityGroupId"] == {
             "Fn::GetAtt": ["TcpGatewayLoadBalancerSecurityGroup", "GroupId"]
         }
     assert "SecurityGroupIngress" not in props(template, "TcpGatewayTaskSecurityGroup")
-    (clients,) = props(template, "TcpGatewayLoadBalancerSecurityGroup")["SecurityGroupIngress"]
-    assert clients["CidrIp"] == {"Ref": "AllowedClientCidr"} and clients["FromPort"] == {
-        "Ref": "PostgresPort"
-    }
+    balancer = props(template, "TcpGatewayLoadBalancerSecurityGroup")
+    clients = balancer["SecurityGroupIngress"]
+    assert [(rule["FromPort"], rule["ToPort"]) for rule in clients] == [
+        ({"Ref": parameter}, {"Ref": parameter}) for *_, parameter, _ in LISTENERS
+    ]
+    assert all(rule["CidrIp"] == {"Ref": "AllowedClientCidr"} for rule in clients)
+    # The load balancer reaches the tasks on their listeners' ports and the health port, nothing else.
+    egress = balancer["SecurityGroupEgress"]
+    assert {int(mapped(template, rule["FromPort"])) for rule in egress} == set(ports.values())
+    for rule in egress:
+        assert rule["FromPort"] == rule["ToPort"]
+        assert rule["DestinationSecurityGroupId"] == {
+            "Fn::GetAtt": ["TcpGatewayTaskSecurityGroup", "GroupId"]
+        }
 
 
 def test_the_service_rolls_back_and_scales_on_cpu_and_sessions(template):
