@@ -10,10 +10,12 @@ statements and prepared statements there, its decoded binary rows compared with 
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import hashlib
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pymysql
@@ -543,6 +545,575 @@ def test_caching_sha2_rsa_password_decrypts_to_the_xored_password() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
+# Commands
+
+
+def test_simple_commands_are_byte_exact() -> None:
+    cases: list[tuple[bytes, codec.Command]] = [
+        (b"\x03SELECT 1", codec.Query(b"SELECT 1")),
+        (b"\x02wardgate_test", codec.InitDb("wardgate_test")),
+        (b"\x0e", codec.Ping()),
+        (b"\x01", codec.Quit()),
+        (b"\x1f", codec.ResetConnection()),
+        (b"\x09", codec.Statistics()),
+        (b"\x0d", codec.Debug()),
+        (b"\x04users\x00na%", codec.FieldList("users", "na%")),
+        (b"\x1b\x01\x00", codec.SetOption(codec.MYSQL_OPTION_MULTI_STATEMENTS_OFF)),
+        (b"\x0c\x2a\x00\x00\x00", codec.ProcessKill(42)),
+        (b"\x16SELECT ?", codec.StmtPrepare(b"SELECT ?")),
+        (b"\x17\x07\x00\x00\x00\x01\x01\x00\x00\x00", codec.StmtExecute(7, 1, 1)),
+        (b"\x18\x07\x00\x00\x00\x02\x00chunk", codec.StmtSendLongData(7, 2, b"chunk")),
+        (b"\x19\x07\x00\x00\x00", codec.StmtClose(7)),
+        (b"\x1a\x07\x00\x00\x00", codec.StmtReset(7)),
+        (b"\x1c\x07\x00\x00\x00\x64\x00\x00\x00", codec.StmtFetch(7, 100)),
+        (b"\x11root\x00\x14" + bytes(20) + b"db\x00", codec.ChangeUser("root")),
+        (b"\x08\x00", codec.Unknown(codec.COM_SHUTDOWN, b"\x08\x00")),
+        (b"\xfa\x01\x00", codec.Unknown(codec.COM_STMT_BULK_EXECUTE, b"\xfa\x01\x00")),
+        (b"\x12", codec.Unknown(codec.COM_BINLOG_DUMP, b"\x12")),
+    ]
+    for payload, command in cases:
+        assert codec.parse_command(payload) == command, payload
+    assert codec.parse_command(b"\x17\x07\x00\x00\x00\x01\x01\x00\x00\x00").cursor  # type: ignore[union-attr]
+    builders = [
+        (codec.build_query("SELECT 1"), b"\x03SELECT 1"),
+        (codec.build_stmt_prepare(b"SELECT ?"), b"\x16SELECT ?"),
+        (codec.build_init_db("wardgate_test"), b"\x02wardgate_test"),
+        (codec.build_ping(), b"\x0e"),
+        (codec.build_quit(), b"\x01"),
+        (codec.build_reset_connection(), b"\x1f"),
+        (codec.build_stmt_close(7), b"\x19\x07\x00\x00\x00"),
+        (codec.build_stmt_reset(7), b"\x1a\x07\x00\x00\x00"),
+        (codec.build_stmt_fetch(7, 100), b"\x1c\x07\x00\x00\x00\x64\x00\x00\x00"),
+        (codec.build_stmt_send_long_data(7, 2, b"chunk"), b"\x18\x07\x00\x00\x00\x02\x00chunk"),
+    ]
+    for built, expected in builders:
+        assert built == expected
+    assert not codec.expects_response(codec.COM_STMT_CLOSE) and codec.expects_response(codec.COM_PING)
+
+
+def test_malformed_commands() -> None:
+    for payload, words in [
+        (b"", "empty"),
+        (b"\x0ex", "no argument"),
+        (b"\x19\x07\x00", "4-byte statement id"),
+        (b"\x1c\x07\x00\x00\x00", "row count"),
+        (b"\x18\x07\x00\x00", "truncated"),
+        (b"\x1b\x00", "2-byte option"),
+        (b"\x0c\x01", "4-byte connection id"),
+        (b"\x04users", "NUL"),
+        (b"\x02\xff\xfe", "UTF-8"),
+        (b"\x17\x07\x00", "truncated"),
+        (b"\x11root", "NUL"),
+    ]:
+        assert words in violation(codec.parse_command, payload).message, payload
+
+
+def test_query_attributes_are_parsed_when_negotiated() -> None:
+    # MySQL's documented example: one attribute "a" = "1" (a MYSQL_TYPE_STRING), then the query
+    payload = bytes.fromhex(
+        "03010100 01fe0001 61013173 656c6563 7420404076657273696f6e5f636f6d6d656e74206c696d69742031".replace(
+            " ", ""
+        )
+    )
+    caps = CAPS_41 | codec.CLIENT_QUERY_ATTRIBUTES
+    assert codec.parse_command(payload, caps) == codec.Query(
+        b"select @@version_comment limit 1",
+        (codec.Parameter(codec.MYSQL_TYPE_STRING, False, "1", "a"),),
+    )
+    assert codec.parse_command(b"\x03\x00\x01SELECT 1", caps) == codec.Query(b"SELECT 1")
+    assert codec.parse_command(payload) == codec.Query(payload[1:])  # not negotiated: all SQL
+    assert "one set" in violation(codec.parse_command, b"\x03\x00\x02SELECT 1", caps).message
+    assert "bind_flag" in violation(codec.parse_command, b"\x03\x01\x01\x00\x00", caps).message
+    null_attribute = b"\x03\x01\x01\x01\x01\x06\x00\x01nSELECT 1"
+    assert codec.parse_command(null_attribute, caps) == codec.Query(
+        b"SELECT 1", (codec.Parameter(codec.MYSQL_TYPE_NULL, False, None, "n"),)
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Binary values and COM_STMT_EXECUTE
+
+
+BINARY_VALUES: list[tuple[int, bool, codec.Value, bytes]] = [
+    (codec.MYSQL_TYPE_TINY, False, -1, b"\xff"),
+    (codec.MYSQL_TYPE_TINY, True, 255, b"\xff"),
+    (codec.MYSQL_TYPE_SHORT, False, -2, b"\xfe\xff"),
+    (codec.MYSQL_TYPE_YEAR, False, 2024, b"\xe8\x07"),
+    (codec.MYSQL_TYPE_LONG, False, -3, b"\xfd\xff\xff\xff"),
+    (codec.MYSQL_TYPE_INT24, True, 0xFFFFFF, b"\xff\xff\xff\x00"),
+    (codec.MYSQL_TYPE_LONGLONG, True, 2**64 - 1, b"\xff" * 8),
+    (codec.MYSQL_TYPE_LONGLONG, False, 4111111111111111, (4111111111111111).to_bytes(8, "little")),
+    (codec.MYSQL_TYPE_FLOAT, False, 1.5, b"\x00\x00\xc0\x3f"),
+    (codec.MYSQL_TYPE_DOUBLE, False, -0.25, b"\x00\x00\x00\x00\x00\x00\xd0\xbf"),
+    (codec.MYSQL_TYPE_NEWDECIMAL, False, "-12.50", b"-12.50"),
+    (codec.MYSQL_TYPE_VAR_STRING, False, "héllo", "héllo".encode()),
+    (codec.MYSQL_TYPE_STRING, False, b"\xff\xfe", b"\xff\xfe"),  # not UTF-8: bytes
+    (codec.MYSQL_TYPE_BLOB, False, b"blob", b"blob"),
+    (codec.MYSQL_TYPE_JSON, False, '{"a": 1}', b'{"a": 1}'),
+    (codec.MYSQL_TYPE_BIT, True, b"\x05", b"\x05"),
+    (codec.MYSQL_TYPE_DATE, False, datetime.date(2024, 2, 29), b"\xe8\x07\x02\x1d"),
+    (codec.MYSQL_TYPE_DATE, False, "0000-00-00", b""),
+    (
+        codec.MYSQL_TYPE_DATETIME,
+        False,
+        datetime.datetime(2024, 2, 29, 13, 5, 9),
+        b"\xe8\x07\x02\x1d\x0d\x05\x09",
+    ),
+    (
+        codec.MYSQL_TYPE_TIMESTAMP,
+        False,
+        datetime.datetime(2024, 2, 29, 13, 5, 9, 120),
+        b"\xe8\x07\x02\x1d\x0d\x05\x09\x78\x00\x00\x00",
+    ),
+    (codec.MYSQL_TYPE_DATETIME, False, datetime.datetime(2024, 1, 2), b"\xe8\x07\x01\x02"),
+    (codec.MYSQL_TYPE_DATETIME, False, "2024-00-00 10:00:00", b"\xe8\x07\x00\x00\x0a\x00\x00"),
+    (codec.MYSQL_TYPE_TIME, False, datetime.timedelta(0), b""),
+    (
+        codec.MYSQL_TYPE_TIME,
+        False,
+        -datetime.timedelta(days=1, hours=2, seconds=3),
+        b"\x01\x01\x00\x00\x00\x02\x00\x03",
+    ),
+    (
+        codec.MYSQL_TYPE_TIME,
+        False,
+        datetime.timedelta(hours=838, minutes=59, seconds=59, microseconds=5),
+        b"\x00\x22\x00\x00\x00\x16\x3b\x3b\x05\x00\x00\x00",
+    ),
+]
+
+
+@pytest.mark.parametrize(("field_type", "unsigned", "value", "raw"), BINARY_VALUES)
+def test_binary_values_are_byte_exact(
+    field_type: int, unsigned: bool, value: codec.Value, raw: bytes
+) -> None:
+    assert codec.encode_binary_value(field_type, unsigned, value) == raw
+    assert codec.decode_binary_value(field_type, unsigned, raw) == value
+    wire = codec.write_binary_value(field_type, raw)
+    assert codec.read_binary_value(wire + b"next", 0, field_type) == (raw, len(wire))
+    for end in range(len(wire)):  # every proper prefix is refused
+        violation(codec.read_binary_value, wire[:end], 0, field_type)
+
+
+def test_binary_value_refusals() -> None:
+    assert (
+        "invalid length 5"
+        in violation(codec.read_binary_value, b"\x05abcde", 0, codec.MYSQL_TYPE_DATE).message
+    )
+    assert "unsupported" in violation(codec.read_binary_value, b"\x00", 0, 99).message
+    assert "missing" in violation(codec.read_binary_value, b"", 0, codec.MYSQL_TYPE_TIME).message
+    assert (
+        "sign"
+        in violation(codec.decode_binary_value, codec.MYSQL_TYPE_TIME, False, b"\x02" + bytes(7)).message
+    )
+    assert (
+        "ASCII" in violation(codec.decode_binary_value, codec.MYSQL_TYPE_NEWDECIMAL, False, b"\xff").message
+    )
+    wrong: list[tuple[int, codec.Value]] = [
+        (codec.MYSQL_TYPE_TINY, 256),
+        (codec.MYSQL_TYPE_TINY, "1"),
+        (codec.MYSQL_TYPE_FLOAT, 1e300),
+        (codec.MYSQL_TYPE_DOUBLE, "x"),
+        (codec.MYSQL_TYPE_BLOB, 1),
+        (codec.MYSQL_TYPE_TIME, datetime.date(2024, 1, 1)),
+        (codec.MYSQL_TYPE_DATE, "yesterday"),
+        (codec.MYSQL_TYPE_NULL, None),
+        (99, 1),
+    ]
+    for field_type, value in wrong:
+        with pytest.raises(ValueError):
+            codec.encode_binary_value(field_type, False, value)
+    with pytest.raises(ValueError):
+        codec.write_binary_value(codec.MYSQL_TYPE_LONG, b"\x00")
+    with pytest.raises(ValueError):
+        codec.write_binary_value(codec.MYSQL_TYPE_DATE, b"\x00")
+
+
+@given(
+    st.one_of(
+        st.tuples(st.sampled_from([codec.MYSQL_TYPE_LONGLONG]), st.integers(-(2**63), 2**63 - 1)),
+        st.tuples(st.sampled_from([codec.MYSQL_TYPE_DOUBLE]), st.floats(allow_nan=False)),
+        st.tuples(
+            st.sampled_from([codec.MYSQL_TYPE_VAR_STRING, codec.MYSQL_TYPE_BLOB]), st.text(max_size=300)
+        ),
+        st.tuples(st.sampled_from([codec.MYSQL_TYPE_DATETIME]), st.datetimes()),
+        st.tuples(st.sampled_from([codec.MYSQL_TYPE_DATE]), st.dates()),
+        st.tuples(
+            st.sampled_from([codec.MYSQL_TYPE_TIME]),
+            st.timedeltas(min_value=-datetime.timedelta(days=34), max_value=datetime.timedelta(days=34)),
+        ),
+        st.tuples(st.just(codec.MYSQL_TYPE_NULL), st.none()),
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_binary_values_round_trip(case: tuple[int, Any]) -> None:
+    field_type, value = case
+    if value is None:
+        return
+    raw = codec.encode_binary_value(field_type, False, value)
+    decoded = codec.decode_binary_value(field_type, False, raw)
+    expected = value.encode() if field_type == codec.MYSQL_TYPE_BLOB else value
+    assert decoded == expected
+
+
+EXECUTE_PARAMS = (
+    codec.Parameter(codec.MYSQL_TYPE_LONGLONG, False, -5),
+    codec.Parameter(codec.MYSQL_TYPE_VAR_STRING, False, None),
+    codec.Parameter(codec.MYSQL_TYPE_VAR_STRING, False, "abc"),
+    codec.Parameter(codec.MYSQL_TYPE_TINY, True, 200),
+    codec.Parameter(codec.MYSQL_TYPE_DATETIME, False, datetime.datetime(2024, 5, 6, 7, 8, 9)),
+    codec.Parameter(codec.MYSQL_TYPE_DOUBLE, False, 2.5),
+    codec.Parameter(codec.MYSQL_TYPE_NEWDECIMAL, False, "1.10"),
+    codec.Parameter(codec.MYSQL_TYPE_BLOB, False, b"\x00\xff"),
+    codec.Parameter(codec.MYSQL_TYPE_TIME, False, datetime.timedelta(hours=1)),
+)
+
+
+def test_stmt_execute_is_byte_exact() -> None:
+    params = EXECUTE_PARAMS[:3]
+    wire = codec.build_stmt_execute(9, params)
+    assert wire == (
+        b"\x17\x09\x00\x00\x00\x00\x01\x00\x00\x00"  # statement 9, no cursor, 1 iteration
+        b"\x02"  # NULL bitmap: the second parameter
+        b"\x01"  # new types bound
+        b"\x08\x00\xfd\x00\xfd\x00"
+        b"\xfb\xff\xff\xff\xff\xff\xff\xff"
+        b"\x03abc"
+    )
+    request = codec.parse_stmt_execute(wire, 3)
+    assert request == codec.ExecuteRequest(9, 0, 1, params, b"\x02", True)
+    assert request.types == ((8, False), (253, False), (253, False))
+    again = codec.build_stmt_execute(9, params, send_types=False, flags=codec.CURSOR_TYPE_READ_ONLY)
+    assert again == wire[:5] + b"\x01" + wire[6:11] + b"\x00" + wire[18:]
+    reread = codec.parse_stmt_execute(again, 3, request.types)
+    assert reread.params == params and not reread.types_sent and reread.cursor
+
+
+def test_stmt_execute_round_trips_every_type() -> None:
+    wire = codec.build_stmt_execute(1, EXECUTE_PARAMS)
+    request = codec.parse_stmt_execute(wire, len(EXECUTE_PARAMS))
+    assert request.params == EXECUTE_PARAMS
+    assert codec.build_stmt_execute(1, request.params) == wire
+    assert codec.parse_stmt_execute(b"\x17\x01\x00\x00\x00\x00\x01\x00\x00\x00", 0).params == ()
+
+
+def test_stmt_execute_with_long_data() -> None:
+    params = (
+        codec.Parameter(codec.MYSQL_TYPE_LONG, False, 1),
+        codec.Parameter(codec.MYSQL_TYPE_BLOB, False, codec.LONG_DATA),
+    )
+    wire = codec.build_stmt_execute(3, params)
+    assert wire.endswith(b"\x03\x00\xfc\x00\x01\x00\x00\x00")  # the blob's value is not in the packet
+    request = codec.parse_stmt_execute(wire, 2, long_data={1})
+    assert request.params == params and request.params[1].long_data
+    violation(codec.parse_stmt_execute, wire, 2)  # without knowing: the blob's value is missing
+
+
+def test_stmt_execute_with_query_attributes() -> None:
+    caps = CAPS_41 | codec.CLIENT_QUERY_ATTRIBUTES
+    # one positional parameter and one named attribute
+    wire = (
+        b"\x17\x01\x00\x00\x00\x00\x01\x00\x00\x00"
+        b"\x02"  # parameter_count
+        b"\x00\x01"  # NULL bitmap, new types
+        b"\x03\x00\x00"  # LONG, no name
+        b"\xfe\x00\x02id"  # STRING named "id"
+        b"\x07\x00\x00\x00"
+        b"\x02ab"
+    )
+    request = codec.parse_stmt_execute(wire, 1, capabilities=caps)
+    assert request.params == (
+        codec.Parameter(codec.MYSQL_TYPE_LONG, False, 7, ""),
+        codec.Parameter(codec.MYSQL_TYPE_STRING, False, "ab", "id"),
+    )
+    only_attributes = b"\x17\x01\x00\x00\x00\x08\x01\x00\x00\x00\x00"
+    assert codec.parse_stmt_execute(only_attributes, 0, capabilities=caps).params == ()
+    assert (
+        "0 parameters"
+        in violation(
+            codec.parse_stmt_execute, b"\x17\x01\x00\x00\x00\x00\x01\x00\x00\x00\x00", 1, None, (), caps
+        ).message
+    )
+
+
+def test_malformed_stmt_execute() -> None:
+    good = codec.build_stmt_execute(1, EXECUTE_PARAMS[:1])
+    for payload, count, words in [
+        (good[:9], 1, "truncated"),
+        (good[:10], 1, "NULL bitmap"),
+        (good[:11], 1, "new_params_bind_flag"),
+        (good[:11] + b"\x02", 1, "invalid new_params_bind_flag 2"),
+        (good[:11] + b"\x00", 1, "none were sent before"),
+        (good[:12] + b"\x63\x00", 1, "unsupported parameter type 99"),
+        (good[:12] + b"\x09\x00", 1, "unsupported parameter type 9"),  # INT24: servers read it as text
+        (good[:12] + b"\x0d\x00", 1, "unsupported parameter type 13"),  # YEAR: the same
+        (good[:12] + b"\x06\x00", 1, "type NULL that is not NULL"),
+        (good[:12] + b"\x08\x01", 1, "flags 0x01"),
+        (good[:-1], 1, "truncated"),
+        (good + b"x", 1, "unexpected bytes"),
+        (good, 300, "more parameters than bytes"),
+    ]:
+        assert words in violation(codec.parse_stmt_execute, payload, count).message, words
+    assert (
+        "previous"
+        not in violation(codec.parse_stmt_execute, good[:11] + b"\x00", 1, [(8, False), (8, False)]).message
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Column definitions and rows
+
+
+def test_column_definition_is_byte_exact() -> None:
+    definition = codec.column("card", codec.MYSQL_TYPE_VAR_STRING, table="t", schema="s", length=80, flags=1)
+    assert definition.payload == (
+        b"\x03def\x01s\x01t\x01t\x04card\x04card\x0c\x2d\x00\x50\x00\x00\x00\xfd\x01\x00\x00\x00\x00"
+    )
+    assert codec.parse_column_definition(definition.payload) == definition
+    assert definition.name_text == "card" and not definition.unsigned
+    with_default = codec.parse_column_definition(definition.payload + b"\x01d", field_list=True)
+    assert with_default.default == b"d"
+    assert codec.parse_column_definition(definition.payload + b"\xfb", field_list=True).default is None
+    assert codec.build_column_definition(with_default) == definition.payload + b"\x01d"
+    every_truncation(definition.payload, codec.parse_column_definition)
+    assert (
+        "unexpected bytes" in violation(codec.parse_column_definition, definition.payload + b"\x01d").message
+    )
+    bad_fixed = definition.payload.replace(b"\x0c\x2d", b"\x0d\x2d")
+    assert "13 bytes" in violation(codec.parse_column_definition, bad_fixed).message
+
+
+def test_text_rows() -> None:
+    values = [b"1", None, b"", b"x" * 300, b"\xfe"]
+    wire = codec.build_text_row(values)
+    assert wire == b"\x011\xfb\x00\xfc\x2c\x01" + b"x" * 300 + b"\x01\xfe"
+    assert codec.parse_text_row(wire, 5) == values
+    assert "fewer than 6" in violation(codec.parse_text_row, wire, 6).message
+    assert "more than 4" in violation(codec.parse_text_row, wire, 4).message
+    assert "past the end" in violation(codec.parse_text_row, b"\x05ab", 1).message
+    assert "0xff" in violation(codec.parse_text_row, b"\xff", 1).message
+
+
+def test_binary_rows() -> None:
+    types = [
+        codec.MYSQL_TYPE_LONGLONG,
+        codec.MYSQL_TYPE_VAR_STRING,
+        codec.MYSQL_TYPE_DATE,
+        codec.MYSQL_TYPE_TINY,
+    ]
+    values = [(7).to_bytes(8, "little"), None, b"\xe8\x07\x01\x02", None]
+    wire = codec.build_binary_row(values, types)
+    assert wire == b"\x00\x28" + (7).to_bytes(8, "little") + b"\x04\xe8\x07\x01\x02"  # NULL: bits 1+2, 3+2
+    assert codec.parse_binary_row(wire, types) == values
+    every_truncation(wire, lambda p: codec.parse_binary_row(p, types))
+    assert "0x00" in violation(codec.parse_binary_row, b"\x01\x00", [1]).message
+    assert "unexpected bytes" in violation(codec.parse_binary_row, wire + b"\x00", types).message
+    assert "past its last column" in violation(codec.parse_binary_row, b"\x00\x08\x01", [1]).message
+    assert "reserved bits" in violation(codec.parse_binary_row, b"\x00\x01\x01", [1]).message
+    assert codec.parse_binary_row(b"\x00\x00", []) == []
+    with pytest.raises(ValueError):
+        codec.build_binary_row([None], [])
+
+
+# --------------------------------------------------------------------------------------------------
+# The response reader, on synthetic answers
+
+
+def answer(command: int, payloads: list[bytes], capabilities: int, **options: Any) -> list[Any]:
+    reader = codec.ResponseReader(command, capabilities, **options)
+    events = []
+    for payload in payloads:
+        assert not reader.done
+        events.append(reader.read(payload))
+    assert reader.done
+    with pytest.raises(ProtocolViolation):
+        reader.read(b"\x00\x00\x00\x02\x00\x00\x00")
+    return events
+
+
+def result_set(
+    rows: list[bytes], *, more: bool = False, deprecate: bool = False, status: int = 2
+) -> list[bytes]:
+    status |= codec.SERVER_MORE_RESULTS_EXISTS if more else 0
+    columns = [
+        codec.column("a", codec.MYSQL_TYPE_VAR_STRING).payload,
+        codec.column("b", codec.MYSQL_TYPE_LONG).payload,
+    ]
+    end = (
+        codec.build_ok(Ok(status=status, eof_header=True), CAPS_DEPRECATE)
+        if deprecate
+        else codec.build_eof(Eof(0, status), CAPS_41)
+    )
+    metadata_end = [] if deprecate else [codec.build_eof(Eof(0, 2), CAPS_41)]
+    return [b"\x02", *columns, *metadata_end, *rows, end]
+
+
+def test_reader_reads_text_result_sets() -> None:
+    rows = [codec.build_text_row([b"x", b"1"]), codec.build_text_row([None, b"2"])]
+    payloads = [*result_set(rows, more=True), b"\x00\x01\x00\x02\x00\x00\x00"]
+    events = answer(codec.COM_QUERY, payloads, CAPS_41)
+    assert [type(e).__name__ for e in events] == [
+        "ResultSetStart",
+        "Column",
+        "Column",
+        "ColumnsDone",
+        "TextRow",
+        "TextRow",
+        "ResultSetDone",
+        "OkReply",
+    ]
+    assert events[0] == codec.ResultSetStart(2, b"\x02")
+    assert events[1].definition.name == b"a"
+    assert events[6].more_results and not events[7].more_results
+    assert events[7].ok.affected_rows == 1
+    assert [e.payload for e in events] == payloads  # nothing translated: forwarded as received
+
+
+def test_reader_reads_results_with_deprecate_eof() -> None:
+    rows = [codec.build_text_row([b"\xfe", b"1"])]  # a row starting 0xFE, short: still a row here
+    payloads = result_set(rows, deprecate=True)
+    payloads[3] = b"\x01\xfe\x011"
+    events = answer(codec.COM_QUERY, payloads, CAPS_DEPRECATE)
+    assert [type(e).__name__ for e in events] == [
+        "ResultSetStart",
+        "Column",
+        "Column",
+        "TextRow",
+        "ResultSetDone",
+    ]
+    assert events[-1].ok == Ok(status=2, eof_header=True)
+
+
+def test_reader_translates_eofs_for_a_deprecate_eof_client() -> None:
+    rows = [codec.build_text_row([b"x", b"1"])]
+    payloads = result_set(rows, status=2 | codec.SERVER_SESSION_STATE_CHANGED)
+    payloads[-1] = codec.build_eof(Eof(3, 2 | codec.SERVER_SESSION_STATE_CHANGED), CAPS_41)
+    events = answer(codec.COM_QUERY, payloads, CAPS_41, translate_eof=True)
+    assert events[3] == codec.ColumnsDone(Eof(0, 2), None)  # dropped
+    assert events[-1].payload == b"\xfe\x00\x00\x02\x00\x03\x00"  # OK, 0xFE header, warnings kept
+    assert codec.parse_ok(events[-1].payload, CAPS_DEPRECATE | codec.CLIENT_SESSION_TRACK) == Ok(
+        status=2, warnings=3, eof_header=True
+    )
+    set_option = answer(codec.COM_SET_OPTION, [b"\xfe\x00\x00\x02\x00"], CAPS_41, translate_eof=True)
+    assert set_option == [codec.EofReply(2, 0, b"\xfe\x00\x00\x02\x00\x00\x00")]
+    with pytest.raises(ValueError):
+        codec.ResponseReader(codec.COM_QUERY, CAPS_DEPRECATE, translate_eof=True)
+
+
+def test_reader_reads_binary_results_and_cursors() -> None:
+    types = [codec.MYSQL_TYPE_VAR_STRING, codec.MYSQL_TYPE_LONG]
+    rows = [codec.build_binary_row([b"x", b"\x01\x00\x00\x00"], types)]
+    events = answer(codec.COM_STMT_EXECUTE, result_set(rows), CAPS_41)
+    assert isinstance(events[4], codec.BinaryRow)
+    cursor = result_set([])[:-1]
+    cursor[-1] = codec.build_eof(Eof(0, 2 | codec.SERVER_STATUS_CURSOR_EXISTS), CAPS_41)
+    events = answer(codec.COM_STMT_EXECUTE, cursor, CAPS_41)
+    assert (
+        isinstance(events[-1], codec.ColumnsDone)
+        and events[-1].eof.status & codec.SERVER_STATUS_CURSOR_EXISTS
+    )
+    translated = answer(codec.COM_STMT_EXECUTE, cursor, CAPS_41, translate_eof=True)
+    assert translated[-1].payload == b"\xfe\x00\x00\x42\x00\x00\x00"  # the cursor's end is kept, as an OK
+    fetched = answer(
+        codec.COM_STMT_FETCH,
+        [rows[0], rows[0], codec.build_eof(Eof(0, 2 | codec.SERVER_STATUS_LAST_ROW_SENT), CAPS_41)],
+        CAPS_41,
+    )
+    assert [type(e).__name__ for e in fetched] == ["BinaryRow", "BinaryRow", "ResultSetDone"]
+    assert fetched[-1].last_row_sent and not fetched[-1].more_results
+    reader = codec.ResponseReader(codec.COM_STMT_EXECUTE, CAPS_41)
+    for payload in result_set([])[:-1]:
+        reader.read(payload)
+    assert reader.in_rows
+    assert "among binary rows" in violation(reader.read, b"\x05text").message
+
+
+def test_reader_reads_prepare_answers() -> None:
+    param = codec.column("?", codec.MYSQL_TYPE_VAR_STRING, charset=63).payload
+    col = codec.column("a", codec.MYSQL_TYPE_LONG).payload
+    head = b"\x00\x05\x00\x00\x00\x01\x00\x02\x00\x00\x00\x00"
+    eof = codec.build_eof(Eof(0, 2), CAPS_41)
+    events = answer(codec.COM_STMT_PREPARE, [head, param, param, eof, col, eof], CAPS_41)
+    assert events[0] == codec.PrepareOk(5, 1, 2, 0, head)
+    assert [type(e).__name__ for e in events[1:]] == [
+        "Param",
+        "Param",
+        "ColumnsDone",
+        "Column",
+        "ColumnsDone",
+    ]
+    assert events[3].params and not events[5].params
+    assert answer(codec.COM_STMT_PREPARE, [head, param, param, col], CAPS_DEPRECATE)[0].param_count == 2
+    translated = answer(
+        codec.COM_STMT_PREPARE, [head, param, param, eof, col, eof], CAPS_41, translate_eof=True
+    )
+    assert translated[3].payload is None and translated[5].payload is None
+    no_columns = b"\x00\x05\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00"
+    assert len(answer(codec.COM_STMT_PREPARE, [no_columns, param, eof], CAPS_41)) == 3
+    assert len(answer(codec.COM_STMT_PREPARE, [b"\x00\x05\x00\x00\x00" + bytes(7)], CAPS_41)) == 1
+    assert "12" in violation(codec.ResponseReader(codec.COM_STMT_PREPARE, CAPS_41).read, head[:9]).message
+    err = answer(codec.COM_STMT_PREPARE, [b"\xff\x28\x04#42000syntax"], CAPS_41)
+    assert err[0].err.code == 1064
+
+
+def test_reader_reads_the_other_answers() -> None:
+    ok = b"\x00\x00\x00\x02\x00\x00\x00"
+    for command in (codec.COM_PING, codec.COM_INIT_DB, codec.COM_RESET_CONNECTION, codec.COM_STMT_RESET):
+        assert answer(command, [ok], CAPS_41) == [codec.OkReply(Ok(status=2), ok)]
+    text = b"Uptime: 1  Threads: 1"
+    assert answer(codec.COM_STATISTICS, [text], CAPS_41) == [
+        codec.StatisticsReply("Uptime: 1  Threads: 1", text)
+    ]
+    field = codec.column("id", codec.MYSQL_TYPE_LONG).payload + b"\x010"
+    events = answer(codec.COM_FIELD_LIST, [field, b"\xfe\x00\x00\x02\x00"], CAPS_41)
+    assert events[0].definition.default == b"0" and events[1] == codec.FieldListDone(
+        2, 0, b"\xfe\x00\x00\x02\x00"
+    )
+    assert answer(codec.COM_FIELD_LIST, [b"\xff\x7a\x04#42S02no table"], CAPS_41)[0].err.code == 1146
+    infile = answer(codec.COM_QUERY, [b"\xfb/etc/passwd", ok], CAPS_41)
+    assert infile[0] == codec.LocalInfileRequest(b"/etc/passwd", b"\xfb/etc/passwd")
+    for command in (codec.COM_QUIT, codec.COM_STMT_CLOSE, codec.COM_CHANGE_USER, 0x99):
+        with pytest.raises(ValueError):
+            codec.ResponseReader(command, CAPS_41)
+    for unsupported in (codec.CLIENT_OPTIONAL_RESULTSET_METADATA, codec.MARIADB_CLIENT_CACHE_METADATA):
+        with pytest.raises(ValueError):
+            codec.ResponseReader(codec.COM_QUERY, CAPS_41 | unsupported)
+    with pytest.raises(ValueError):
+        codec.ResponseReader(codec.COM_QUERY, codec.CLIENT_LONG_PASSWORD)
+
+
+@pytest.mark.parametrize(
+    ("command", "payloads", "words"),
+    [
+        (codec.COM_QUERY, [b""], "empty packet"),
+        (codec.COM_QUERY, [b"\x00"], "length-encoded integer is missing"),
+        (codec.COM_QUERY, [b"\x00\x00\x00"], "truncated"),
+        (codec.COM_QUERY, [b"\x02x"], "column count"),
+        (codec.COM_QUERY, [b"\x00"[:0] + b"\xfc\x00"], "truncated"),
+        (codec.COM_QUERY, [b"\x02", b"\x03def"], "length-encoded integer is missing"),
+        (codec.COM_QUERY, [b"\x01", codec.column("a", 1).payload, b"\x00\x00\x00"], "not an EOF"),
+        (codec.COM_QUERY, [b"\xfbfile", b"\x02"], "LOCAL INFILE"),
+        (codec.COM_QUERY, [b"\x00\x00"], "length-encoded integer is missing"),
+        (codec.COM_STMT_EXECUTE, [b"\xfbfile"], "prepared statement"),
+        (codec.COM_PING, [b"\x01"], "unexpected packet 0x01"),
+        (codec.COM_PING, [b"\xfe\x00\x00\x02\x00"], "unexpected packet 0xfe"),
+        (codec.COM_STMT_PREPARE, [b"\x02"], "unexpected packet 0x02"),
+    ],
+)
+def test_reader_refuses_what_is_out_of_place(command: int, payloads: list[bytes], words: str) -> None:
+    reader = codec.ResponseReader(command, CAPS_41)
+    with pytest.raises(ProtocolViolation) as caught:
+        for payload in payloads:
+            reader.read(payload)
+    assert words in caught.value.message
+    assert codec.ResponseReader(codec.COM_QUERY, CAPS_41).read(b"\x00" * 0 + b"\x01") == codec.ResultSetStart(
+        1, b"\x01"
+    )
+    zero_columns = codec.ResponseReader(codec.COM_QUERY, CAPS_41)
+    assert "0 columns" in violation(zero_columns.read, b"\xfc\x00\x00").message
+
+
+# --------------------------------------------------------------------------------------------------
 # The real server
 
 
@@ -622,6 +1193,21 @@ class Client:
         self.reader.expected_sequence = 0
         self.write(payload)
 
+    def run(self, payload: bytes, **options: Any) -> list[codec.Event]:
+        """Send a command and read its whole answer as events."""
+        reader = codec.ResponseReader(payload[0], self.capabilities, **options)
+        self.command(payload)
+        events: list[codec.Event] = []
+        while not reader.done:
+            events.append(reader.read(self.read()))
+        return events
+
+    def prepare(self, sql: str) -> tuple[codec.PrepareOk, list[codec.ColumnDefinition]]:
+        events = self.run(codec.build_stmt_prepare(sql))
+        head = events[0]
+        assert isinstance(head, codec.PrepareOk), events
+        return head, [e.definition for e in events if isinstance(e, codec.Column)]
+
 
 @pytest.fixture
 def server() -> Iterator[Client]:
@@ -667,3 +1253,300 @@ def test_pymysql_reaches_the_same_server() -> None:
     ):
         cursor.execute("SELECT 1")
         assert cursor.fetchone() == (1,)
+
+
+RAW: dict[Any, Any] = {
+    k: v for k, v in pymysql.converters.encoders.items() if isinstance(k, type)
+}  # no decoders: raw text
+
+
+# the types PyMySQL returns as bytes when their charset is binary (63): strings and blobs
+BYTE_STRING_TYPES = frozenset(
+    {
+        codec.MYSQL_TYPE_BIT,
+        codec.MYSQL_TYPE_BLOB,
+        codec.MYSQL_TYPE_TINY_BLOB,
+        codec.MYSQL_TYPE_MEDIUM_BLOB,
+        codec.MYSQL_TYPE_LONG_BLOB,
+        codec.MYSQL_TYPE_STRING,
+        codec.MYSQL_TYPE_VAR_STRING,
+        codec.MYSQL_TYPE_VARCHAR,
+        codec.MYSQL_TYPE_GEOMETRY,
+    }
+)
+
+
+def kinds(events: Sequence[codec.Event]) -> list[str]:
+    return [type(e).__name__ for e in events]
+
+
+def text_cells(events: list[codec.Event], columns: list[codec.ColumnDefinition]) -> list[tuple[Any, ...]]:
+    """The text rows of one result, as PyMySQL shows them without decoders (``conv=RAW``)."""
+    rows = []
+    for event in events:
+        if isinstance(event, codec.TextRow):
+            cells = codec.parse_text_row(event.payload, len(columns))
+            rows.append(
+                tuple(
+                    v
+                    if v is None or (c.charset == codec.BINARY_CHARSET and c.type in BYTE_STRING_TYPES)
+                    else v.decode()
+                    for v, c in zip(cells, columns, strict=True)
+                )
+            )
+    return rows
+
+
+@pytest.fixture
+def logged_in(server: Client, request: pytest.FixtureRequest) -> Client:
+    deprecate = getattr(request, "param", False)
+    assert isinstance(server.login(MY_USER, MY_PASSWORD.encode(), deprecate_eof=deprecate), Handshake)
+    return server
+
+
+@pytest.mark.parametrize("logged_in", [False, True], indirect=True, ids=["eof", "deprecate_eof"])
+def test_real_query_results_match_pymysql(logged_in: Client) -> None:
+    sql = (
+        "SELECT seq, CONCAT('row ', seq, ' é✓') AS label, IF(seq % 2, NULL, seq * 1.5) AS half,"
+        " UNHEX('00FF') AS raw, REPEAT('x', 300) AS long_text FROM seq_1_to_40"
+    )
+    events = logged_in.run(codec.build_query(sql))
+    columns = [e.definition for e in events if isinstance(e, codec.Column)]
+    deprecate = bool(logged_in.capabilities & codec.CLIENT_DEPRECATE_EOF)
+    assert kinds(events) == [
+        "ResultSetStart",
+        *["Column"] * 5,
+        *(["ColumnsDone"] * (not deprecate)),
+        *["TextRow"] * 40,
+        "ResultSetDone",
+    ]
+    done = events[-1]
+    assert isinstance(done, codec.ResultSetDone) and not done.more_results
+    assert (done.ok is not None) == deprecate
+    assert [c.name for c in columns] == [b"seq", b"label", b"half", b"raw", b"long_text"]
+    with (
+        pymysql.connect(
+            host=MY_HOST, port=MY_PORT, user=MY_USER, password=MY_PASSWORD, conv=RAW, database=MY_DATABASE
+        ) as reference,
+        reference.cursor() as cursor,
+    ):
+        cursor.execute(sql)
+        expected = list(cursor.fetchall())
+    assert text_cells(events, columns) == expected
+
+
+@pytest.mark.parametrize("logged_in", [False, True], indirect=True, ids=["eof", "deprecate_eof"])
+def test_real_multi_statements(logged_in: Client) -> None:
+    events = logged_in.run(
+        codec.build_query("SELECT 1; DO 1; SELECT 'a', 'b' UNION SELECT 'c', NULL; SET @x = 1")
+    )
+    results = [e for e in events if isinstance(e, codec.ResultSetDone | codec.OkReply)]
+    assert [e.more_results for e in results] == [True, True, True, False]
+    assert kinds(results) == ["ResultSetDone", "OkReply", "ResultSetDone", "OkReply"]
+    payloads = [e.payload for e in events if isinstance(e, codec.TextRow)]
+    assert codec.parse_text_row(payloads[0], 1) == [b"1"]
+    rows = [codec.parse_text_row(row, 2) for row in payloads[1:]]
+    assert rows == [[b"a", b"b"], [b"c", None]]
+    failing = logged_in.run(codec.build_query("SELECT 1; SELECT no_such_column; SELECT 3"))
+    assert kinds(failing)[-1] == "ErrReply" and kinds(failing).count("ResultSetDone") == 1
+    err = failing[-1]
+    assert isinstance(err, codec.ErrReply) and (err.err.code, err.err.sqlstate) == (1054, "42S22")
+    # the connection goes on, and the sequence ids of the next command start again
+    assert kinds(logged_in.run(codec.build_ping())) == ["OkReply"]
+
+
+def test_real_eof_translation_gives_what_a_deprecate_eof_server_sends(server: Client) -> None:
+    sql = "SELECT 1 AS a UNION SELECT 2; SELECT 'x' AS b"
+    assert isinstance(server.login(MY_USER, MY_PASSWORD.encode()), Handshake)
+    translated = [e.payload for e in server.run(codec.build_query(sql), translate_eof=True)]
+    with socket.create_connection((MY_HOST, MY_PORT), timeout=10) as sock:
+        native = Client(sock)
+        assert isinstance(native.login(MY_USER, MY_PASSWORD.encode(), deprecate_eof=True), Handshake)
+        expected = [e.payload for e in native.run(codec.build_query(sql))]
+    assert [p for p in translated if p is not None] == expected
+
+
+@pytest.fixture
+def types_table() -> Iterator[str]:
+    name = f"codec_types_{os.getpid()}_{os.urandom(3).hex()}"
+    with pymysql.connect(
+        host=MY_HOST, port=MY_PORT, user=MY_USER, password=MY_PASSWORD, database=MY_DATABASE
+    ) as conn:
+        with conn.cursor() as cursor:
+            cursor.execute(
+                f"CREATE TABLE {name} (id INT PRIMARY KEY, tiny TINYINT, small SMALLINT UNSIGNED,"
+                " medium MEDIUMINT, big BIGINT UNSIGNED, dec_ DECIMAL(12, 2), f FLOAT, d DOUBLE,"
+                " vc VARCHAR(40), vb VARBINARY(8), bl BLOB, tx MEDIUMTEXT, dt DATE, dtm DATETIME(6),"
+                " ts TIMESTAMP NULL, tm TIME(3), yr YEAR, bt BIT(8), en ENUM('a', 'b'), st SET('x', 'y'),"
+                " js JSON) CHARACTER SET utf8mb4"
+            )
+        try:
+            yield name
+        finally:
+            with conn.cursor() as cursor:
+                cursor.execute(f"DROP TABLE {name}")
+
+
+ROW_PARAMS: list[tuple[int, bool, codec.Value]] = [
+    (codec.MYSQL_TYPE_LONG, False, 1),
+    (codec.MYSQL_TYPE_TINY, False, -5),
+    (codec.MYSQL_TYPE_SHORT, True, 65535),
+    (codec.MYSQL_TYPE_LONG, False, -8388608),
+    (codec.MYSQL_TYPE_LONGLONG, True, 2**64 - 1),
+    (codec.MYSQL_TYPE_NEWDECIMAL, False, "-1234567890.25"),
+    (codec.MYSQL_TYPE_FLOAT, False, 1.5),
+    (codec.MYSQL_TYPE_DOUBLE, False, -2.25e100),
+    (codec.MYSQL_TYPE_VAR_STRING, False, "héllo ✓"),
+    (codec.MYSQL_TYPE_BLOB, False, b"\x00\xff"),
+    (codec.MYSQL_TYPE_BLOB, False, b"\x01" * 300),
+    (codec.MYSQL_TYPE_VAR_STRING, False, "t" * 70000),
+    (codec.MYSQL_TYPE_DATE, False, datetime.date(2024, 2, 29)),
+    (codec.MYSQL_TYPE_DATETIME, False, datetime.datetime(2024, 2, 29, 23, 59, 58, 123456)),
+    (codec.MYSQL_TYPE_TIMESTAMP, False, datetime.datetime(2021, 3, 4, 5, 6, 7)),
+    (codec.MYSQL_TYPE_TIME, False, -datetime.timedelta(hours=30, minutes=1, seconds=2, microseconds=3000)),
+    (codec.MYSQL_TYPE_SHORT, False, 2024),
+    (codec.MYSQL_TYPE_BLOB, False, b"\x05"),
+    (codec.MYSQL_TYPE_VAR_STRING, False, "b"),
+    (codec.MYSQL_TYPE_VAR_STRING, False, "x,y"),
+    (codec.MYSQL_TYPE_VAR_STRING, False, '{"card": "4111 1111 1111 1111"}'),
+]
+
+
+def binary_rows_as_python(
+    events: list[codec.Event], columns: list[codec.ColumnDefinition]
+) -> list[tuple[Any, ...]]:
+    """Binary rows decoded by the codec, text in a text charset as ``str`` (as PyMySQL gives it)."""
+    rows = []
+    for event in events:
+        if isinstance(event, codec.BinaryRow):
+            cells = codec.parse_binary_row(event.payload, [c.type for c in columns])
+            values = []
+            for raw, c in zip(cells, columns, strict=True):
+                value = None if raw is None else codec.decode_binary_value(c.type, c.unsigned, raw)
+                if isinstance(value, bytes) and c.charset != codec.BINARY_CHARSET:
+                    value = value.decode()
+                values.append(value)
+            rows.append(tuple(values))
+    return rows
+
+
+@pytest.mark.parametrize("logged_in", [False, True], indirect=True, ids=["eof", "deprecate_eof"])
+def test_real_prepared_statements_match_pymysql(logged_in: Client, types_table: str) -> None:
+    logged_in.run(codec.build_init_db(MY_DATABASE))
+    placeholders = ", ".join("?" * len(ROW_PARAMS))
+    head, _ = logged_in.prepare(f"INSERT INTO {types_table} VALUES ({placeholders})")
+    assert head.param_count == len(ROW_PARAMS) and head.column_count == 0
+    params = [codec.Parameter(t, u, v) for t, u, v in ROW_PARAMS]
+    inserted = logged_in.run(codec.build_stmt_execute(head.statement_id, params))
+    assert isinstance(inserted[0], codec.OkReply) and inserted[0].ok.affected_rows == 1, inserted
+    nulls = [codec.Parameter(codec.MYSQL_TYPE_LONG, False, 2)] + [
+        codec.Parameter(t, u, None) for t, u, _ in ROW_PARAMS[1:]
+    ]
+    again = logged_in.run(codec.build_stmt_execute(head.statement_id, nulls, send_types=False))
+    assert isinstance(again[0], codec.OkReply), again
+    logged_in.command(codec.build_stmt_close(head.statement_id))  # answered by nothing
+    assert kinds(logged_in.run(codec.build_ping())) == ["OkReply"]
+
+    select, columns = logged_in.prepare(f"SELECT * FROM {types_table} WHERE id >= ? ORDER BY id")
+    assert select.param_count == 1 and len(columns) == len(ROW_PARAMS)
+    events = logged_in.run(
+        codec.build_stmt_execute(select.statement_id, [codec.Parameter(codec.MYSQL_TYPE_LONGLONG, False, 0)])
+    )
+    result_columns = [e.definition for e in events if isinstance(e, codec.Column)]
+    assert kinds(events).count("BinaryRow") == 2
+    mine = binary_rows_as_python(events, result_columns)
+    with (
+        pymysql.connect(
+            host=MY_HOST, port=MY_PORT, user=MY_USER, password=MY_PASSWORD, database=MY_DATABASE
+        ) as conn,
+        conn.cursor() as cursor,
+    ):
+        cursor.execute(f"SELECT * FROM {types_table} ORDER BY id")
+        expected = list(cursor.fetchall())
+    normalised = [
+        tuple(decimal.Decimal(v) if isinstance(v, str) and i == 5 else v for i, v in enumerate(row))
+        for row in mine
+    ]
+    assert normalised == expected
+    assert mine[0] == tuple(v for _, _, v in ROW_PARAMS)  # what was bound comes back, value for value
+
+    # a cursor: the execute answers with the columns only, the rows come with COM_STMT_FETCH
+    opened = logged_in.run(
+        codec.build_stmt_execute(
+            select.statement_id,
+            [codec.Parameter(codec.MYSQL_TYPE_LONGLONG, False, 0)],
+            flags=codec.CURSOR_TYPE_READ_ONLY,
+        )
+    )
+    assert "BinaryRow" not in kinds(opened)
+    end = opened[-1]
+    assert isinstance(end, codec.ColumnsDone | codec.ResultSetDone)
+    status = end.eof.status if isinstance(end, codec.ColumnsDone) else end.status
+    assert status & codec.SERVER_STATUS_CURSOR_EXISTS
+    first = logged_in.run(codec.build_stmt_fetch(select.statement_id, 1))
+    assert kinds(first) == ["BinaryRow", "ResultSetDone"]
+    assert binary_rows_as_python(first, result_columns) == mine[:1]
+    rest = logged_in.run(codec.build_stmt_fetch(select.statement_id, 10))
+    assert binary_rows_as_python(rest, result_columns) == mine[1:]
+    assert isinstance(rest[-1], codec.ResultSetDone) and rest[-1].last_row_sent
+    logged_in.command(codec.build_stmt_close(select.statement_id))  # no answer
+    assert kinds(logged_in.run(codec.build_stmt_reset(select.statement_id))) == [
+        "ErrReply"
+    ]  # closed: unknown
+
+
+def test_real_long_data_and_the_other_commands(logged_in: Client, types_table: str) -> None:
+    logged_in.run(codec.build_init_db(MY_DATABASE))
+    head, _ = logged_in.prepare(f"INSERT INTO {types_table} (id, bl) VALUES (?, ?)")
+    logged_in.command(codec.build_stmt_send_long_data(head.statement_id, 1, b"part one, "))
+    logged_in.command(codec.build_stmt_send_long_data(head.statement_id, 1, b"part two"))
+    params = [
+        codec.Parameter(codec.MYSQL_TYPE_LONG, False, 9),
+        codec.Parameter(codec.MYSQL_TYPE_BLOB, False, codec.LONG_DATA),
+    ]
+    payload = codec.build_stmt_execute(head.statement_id, params)
+    assert codec.parse_stmt_execute(payload, 2, long_data={1}).params == tuple(params)
+    assert isinstance(logged_in.run(payload)[0], codec.OkReply)
+    rows = logged_in.run(codec.build_query(f"SELECT bl FROM {types_table} WHERE id = 9"))
+    assert [codec.parse_text_row(e.payload, 1) for e in rows if isinstance(e, codec.TextRow)] == [
+        [b"part one, part two"]
+    ]
+
+    fields = logged_in.run(bytes((codec.COM_FIELD_LIST,)) + types_table.encode() + b"\x00")
+    assert kinds(fields) == ["Column"] * len(ROW_PARAMS) + ["FieldListDone"]
+    assert fields[0].definition.name == b"id"  # type: ignore[union-attr]
+    stats = logged_in.run(b"\x09")
+    assert isinstance(stats[0], codec.StatisticsReply) and stats[0].text.startswith("Uptime:")
+    assert kinds(logged_in.run(b"\x1b\x01\x00")) == ["EofReply"]  # multi-statements off
+    assert kinds(logged_in.run(codec.build_query("SELECT 1; SELECT 2"))) == ["ErrReply"]
+    assert kinds(logged_in.run(b"\x1b\x00\x00")) == ["EofReply"]
+    assert kinds(logged_in.run(codec.build_reset_connection())) == ["OkReply"]
+    unknown_db = logged_in.run(codec.build_init_db("no_such_database"))
+    assert isinstance(unknown_db[0], codec.ErrReply) and unknown_db[0].err.code in (1044, 1049)
+
+
+def test_real_session_tracking_oks_round_trip(logged_in: Client) -> None:
+    assert logged_in.capabilities & codec.CLIENT_SESSION_TRACK
+    logged_in.run(codec.build_query("SET SESSION session_track_system_variables = 'autocommit,time_zone'"))
+    for sql in ("SET time_zone = '+02:00'", f"USE {MY_DATABASE}", "SET autocommit = 0", "SET autocommit = 1"):
+        events = logged_in.run(codec.build_query(sql))
+        assert isinstance(events[0], codec.OkReply)
+        ok = events[0].ok
+        if sql.startswith("SET time_zone"):
+            assert ok.status & codec.SERVER_SESSION_STATE_CHANGED and ok.session_state
+            assert b"+02:00" in ok.session_state
+        assert codec.build_ok(ok, logged_in.capabilities) == events[0].payload
+
+
+def test_real_local_infile_request(server: Client, types_table: str) -> None:
+    server.CAPABILITIES |= codec.CLIENT_LOCAL_FILES  # an instance attribute: the class keeps its own
+    assert isinstance(server.login(MY_USER, MY_PASSWORD.encode()), Handshake)
+    reader = codec.ResponseReader(codec.COM_QUERY, server.capabilities)
+    server.command(
+        codec.build_query(f"LOAD DATA LOCAL INFILE '/etc/passwd' INTO TABLE {MY_DATABASE}.{types_table}")
+    )
+    request = reader.read(server.read())
+    assert request == codec.LocalInfileRequest(b"/etc/passwd", b"\xfb/etc/passwd")
+    server.write(b"")  # refused: no file (an empty packet), with the next sequence id
+    done = reader.read(server.read())
+    assert isinstance(done, codec.OkReply) and done.ok.affected_rows == 0 and reader.done
