@@ -10,7 +10,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-PROTOCOLS = ("postgres",)  # MySQL and SSH plug in here (tcp/server.py maps each to its session)
+PROTOCOLS = ("postgres", "mysql")  # SSH plugs in here too (tcp/server.py maps each to its session)
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,9 @@ class TcpSettings:
     tls_key_file: str = ""
     health_port: int | None = 8080  # GET /healthz for the load balancer; None: no health endpoint
     limits: SessionLimits = field(default_factory=SessionLimits)
+    # The MySQL greeting's version until a session has logged in to a database (then that one's):
+    # clients choose defaults by it (MySQL 8's collations, MariaDB's "5.5.5-10.11.9-MariaDB").
+    mysql_server_version: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> TcpSettings:
@@ -79,4 +82,5 @@ class TcpSettings:
             tls_key_file=env.get("WARDGATE_TCP_TLS_KEY", ""),
             health_port=int(health) if health else None,
             limits=limits,
+            mysql_server_version=env.get("WARDGATE_TCP_MYSQL_SERVER_VERSION", ""),
         )

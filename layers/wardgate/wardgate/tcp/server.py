@@ -3,7 +3,7 @@
 ``wardgate serve-tcp`` runs it on the Fargate task (one asyncio loop, uvloop when installed);
 ``wardgate dev`` and the tests run the very same server in a background thread
 (``GatewayThread``). Each listener serves one protocol; a protocol is a session class taking the
-shared ``TcpServices`` (PostgreSQL now; MySQL and SSH plug in to ``SESSIONS``).
+shared ``TcpServices`` (PostgreSQL and MySQL; SSH plugs in to ``SESSIONS``).
 """
 
 from __future__ import annotations
@@ -48,8 +48,15 @@ def _postgres(services: TcpServices, reader: asyncio.StreamReader, writer: async
     return PgSession(services, reader, writer)
 
 
+def _mysql(services: TcpServices, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Session:
+    from wardgate.tcp.mysql.session import MySqlSession
+
+    return MySqlSession(services, reader, writer)
+
+
 SESSIONS: dict[str, Callable[[TcpServices, asyncio.StreamReader, asyncio.StreamWriter], Session]] = {
     "postgres": _postgres,
+    "mysql": _mysql,
 }
 
 
@@ -107,6 +114,7 @@ def build_services(
         sessions=SessionTable(tcp.limits),
         limits=tcp.limits,
         tls=server_tls_context(tcp),
+        mysql_server_version=tcp.mysql_server_version,
     )
 
 

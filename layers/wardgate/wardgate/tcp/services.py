@@ -111,6 +111,9 @@ class TcpServices:
     tls: ssl.SSLContext | None  # None: no certificate, so every client is refused (TLS is required)
     parses: ParseCache = field(default_factory=ParseCache)
     cancel_targets: dict[int, Any] = field(default_factory=dict)  # gateway process id -> its session
+    # The MySQL greeting speaks before the client names its connection: it shows the version of the
+    # last database a session logged in to (one fleet of servers behind a task is the common case).
+    mysql_server_version: str = ""
 
     async def policy_set(self) -> PolicySet:
         """The policy in force; reads DynamoDB (in a worker thread) only when the cache is stale."""
