@@ -95,11 +95,14 @@ class MySql8Double:
             def handle(self) -> None:
                 login = Login()
                 double.logins.append(login)
+                connection = _Connection(double, self.request, login)
                 try:
-                    _Connection(double, self.request, login).serve()
+                    connection.serve()
                 except (OSError, ConnectionError, ValueError, struct.error) as exc:
                     if not login.outcome:
                         login.outcome = f"error: {type(exc).__name__}: {exc}"
+                finally:
+                    connection.sock.close()  # the TLS socket, when it became one
 
         self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True

@@ -68,8 +68,10 @@ def _credential(password: str = PASSWORD, ca_pem: str | None = None) -> Credenti
 def _login(
     url: str, credential: Credential | None = None, *, timeout: float = 5.0, caps: int = CLIENT_CAPABILITIES
 ) -> MySqlBackendLink:
+    """Log in, then log out again: the link comes back closed, for what the login negotiated."""
+
     async def go() -> MySqlBackendLink:
-        return await open_backend(
+        link = await open_backend(
             MySqlTarget.from_url(url),
             credential or _credential(),
             client_capabilities=caps,
@@ -77,8 +79,16 @@ def _login(
             timeout=timeout,
             connection="conn-1",
         )
+        await _close(link)
+        return link
 
     return asyncio.run(go())
+
+
+async def _close(link: MySqlBackendLink) -> None:
+    close_backend(link)
+    with contextlib.suppress(OSError):
+        await link.writer.wait_closed()
 
 
 def _refusal(url: str, credential: Credential | None = None, *, timeout: float = 5.0) -> BackendUnavailable:
@@ -149,7 +159,7 @@ def _whoami(url: str, credential: Credential | None = None) -> tuple[str, str, b
         try:
             [[user, database, cipher]] = await _query(link, WHOAMI)
         finally:
-            close_backend(link)
+            await _close(link)
         assert user is not None and database is not None
         return user.decode(), database.decode(), bool(cipher), link
 
@@ -286,7 +296,7 @@ def test_kill_query_stops_a_running_statement() -> None:
             after = await _query(link, "SELECT 1")  # the query was killed, not the connection
             return killed, interrupted.value.err.code, elapsed, unknown, after
         finally:
-            close_backend(link)
+            await _close(link)
 
     killed, code, elapsed, unknown, after = asyncio.run(go())
     assert killed and code == 1317 and elapsed < 5 and not unknown  # 1317: query execution was interrupted
@@ -359,7 +369,6 @@ def _wardgate(
         link = _login(f"mysql://app@127.0.0.1:{double.port}/billing{query}", _credential(password, ca))
     except BackendUnavailable as refused:
         return f"error {refused.code}"
-    close_backend(link)
     return f"ok {link.plugin}"
 
 
@@ -480,7 +489,6 @@ def test_the_database_gets_the_capabilities_attributes_and_database(rsa_key: rsa
     )
     with _double(rsa_key) as double:
         link = _login(f"mysql://app@127.0.0.1:{double.port}/billing", _credential("sesame-8"), caps=asked)
-        close_backend(link)
         login = double.logins[-1]
     assert (login.user, login.database, login.charset) == ("app", "billing", codec.UTF8MB4_GENERAL_CI)
     assert login.attributes == {"program_name": "wardgate-tests"}

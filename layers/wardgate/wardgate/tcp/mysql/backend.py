@@ -334,7 +334,7 @@ async def open_backend(
             try:
                 return await login.run(reader, writer)
             except BaseException:
-                writer.close()
+                writer.transport.abort()  # a failed login: no TLS close_notify to wait for
                 raise
     except TimeoutError:
         if stage == "connect":
