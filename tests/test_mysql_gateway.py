@@ -434,3 +434,31 @@ def test_an_unreachable_database_is_a_clear_error(my: MyGateway):
 def test_a_server_certificate_is_verified_by_the_client(my: MyGateway):
     context = ssl.create_default_context(cafile=my.ca_file)
     assert context.check_hostname  # what --ssl-verify-server-cert checks, against the dev CA
+
+
+def test_a_client_hello_sent_with_the_ssl_request_reaches_tls(my: MyGateway):
+    """Clients start TLS right after the SSLRequest, without waiting: both can arrive in one read."""
+    from wardgate.tcp.mysql import codec
+
+    sock = _raw(my)
+    context = ssl.create_default_context(cafile=my.ca_file)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    request = codec.build_ssl_request(
+        codec.SSLRequest(codec.CLIENT_PROTOCOL_41 | codec.CLIENT_SSL | codec.CLIENT_PLUGIN_AUTH, 1 << 24, 45)
+    )
+    sock.sendall(codec.frame(request, 1) + outgoing.read())  # one write: the hello right behind
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            if outgoing.pending:
+                sock.sendall(outgoing.read())
+            data = sock.recv(65536)
+            assert data, "the gateway closed the connection during the TLS handshake"
+            incoming.write(data)
+    assert tls.version() in ("TLSv1.2", "TLSv1.3")
+    sock.close()
