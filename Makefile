@@ -18,7 +18,8 @@ venv: $(BIN)/.installed
 
 ## Run wardgate locally: moto in-process, a development OIDC issuer, a demo upstream.
 dev: venv
-	@bash scripts/services postgres  # demo-sql: the local PostgreSQL
+	@bash scripts/services postgres mariadb  # demo-sql, demo-pg: the local PostgreSQL; demo-mysql: the local MariaDB
+	@bash scripts/mysql-test-auth  # demo-mysql's login (wardgate_native) on the local MariaDB, and its TLS
 	$(BIN)/wardgate dev
 
 ## The whole suite: lint, type-check, template validation, unit and integration tests.

@@ -616,6 +616,7 @@ def local_stack(folder: Path, pooled_port: int | None) -> Iterator[Any]:
         port=0,
         upstream_port=0,
         pg_port=0,
+        mysql_port=0,
         aws_endpoint=f"http://127.0.0.1:{aws_port}",
     )
     try:

@@ -35,7 +35,9 @@ def restore_env() -> Iterator[None]:
 def stack(state_dir: Path, restore_env: None) -> Iterator[DevStack]:
     os.environ.update({"WARDGATE_UPSTREAM_TIMEOUT_S": "2", "WARDGATE_MAX_REQUEST_BYTES": str(256 * 1024)})
     with mock_aws(config=SFN_INTERPRETER):  # moto runs the approval workflow's definition
-        running = DevStack(root=ROOT, state_dir=state_dir, port=0, upstream_port=0, pg_port=0).start()
+        running = DevStack(
+            root=ROOT, state_dir=state_dir, port=0, upstream_port=0, pg_port=0, mysql_port=0
+        ).start()
         try:
             yield running
         finally:

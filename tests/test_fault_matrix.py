@@ -210,7 +210,12 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     try:
         with mock_aws(config=SFN_INTERPRETER):
             stack = DevStack(
-                root=ROOT, state_dir=tmp_path_factory.mktemp("faults"), port=0, upstream_port=0, pg_port=0
+                root=ROOT,
+                state_dir=tmp_path_factory.mktemp("faults"),
+                port=0,
+                upstream_port=0,
+                pg_port=0,
+                mysql_port=0,
             ).start()
             try:
                 yield _setup(stack, injector)

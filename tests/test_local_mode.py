@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -126,7 +127,7 @@ def test_cli_lists_and_shows_recordings(client, auth, capsys):
     entries = json.loads(capsys.readouterr().out)
     assert [e["record_id"] for e in entries] == [record_id]
 
-    assert cli.main(["recordings", "show", record_id]) == 0
+    assert cli.main(["recordings", "show", record_id, "--json"]) == 0
     events = json.loads(capsys.readouterr().out)
     assert [e["event"] for e in events] == ["request", "response"]
 
@@ -182,7 +183,7 @@ def _free_ports(count: int) -> list[int]:
 
 def test_wardgate_dev_end_to_end_as_a_user_runs_it(tmp_path: Path):
     """`wardgate dev`, `wardgate token`, an HTTP client, `wardgate recordings ls`: separate processes."""
-    port, upstream_port, aws_port = _free_ports(3)
+    port, upstream_port, aws_port, pg_port, mysql_port = _free_ports(5)
     bin_dir = Path(sys.executable).parent
     env = {
         k: v
@@ -191,7 +192,7 @@ def test_wardgate_dev_end_to_end_as_a_user_runs_it(tmp_path: Path):
     }
     dev = subprocess.Popen(
         [str(bin_dir / "wardgate"), "dev", "--port", str(port), "--upstream-port", str(upstream_port),
-         "--aws-port", str(aws_port)],
+         "--aws-port", str(aws_port), "--pg-port", str(pg_port), "--mysql-port", str(mysql_port)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
@@ -225,7 +226,7 @@ def test_wardgate_dev_end_to_end_as_a_user_runs_it(tmp_path: Path):
         listing = wardgate("recordings", "ls")
         assert response.headers["x-wardgate-record-id"] in listing
         assert "agent-1" in listing
-        shown = json.loads(wardgate("recordings", "show", response.headers["x-wardgate-record-id"]))
+        shown = json.loads(wardgate("recordings", "show", response.headers["x-wardgate-record-id"], "--json"))
         assert shown[0]["identity"]["subject"] == "agent-1"
         dry_run = json.loads(
             wardgate(
@@ -265,3 +266,78 @@ def test_the_owner_claim_reaches_the_recording(stack, client):
 
     [first, _] = [e for e in recorded_events() if e["record_id"] == response.headers["x-wardgate-record-id"]]
     assert first["identity"]["owner"] == "alice@example.com"
+
+
+def _policy_test(
+    connection: str, dialect: str, sql: str, capsys: pytest.CaptureFixture[str]
+) -> tuple[str, str]:
+    args = ["policy", "test", "--connection", connection, "--identity", "agent-1", "--group", "ci"]
+    assert cli.main([*args, "--dialect", dialect, "--sql", sql, "--json"]) == 0
+    decision = json.loads(capsys.readouterr().out)["decision"]
+    return decision["outcome"], decision["rule"]
+
+
+def test_demo_mysql_is_the_local_mariadb_read_only_like_demo_pg(stack, capsys):
+    from wardgate import aws
+    from wardgate.config import Settings
+    from wardgate.connections import ConnectionStore
+    from wardgate.tcp.mysql.backend import MySqlTarget
+
+    store = ConnectionStore(Settings.from_env().connections_table)
+    mysql, pg = store.get("demo-mysql"), store.get("demo-pg")
+    assert (mysql.kind, mysql.upstream_url) == ("sql", "mysql://wardgate_native@127.0.0.1:3306/wardgate_test")
+    assert mysql.allowed_groups == pg.allowed_groups == ("ci", "developers")
+    # The login scripts/mysql-test-auth (make dev) creates, from Secrets Manager as on AWS.
+    assert mysql.credential_secret is not None
+    secret = aws.client("secretsmanager").get_secret_value(SecretId=mysql.credential_secret)
+    assert json.loads(secret["SecretString"]) == {
+        "type": "basic",
+        "username": "wardgate_native",
+        "password": "wardgate-login-pw",
+    }
+    target = MySqlTarget.from_url(mysql.upstream_url)
+    assert (target.user, target.database, target.ssl_mode) == ("wardgate_native", "wardgate_test", "disabled")
+
+    # The same read-only pack as demo-pg: reads pass, writes and row locks do not...
+    for connection, dialect in (("demo-mysql", "mysql"), ("demo-pg", "postgres")):
+        assert _policy_test(connection, dialect, "SELECT 1", capsys) == ("allow", "read-only-sql: reads")
+        assert _policy_test(connection, dialect, "INSERT INTO t VALUES (1)", capsys)[0] == "deny"
+        assert _policy_test(connection, dialect, "DROP TABLE t", capsys)[0] == "deny"
+        assert _policy_test(connection, dialect, "SELECT * FROM t FOR UPDATE", capsys) == (
+            "deny",
+            "read-only-sql: row locks",
+        )
+    # ...and the session set-up MySQL drivers send at connect, while the pack still refuses the rest.
+    for setup in ("SET NAMES utf8mb4", "SET @@session.autocommit = OFF"):
+        assert _policy_test("demo-mysql", "mysql", setup, capsys)[0] == "allow", setup
+    for dangerous in ("SET GLOBAL max_connections = 1", "SET ROLE admin"):
+        assert _policy_test("demo-mysql", "mysql", dangerous, capsys)[0] == "deny", dangerous
+    assert _policy_test("demo-pg", "postgres", "SET search_path = x", capsys)[0] == "deny"
+
+
+def test_the_quick_start_prints_the_mariadb_and_pymysql_commands_for_demo_mysql(stack):
+    from wardgate.dev.stack import quick_start
+
+    assert stack.mysql_port_bound not in (0, 13306, stack.pg_port_bound)  # port 0 in tests: bound anew
+    text = quick_start(stack)
+    assert "export MYSQL_PWD=$(wardgate token --sub agent-1 --group ci)" in text
+    (mariadb,) = [shlex.split(line) for line in text.splitlines() if line.strip().startswith("mariadb ")]
+    assert mariadb[0] == "mariadb" and mariadb[-1] == "demo-mysql"  # the connection is the database
+    options = mariadb[1:-1]
+    assert options[options.index("-h") + 1] == "127.0.0.1"
+    assert options[options.index("-P") + 1] == str(stack.mysql_port_bound)
+    assert f"--ssl-ca={stack.certificates.ca_file}" in options and "--ssl-verify-server-cert" in options
+    assert not [o for o in options if o.startswith(("-p", "--password"))], "the token goes in MYSQL_PWD"
+
+    (python,) = [shlex.split(line) for line in text.splitlines() if line.strip().startswith("python -c ")]
+    assert python[:2] == ["python", "-c"] and len(python) == 3
+    source = python[2]
+    compile(source, "<quick start>", "exec")
+    for part in (
+        f"port={stack.mysql_port_bound}",
+        'database="demo-mysql"',
+        f"ssl_ca={json.dumps(str(stack.certificates.ca_file))}",
+        "ssl_verify_identity=True",
+        'os.environ["MYSQL_PWD"]',
+    ):
+        assert part in source, part

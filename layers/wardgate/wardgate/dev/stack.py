@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,10 +23,15 @@ from wardgate.dev.upstream import EchoUpstream
 DEMO_SECRET = "wardgate/demo"
 DEMO_GROUPS = ("ci", "developers")
 DEMO_SQL_URL = "postgresql://postgres@127.0.0.1:5432/postgres"  # a local PostgreSQL's default superuser
+# demo-mysql: the local MariaDB's wardgate_test as wardgate_native, a login that `make dev` creates
+# (scripts/mysql-test-auth) with an application's privileges there and nothing else; local only.
+DEMO_MYSQL_URL = "mysql://wardgate_native@127.0.0.1:3306/wardgate_test"
+DEMO_MYSQL_SECRET = "wardgate/demo-mysql"
+DEMO_MYSQL_LOGIN = {"type": "basic", "username": "wardgate_native", "password": "wardgate-login-pw"}
 DEMO_APPROVERS = ("oncall@example.com", "lead@example.com")
 SFN_INTERPRETER = {"stepfunctions": {"execute_state_machine": True}}  # moto runs the approval workflow
 # The policy local mode applies: agents may call HTTP connections, except to delete users on demo,
-# read the demo cluster and the local PostgreSQL; members of pii-readers see emails and phones.
+# read the demo cluster, the local PostgreSQL and MariaDB; members of pii-readers see emails and phones.
 DEV_POLICY: dict[str, Any] = {
     "version": 1,
     "connections": [],
@@ -58,8 +64,19 @@ DEV_POLICY: dict[str, Any] = {
             "identity": {"groups": list(DEMO_GROUPS)},
             "match": {"k8s": {"verbs": ["get", "list"]}},
         },
+        {
+            # MySQL drivers set up their session with SET at connect (PyMySQL: SET NAMES utf8mb4;
+            # mysql-connector: SET NAMES, SET @@session.autocommit). Deny wins: the read-only pack
+            # still refuses SET GLOBAL, SET ROLE and the rest, and the gateway pins sql_mode and
+            # the character set whatever policy says.
+            "name": "mysql drivers may set up their session on demo-mysql",
+            "effect": "allow",
+            "connections": ["demo-mysql"],
+            "identity": {"groups": list(DEMO_GROUPS)},
+            "match": {"sql": {"kinds": ["set"]}},
+        },
     ],
-    "packs": [{"name": "read-only-sql", "connections": ["demo-sql", "demo-pg"]}],
+    "packs": [{"name": "read-only-sql", "connections": ["demo-sql", "demo-pg", "demo-mysql"]}],
     "settings": {
         "masking": {"exemptions": [{"groups": ["pii-readers"], "reveal": ["email", "phone"]}]},
         "approval": {"approvers": {"demo-approvers": list(DEMO_APPROVERS)}, "timeout_minutes": 15},
@@ -105,6 +122,7 @@ class DevStack:
     port: int = 8700
     upstream_port: int = 8701
     pg_port: int = 15432  # the TCP gateway's PostgreSQL listener
+    mysql_port: int = 13306  # the TCP gateway's MySQL listener
     aws_endpoint: str | None = None
     gateway: GatewayServer | None = field(default=None, init=False)
     upstream: EchoUpstream | None = field(default=None, init=False)
@@ -169,7 +187,10 @@ class DevStack:
 
         self.certificates = make_dev_certificates(self.state_dir)
         settings = TcpSettings(
-            listeners=(Listener("postgres", self.pg_port, self.host),),
+            listeners=(
+                Listener("postgres", self.pg_port, self.host),
+                Listener("mysql", self.mysql_port, self.host),
+            ),
             tls_cert_file=str(self.certificates.cert_file),
             tls_key_file=str(self.certificates.key_file),
             health_port=None,
@@ -195,6 +216,9 @@ class DevStack:
         assert self.upstream is not None
         aws.client("secretsmanager").create_secret(
             Name=DEMO_SECRET, SecretString=json.dumps({"type": "bearer", "token": demo_token})
+        )
+        aws.client("secretsmanager").create_secret(
+            Name=DEMO_MYSQL_SECRET, SecretString=json.dumps(DEMO_MYSQL_LOGIN)
         )
         store = ConnectionStore(Settings.from_env().connections_table)
         upstream = self.upstream.url
@@ -231,6 +255,14 @@ class DevStack:
                 None,
                 DEMO_GROUPS,
                 "The local PostgreSQL for psql and drivers through the TCP gateway, read-only",
+            ),
+            Connection(
+                "demo-mysql",
+                "sql",
+                DEMO_MYSQL_URL,
+                DEMO_MYSQL_SECRET,
+                DEMO_GROUPS,
+                "The local MariaDB for the mariadb client and drivers through the TCP gateway, read-only",
             ),
         ):
             store.put(connection)
@@ -279,6 +311,10 @@ class DevStack:
         return int(self.tcp.port("postgres")) if self.tcp is not None else self.pg_port
 
     @property
+    def mysql_port_bound(self) -> int:
+        return int(self.tcp.port("mysql")) if self.tcp is not None else self.mysql_port
+
+    @property
     def url(self) -> str:
         assert self.gateway is not None
         return self.gateway.url
@@ -323,6 +359,12 @@ the token is the password, TLS is required):
   export PGPASSWORD=$(wardgate token --sub agent-1 --group ci)
   psql "{pg_conninfo(stack)}"
 
+MySQL and MariaDB through the TCP gateway (mariadb/mysql, PyMySQL, mysql-connector: the connection is
+the database, the token is the password, TLS is required):
+  export MYSQL_PWD=$(wardgate token --sub agent-1 --group ci)
+  {mariadb_command(stack)}
+  python -c {shlex.quote(pymysql_snippet(stack))}
+
 Approvals (refunds on demo need a human; the mail lands in {stack.url}/_dev/outbox and here):
   curl -H "Authorization: Bearer $TOKEN" -d '{{"amount": 900}}' {stack.url}/http/demo/v1/refunds
                                                         (202 Accepted, with a poll_url)
@@ -339,6 +381,28 @@ def pg_conninfo(stack: DevStack) -> str:
     return (
         f"host=127.0.0.1 port={stack.pg_port_bound} dbname=demo-pg user=agent-1 "
         f"sslmode=verify-full sslrootcert={ca}"
+    )
+
+
+def mariadb_command(stack: DevStack) -> str:
+    """The ``mariadb`` command line reaching ``demo-mysql`` through the local TCP gateway (the token
+    goes in MYSQL_PWD), verifying the gateway's certificate against the development CA."""
+    ca = shlex.quote(str(stack.certificates.ca_file)) if stack.certificates else "-"
+    return (
+        f"mariadb -h 127.0.0.1 -P {stack.mysql_port_bound} -u agent-1 "
+        f"--ssl-ca={ca} --ssl-verify-server-cert demo-mysql"
+    )
+
+
+def pymysql_snippet(stack: DevStack) -> str:
+    """The same with PyMySQL (a dependency of wardgate, so .venv/bin/python has it): Python source
+    for ``python -c``, which prints the database login wardgate used, never the agent's."""
+    ca = json.dumps(str(stack.certificates.ca_file)) if stack.certificates else '"-"'
+    return (
+        "import os, pymysql; "
+        f'c = pymysql.connect(host="127.0.0.1", port={stack.mysql_port_bound}, user="agent-1", '
+        f'password=os.environ["MYSQL_PWD"], database="demo-mysql", ssl_ca={ca}, ssl_verify_identity=True)'
+        '.cursor(); c.execute("SELECT CURRENT_USER()"); print(c.fetchall())'
     )
 
 
