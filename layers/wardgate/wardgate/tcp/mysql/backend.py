@@ -346,10 +346,11 @@ async def open_backend(
             f"the database at {where} did not finish the login handshake within {timeout:g} s"
         ) from None
     except ssl.SSLError as exc:
+        reason = exc.reason or type(exc).__name__
+        if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+            reason = f"{reason} ({exc.verify_message})"  # which check failed: chain, name, dates
         raise BackendUnavailable(
-            f"TLS with the database at {where} failed: {exc.reason or type(exc).__name__}",
-            CR_SSL_CONNECTION_ERROR,
-            "HY000",
+            f"TLS with the database at {where} failed: {reason}", CR_SSL_CONNECTION_ERROR, "HY000"
         ) from None
     except asyncio.IncompleteReadError:
         raise BackendUnavailable(f"the database at {where} closed the connection during the login") from None
