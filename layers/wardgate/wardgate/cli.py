@@ -18,7 +18,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from wardgate import cli_agents, cli_policy
+from wardgate import cli_agents, cli_policy, cli_recordings
 
 STACK_OUTPUTS = {
     "ConnectionsTableName": "CONNECTIONS_TABLE",
@@ -28,6 +28,8 @@ STACK_OUTPUTS = {
     "RecordingsStreamName": "RECORDINGS_STREAM",
     "AgentsTableName": "AGENTS_TABLE",
     "ScimTokenSecretArn": "SCIM_TOKEN_SECRET",
+    "AuditWorkGroupName": cli_recordings.AUDIT_WORKGROUP,
+    "AuditDatabaseName": cli_recordings.AUDIT_DATABASE,
 }
 
 
@@ -113,40 +115,6 @@ def target(args: argparse.Namespace) -> None:
                 os.environ[STACK_OUTPUTS[output["OutputKey"]]] = output["OutputValue"]
 
 
-def _reader() -> Any:
-    from wardgate.config import Settings
-    from wardgate.recording import RecordingReader
-
-    settings = Settings.from_env()
-    return RecordingReader(settings.recordings_table, settings.recordings_bucket, settings.recordings_prefix)
-
-
-def cmd_recordings_ls(args: argparse.Namespace) -> int:
-    target(args)
-    entries = _reader().recent(connection=args.connection, subject=args.subject, limit=args.limit)
-    if args.json:
-        print(json.dumps(entries, indent=2, default=str))
-        return 0
-    print(f"{'RECORD':<29} {'STARTED':<26} {'SUBJECT':<16} {'CONNECTION':<12} {'OUTCOME':<8} STATUS REQUEST")
-    for e in entries:
-        print(
-            f"{e['record_id']:<29} {str(e['started_at'])[:26]:<26} {e['subject'][:16]:<16} "
-            f"{e['connection'][:12]:<12} {e['outcome']:<8} {int(e['status']):<6} {e['method']} {e['path']}"
-            + (f"  [{e['error']}]" if e.get("error") else "")
-        )
-    return 0
-
-
-def cmd_recordings_show(args: argparse.Namespace) -> int:
-    target(args)
-    events = _reader().events(args.record_id)
-    if not events:
-        print(f"no recording {args.record_id!r} (it may still be in Firehose's buffer)", file=sys.stderr)
-        return 1
-    print(json.dumps(events, indent=2))
-    return 0
-
-
 def _store() -> Any:
     from wardgate.config import Settings
     from wardgate.connections import ConnectionStore
@@ -220,18 +188,6 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--issuer-url", help="base URL of the dev server (default: the running one)")
     token.set_defaults(func=cmd_token)
 
-    recordings = sub.add_parser("recordings", help="list and read session recordings")
-    rsub = recordings.add_subparsers(dest="action", required=True)
-    ls = rsub.add_parser("ls", help="list recent recordings, newest first")
-    ls.add_argument("--connection")
-    ls.add_argument("--subject")
-    ls.add_argument("--limit", type=int, default=50)
-    ls.add_argument("--json", action="store_true")
-    ls.set_defaults(func=cmd_recordings_ls)
-    show = rsub.add_parser("show", help="print every event of one recording as JSON")
-    show.add_argument("record_id")
-    show.set_defaults(func=cmd_recordings_show)
-
     connections = sub.add_parser("connections", help="list, add and remove connections")
     csub = connections.add_subparsers(dest="action", required=True)
     csub.add_parser("ls").set_defaults(func=cmd_connections_ls)
@@ -250,10 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     def with_stack(command: argparse.ArgumentParser) -> None:
         command.add_argument("--stack", help="read table and bucket names from this deployed stack's outputs")
 
-    for p in (ls, show, put, rm, csub.choices["ls"]):
+    for p in (put, rm, csub.choices["ls"]):
         with_stack(p)
     cli_policy.add_commands(sub, with_stack)
     cli_agents.add_commands(sub, with_stack)
+    cli_recordings.add_commands(sub, with_stack)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Auditing recordings: the query engine over all of them, named questions, timelines, exports and replay."""
