@@ -343,6 +343,7 @@ class MySqlSession:
             charset=hello.charset,
             connect_attrs=attributes,
             timeout=self.limits.backend_connect_timeout_s,
+            connection=self.connection.name,
         )
         # The database may lack what the client was offered (DEPRECATE_EOF): the codec translates.
         self.services.mysql_server_version = link.greeting.server_version
