@@ -341,3 +341,37 @@ def test_the_quick_start_prints_the_mariadb_and_pymysql_commands_for_demo_mysql(
         'os.environ["MYSQL_PWD"]',
     ):
         assert part in source, part
+
+
+def test_the_quick_starts_mariadb_and_pymysql_commands_work_on_demo_mysql(stack, token, tmp_path: Path):
+    """The printed lines as a user runs them, the token in MYSQL_PWD, the local MariaDB behind."""
+    from wardgate.dev.stack import quick_start
+
+    lines = [line.strip() for line in quick_start(stack).splitlines()]
+    mariadb = shlex.split(next(line for line in lines if line.startswith("mariadb ")))
+    env = {**os.environ, "MYSQL_PWD": token}
+
+    def run(*extra: str, password: str = token) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*mariadb, "-N", "-B", *extra],
+            env={**env, "MYSQL_PWD": password},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    shown = run("-e", "SELECT CURRENT_USER(), DATABASE()")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.split() == ["wardgate_native@%", "wardgate_test"]  # the connection's own login
+    refused = run("-e", "CREATE TABLE quick_start_write (i int)")
+    assert refused.returncode == 1 and "ERROR 1227 (42000)" in refused.stderr, refused.stderr
+    assert "this connection is read-only" in refused.stderr  # demo-mysql: the read-only-sql pack
+    stranger = run("-e", "SELECT 1", password="not-a-token")
+    assert stranger.returncode == 1 and "ERROR 1045 (28000)" in stranger.stderr, stranger.stderr
+
+    python = shlex.split(next(line for line in lines if line.startswith("python -c ")))
+    driven = subprocess.run(
+        [sys.executable, *python[1:]], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30
+    )
+    assert driven.returncode == 0, driven.stderr
+    assert driven.stdout.strip() == "(('wardgate_native@%',),)"
