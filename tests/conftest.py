@@ -35,8 +35,15 @@ def restore_env() -> Iterator[None]:
 def stack(state_dir: Path, restore_env: None) -> Iterator[DevStack]:
     os.environ.update({"WARDGATE_UPSTREAM_TIMEOUT_S": "2", "WARDGATE_MAX_REQUEST_BYTES": str(256 * 1024)})
     with mock_aws(config=SFN_INTERPRETER):  # moto runs the approval workflow's definition
+        # Manifests unsigned (a few ms of moto per object): test_recording_integrity.py has its own stack.
         running = DevStack(
-            root=ROOT, state_dir=state_dir, port=0, upstream_port=0, pg_port=0, mysql_port=0
+            root=ROOT,
+            state_dir=state_dir,
+            port=0,
+            upstream_port=0,
+            pg_port=0,
+            mysql_port=0,
+            sign_manifests=False,
         ).start()
         try:
             yield running

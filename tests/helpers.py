@@ -15,7 +15,8 @@ def recorded_events() -> list[dict[str, Any]]:
     s3 = boto3.client("s3")
     bucket = os.environ["RECORDINGS_BUCKET"]
     events = []
-    for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+    prefix = os.environ.get("RECORDINGS_PREFIX", "recordings/")  # not manifests/ (auditing/integrity.py)
+    for obj in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
         data = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
         if data[:2] == b"\x1f\x8b":
             data = gzip.decompress(data)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from wardgate import cli_agents, cli_policy, cli_recordings
+from wardgate.auditing import integrity
 
 STACK_OUTPUTS = {
     "ConnectionsTableName": "CONNECTIONS_TABLE",
@@ -30,6 +31,7 @@ STACK_OUTPUTS = {
     "ScimTokenSecretArn": "SCIM_TOKEN_SECRET",
     "AuditWorkGroupName": cli_recordings.AUDIT_WORKGROUP,
     "AuditDatabaseName": cli_recordings.AUDIT_DATABASE,
+    "RecordingManifestKeyArn": "RECORDINGS_MANIFEST_KEY",  # recordings verify: kms:GetPublicKey
 }
 
 
@@ -210,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
         with_stack(p)
     cli_policy.add_commands(sub, with_stack)
     cli_agents.add_commands(sub, with_stack)
-    cli_recordings.add_commands(sub, with_stack)
+    integrity.add_verify_command(cli_recordings.add_commands(sub, with_stack), with_stack)
     return parser
 
 

@@ -124,6 +124,9 @@ class DevStack:
     pg_port: int = 15432  # the TCP gateway's PostgreSQL listener
     mysql_port: int = 13306  # the TCP gateway's MySQL listener
     aws_endpoint: str | None = None
+    # Recording manifests signed after each delivery, as on AWS. The shared test fixture turns it off:
+    # a few ms of moto work per object, for tests that never verify (test_recording_integrity.py does).
+    sign_manifests: bool = True
     gateway: GatewayServer | None = field(default=None, init=False)
     upstream: EchoUpstream | None = field(default=None, init=False)
     issuer: DevIssuer | None = field(default=None, init=False)
@@ -131,6 +134,7 @@ class DevStack:
     outbox: Path | None = field(default=None, init=False)
     tcp: Any = field(default=None, init=False)  # tcp.server.GatewayThread
     certificates: Any = field(default=None, init=False)  # dev.certs.DevCertificates
+    manifests: Any = field(default=None, init=False)  # dev.manifests.LocalManifestSigner
     _stoppers: list[Callable[[], None]] = field(default_factory=list, init=False)
 
     def start(self) -> DevStack:
@@ -171,12 +175,29 @@ class DevStack:
         self._stoppers.append(self.upstream.stop)
         self.seed_demo(demo_token)
         self.apply_policy(DEV_POLICY)
+        if self.sign_manifests:
+            self.start_manifests()
 
         self.gateway.start()
         self._stoppers.append(self.gateway.stop)
         self.start_notifier()
         self.start_tcp()
         return self
+
+    def start_manifests(self) -> None:
+        """Each delivered recording object signed, as RecordingManifestFunction does on AWS: with a
+        local key made at first start, from the bucket's notifications (dev/manifests.py)."""
+        from wardgate.auditing.signing import KEY_SETTING, FileSigner, make_local_key
+        from wardgate.config import Settings
+        from wardgate.dev.manifests import LocalManifestSigner
+
+        key = make_local_key(self.state_dir)
+        os.environ[KEY_SETTING] = f"file:{key}"
+        settings = Settings.from_env()
+        self.manifests = LocalManifestSigner(
+            settings.recordings_bucket, settings.recordings_prefix, FileSigner(key)
+        ).start()
+        self._stoppers.append(self.manifests.stop)
 
     def start_tcp(self) -> None:
         """The TCP gateway, as on the Fargate task, in a thread; its certificate from the dev CA."""
@@ -303,6 +324,7 @@ class DevStack:
             "RECORDINGS_STREAM",
             "RECORDINGS_BUCKET",
             "RECORDINGS_PREFIX",
+            "RECORDINGS_MANIFEST_KEY",
         )
         return {k: os.environ[k] for k in keys if k in os.environ}
 
