@@ -283,9 +283,9 @@ def cmd_query(args: argparse.Namespace) -> int:
     filtering = any(
         getattr(args, n) for n in ("agent", "owner", "connection", "table", "protocol", "outcome")
     )
-    if args.sql and (named or filtering):
+    if args.sql is not None and (named or filtering):
         raise UsageError("give either SQL or a named question (--denials, --agent ...), not both")
-    if not args.sql and not named and not filtering:
+    if args.sql is None and not named and not filtering:
         raise UsageError(
             "give SQL over events/records, or a named question: --denials, --approvals, --revocations, "
             "--agent SUB, --owner OWNER, --connection NAME, --table NAME (see --schema for the columns)"
@@ -293,7 +293,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     target(args)
     engine = athena_engine() if args.athena else local_engine(args)
     dialect = engine.dialect
-    if args.sql:
+    if args.sql is not None:
         filters = _filters(args)
         sql, trusted = args.sql, False
     else:
