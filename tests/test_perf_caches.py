@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from wardgate.dev.oidc import ISSUER_PATH, DevIssuer
 from wardgate.dev.upstream import EchoUpstream
@@ -375,3 +377,186 @@ def test_no_metric_line_when_metrics_are_disabled(monkeypatch: pytest.MonkeyPatc
         count("Requests", connection="demo", outcome="allow")
     assert out.getvalue() == ""
     assert os.environ["POWERTOOLS_METRICS_DISABLED"] == "true"
+
+
+# ------------------------------------------------------------------------------------------ SQL rows
+
+CELLS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.sampled_from([4242424242424242, -4242424242424242, 9_999_999_999, 10**10, 123, -45, 0]),
+    st.text(max_size=30),
+    st.sampled_from(["ada@example.com", "card 4111 1111 1111 1111", "555-867-5309", "", "plain"]),
+    st.floats(allow_nan=False),
+    st.decimals(allow_nan=False, allow_infinity=False, places=2),
+    st.datetimes(),
+    st.dates(),
+    st.uuids(),
+    st.sampled_from([b"ada@example.com", b"ok", {"mail": "ada@example.com"}, ["4242424242424242"]]),
+)
+
+
+def cell_by_cell(columns: list[str], rows: list[tuple[Any, ...]], profile: Any) -> tuple[list[Any], dict]:
+    """What mask_rows promises, one cell at a time: the reference its fast paths must equal."""
+    from wardgate.masking.engine import FIELD, _mask_cell, _mask_whole
+
+    counts: dict[str, int] = {}
+    out = []
+    for row in rows:
+        cells = []
+        for name, value in zip(columns, row, strict=True):
+            if name.lower() in profile.columns and value is not None:
+                cells.append(_mask_whole(value, profile.max_depth))
+                counts[FIELD] = counts.get(FIELD, 0) + 1
+            else:
+                cells.append(_mask_cell(value, profile, counts))
+        out.append(tuple(cells))
+    return out, counts
+
+
+def profiles() -> list[Any]:
+    from wardgate.masking import BUILTIN_DETECTORS
+    from wardgate.masking.detectors import Detector
+    from wardgate.masking.engine import MaskingProfile
+
+    return [
+        MaskingProfile(),
+        MaskingProfile(columns=frozenset({"B"})),  # a rule, named in another case
+        MaskingProfile(detectors=(*BUILTIN_DETECTORS, Detector.from_regex("digits", r"[0-9]{2}"))),
+        MaskingProfile(exempt=frozenset({"card"})),  # no detector matches bare numbers
+        MaskingProfile(max_string=8, on_limit="truncate"),
+    ]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.integers(1, 4).flatmap(
+        lambda width: st.lists(st.tuples(*[CELLS] * width), min_size=1, max_size=6).map(
+            lambda rows: (["a", "b", "c", "d"][:width], rows)
+        )
+    ),
+    st.booleans(),
+)
+def test_mask_rows_column_by_column_equals_cell_by_cell(table: Any, same_types: bool) -> None:
+    from wardgate.masking.engine import mask_rows
+
+    columns, rows = table
+    if same_types:  # whole columns of one type take the column-wide paths
+        rows = [
+            tuple(row[i] if type(row[i]) is type(rows[0][i]) else rows[0][i] for i in range(len(row)))
+            for row in rows
+        ]
+    for profile in profiles():
+        expected, counts = cell_by_cell(columns, rows, profile)
+        result = mask_rows(columns, rows, profile)
+        assert result.value == expected
+        assert result.counts == counts
+
+
+def test_mask_rows_refuses_rows_of_the_wrong_width_and_takes_no_columns() -> None:
+    from wardgate.masking.engine import mask_rows
+
+    with pytest.raises(ValueError, match="a row has 1 values for 2 columns"):
+        mask_rows(["a", "b"], [(1, 2), (1,)])
+    assert mask_rows([], [(), ()]).value == [(), ()]
+    assert mask_rows(["a"], iter([("ada@example.com",)])).value == [("[masked:email]",)]
+
+
+# ------------------------------------------------------------------------------------------ parsed SQL
+
+
+def test_parsed_statements_are_bounded_least_recently_used_out_first() -> None:
+    from wardgate.sql_gateway import ParsedStatements
+
+    parses = ParsedStatements(entries=2)
+    parses.parse("SELECT 1", "postgres")
+    parses.parse("SELECT 2", "postgres")
+    parses.parse("SELECT 1", "postgres")  # used again: now the most recent
+    parses.parse("SELECT 3", "postgres")
+    assert len(parses) == 2
+    assert list(parses._parsed) == [("postgres", "SELECT 1"), ("postgres", "SELECT 3")]
+
+
+def test_a_parse_is_kept_per_dialect_and_exact_text() -> None:
+    from wardgate.operations.sql import parse_sql
+    from wardgate.sql_gateway import ParsedStatements
+
+    parses = ParsedStatements()
+    text = 'SELECT "a" FROM t'  # an identifier in PostgreSQL, a string in MySQL
+    for dialect in ("postgres", "mysql", "postgres", "mysql"):
+        operation, record = parses.parse(text, dialect)  # type: ignore[arg-type]
+        assert operation == parse_sql(text, dialect)  # type: ignore[arg-type]
+        assert record["dialect"] == dialect
+    assert len(parses) == 2
+    assert parses.parse(text + " ", "postgres")[0].statements[0].text == 'SELECT "a" FROM t'
+    assert len(parses) == 3
+
+
+def test_unparseable_and_long_statements_are_not_kept() -> None:
+    from wardgate.operations import UnparseableOperation
+    from wardgate.sql_gateway import PARSED_TEXT_MAX, ParsedStatements
+
+    parses = ParsedStatements()
+    operation, record = parses.parse("SELEC oops (", "postgres")
+    assert isinstance(operation, UnparseableOperation) and "unparseable" in record
+    long_text = "SELECT 1 AS " + "a" * PARSED_TEXT_MAX
+    assert parses.parse(long_text, "postgres")[0].statements[0].kind == "select"
+    assert len(parses) == 0
+
+
+def test_each_caller_gets_its_own_copy_of_the_recorded_form() -> None:
+    from wardgate.sql_gateway import ParsedStatements
+
+    parses = ParsedStatements()
+    _, first = parses.parse("SELECT * FROM users WHERE email = 'ada@example.com'", "postgres")
+    assert first["statements"][0]["text"] == "SELECT * FROM users WHERE email = '[masked:email]'"
+    first["statements"][0]["text"] = "changed"
+    first["call"] = "changed"
+    _, second = parses.parse("SELECT * FROM users WHERE email = 'ada@example.com'", "postgres")
+    assert second["statements"][0]["text"] == "SELECT * FROM users WHERE email = '[masked:email]'"
+    assert "call" not in second
+
+
+def test_the_policy_in_force_decides_a_remembered_statement(stack: Any, token: str) -> None:
+    """A parse is remembered, a decision is not: a rule applied later refuses the same text."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    from tests.helpers import apply_policy_now
+    from wardgate import runtime
+    from wardgate.connections import Connection, ConnectionStore
+    from wardgate.dataapi.client import PLACEHOLDER_ARN, wardgate_rds_data_client
+    from wardgate.dev.stack import DEV_POLICY
+
+    boto3.client("secretsmanager").create_secret(
+        Name="wardgate/perf-pg",
+        SecretString=json.dumps({"type": "basic", "username": "wardgate", "password": "wardgate-test-pw"}),
+    )
+    url = "postgresql://wardgate@127.0.0.1:5432/wardgate_test"
+    ConnectionStore(stack.function_env()["CONNECTIONS_TABLE"]).put(
+        Connection("perf-pg", "sql", url, "wardgate/perf-pg", allowed_groups=("ci",))
+    )
+    allow = {
+        "name": "agents may read",
+        "effect": "allow",
+        "identity": {"groups": ["ci"]},
+        "match": {"sql": {"kinds": ["select"]}},
+    }
+    deny = {**allow, "name": "no reading today", "effect": "deny", "message": "reads are paused"}
+    apply_policy_now(stack, {**DEV_POLICY, "rules": [*DEV_POLICY["rules"], allow]})
+    client = wardgate_rds_data_client(f"{stack.url}/sql/perf-pg", lambda: token)
+    statement = {
+        "resourceArn": PLACEHOLDER_ARN,
+        "secretArn": PLACEHOLDER_ARN,
+        "sql": "SELECT 41 + 1 AS answer",
+    }
+    for _ in range(2):
+        assert client.execute_statement(**statement)["records"] == [[{"longValue": 42}]]
+    assert ("postgres", "SELECT 41 + 1 AS answer") in runtime.sql_gateway().parses._parsed
+
+    apply_policy_now(stack, {**DEV_POLICY, "rules": [*DEV_POLICY["rules"], allow, deny]})
+    with pytest.raises(ClientError) as refused:
+        client.execute_statement(**statement)
+    assert refused.value.response["Error"]["Code"] == "ForbiddenException"
+    assert "reads are paused" in refused.value.response["Error"]["Message"]

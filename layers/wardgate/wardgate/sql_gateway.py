@@ -17,6 +17,7 @@ import hashlib
 import json
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -46,7 +47,7 @@ from wardgate.identity import Identity
 from wardgate.masking.engine import MaskingRefused, mask_rows
 from wardgate.masking.policy import AppliedMasking
 from wardgate.operations import UnparseableOperation
-from wardgate.operations.sql import Dialect, parse_sql
+from wardgate.operations.sql import Dialect, SqlOperation, parse_sql
 from wardgate.proxies.http import check_request_body
 from wardgate.recording import Recording, recorded_body
 
@@ -60,6 +61,8 @@ ERROR_TYPE_BY_STATUS = {
     500: "InternalServerErrorException",
 }
 TRANSACTION_CONTROL = {BeginTransactionRequest: "BEGIN", CommitTransactionRequest: "COMMIT"}
+PARSED_STATEMENTS = 1024  # distinct statement texts a container keeps parsed
+PARSED_TEXT_MAX = 8 * 1024  # longer texts are parsed every time (rarely repeated, large to keep)
 
 
 class ApprovalPending(GatewayError):
@@ -168,9 +171,51 @@ class BackendPool:
             return backend
 
 
+class ParsedStatements:
+    """Parsed SQL and its recorded form by (dialect, exact text), least recently used out first.
+
+    Parsing is a pure function of the text, and so is the recorded form (literals masked): a
+    remembered parse is the parse. The policy in force still decides every call on it, so no
+    decision is remembered. Only statements that parse are kept (an unparseable one is parsed
+    again each time, as before), at most ``entries`` of them, each at most ``PARSED_TEXT_MAX``.
+    """
+
+    def __init__(self, entries: int = PARSED_STATEMENTS) -> None:
+        self.entries = entries
+        self._parsed: OrderedDict[tuple[str, str], tuple[SqlOperation, dict[str, Any]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._parsed)
+
+    def parse(
+        self, text: str, dialect: Dialect
+    ) -> tuple[SqlOperation | UnparseableOperation, dict[str, Any]]:
+        """The operation (or why it is unparseable) and its recorded form, a copy of its own."""
+        key = (dialect, text)
+        with self._lock:
+            found = self._parsed.get(key)
+            if found is not None:
+                self._parsed.move_to_end(key)
+        if found is None:
+            operation = _parse(text, dialect)
+            record = sql_operation_record(operation, dialect)
+            if isinstance(operation, UnparseableOperation):
+                return operation, record
+            found = (operation, record)
+            if len(text) <= PARSED_TEXT_MAX and self.entries > 0:
+                with self._lock:
+                    self._parsed[key] = found
+                    while len(self._parsed) > self.entries:
+                        self._parsed.popitem(last=False)
+        operation, record = found
+        return operation, {**record, "statements": [dict(s) for s in record["statements"]]}
+
+
 @dataclass
 class SqlGateway(Gate):
     backends: BackendPool
+    parses: ParsedStatements = field(default_factory=ParsedStatements)
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         return self.serve(
@@ -189,8 +234,8 @@ class SqlGateway(Gate):
         except DataApiError as error:
             raise DataApiRefusal(error) from None
         dialect = dialect_of(connection.upstream_url)
-        operation = _parse(_sql_of(data_request), dialect)
-        recording.operation = sql_operation_record(operation, dialect, call=type(data_request).__name__)
+        operation, recorded = self.parses.parse(_sql_of(data_request), dialect)
+        recording.operation = {**recorded, "call": type(data_request).__name__}
         backend = self.backends.get(connection)
         owner = f"{identity.issuer} {identity.subject}"
         approval: ApprovalRequest | None = None

@@ -706,6 +706,7 @@ _AWS_SECRET = re.compile(
     r"(?:(?<![A-Za-z0-9/+\\])|(?<=\\[nrtbf])|(?<=\\u[0-9A-Fa-f]{4}))"
     r"(?:[A-Za-z0-9+]|\\?/){40}(?![A-Za-z0-9/+=])"
 )
+_AWS_SECRET_RUN = re.compile(r"[A-Za-z0-9+/\\]{40}")  # what any candidate needs: 40 such characters
 _AWS_CONTEXT_WORDS = tuple(re.compile(w) for w in ("aws", "secret", "key"))
 _LINE_BREAK = re.compile(r'\n|\\n|\r|\\r|"\s*,')  # a line, or a JSON value, ends
 
@@ -730,6 +731,8 @@ class _AwsSecretDetector(Detector):
             else:
                 windows.append([lo, hi])
         for lo, hi in windows:
+            if _AWS_SECRET_RUN.search(text, lo, hi) is None:  # cheaper than the candidate pattern
+                continue
             for m in _AWS_SECRET.finditer(text, lo, hi):
                 start, end = m.span()
                 if (

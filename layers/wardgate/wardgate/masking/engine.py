@@ -74,12 +74,13 @@ import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from functools import lru_cache, wraps
 from itertools import accumulate, repeat
 from operator import lt
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
+from uuid import UUID
 
 from wardgate.masking.detectors import BUILTIN_DETECTORS, Detector, shape
 
@@ -844,34 +845,95 @@ def mask_rows(
     floats, decimals, UUIDs and booleans pass as they are. Rows come back as tuples.
     """
     counts: dict[str, int] = {}
-    whole = [c.lower() in profile.columns for c in columns]
-    out: list[list[Any]] = []
-    scan: list[tuple[int, int]] = []  # (row, column) of short string cells, scanned in one pass
-    for row in rows:
-        if len(row) != len(columns):
-            raise ValueError(f"a row has {len(row)} values for {len(columns)} columns")
-        cells: list[Any] = []
-        for value, by_rule in zip(row, whole, strict=True):
-            if by_rule and value is not None:
-                cells.append(_mask_whole(value, profile.max_depth))
-                _count(counts, FIELD)
-            elif isinstance(value, str) and len(value) <= profile.max_string:
-                scan.append((len(out), len(cells)))
-                cells.append(value)
-            else:
-                cells.append(_mask_cell(value, profile, counts))
-        out.append(cells)
+    width = len(columns)
+    table = rows if isinstance(rows, list) else list(rows)
+    wrong = next((n for n in map(len, table) if n != width), None)
+    if wrong is not None:
+        raise ValueError(f"a row has {wrong} values for {width} columns")
+    if not width:
+        return MaskResult([() for _ in table], counts)
+    # Column by column: one set of types per column (in C) says which checks its cells need, so
+    # the common columns (numbers, dates, short texts) cost no Python work per cell.
+    masked_columns: list[Sequence[Any]] = []
+    scanned: dict[int, list[Any]] = {}  # the columns with cells in the scan, by index
+    scan: list[tuple[int, int]] = []  # (column, row) of short string cells, scanned in one pass
+    longest = profile.max_string
+    texts: list[str] = []
+    for i, column in enumerate(zip(*table, strict=True)):
+        kinds = set(map(type, column))
+        if columns[i].lower() in profile.columns:
+            masked_columns.append(_mask_rule_column(column, kinds, profile, counts))
+        elif kinds <= _PASSING_TYPES or (
+            kinds <= _NUMBER_COLUMN_TYPES and _short_numbers(column, kinds, profile)
+        ):
+            masked_columns.append(column)
+        elif kinds <= _TEXT_COLUMN_TYPES and max(map(len, filter(None, column)), default=0) <= longest:
+            at = [r for r, value in enumerate(column) if value] if type(None) in kinds else range(len(column))
+            scan += [(i, r) for r in at]
+            texts += [column[r] for r in at]
+            masked_columns.append(scanned.setdefault(i, list(column)))
+        else:
+            masked_columns.append(
+                scanned.setdefault(i, _mask_mixed_column(i, column, profile, counts, scan, texts))
+            )
     if scan:
-        masked = _mask_many(
-            [out[r][c] for r, c in scan],
-            profile.active,
-            counts,
-        )
-        for (r, c), value in zip(scan, masked, strict=True):
-            out[r][c] = value
-    return MaskResult([tuple(cells) for cells in out], counts)
+        masked = _mask_many(texts, profile.active, counts)
+        for (c, r), value in zip(scan, masked, strict=True):
+            scanned[c][r] = value
+    return MaskResult(list(zip(*masked_columns, strict=True)), counts)
 
 
+def _mask_rule_column(
+    column: Sequence[Any], kinds: set[type], profile: MaskingProfile, counts: dict[str, int]
+) -> list[Any]:
+    """A column a rule masks whole: every value but NULL, by type."""
+    if kinds <= _TEXT_COLUMN_TYPES:
+        masked = [None if value is None else FIELD_MASK for value in column]
+    else:
+        masked = [None if value is None else _mask_whole(value, profile.max_depth) for value in column]
+    found = len(column) - column.count(None)
+    if found:
+        _count(counts, FIELD, found)
+    return masked
+
+
+def _short_numbers(column: Sequence[Any], kinds: set[type], profile: MaskingProfile) -> bool:
+    """Whether the integers of a column are all too short for any detector that matches numbers."""
+    fewest = min((n for _, n in _number_detectors(profile.active)), default=None)
+    if fewest is None:
+        return True
+    if fewest < 2:
+        return False
+    numbers = [value for value in column if type(value) is int] if len(kinds) > 1 else column
+    bound = 10 ** (fewest - 2)  # fewer digits than ``fewest``, a minus sign included
+    return not numbers or (-bound < min(numbers) and max(numbers) < bound)
+
+
+def _mask_mixed_column(
+    index: int,
+    column: Sequence[Any],
+    profile: MaskingProfile,
+    counts: dict[str, int],
+    scan: list[tuple[int, int]],
+    texts: list[str],
+) -> list[Any]:
+    """Any other column, cell by cell: short strings join the scan, the rest ``_mask_cell``."""
+    masked = list(column)
+    for r, value in enumerate(column):
+        if type(value) in _PASSING_TYPES:
+            continue
+        if isinstance(value, str) and len(value) <= profile.max_string:
+            scan.append((index, r))
+            texts.append(value)
+        else:
+            masked[r] = _mask_cell(value, profile, counts)
+    return masked
+
+
+_PASSING_TYPES = frozenset((type(None), bool, float, Decimal, datetime, date, time, UUID, timedelta))
+"""Cell types that ``_mask_cell`` returns as they are (no detector can find anything in them)."""
+_NUMBER_COLUMN_TYPES = _PASSING_TYPES | {int}
+_TEXT_COLUMN_TYPES = frozenset((str, type(None)))
 _CELL_SEPARATOR = "\n\x00\n"  # no detector's value contains it: a line break around a NUL
 
 
@@ -884,7 +946,7 @@ def _mask_many(texts: list[str], detectors: Sequence[Detector], counts: dict[str
     cells it touches to be scanned alone, so the result is the same as cell by cell.
     """
     joined = _CELL_SEPARATOR.join(texts)
-    starts = list(accumulate((len(t) + len(_CELL_SEPARATOR) for t in texts[:-1]), initial=0))
+    starts = list(accumulate(map(len(_CELL_SEPARATOR).__add__, map(len, texts[:-1])), initial=0))
     per_cell: dict[int, list[tuple[int, int, int]]] = {}
     alone: set[int] = set()
     for s, neg_e, i in _candidates(joined, detectors):
