@@ -329,3 +329,94 @@ def test_every_variable_the_task_gets_is_one_wardgate_reads(template):
         assert f'"{name}"' in package, (
             f"{name}: set for the TCP gateway, read nowhere in the wardgate package"
         )
+
+
+# ---------------------------------------------------------------- audit queries (Athena, issue 14)
+
+
+def test_the_recordings_table_is_projected_by_arrival_hour_over_the_recordings_prefix(template):
+    from wardgate.auditing import schema
+
+    table = props(template, "RecordingsGlueTable")["TableInput"]
+    assert table["Name"] == schema.RAW_TABLE
+    assert table["PartitionKeys"][0]["Name"] == schema.PARTITION
+    assert table["StorageDescriptor"]["Columns"] == [
+        {**column, "Comment": table["StorageDescriptor"]["Columns"][0]["Comment"]}
+        for column in schema.glue_columns()
+    ]
+    parameters = table["Parameters"]
+    assert parameters["projection.enabled"] == "true"
+    assert parameters[f"projection.{schema.PARTITION}.format"] == "yyyy/MM/dd/HH"  # Firehose's UTC prefix
+    assert parameters[f"projection.{schema.PARTITION}.interval.unit"] == "HOURS"
+    assert parameters[f"projection.{schema.PARTITION}.range"] == {
+        "Fn::Sub": "NOW-${RecordingRetentionDays}DAYS,NOW"
+    }
+    # The table reads what the stream writes, and nothing beside it (errors, manifests).
+    stream = props(template, "RecordingsStream")["ExtendedS3DestinationConfiguration"]
+    location = table["StorageDescriptor"]["Location"]["Fn::Sub"]
+    assert location == "s3://${RecordingsBucket}/" + stream["Prefix"]
+    assert parameters["storage.location.template"]["Fn::Sub"] == location + "${!arrival_hour}/"
+    assert not stream["ErrorOutputPrefix"].startswith(stream["Prefix"])
+    assert table["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"].endswith("LazySimpleSerDe")
+
+
+def test_the_audit_workgroup_enforces_its_results_and_a_scan_limit(template):
+    config = props(template, "AuditWorkGroup")["WorkGroupConfiguration"]
+    assert config["EnforceWorkGroupConfiguration"] is True
+    assert config["BytesScannedCutoffPerQuery"] == {"Ref": "AuditBytesScannedCutoff"}
+    assert config["ResultConfiguration"]["OutputLocation"] == {
+        "Fn::Sub": "s3://${AuditQueryResultsBucket}/results/"
+    }
+    assert config["ResultConfiguration"]["EncryptionConfiguration"]["EncryptionOption"] == "SSE_S3"
+    results = props(template, "AuditQueryResultsBucket")
+    assert results["PublicAccessBlockConfiguration"] == dict.fromkeys(
+        ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"), True
+    )
+    assert results["LifecycleConfiguration"]["Rules"][0]["ExpirationInDays"] <= 7
+    outputs = template.doc["Outputs"]
+    from wardgate.cli import STACK_OUTPUTS
+
+    for output in ("AuditWorkGroupName", "AuditDatabaseName"):
+        assert output in outputs and output in STACK_OUTPUTS  # --stack finds them
+
+
+def test_named_queries_are_the_clis_questions(template):
+    """Each AWS::Athena::NamedQuery is the text wardgate/auditing/questions.py generates, and parses."""
+    import sqlglot
+
+    from wardgate.auditing.questions import athena_named_queries
+
+    named = {k: r for k, r in template.resources.items() if r["Type"] == "AWS::Athena::NamedQuery"}
+    expected = athena_named_queries()
+    assert set(named) == {f"AuditQuery{suffix}" for suffix in expected}
+    for suffix, (description, text) in expected.items():
+        query = named[f"AuditQuery{suffix}"]["Properties"]
+        assert query["QueryString"] == text, f"AuditQuery{suffix} is out of step with questions.py"
+        assert query["Description"] == description
+        assert query["Database"] == {"Ref": "RecordingsGlueDatabase"} and query["WorkGroup"] == {
+            "Ref": "AuditWorkGroup"
+        }
+        assert len(sqlglot.parse(text, read="athena")) == 1
+    for question in (
+        "ByAgent",
+        "ByOwner",
+        "ByConnection",
+        "Denials",
+        "Approvals",
+        "TouchingTable",
+        "Revocations",
+    ):
+        assert question in expected
+
+
+def test_the_auditor_policy_reads_and_queries_and_writes_nothing_else(template):
+    statements = props(template, "AuditorPolicy")["PolicyDocument"]["Statement"]
+    actions = {
+        a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
+    assert all(s["Effect"] == "Allow" and s["Resource"] != "*" for s in statements)
+    writes = {a for a in actions if a.split(":")[1].startswith(("Put", "Delete", "Update", "Create"))}
+    assert writes == {"s3:PutObject"}  # Athena's results, in the results bucket only
+    (results,) = [s for s in statements if "s3:PutObject" in s["Action"]]
+    assert json.dumps(results["Resource"]).count("AuditQueryResultsBucket") == 2
+    assert "s3:GetObject" in actions and "athena:StartQueryExecution" in actions

@@ -205,8 +205,9 @@ def athena_named_queries() -> dict[str, tuple[str, str]]:
         f"date_format(current_timestamp - INTERVAL '{days}' DAY "
         f"- INTERVAL '{schema.SESSION_LOOKBACK_HOURS}' HOUR, '%Y/%m/%d/%H')"
     )
-    prelude = schema.athena_prelude(f"{schema.PARTITION} >= {first_hour}")
-    ctes = ", ".join(f"{name} AS ({body})" for name, body in prelude.items())
+    prelude = schema.athena_prelude(f"{schema.PARTITION} >= {first_hour}", separator=",\n    ")
+    del prelude["records"]  # the questions ask events only
+    ctes = ",\n".join(f"{name} AS (\n  {body}\n)" for name, body in prelude.items())
     named = {}
     for suffix, question, description, filters in _NAMED:
         clauses = conditions(question, filters, "athena", value="?")
@@ -214,6 +215,6 @@ def athena_named_queries() -> dict[str, tuple[str, str]]:
         select = _SELECTS.get(question, _SELECTS["operations"])
         order = "ts, record_id" + (", seq" if question != "revocations" else "")
         where = " AND ".join(clauses)
-        text = f"WITH {ctes} SELECT {select} FROM events WHERE {where} ORDER BY {order}"  # noqa: S608
+        text = f"WITH {ctes}\nSELECT {select}\nFROM events\nWHERE {where}\nORDER BY {order}"
         named[suffix] = (description, text)
     return named

@@ -227,8 +227,9 @@ def duckdb_extract(source: str) -> str:
     )
 
 
-def athena_extract(where: str = "") -> str:
-    """``event_rows`` on Athena, from the Glue table (``where``: a filter on ``arrival_hour``)."""
+def athena_extract(where: str = "", separator: str = ", ") -> str:
+    """``event_rows`` on Athena, from the Glue table (``where``: a filter on ``arrival_hour``;
+    ``separator`` between columns: the named queries put each on its own line)."""
     selected = []
     for column in COLUMNS:
         if column.paths:
@@ -240,7 +241,8 @@ def athena_extract(where: str = "") -> str:
     condition = "json_extract_scalar(line, '$.format') LIKE 'wardgate.recording/%'"
     if where:
         condition += f" AND ({where})"
-    return f"SELECT {PARTITION}, {', '.join(selected)}, line AS raw FROM {RAW_TABLE} WHERE {condition}"  # noqa: S608
+    columns = separator.join([PARTITION, *selected, "line AS raw"])
+    return f"SELECT {columns} FROM {RAW_TABLE} WHERE {condition}"  # noqa: S608  # noqa: S608
 
 
 def _identity(name: str) -> str:
@@ -324,10 +326,10 @@ def records_sql(events: str = "events") -> str:
     )
 
 
-def athena_prelude(where: str = "") -> dict[str, str]:
+def athena_prelude(where: str = "", separator: str = ", ") -> dict[str, str]:
     """The common table expressions that make ``events`` and ``records`` on Athena."""
     return {
-        "event_rows": athena_extract(where),
+        "event_rows": athena_extract(where, separator),
         "events": events_sql("event_rows"),
         "records": records_sql("events"),
     }
