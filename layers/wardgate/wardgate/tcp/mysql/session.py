@@ -118,17 +118,13 @@ class _Prepared:
 
 @dataclass(slots=True)
 class _Answer:
-    """How far the database's answer to one command has come."""
+    """The database's answer to one command, as far as it has come (``reader``: the codec's)."""
 
-    phase: int = 0  # _FIRST...
-    expected: int = 0  # definitions still to come (columns, or a prepare's section)
+    reader: codec.ResponseReader | None = None
     columns: list[codec.ColumnDefinition] = field(default_factory=list)
     rows: int = 0
-    rows_binary: bool = False
     masker: ResultMasker | None = None
-    sections: list[int] = field(default_factory=list)  # a prepare's: parameter and column counts
     dropped: int = 0  # packets the client does not see: its sequence ids are this much lower
-    infile_seq: int = 0
 
 
 @dataclass(slots=True)
@@ -602,7 +598,7 @@ class MySqlSession:
                 sent.append(None)
                 shown.append(None)
             else:
-                text = parameter_text(param.value)
+                text = parameter_text(param.value) or ""
                 sent.append([param.type, param.unsigned, text])
                 shown.append(self.guard.shown_value(text))
         return sent, shown
@@ -621,13 +617,19 @@ class MySqlSession:
         local_infile: str | None = None,
     ) -> None:
         out.append(codec.frame(payload, 0))
-        pending = _Pending(payload[0], run=run, prepared_text=prepared_text, statement=statement)
-        pending.local_infile = local_infile
-        if payload[0] == codec.COM_STMT_FETCH:
-            pending.answer.phase, pending.answer.rows_binary = _ROWS, True
-        elif payload[0] == codec.COM_FIELD_LIST:
-            pending.answer.phase = _FIELDS
-        self.pending.append(pending)
+        caps = self._backend_caps
+        translate = bool(self.capabilities & ~caps & codec.CLIENT_DEPRECATE_EOF)
+        reader = codec.ResponseReader(payload[0], caps, translate_eof=translate)
+        self.pending.append(
+            _Pending(
+                payload[0],
+                _Answer(reader),
+                run=run,
+                prepared_text=prepared_text,
+                statement=statement,
+                local_infile=local_infile,
+            )
+        )
 
     def _answer_locally(self, command: int, err: bytes) -> None:
         """wardgate's own answer to a command; after the database's answers to earlier ones."""
@@ -657,128 +659,55 @@ class MySqlSession:
                 await client.drain()  # backpressure: a slow client slows the database, memory stays flat
 
     def _backend_packet(self, seq: int, payload: bytes, out: list[bytes]) -> None:
-        """Follow the answer to the command at the head of ``pending``; what the client gets goes
-        to ``out`` (the packet as it is, masked, or nothing)."""
+        """One packet of the answer to the command at the head of ``pending`` (the codec's
+        ``ResponseReader`` says what it is); what the client gets goes to ``out``: the packet as
+        it is, masked, translated, or nothing."""
         if not self.pending or self.pending[0].local:
             raise codec.ProtocolViolation("the database sent a packet no command asked for")
         head = self.pending[0]
         answer = head.answer
-        step = answer.phase
-        header = payload[0] if payload else -1
+        assert answer.reader is not None
+        event = answer.reader.read(payload)
         client_seq = self._sent_seq = (seq - answer.dropped) & 0xFF
-        if step == _FIELDS:  # COM_FIELD_LIST: column definitions, then EOF
-            out.append(codec.frame(payload, client_seq))
-            if header in (codec.EOF_HEADER, codec.ERR_HEADER) and len(payload) < 9:
-                self._done(head, out)
-            return
-        if step == _ROWS:
-            if header == codec.EOF_HEADER and codec.is_eof_packet(payload, self._backend_caps):
-                self._end_of_rows(head, seq, payload, out)
-                return
-            if header == codec.ERR_HEADER:
-                out.append(codec.frame(self._database_error(head, payload), client_seq))
-                self._done(head, out)
-                return
-            out.append(codec.frame(self._row(head, payload), client_seq))
-            return
-        if step == _COLUMNS:
-            answer.columns.append(codec.parse_column_definition(payload))
-            out.append(codec.frame(payload, client_seq))
-            if len(answer.columns) == answer.expected:
-                answer.phase = _ROWS if self._backend_caps & codec.CLIENT_DEPRECATE_EOF else _COLUMNS_EOF
-                self._columns_known(head)
-            return
-        if step == _COLUMNS_EOF:
-            status = codec.parse_eof(payload, self._backend_caps).status
-            answer.phase = _ROWS
-            if self.capabilities & codec.CLIENT_DEPRECATE_EOF:
-                answer.dropped += 1  # the client does not expect this EOF: later packets move up one
-            else:
-                out.append(codec.frame(payload, client_seq))
-            if status & codec.SERVER_STATUS_CURSOR_EXISTS and head.command == codec.COM_STMT_EXECUTE:
-                self.status = status
-                self._done(head, out)  # rows come with COM_STMT_FETCH
-            return
-        if step == _PREPARED_DEFINITIONS:
-            out.append(codec.frame(payload, client_seq))
-            if answer.expected > 0:
-                answer.expected -= 1
-                if answer.expected == 0 and self._backend_caps & codec.CLIENT_DEPRECATE_EOF:
-                    self._prepared_section_done(head, out)
-            elif header == codec.EOF_HEADER:
-                self._prepared_section_done(head, out)
-            return
-        # The first packet of an answer, or of the next result of a multi-result answer.
-        command = head.command
-        if header == codec.ERR_HEADER:
-            out.append(codec.frame(self._database_error(head, payload), client_seq))
-            self._done(head, out)
-        elif command == codec.COM_STMT_PREPARE and header == codec.OK_HEADER:
-            statement_id, columns, params = _prepare_ok(payload)
-            self.prepared[statement_id] = _Prepared(head.prepared_text, params)
-            self.last_prepared = statement_id
-            answer.sections = [n for n in (params, columns) if n]
-            out.append(codec.frame(payload, client_seq))
-            self._prepared_section_done(head, out, first=True)
-        elif header == codec.OK_HEADER or command not in _RESULT_COMMANDS:
-            if header == codec.OK_HEADER:
-                ok = codec.parse_ok(payload, self._backend_caps)
+        forwarded: bytes | None = payload
+        match event:
+            case codec.TextRow() | codec.BinaryRow():
+                forwarded = self._row(head, payload)
+            case codec.Column(definition=definition):
+                answer.columns.append(definition)
+            case codec.ResultSetStart():
+                answer.columns, answer.masker, answer.rows = [], None, 0
+            case codec.ResultSetDone():
+                self._end_of_rows(head, event)
+                forwarded = event.payload
+            case codec.OkReply(ok=ok):
                 self.status = ok.status
                 if head.run is not None:
                     head.run.tags.append(f"OK {ok.affected_rows}")
-                out.append(codec.frame(payload, client_seq))
-                if ok.status & codec.SERVER_MORE_RESULTS_EXISTS:
-                    return
-            else:  # PING's OK and the like went above; STATISTICS answers with one plain string
-                out.append(codec.frame(payload, client_seq))
-            self._done(head, out)
-        elif header == _LOCAL_INFILE_HEADER and command == codec.COM_QUERY:
-            self._local_infile_request(head, seq, payload, out)
+            case codec.ErrReply(err=err):
+                forwarded = self._database_error(head, err, payload)
+            case codec.PrepareOk():
+                self.prepared[event.statement_id] = _Prepared(head.prepared_text, event.param_count)
+                self.last_prepared = event.statement_id
+            case codec.LocalInfileRequest(filename=filename):
+                self._local_infile_request(head, seq, filename, out)
+                return
+            case codec.ColumnsDone() | codec.FieldListDone() | codec.EofReply():
+                forwarded = event.payload  # translated, or None: dropped for this client
+        if forwarded is None:
+            answer.dropped += 1  # an EOF the client does not expect: later packets move up one
         else:
-            count, _ = codec.read_lenenc_int(payload, 0)
-            answer.phase, answer.expected, answer.columns = _COLUMNS, count, []
-            answer.rows_binary = command != codec.COM_QUERY
-            out.append(codec.frame(payload, client_seq))
-
-    def _columns_known(self, head: _Pending) -> None:
-        answer = head.answer
-        if head.command == codec.COM_STMT_EXECUTE and head.statement is not None:
-            head.statement.columns = answer.columns  # a cursor's rows come with COM_STMT_FETCH
-        answer.masker = self._masker(tuple(answer.columns), answer.rows_binary)
-
-    def _prepared_section_done(self, head: _Pending, out: list[bytes], first: bool = False) -> None:
-        """COM_STMT_PREPARE's answer: parameter definitions, then column definitions, each followed
-        by an EOF unless DEPRECATE_EOF."""
-        answer = head.answer
-        if not first:
-            answer.sections.pop(0)
-        if not answer.sections:
+            out.append(codec.frame(forwarded, client_seq))
+        if answer.reader.done:
             self._done(head, out)
-            return
-        answer.phase, answer.expected = _PREPARED_DEFINITIONS, answer.sections[0]
 
-    def _end_of_rows(self, head: _Pending, seq: int, payload: bytes, out: list[bytes]) -> None:
+    def _end_of_rows(self, head: _Pending, end: codec.ResultSetDone) -> None:
         answer = head.answer
-        client_seq = (seq - answer.dropped) & 0xFF
-        if self._backend_caps & codec.CLIENT_DEPRECATE_EOF:
-            ok = codec.parse_ok(payload, self._backend_caps)
-            status, warnings = ok.status, ok.warnings
-            out.append(codec.frame(payload, client_seq))
-        else:
-            eof = codec.parse_eof(payload, self._backend_caps)
-            status, warnings = eof.status, eof.warnings
-            if self.capabilities & codec.CLIENT_DEPRECATE_EOF:  # the client expects an OK here
-                ok = codec.Ok(status=status, warnings=warnings, eof_header=True)
-                out.append(codec.frame(codec.build_ok(ok, self.capabilities), client_seq))
-            else:
-                out.append(codec.frame(payload, client_seq))
-        self.status = status
+        self.status = end.status
         if head.run is not None:
             head.run.tags.append(f"SELECT {answer.rows}")
-        if status & codec.SERVER_MORE_RESULTS_EXISTS:
-            answer.phase, answer.rows = _FIRST, 0
-            return
-        self._done(head, out)
+        if end.cursor_exists and head.command == codec.COM_STMT_EXECUTE and head.statement is not None:
+            head.statement.columns = answer.columns  # its rows come with COM_STMT_FETCH
 
     def _done(self, head: _Pending, out: list[bytes]) -> None:
         """The head command is answered: its result is recorded, wardgate's own answers that were
@@ -789,9 +718,8 @@ class MySqlSession:
         while self.pending and self.pending[0].local:
             out.append(codec.frame(self.pending.popleft().local, 1))
 
-    def _database_error(self, head: _Pending, payload: bytes) -> bytes:
+    def _database_error(self, head: _Pending, err: codec.Err, payload: bytes) -> bytes:
         """The database's ERR, its message masked like a result (it can quote a row's values)."""
-        err = codec.parse_err(payload, self._backend_caps)
         masked = mask_text(err.message, self.guard.profile())
         if head.run is not None:
             head.run.error = {
@@ -810,10 +738,11 @@ class MySqlSession:
         masker = answer.masker
         if masker is None:
             # A FETCH's rows: the columns came with the execute that opened the cursor.
-            statement = head.statement
-            if statement is None or not statement.columns:
+            columns = answer.columns or (head.statement.columns if head.statement is not None else [])
+            if not columns:
                 raise MaskingRefused("rows arrived for a result whose columns are unknown")
-            masker = answer.masker = self._masker(tuple(statement.columns), True)
+            binary = head.command != codec.COM_QUERY
+            masker = answer.masker = self._masker(tuple(columns), binary)
         masked, counts = masker.mask_row(payload)
         if run is not None:
             run.rows += 1
@@ -836,16 +765,15 @@ class MySqlSession:
         return masker
 
     # ------------------------------------------------------------------ LOAD DATA LOCAL INFILE
-    def _local_infile_request(self, head: _Pending, seq: int, payload: bytes, out: list[bytes]) -> None:
+    def _local_infile_request(self, head: _Pending, seq: int, filename: bytes, out: list[bytes]) -> None:
         """The database asks the client for a file. Passed on only for the file of a LOAD DATA
         LOCAL statement policy allowed: a server asking for another one is refused (that is how a
         rogue server reads a client's files)."""
         assert self.backend is not None
-        name = payload[1:].decode("utf-8", "replace")
+        name = filename.decode("utf-8", "replace")
         if head.local_infile is not None and name == head.local_infile:
             self._infile = head
-            head.answer.infile_seq = seq
-            out.append(codec.frame(payload, (seq - head.answer.dropped) & 0xFF))
+            out.append(codec.frame(b"\xfb" + filename, (seq - head.answer.dropped) & 0xFF))
             return
         # No file for it (an empty packet): the database answers with an ERR, which the client gets.
         self.backend.writer.write(codec.frame(b"", seq + 1))
@@ -867,10 +795,6 @@ class MySqlSession:
         return self.backend.capabilities
 
 
-# The phases of an answer (``_Answer.phase``).
-_FIRST, _COLUMNS, _COLUMNS_EOF, _ROWS, _PREPARED_DEFINITIONS, _FIELDS = range(6)
-_LOCAL_INFILE_HEADER = 0xFB
-_RESULT_COMMANDS = frozenset({codec.COM_QUERY, codec.COM_STMT_EXECUTE})
 _PERFORM_FULL_AUTHENTICATION = 0x04  # caching_sha2_password: "send the password itself"
 ER_INVALID_CHARACTER_STRING = (1300, "HY000")
 _NOT_UTF8 = "wardgate: the statement is not valid UTF-8 (wardgate reads statements as UTF-8)"
