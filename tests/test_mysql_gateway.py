@@ -462,3 +462,43 @@ def test_a_client_hello_sent_with_the_ssl_request_reaches_tls(my: MyGateway):
             incoming.write(data)
     assert tls.version() in ("TLSv1.2", "TLSv1.3")
     sock.close()
+
+
+def test_kill_query_from_another_connection_stops_the_statement(my: MyGateway, stack: DevStack):
+    """What the mariadb client's Ctrl-C does: KILL QUERY <the id of wardgate's greeting> on a new
+    connection. wardgate serves it for the same identity; any other id is unknown."""
+    import threading
+
+    busy = my.connect()
+    outcome: dict[str, Any] = {}
+
+    def sleep() -> None:
+        started = time.monotonic()
+        try:
+            with busy.cursor() as cur:
+                cur.execute("SELECT SLEEP(20)")
+                outcome["rows"] = cur.fetchall()
+        except pymysql.err.MySQLError as exc:
+            outcome["error"] = exc.args
+        outcome["seconds"] = time.monotonic() - started
+
+    thread = threading.Thread(target=sleep)
+    thread.start()
+    time.sleep(0.5)
+    assert stack.issuer is not None
+    with my.connect(token=stack.issuer.mint("agent-2", ["ci"])) as stranger, stranger.cursor() as cur:
+        with pytest.raises(pymysql.err.OperationalError) as unknown:
+            cur.execute(f"KILL QUERY {busy.thread_id()}")
+        assert unknown.value.args[0] == 1094
+    with my.connect() as same, same.cursor() as cur:
+        cur.execute(f"KILL QUERY {busy.thread_id()}")
+    thread.join(10)
+    assert outcome["seconds"] < 10
+    # MariaDB ends SLEEP() early with 1 (or ERROR 1317, by version): either way it stopped.
+    assert outcome.get("rows") == ((1,),) or outcome.get("error", (0,))[0] == 1317
+    with busy.cursor() as cur:  # the session goes on
+        cur.execute("SELECT 2")
+        assert cur.fetchone() == (2,)
+    kills = _events("kill")
+    assert [k["served"] for k in kills] == [False, True]
+    busy.close()

@@ -114,6 +114,7 @@ class TcpServices:
     # The MySQL greeting speaks before the client names its connection: it shows the version of the
     # last database a session logged in to (one fleet of servers behind a task is the common case).
     mysql_server_version: str = ""
+    mysql_sessions: dict[int, Any] = field(default_factory=dict)  # greeting's connection id -> session
 
     async def policy_set(self) -> PolicySet:
         """The policy in force; reads DynamoDB (in a worker thread) only when the cache is stale."""

@@ -39,6 +39,7 @@ from wardgate.tcp.mysql.backend import (
     MySqlBackendLink,
     MySqlTarget,
     close_backend,
+    kill_query,
     open_backend,
 )
 from wardgate.tcp.mysql.values import ResultMasker, parameter_text
@@ -93,6 +94,7 @@ ER_UNKNOWN_CHARACTER_SET = (1115, "42000")
 ER_CONNECTION_KILLED = (1927, "70100")  # MariaDB's; MySQL clients show the message all the same
 ER_NOT_SUPPORTED_YET = (1235, "42000")
 ER_SERVER_SHUTDOWN = (1053, "08S01")
+ER_NO_SUCH_THREAD = (1094, "HY000")
 ADMISSION_ERRORS = {
     Unauthorized: ER_ACCESS_DENIED,
     TooManySessions: ER_TOO_MANY_USER_CONNECTIONS,
@@ -169,7 +171,7 @@ class MySqlSession:
         self.backend: MySqlBackendLink | None = None
         self.capabilities = 0  # as negotiated with the client (and asked of the database)
         self.opened_at = self.verified_at = time.monotonic()
-        self.connection_id = secrets.randbelow(2**31 - 1) + 1
+        self.connection_id = _new_connection_id(services.mysql_sessions)
         self.status = codec.SERVER_STATUS_AUTOCOMMIT
         self.pending: deque[_Pending] = deque()
         self.prepared: dict[int, _Prepared] = {}
@@ -279,6 +281,7 @@ class MySqlSession:
             await self._fatal((down.code, down.sqlstate), down.message, seq + 1)
             return False
         self.status = self.backend.status
+        self.services.mysql_sessions[self.connection_id] = self
         ok = codec.Ok(status=self.status)
         self._send(codec.build_ok(ok, self.capabilities), seq + 1)
         await self.client.drain()
@@ -360,7 +363,14 @@ class MySqlSession:
             task.cancel()
 
     async def _close(self) -> None:
+        self.services.mysql_sessions.pop(self.connection_id, None)
         if self.backend is not None:
+            if any(not p.local for p in self.pending):
+                # The client is gone (or was ended) with a statement still running: stop it.
+                with contextlib.suppress(Exception):
+                    await kill_query(
+                        self.target, await self.guard.credential(), self.backend.connection_id, timeout=2.0
+                    )
             close_backend(self.backend)
         with contextlib.suppress(Exception):
             self.client.close()
@@ -522,12 +532,47 @@ class MySqlSession:
         if sql is None:
             self._answer_locally(codec.COM_QUERY, _err(ER_INVALID_CHARACTER_STRING, _NOT_UTF8))
             return
+        kill = _KILL.fullmatch(sql)
+        if kill is not None:
+            await self._kill(kill.group(1) or "", int(kill.group(2)))
+            return
         verdict = await self.guard.decide(sql, in_transaction=self._in_transaction())
         run = await self.guard.recorded_run("query", verdict) if verdict.allowed else None
         if run is None:
             self._answer_locally(codec.COM_QUERY, _refusal_err(verdict.refusal))
             return
         self._forward(payload, out, run=run, local_infile=_loads_local_file(verdict.operation, sql))
+
+    async def _kill(self, what: str, connection_id: int) -> None:
+        """``KILL [QUERY|CONNECTION] <id>``, what a client's Ctrl-C sends on a new connection, with
+        the id from wardgate's greeting: never passed on (the database's ids are others, and its
+        thread with that id may be someone else's session). Served by wardgate for a session of the
+        same identity; any other id is unknown, as MySQL says of a thread one may not see."""
+        target = self.services.mysql_sessions.get(connection_id)
+        mine = target is not None and (target.identity.issuer, target.identity.subject) == (
+            self.identity.issuer,
+            self.identity.subject,
+        )
+        kind = what.strip().lower() or "connection"
+        try:
+            await self.services.recorder.write(
+                self.record, "kill", target=connection_id, what=kind, served=mine
+            )
+        except GatewayError as unrecorded:
+            self._answer_locally(codec.COM_QUERY, _err(ER_UNKNOWN_ERROR, f"wardgate: {unrecorded.message}"))
+            return
+        if not mine or target is None:
+            self._answer_locally(
+                codec.COM_QUERY, _err(ER_NO_SUCH_THREAD, f"Unknown thread id: {connection_id}")
+            )
+            return
+        if kind == "query":
+            if target.backend is not None:
+                credential = await target.guard.credential()
+                await kill_query(target.target, credential, target.backend.connection_id, timeout=5.0)
+        else:
+            target.terminate(f"killed from session {self.record.record_id}", "killed_by_client")
+        self._answer_locally(codec.COM_QUERY, codec.build_ok(codec.Ok(status=self.status), self.capabilities))
 
     async def _stmt_prepare(self, payload: bytes, out: list[bytes]) -> None:
         # Preparing runs nothing: a statement needing approval is prepared and asked for when it
@@ -803,6 +848,16 @@ _COMMAND_NAMES = {
     for name in dir(codec)
     if name.startswith("COM_") and isinstance(getattr(codec, name), int)
 }
+
+
+_KILL = re.compile(r"\s*KILL\s+(QUERY\s+|CONNECTION\s+)?(\d{1,19})\s*;?\s*", re.IGNORECASE)
+
+
+def _new_connection_id(taken: dict[int, Any]) -> int:
+    while True:
+        connection_id = secrets.randbelow(2**31 - 1) + 1
+        if connection_id not in taken:
+            return connection_id
 
 
 def _feed(protocol: Any, data: bytes) -> None:
