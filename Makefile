@@ -74,6 +74,7 @@ bench: venv
 	$(BIN)/python benchmarks/approval_latency.py --write  # approve click -> agent's result, local
 	$(BIN)/python benchmarks/sql_overhead.py --write  # needs PostgreSQL on 127.0.0.1:5432 (make services)
 	$(BIN)/python benchmarks/pg_overhead.py --write  # TCP gateway: pgbench, PostgreSQL + PgBouncer (~4 min)
+	$(BIN)/python benchmarks/mysql_overhead.py --write  # TCP gateway: sysbench, MariaDB (make services; ~2 min)
 	$(BIN)/python benchmarks/load.py --write  # 20,000 requests, 100 clients, wardgate dev (~15 min, then ~3 min of checks)
 
 ## Coverage-guided fuzzing (atheris) of the parsers that take agent input, FUZZ_SECONDS each,
