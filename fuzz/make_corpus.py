@@ -386,7 +386,15 @@ def corpora() -> dict[str, Iterable[bytes]]:
         "policy_yaml": policy_seeds(),
         "pg_codec": codec_seeds(),
         "pg_values": values_seeds(),
+        "mysql_codec": harness_seeds("mysql_codec"),
+        "mysql_values": harness_seeds("mysql_values"),
     }
+
+
+def harness_seeds(target: str) -> list[bytes]:
+    """The seeds a harness builds itself (``seeds()`` in fuzz/<target>.py)."""
+    seeds: Callable[[], list[bytes]] = __import__(target).seeds
+    return seeds()
 
 
 def main() -> None:

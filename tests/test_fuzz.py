@@ -32,6 +32,8 @@ TARGETS = (
     "policy_yaml",
     "pg_codec",
     "pg_values",
+    "mysql_codec",
+    "mysql_values",
 )
 SECONDS = int(os.environ.get("FUZZ_CI_SECONDS", "8"))
 HANG_SECONDS = 10  # one input running longer than this is a hang (libFuzzer's -timeout)

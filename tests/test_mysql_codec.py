@@ -431,6 +431,8 @@ def test_ok_with_session_tracking_round_trips() -> None:
     assert "past the end" in violation(codec.parse_ok, truncated, CAPS_TRACK).message
     with pytest.raises(ValueError):
         codec.build_ok(Ok(status=2, session_state=b"x"), CAPS_TRACK)
+    # SERVER_SESSION_STATE_CHANGED promises the fields (found by fuzz/mysql_codec.py)
+    assert "missing" in violation(codec.parse_ok, b"\x00\x00\x00\x00\x40\x00\x00", CAPS_TRACK).message
 
 
 def test_err_packets() -> None:
@@ -693,6 +695,22 @@ def test_binary_values_are_byte_exact(
     assert codec.read_binary_value(wire + b"next", 0, field_type) == (raw, len(wire))
     for end in range(len(wire)):  # every proper prefix is refused
         violation(codec.read_binary_value, wire[:end], 0, field_type)
+
+
+def test_dates_python_cannot_hold_keep_mysql_text() -> None:
+    # 2**32 - 1 microseconds (found by fuzz/mysql_codec.py: an OverflowError escaped), month 13
+    raw = b"\xe8\x07\x01\x02\x03\x04\x05\xff\xff\xff\xff"
+    assert (
+        codec.decode_binary_value(codec.MYSQL_TYPE_DATETIME, False, raw) == "2024-01-02 03:04:05.4294967295"
+    )
+    assert (
+        codec.encode_binary_value(codec.MYSQL_TYPE_DATETIME, False, "2024-01-02 03:04:05.4294967295") == raw
+    )
+    assert codec.decode_binary_value(codec.MYSQL_TYPE_DATE, False, b"\xe8\x07\x0d\x01") == "2024-13-01"
+    with pytest.raises(ValueError):
+        codec.encode_binary_value(codec.MYSQL_TYPE_DATETIME, False, "99999-01-01")
+    params = [codec.Parameter(codec.MYSQL_TYPE_DATETIME, False, "2024-01-02 03:04:05.4294967295")]
+    assert codec.parse_stmt_execute(codec.build_stmt_execute(1, params), 1).params == tuple(params)
 
 
 def test_binary_value_refusals() -> None:

@@ -33,7 +33,7 @@ import datetime
 import re
 import struct
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from struct import Struct
 
 # --------------------------------------------------------------------------------------------------
@@ -902,7 +902,7 @@ def parse_ok(payload: bytes, capabilities: int) -> Ok:
     info: bytes | None = None
     state: bytes | None = None
     if capabilities & CLIENT_SESSION_TRACK:
-        if pos < len(payload):
+        if pos < len(payload) or status & SERVER_SESSION_STATE_CHANGED:
             info, pos = read_lenenc_bytes(payload, pos)
             if status & SERVER_SESSION_STATE_CHANGED:
                 state, pos = read_lenenc_bytes(payload, pos)
@@ -1189,7 +1189,7 @@ def _decode_datetime(field_type: int, raw: bytes) -> datetime.date | datetime.da
         if field_type == MYSQL_TYPE_DATE:
             return datetime.date(year, month, day)
         return datetime.datetime(year, month, day, hour, minute, second, micro)
-    except ValueError:  # zero dates and the like, which MySQL keeps: its own text
+    except (ValueError, OverflowError):  # zero dates and the like, which MySQL keeps: its own text
         text = _zero_date_text(year, month, day)
         if field_type != MYSQL_TYPE_DATE:
             text += f" {hour:02d}:{minute:02d}:{second:02d}"
@@ -1250,8 +1250,8 @@ def encode_binary_value(field_type: int, unsigned: bool, value: Value) -> bytes:
     raise ValueError(f"unsupported binary protocol type {field_type}")
 
 
-_ZERO_DATE_TEXT = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})(?: ([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{6}))?)?"
+_ZERO_DATE_TEXT = re.compile(  # what _decode_datetime gives for dates Python cannot hold
+    r"([0-9]{4,5})-([0-9]{2,3})-([0-9]{2,3})(?: ([0-9]{2,3}):([0-9]{2,3}):([0-9]{2,3})(?:\.([0-9]{6,10}))?)?"
 )
 
 
@@ -1273,6 +1273,8 @@ def _encode_datetime(value: Value) -> bytes:
     else:
         raise ValueError(f"a date or datetime type needs a date, datetime or MySQL's text, not {value!r}")
     year, month, day, hour, minute, second, micro = parts
+    if year > 0xFFFF or max(month, day, hour, minute, second) > 0xFF or micro > 0xFFFFFFFF:
+        raise ValueError(f"{value!r} does not fit a binary date")
     if micro:
         return _DATE.pack(year, month, day) + _CLOCK.pack(hour, minute, second) + _U32.pack(micro)
     if hour or minute or second:
@@ -1773,7 +1775,7 @@ class ColumnDefinition:
     flags: int
     decimals: int
     default: bytes | None = None
-    payload: bytes = b""
+    payload: bytes = field(default=b"", compare=False)  # equal definitions may differ in filler bytes
 
     @property
     def unsigned(self) -> bool:
