@@ -560,3 +560,137 @@ def test_the_policy_in_force_decides_a_remembered_statement(stack: Any, token: s
         client.execute_statement(**statement)
     assert refused.value.response["Error"]["Code"] == "ForbiddenException"
     assert "reads are paused" in refused.value.response["Error"]["Message"]
+
+
+# ------------------------------------------------------------------------------------------ IdP fetch
+
+
+class IdpServer:
+    """A loopback server answering every GET with one canned status, headers and body (HTTP or HTTPS)."""
+
+    def __init__(self, tls: Any = None) -> None:
+        import ssl
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.status, self.headers, self.body = 200, {"content-type": "application/json"}, b'{"keys": []}'
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self.send_response(server.status)
+                for name, value in server.headers.items():
+                    self.send_header(name, value)
+                self.send_header("content-length", str(len(server.body)))
+                self.end_headers()
+                self.wfile.write(server.body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(tls.cert_file, tls.key_file)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def idp_server() -> Iterator[IdpServer]:
+    server = IdpServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_the_idp_fetch_reads_one_json_object(idp_server: IdpServer) -> None:
+    from wardgate.identity import fetch_json_over_https
+
+    assert fetch_json_over_https(idp_server.url + "/jwks?x=1") == {"keys": []}
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "body"),
+    [
+        (302, {"location": "https://evil.example/jwks"}, b'{"keys": []}'),  # not followed
+        (404, {}, b'{"keys": []}'),
+        (500, {}, b"{}"),
+        (200, {}, b"[1, 2]"),  # not an object
+        (200, {}, b"not json"),
+        (200, {}, b" " * (1024 * 1024) + b"{}"),  # over the size limit
+    ],
+)
+def test_the_idp_fetch_refuses_anything_but_a_small_json_object(
+    idp_server: IdpServer, status: int, headers: dict[str, str], body: bytes
+) -> None:
+    from wardgate.identity import fetch_json_over_https
+
+    idp_server.status, idp_server.headers, idp_server.body = status, headers, body
+    with pytest.raises(ValueError):
+        fetch_json_over_https(idp_server.url + "/jwks")
+
+
+def test_the_idp_fetch_needs_https_off_loopback_and_a_trusted_certificate(tmp_path: Path) -> None:
+    from wardgate.dev.certs import make_dev_certificates
+    from wardgate.identity import fetch_json_over_https
+
+    with pytest.raises(ValueError, match="not an https URL"):
+        fetch_json_over_https("http://idp.example.com/jwks")
+    with pytest.raises(ValueError, match="not an https URL"):
+        fetch_json_over_https("ftp://127.0.0.1/jwks")
+    server = IdpServer(tls=make_dev_certificates(tmp_path))  # a CA no trust store knows
+    try:
+        import ssl
+
+        with pytest.raises(ssl.SSLCertVerificationError):
+            fetch_json_over_https(server.url + "/jwks")
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    "base",
+    [
+        "http://up.example:8080/base/",
+        "https://api.example.com:443/v1",
+        "http://api.example.com:80",
+        "http://[::1]:8080/x",
+        "https://Bücher.example/a b",
+        "http://UP.example",
+        "https://h.example/p%20q/",
+        "https://127.0.0.1:8443",
+    ],
+)
+def test_connection_urls_are_parsed_as_httpx_parses_them(base: str) -> None:
+    import httpx
+
+    url = upstream_url(base, "/a", "b=1")
+    expected = httpx.URL(base)
+    assert (url.scheme, url.host, url.port, url.netloc, url.raw_host) == (
+        expected.scheme,
+        expected.host,
+        expected.port,
+        expected.netloc,
+        expected.raw_host,
+    )
+    assert url.raw_path == expected.raw_path.rstrip(b"/") + b"/a?b=1"
+    assert str(url) == str(expected.copy_with(raw_path=url.raw_path))
+
+
+@pytest.mark.parametrize(
+    "base",
+    ["ftp://up.example", "http://user:pw@up.example", "http://up.example?q=1", "http://up.example:99999"],
+)
+def test_connection_urls_that_are_not_plain_origins_are_refused(base: str) -> None:
+    from wardgate.errors import BadRequest
+
+    with pytest.raises(BadRequest):
+        upstream_url(base, "/a", "")

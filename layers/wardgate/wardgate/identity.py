@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import ipaddress
+import json
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -152,7 +153,7 @@ def _groups(value: Any) -> tuple[str, ...]:
 
 @functools.cache
 def _idp_client() -> Any:
-    import httpx  # lazy: only the first JWKS fetch of a container pays for it here
+    import httpx  # lazy: only callers of fetch_json_with_httpx pay for it
 
     from wardgate.tls import tls_context
 
@@ -162,9 +163,54 @@ def _idp_client() -> Any:
 
 
 def fetch_json_with_httpx(url: str) -> Mapping[str, Any]:
+    """``fetch_json_over_https`` through a kept-alive httpx client (the auditing web sign-in's)."""
     response = _idp_client().get(url)
     response.raise_for_status()
     document = response.json()
+    if not isinstance(document, dict):
+        raise ValueError(f"{url} did not return a JSON object")
+    return document
+
+
+MAX_IDP_DOCUMENT_BYTES = 1024 * 1024  # discovery documents and JWKS are a few KB
+IDP_TIMEOUT_SECONDS = 3.0
+
+
+def fetch_json_over_https(url: str) -> Mapping[str, Any]:
+    """GET a JSON object from the identity provider: certificate verified against the CA bundle,
+    no redirects, no proxies from the environment, a short timeout and a size limit.
+
+    ``http.client`` rather than an HTTP library: botocore has imported it already, so the first
+    token of a cold start does not pay for importing one (plain http only reaches loopback:
+    ``IssuerConfig`` and discovery refuse anything else).
+    """
+    import http.client
+
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port
+    connection: http.client.HTTPConnection
+    if parts.scheme == "https":
+        from wardgate.tls import tls_context
+
+        connection = http.client.HTTPSConnection(
+            host, port, timeout=IDP_TIMEOUT_SECONDS, context=tls_context()
+        )
+    elif parts.scheme == "http" and is_loopback_url(url):
+        connection = http.client.HTTPConnection(host, port, timeout=IDP_TIMEOUT_SECONDS)
+    else:
+        raise ValueError(f"not an https URL: {url!r}")
+    try:
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        connection.request("GET", target, headers={"accept": "application/json", "user-agent": "wardgate"})
+        response = connection.getresponse()
+        if not 200 <= response.status < 300:  # a redirect is not followed: it is an error too
+            raise ValueError(f"{url} answered {response.status}")
+        body = response.read(MAX_IDP_DOCUMENT_BYTES + 1)
+    finally:
+        connection.close()
+    if len(body) > MAX_IDP_DOCUMENT_BYTES:
+        raise ValueError(f"{url} sent more than {MAX_IDP_DOCUMENT_BYTES} bytes")
+    document = json.loads(body)
     if not isinstance(document, dict):
         raise ValueError(f"{url} did not return a JSON object")
     return document
@@ -336,7 +382,7 @@ class TokenValidator:
     def __init__(
         self,
         issuers: tuple[IssuerConfig, ...] | list[IssuerConfig],
-        fetch_json: FetchJson = fetch_json_with_httpx,
+        fetch_json: FetchJson = fetch_json_over_https,
         leeway_seconds: int = 60,
         min_refresh_interval: float = 60.0,
         verified: VerifiedTokens | None = None,
