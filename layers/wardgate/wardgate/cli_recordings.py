@@ -67,7 +67,7 @@ def local_engine(args: argparse.Namespace) -> Any:
     cache = RecordingsCache(
         cache_root(args), settings.recordings_bucket, settings.recordings_prefix, aws.client("s3")
     )
-    return LocalEngine(cache)
+    return LocalEngine(cache, refresh=bool(getattr(args, "refresh", False)))
 
 
 def athena_engine() -> Any:
@@ -384,6 +384,11 @@ def add_commands(sub: Any, with_stack: Any) -> Any:
     def common(command: argparse.ArgumentParser) -> None:
         with_stack(command)
         command.add_argument("--cache", help="the local cache folder (default: .wardgate/recordings-cache)")
+        command.add_argument(
+            "--refresh",
+            action="store_true",
+            help="list days older than a day again (expired objects leave the cache)",
+        )
 
     def time_range(command: argparse.ArgumentParser, default: str | None) -> None:
         suffix = f" (default: {default})" if default else " (default: all)"

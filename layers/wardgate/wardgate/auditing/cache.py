@@ -3,15 +3,18 @@
 Layout (under ``WARDGATE_RECORDINGS_CACHE``, default ``.wardgate/recordings-cache/``, one folder
 per bucket and prefix)::
 
-    <bucket>/<prefix>/hours/YYYY/MM/DD/HH/part-<digest>.parquet   event_rows (schema.py), several objects each
-    <bucket>/<prefix>/hours/YYYY/MM/DD/HH/synced.json             which objects (key -> ETag) each part holds
+    <bucket>/<prefix>/days/YYYY/MM/DD/part-<digest>.parquet   event_rows (schema.py) of the day's objects
+    <bucket>/<prefix>/days/YYYY/MM/DD/synced.json             the objects (key -> ETag) each part holds
 
-A sync lists the hours a question needs (one ``ListObjectsV2`` per day), fetches only objects it
-has not converted (or whose ETag changed, or that vanished: that hour is rebuilt), decompresses
-them, and has DuckDB extract the columns once into one Parquet part per hour and sync; an hour
-with many parts is compacted into one. The objects are immutable (Firehose writes each key once;
-Object Lock keeps it), so a key seen once never needs reading again: a warm question reads Parquet
-only. The cache trusts what it fetched: ``wardgate recordings verify`` proves the bucket intact.
+A sync lists the days a question needs (one ``ListObjectsV2`` per day, or the whole prefix for
+long windows), fetches only objects it has not converted, decompresses them, and has DuckDB
+extract the columns once into one Parquet part per day and sync (one DuckDB session for the
+whole sync); a day with many parts is compacted into one. The objects are immutable (Firehose
+writes each key once; Object Lock keeps it), so a key seen once never needs reading again, and
+a warm question reads Parquet only. What the bucket no longer holds (expired, or deleted) the
+cache drops too: a day whose objects changed is converted again. The cache trusts what it
+fetched: ``wardgate recordings verify`` proves the bucket intact. One sync (and the query after
+it) at a time per cache: a lock file.
 """
 
 from __future__ import annotations
@@ -35,10 +38,11 @@ from typing import Any
 from wardgate.auditing import schema
 
 _HOUR_KEY = re.compile(r"^(\d{4})/(\d{2})/(\d{2})/(\d{2})/[^/]+$")
-MAX_PARTS_PER_HOUR = 8  # then the hour is compacted into one part
+MAX_PARTS_PER_DAY = 8  # then the day is compacted into one part
 MAX_LINE_BYTES = 32 * 1024 * 1024  # an event larger than this cannot be read (bodies are cut at 64 KiB)
 MAX_OBJECT_BYTES = 256 * 1024 * 1024  # decompressed; Firehose buffers 64 MiB before compressing
 FETCH_THREADS = 8
+CLOSED_AFTER = timedelta(hours=25)  # after this, a day's prefix gets no new objects
 FULL_LISTING_DAYS = 62  # a longer window lists the whole prefix once rather than day by day
 
 
@@ -64,8 +68,12 @@ class HourWindow:
     def holds(self, hour: str) -> bool:
         return (self.first is None or hour >= self.first) and (self.last is None or hour <= self.last)
 
+    def holds_day(self, day: str) -> bool:
+        """``day`` (yyyy/MM/dd) has hours in the window."""
+        return (self.first is None or day >= self.first[:10]) and (self.last is None or day <= self.last[:10])
+
     def days(self) -> list[str] | None:
-        """The day prefixes to list, or None for the whole prefix."""
+        """The day prefixes to list (yyyy/MM/dd), or None for the whole prefix."""
         if self.first is None:
             return None
         start = datetime.strptime(self.first[:10], "%Y/%m/%d").replace(tzinfo=UTC)
@@ -73,7 +81,7 @@ class HourWindow:
         end = end or datetime.now(UTC) + timedelta(days=1)
         if (end - start).days > FULL_LISTING_DAYS:
             return None
-        return [(start + timedelta(days=n)).strftime("%Y/%m/%d/") for n in range((end - start).days + 1)]
+        return [(start + timedelta(days=n)).strftime("%Y/%m/%d") for n in range((end - start).days + 1)]
 
 
 def hour_of(when: datetime) -> str:
@@ -88,7 +96,7 @@ class SyncReport:
     events: int = 0
     skipped_lines: int = 0  # lines that are not recording events (not JSON, another format)
     skipped_objects: list[str] = field(default_factory=list)  # keys outside the yyyy/MM/dd/HH/ layout
-    rebuilt_hours: list[str] = field(default_factory=list)
+    rebuilt_days: list[str] = field(default_factory=list)
 
 
 class RecordingsCache:
@@ -97,35 +105,30 @@ class RecordingsCache:
         self.prefix = prefix
         self.s3 = s3
         self.directory = root / _safe(bucket) / (_safe(prefix.strip("/")) or "_")
-        self.hours_dir = self.directory / "hours"
+        self.days_dir = self.directory / "days"
 
     # ------------------------------------------------------------------ reading
 
     def parts(self, window: HourWindow) -> list[Path]:
-        """The Parquet parts of the hours in ``window`` (only parts their manifest names)."""
+        """The Parquet parts of the days in ``window`` (only parts their manifest names)."""
         found: list[Path] = []
-        if not self.hours_dir.is_dir():
-            return found
-        for manifest in sorted(self.hours_dir.glob("*/*/*/*/synced.json")):
-            hour = manifest.parent.relative_to(self.hours_dir).as_posix()
-            if window.holds(hour):
-                found.extend(manifest.parent / name for name in sorted(_read_manifest(manifest)))
+        for day, folder in self._cached_days():
+            if window.holds_day(day):
+                found.extend(folder / name for name in sorted(_read_manifest(folder / "synced.json")))
         return found
 
-    # ------------------------------------------------------------------ syncing
-
-    def sync(self, window: HourWindow) -> SyncReport:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        report = SyncReport()
-        with self._locked():
-            listed = self._list(window, report)
-            for hour in sorted(listed):
-                self._sync_hour(hour, listed[hour], report)
-        return report
+    def _cached_days(self) -> list[tuple[str, Path]]:
+        if not self.days_dir.is_dir():
+            return []
+        return [
+            (manifest.parent.relative_to(self.days_dir).as_posix(), manifest.parent)
+            for manifest in sorted(self.days_dir.glob("*/*/*/synced.json"))
+        ]
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """One sync at a time per cache (two would convert the same objects twice)."""
+    def locked(self) -> Iterator[None]:
+        """One sync-and-query at a time per cache: a sync may drop parts another query reads."""
+        self.directory.mkdir(parents=True, exist_ok=True)
         with open(self.directory / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
@@ -133,10 +136,51 @@ class RecordingsCache:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def _list(self, window: HourWindow, report: SyncReport) -> dict[str, dict[str, str]]:
-        """{hour: {key: etag}} of the objects in ``window``."""
+    # ------------------------------------------------------------------ syncing
+
+    def sync(self, window: HourWindow, refresh: bool = False) -> SyncReport:
+        """Bring the window's days up to date with the bucket (call it holding ``locked()``).
+
+        A day listed once it was closed (``CLOSED_AFTER`` past its end: Firehose retries a failed
+        delivery for up to 24 hours, under the hour the record arrived) gets no new objects, so it
+        is not listed again unless ``refresh``: a warm question lists today and yesterday only.
+        """
+        self.directory.mkdir(parents=True, exist_ok=True)
+        report = SyncReport()
+        closed_file = self.directory / "closed-days.json"
+        closed = set() if refresh else set(_read_list(closed_file))
         days = window.days()
-        prefixes = [self.prefix + day for day in days] if days is not None else [self.prefix]
+        if days is not None:
+            days = [day for day in days if day not in closed]
+        listed = self._list(days, report)
+        scope = set(days) if days is not None else None
+        for day, folder in self._cached_days():  # gone from the bucket: gone from the cache
+            if day not in listed and window.holds_day(day) and (scope is None or day in scope):
+                shutil.rmtree(folder, ignore_errors=True)
+                report.rebuilt_days.append(day)
+        pending: dict[str, dict[str, str]] = {}
+        for day in sorted(listed):
+            new = self._prepare_day(day, listed[day], report)
+            if new:
+                pending[day] = new
+        if pending:
+            con = _duckdb()
+            try:
+                for day, objects in pending.items():
+                    self._convert(con, day, objects, report)
+            finally:
+                con.close()
+        now = datetime.now(UTC)
+        for day in days if days is not None else sorted(listed):
+            end = datetime.strptime(day, "%Y/%m/%d").replace(tzinfo=UTC) + timedelta(days=1)
+            if now > end + CLOSED_AFTER:
+                closed.add(day)
+        _write_list(closed_file, sorted(closed))
+        return report
+
+    def _list(self, days: list[str] | None, report: SyncReport) -> dict[str, dict[str, str]]:
+        """{day: {key: etag}} of the objects under ``days`` (every day when None)."""
+        prefixes = [f"{self.prefix}{day}/" for day in days] if days is not None else [self.prefix]
         listed: dict[str, dict[str, str]] = {}
         paginator = self.s3.get_paginator("list_objects_v2")
         for prefix in prefixes:
@@ -147,54 +191,55 @@ class RecordingsCache:
                     if match is None:
                         report.skipped_objects.append(key)
                         continue
-                    hour = "/".join(match.groups())
-                    if window.holds(hour):
-                        listed.setdefault(hour, {})[key] = str(obj.get("ETag", "")).strip('"')
-                        report.listed += 1
+                    day = "/".join(match.groups()[:3])
+                    listed.setdefault(day, {})[key] = str(obj.get("ETag", "")).strip('"')
+                    report.listed += 1
         return listed
 
-    def _sync_hour(self, hour: str, objects: dict[str, str], report: SyncReport) -> None:
-        folder = self.hours_dir / hour
-        manifest_path = folder / "synced.json"
-        manifest = _read_manifest(manifest_path) if manifest_path.exists() else {}
+    def _prepare_day(self, day: str, objects: dict[str, str], report: SyncReport) -> dict[str, str]:
+        """Drop what changed; return the day's objects still to convert."""
+        folder = self.days_dir / day
+        manifest = _read_manifest(folder / "synced.json")
         held = {key: etag for part in manifest.values() for key, etag in part.items()}
         if any(objects.get(key) != etag for key, etag in held.items()):
-            # An object vanished (expired) or changed: convert the hour again from what is there now.
+            # An object vanished (expired) or changed: convert the day again from what is there now.
             shutil.rmtree(folder, ignore_errors=True)
             manifest, held = {}, {}
-            report.rebuilt_hours.append(hour)
+            report.rebuilt_days.append(day)
         folder.mkdir(parents=True, exist_ok=True)
         for stray in folder.glob("*.parquet"):  # left by a sync that stopped before its manifest
             if stray.name not in manifest:
                 stray.unlink()
-        new = {key: etag for key, etag in objects.items() if key not in held}
-        if new:
-            part = self._convert(hour, folder, new, report)
-            if part is not None:
-                manifest[part] = new
-                _write_manifest(manifest_path, manifest)
-        if len(manifest) > MAX_PARTS_PER_HOUR:
-            self._compact(hour, folder, manifest)
+        return {key: etag for key, etag in objects.items() if key not in held}
 
-    def _convert(self, hour: str, folder: Path, objects: dict[str, str], report: SyncReport) -> str | None:
-        """Fetch ``objects`` and write them as one Parquet part; returns its file name."""
+    def _convert(self, con: Any, day: str, objects: dict[str, str], report: SyncReport) -> None:
+        """Fetch ``objects`` and write them as one Parquet part of ``day``, then record it."""
+        folder = self.days_dir / day
         with tempfile.TemporaryDirectory(dir=self.directory, prefix=".sync-") as scratch:
-            lines_file = Path(scratch) / "lines.jsonl"
+            lines_file = Path(scratch) / "lines"
             lines = 0
             with open(lines_file, "wb") as out, ThreadPoolExecutor(FETCH_THREADS) as pool:
-                for data in pool.map(self._fetch, objects):
+                for key, data in zip(objects, pool.map(self._fetch, objects), strict=True):
                     report.fetched += 1
                     report.fetched_bytes += len(data)
-                    if data and not data.endswith(b"\n"):
+                    if not data:
+                        continue
+                    if not data.endswith(b"\n"):
                         data += b"\n"
+                    # Each line gets its object's hour in front (U+0001 never occurs in JSON text).
+                    hour = key[len(self.prefix) : len(self.prefix) + 13].encode() + b"\x01"
                     lines += data.count(b"\n")
-                    out.write(data)
+                    out.write(hour + data[:-1].replace(b"\n", b"\n" + hour) + b"\n")
             digest = hashlib.sha256("\n".join(sorted(objects)).encode()).hexdigest()[:24]
             name = f"part-{digest}.parquet"
-            converted = _extract(lines_file, hour, folder / name, Path(scratch))
+            converted = _extract(con, lines_file, folder / name, Path(scratch))
         report.events += converted
         report.skipped_lines += lines - converted
-        return name
+        manifest = _read_manifest(folder / "synced.json")
+        manifest[name] = objects
+        if len(manifest) > MAX_PARTS_PER_DAY:
+            manifest = _compact(con, folder, manifest)
+        _write_manifest(folder / "synced.json", manifest)
 
     def _fetch(self, key: str) -> bytes:
         try:
@@ -208,35 +253,36 @@ class RecordingsCache:
                 raise CacheError(f"s3://{self.bucket}/{key}: {exc}") from None
         return bytes(body)
 
-    def _compact(self, hour: str, folder: Path, manifest: dict[str, dict[str, str]]) -> None:
-        merged: dict[str, str] = {key: etag for part in manifest.values() for key, etag in part.items()}
-        digest = hashlib.sha256("\n".join(sorted(merged)).encode()).hexdigest()[:24]
-        name = f"part-{digest}.parquet"
-        sources = [str(folder / part) for part in sorted(manifest)]
-        con = _duckdb()
-        try:
-            con.execute(
-                f"COPY (SELECT * FROM read_parquet({_sql_list(sources)})) "  # noqa: S608 (quoted paths)
-                f"TO {_sql_text(str(folder / name))} (FORMAT parquet, COMPRESSION zstd)"
-            )
-        finally:
-            con.close()
-        _write_manifest(folder / "synced.json", {name: merged})
-        for part in manifest:
-            if part != name:
-                (folder / part).unlink(missing_ok=True)
+
+def _compact(con: Any, folder: Path, manifest: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """The day's parts as one (written before the manifest names it; the old ones removed after)."""
+    merged: dict[str, str] = {key: etag for part in manifest.values() for key, etag in part.items()}
+    digest = hashlib.sha256("\n".join(sorted(merged)).encode()).hexdigest()[:24]
+    name = f"part-{digest}.parquet"
+    sources = _sql_list([str(folder / part) for part in sorted(manifest)])
+    temporary = folder / f".{name}.tmp"
+    con.execute(
+        f"COPY (SELECT * FROM read_parquet({sources})) "  # noqa: S608 (quoted paths)
+        f"TO {_sql_text(str(temporary))} (FORMAT parquet, COMPRESSION zstd)"
+    )
+    os.replace(temporary, folder / name)
+    _write_manifest(folder / "synced.json", {name: merged})
+    for part in manifest:
+        if part != name:
+            (folder / part).unlink(missing_ok=True)
+    return {name: merged}
 
 
-def _extract(lines_file: Path, hour: str, target: Path, scratch: Path) -> int:
-    """DuckDB reads each line as one string column and writes the event_rows columns to ``target``."""
+def _extract(con: Any, lines_file: Path, target: Path, scratch: Path) -> int:
+    """DuckDB reads each line as (hour, line) and writes the event_rows columns to ``target``."""
     source = (
-        f"(SELECT {_sql_text(hour)} AS {schema.PARTITION}, line "  # noqa: S608 (quoted hour and path)
-        f"FROM read_csv({_sql_text(str(lines_file))}, columns={{'line': 'VARCHAR'}}, delim=chr(1), quote='', "
-        "escape='', header=false, auto_detect=false, new_line='\\n', "
-        f"max_line_size={MAX_LINE_BYTES}, buffer_size={2 * MAX_LINE_BYTES}))"
+        f"(SELECT {schema.PARTITION}, line "  # noqa: S608 (a quoted path)
+        f"FROM read_csv({_sql_text(str(lines_file))}, columns={{'{schema.PARTITION}': 'VARCHAR', "
+        "'line': 'VARCHAR'}, delim=chr(1), quote='', escape='', header=false, auto_detect=false, "
+        f"new_line='\\n', ignore_errors=true, max_line_size={MAX_LINE_BYTES}, "
+        f"buffer_size={2 * MAX_LINE_BYTES}))"
     )
     temporary = scratch / "part.parquet"
-    con = _duckdb()
     try:
         con.execute(
             f"COPY ({schema.duckdb_extract(source)}) "
@@ -245,9 +291,7 @@ def _extract(lines_file: Path, hour: str, target: Path, scratch: Path) -> int:
         counted = f"SELECT count(*) FROM read_parquet({_sql_text(str(temporary))})"  # noqa: S608 (a quoted path)
         row = con.execute(counted).fetchone()
     except Exception as exc:  # duckdb.Error, without importing duckdb at module level
-        raise CacheError(f"could not convert the recordings of {hour}: {exc}") from None
-    finally:
-        con.close()
+        raise CacheError(f"could not convert the recordings of {target.parent.name}: {exc}") from None
     os.replace(temporary, target)
     return int(row[0]) if row else 0
 
@@ -286,6 +330,20 @@ def _read_manifest(path: Path) -> dict[str, dict[str, str]]:
     except (OSError, ValueError):
         return {}
     return parsed if isinstance(parsed, dict) else {}
+
+
+def _read_list(path: Path) -> list[str]:
+    try:
+        parsed = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    return [str(item) for item in parsed] if isinstance(parsed, list) else []
+
+
+def _write_list(path: Path, items: list[str]) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(items))
+    os.replace(temporary, path)
 
 
 def _write_manifest(path: Path, manifest: dict[str, dict[str, str]]) -> None:

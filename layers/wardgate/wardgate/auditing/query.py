@@ -144,13 +144,17 @@ class LocalEngine:
 
     dialect = "duckdb"
 
-    def __init__(self, cache: RecordingsCache, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(
+        self, cache: RecordingsCache, timeout_s: float = DEFAULT_TIMEOUT_S, refresh: bool = False
+    ) -> None:
         self.cache = cache
         self.timeout_s = timeout_s
+        self.refresh = refresh  # list closed days again (what left the bucket leaves the cache)
         self.last_sync: SyncReport | None = None
 
     def sync(self, window: HourWindow) -> SyncReport:
-        self.last_sync = self.cache.sync(window)
+        with self.cache.locked():
+            self.last_sync = self.cache.sync(window, self.refresh)
         return self.last_sync
 
     def connect(self, window: HourWindow) -> Any:
@@ -189,23 +193,23 @@ class LocalEngine:
     ) -> QueryResult:
         """Sync ``window``, then answer ``sql`` (checked unless it is one of our own questions)."""
         text = sql if trusted else check_query(sql, self.dialect).sql(dialect=self.dialect, comments=False)
-        self.sync(window)
-        con = self.connect(window)
-        timer = threading.Timer(self.timeout_s, con.interrupt)
-        timer.start()
-        try:
-            cursor = con.execute(text)
-            columns = [d[0] for d in cursor.description or []]
-            rows = cursor.fetchmany(max_rows + 1)
-        except Exception as exc:
-            if not timer.is_alive():
-                raise QueryFailed(
-                    f"the query ran longer than {self.timeout_s:.0f} s and was stopped"
-                ) from None
-            raise QueryFailed(_first_line(exc)) from None
-        finally:
-            timer.cancel()
-            con.close()
+        with self.cache.locked():  # another sync must not drop the parts this query reads
+            self.last_sync = self.cache.sync(window, self.refresh)
+            con = self.connect(window)
+            timer = threading.Timer(self.timeout_s, con.interrupt)
+            timer.start()
+            try:
+                cursor = con.execute(text)
+                columns = [d[0] for d in cursor.description or []]
+                rows = cursor.fetchmany(max_rows + 1)
+            except Exception as exc:
+                if not timer.is_alive():
+                    stopped = f"the query ran longer than {self.timeout_s:.0f} s and was stopped"
+                    raise QueryFailed(stopped) from None
+                raise QueryFailed(_first_line(exc)) from None
+            finally:
+                timer.cancel()
+                con.close()
         return QueryResult(columns, [tuple(r) for r in rows[:max_rows]], len(rows) > max_rows)
 
 

@@ -195,7 +195,9 @@ def _scalar_duckdb(index: int) -> str:
 
 
 def _cast_duckdb(expression: str, kind: str) -> str:
-    return expression if kind in ("text", "list") else f"TRY_CAST({expression} AS {TYPES[kind][0]})"
+    if kind == "list":  # [] when absent, as on Athena
+        return f"coalesce({expression}, CAST([] AS VARCHAR[]))"
+    return expression if kind == "text" else f"TRY_CAST({expression} AS {TYPES[kind][0]})"
 
 
 def _cast_athena(expression: str, kind: str) -> str:
