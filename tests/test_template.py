@@ -7,6 +7,7 @@ than the proxy functions have, and ports and health checks that agree with the D
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from pathlib import Path
@@ -420,3 +421,112 @@ def test_the_auditor_policy_reads_and_queries_and_writes_nothing_else(template):
     (results,) = [s for s in statements if "s3:PutObject" in s["Action"]]
     assert json.dumps(results["Resource"]).count("AuditQueryResultsBucket") == 2
     assert "s3:GetObject" in actions and "athena:StartQueryExecution" in actions
+
+
+# ---------------------------------------------------------------- tamper-evident recordings (issue 14)
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    action = statement["Action"]
+    return [action] if isinstance(action, str) else list(action)
+
+
+def _grants(statement: dict[str, Any], action: str) -> bool:
+    """Whether a statement's action patterns (kms:Get*, kms:*) cover ``action``."""
+    return any(fnmatch.fnmatchcase(action, pattern) for pattern in _actions(statement))
+
+
+def test_recordings_are_write_once_and_encrypted_with_their_own_key(template):
+    bucket = props(template, "RecordingsBucket")
+    assert bucket["VersioningConfiguration"]["Status"] == "Enabled"  # Object Lock needs versions
+    assert bucket["ObjectLockEnabled"] is True
+    lock = bucket["ObjectLockConfiguration"]
+    assert lock["ObjectLockEnabled"] == "Enabled"
+    assert lock["Rule"]["DefaultRetention"] == {
+        "Mode": {"Ref": "RecordingLockMode"},
+        "Days": {"Ref": "RecordingRetentionDays"},  # the lock lasts as long as the recordings are kept
+    }
+    mode = template.doc["Parameters"]["RecordingLockMode"]
+    assert mode["Default"] == "GOVERNANCE" and mode["AllowedValues"] == ["GOVERNANCE", "COMPLIANCE"]
+    (rule,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"] == {
+        "SSEAlgorithm": "aws:kms",
+        "KMSMasterKeyID": {"Fn::GetAtt": ["RecordingsKey", "Arn"]},
+    }
+    assert rule["BucketKeyEnabled"] is True
+    assert props(template, "RecordingsKey")["EnableKeyRotation"] is True
+    assert resource(template, "RecordingsKey")["DeletionPolicy"] == "Retain"
+    # The stream writes SSE-KMS objects: data keys from the recordings key, through S3 only.
+    (policy,) = props(template, "RecordingsStreamRole")["Policies"]
+    (kms,) = [s for s in policy["PolicyDocument"]["Statement"] if _grants(s, "kms:GenerateDataKey")]
+    assert kms["Resource"] == {"Fn::GetAtt": ["RecordingsKey", "Arn"]}
+    assert "kms:ViaService" in kms["Condition"]["StringEquals"]
+
+
+def test_only_the_stream_writes_recordings_and_only_the_signer_writes_manifests(template):
+    statements = props(template, "RecordingsBucketPolicy")["PolicyDocument"]["Statement"]
+    denies = {s["Sid"]: s for s in statements if s["Effect"] == "Deny" and s["Action"] == "s3:PutObject"}
+    writers = {
+        json.dumps(s["Resource"]): s["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]["Fn::GetAtt"][0]
+        for s in denies.values()
+    }
+    assert writers == {
+        json.dumps({"Fn::Sub": "${RecordingsBucket.Arn}/recordings/*"}): "RecordingsStreamRole",
+        json.dumps({"Fn::Sub": "${RecordingsBucket.Arn}/manifests/*"}): "RecordingManifestSignerRole",
+    }
+
+
+def test_only_the_signer_can_sign_manifests_and_the_account_can_verify_them(template):
+    key = props(template, "RecordingManifestKey")
+    assert (key["KeySpec"], key["KeyUsage"]) == ("ECC_NIST_P256", "SIGN_VERIFY")
+    statements = key["KeyPolicy"]["Statement"]
+    assert all(s["Effect"] == "Allow" for s in statements)
+    (signer,) = [s for s in statements if _grants(s, "kms:Sign")]  # nobody else, not even via IAM
+    assert signer["Principal"] == {"AWS": {"Fn::GetAtt": ["RecordingManifestSignerRole", "Arn"]}}
+    assert _actions(signer) == ["kms:Sign"]
+    root = [s for s in statements if "root" in json.dumps(s["Principal"])]
+    assert root and not any(_grants(s, "kms:Sign") for s in root)
+    assert any(_grants(s, "kms:GetPublicKey") and _grants(s, "kms:Verify") for s in root)
+    # The function runs as that role, with that key, on the bucket's Object Created events.
+    function = props(template, "RecordingManifestFunction")
+    assert function["Role"] == {"Fn::GetAtt": ["RecordingManifestSignerRole", "Arn"]}
+    assert function["Environment"]["Variables"]["RECORDINGS_MANIFEST_KEY"] == {
+        "Fn::GetAtt": ["RecordingManifestKey", "Arn"]
+    }
+    (event,) = function["Events"].values()
+    assert event["Type"] == "EventBridgeRule"
+    pattern = event["Properties"]["Pattern"]
+    assert pattern["detail-type"] == ["Object Created"]
+    assert pattern["detail"]["bucket"]["name"] == [{"Ref": "RecordingsBucket"}]
+    assert pattern["detail"]["object"]["key"] == [{"prefix": "recordings/"}]  # not manifests/: no loop
+    assert props(template, "RecordingsBucket")["NotificationConfiguration"] == {
+        "EventBridgeConfiguration": {"EventBridgeEnabled": True}
+    }
+    assert function["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": ["RecordingManifestFailures", "Arn"]
+    }
+    # Its role reads recordings and writes manifests, and nothing else in the bucket.
+    (policy,) = props(template, "RecordingManifestSignerRole")["Policies"]
+    s3 = [s for s in policy["PolicyDocument"]["Statement"] if any(a.startswith("s3:") for a in _actions(s))]
+    granted = {(a, json.dumps(s["Resource"])) for s in s3 for a in _actions(s)}
+    assert granted == {
+        ("s3:GetObject", json.dumps({"Fn::Sub": "${RecordingsBucket.Arn}/recordings/*"})),
+        ("s3:GetObjectVersion", json.dumps({"Fn::Sub": "${RecordingsBucket.Arn}/recordings/*"})),
+        ("s3:PutObject", json.dumps({"Fn::Sub": "${RecordingsBucket.Arn}/manifests/*"})),
+    }
+
+
+def test_the_manifest_key_is_published_and_auditors_can_verify(template):
+    from wardgate.cli import STACK_OUTPUTS
+
+    output = template.doc["Outputs"]["RecordingManifestKeyArn"]
+    assert output["Value"] == {"Fn::GetAtt": ["RecordingManifestKey", "Arn"]}
+    assert STACK_OUTPUTS["RecordingManifestKeyArn"] == "RECORDINGS_MANIFEST_KEY"  # verify --stack
+    statements = props(template, "AuditorPolicy")["PolicyDocument"]["Statement"]
+    (public,) = [s for s in statements if _grants(s, "kms:GetPublicKey")]
+    assert public["Resource"] == {"Fn::GetAtt": ["RecordingManifestKey", "Arn"]}
+    (decrypt,) = [s for s in statements if _grants(s, "kms:Decrypt")]
+    assert decrypt["Resource"] == {"Fn::GetAtt": ["RecordingsKey", "Arn"]}
+    reads = [s for s in statements if _grants(s, "s3:GetObject") and "RecordingsBucket" in json.dumps(s)]
+    assert "manifests/*" in json.dumps(reads)
+    assert not any(_grants(s, "kms:Sign") for s in statements)
