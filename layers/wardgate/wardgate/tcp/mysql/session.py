@@ -33,7 +33,7 @@ from wardgate.identity import Identity
 from wardgate.masking.engine import MaskingRefused, mask_text
 from wardgate.observability import logger
 from wardgate.tcp.guard import Refusal, SqlGuard, StatementRun, cut
-from wardgate.tcp.mysql import codec
+from wardgate.tcp.mysql import auth, codec
 from wardgate.tcp.mysql.backend import (
     BackendUnavailable,
     MySqlBackendLink,
@@ -302,7 +302,7 @@ class MySqlSession:
             await self.client.drain()
             seq, _ = await self._client_packet(seq + 2)  # its scramble: of no use, the token is needed
         # "perform full authentication": over TLS the client sends the password itself.
-        self._send(codec.build_auth_more_data(bytes([_PERFORM_FULL_AUTHENTICATION])), seq + 1)
+        self._send(codec.build_auth_more_data(bytes([auth.PERFORM_FULL_AUTHENTICATION])), seq + 1)
         await self.client.drain()
         seq, payload = await self._client_packet(seq + 2)
         return payload.rstrip(b"\0").decode("utf-8", "replace"), seq
@@ -801,7 +801,7 @@ class MySqlSession:
 
     def _masker(self, columns: tuple[codec.ColumnDefinition, ...], binary: bool) -> ResultMasker:
         profile = self.guard.profile()
-        key = (id(profile), binary, tuple((c.name, c.type, c.charset, c.flags) for c in columns))
+        key = (id(profile), binary, tuple(c.payload for c in columns))  # names, original names, types
         masker = self._maskers.get(key)
         if masker is None:
             if len(self._maskers) > 256:
@@ -840,7 +840,6 @@ class MySqlSession:
         return self.backend.capabilities
 
 
-_PERFORM_FULL_AUTHENTICATION = 0x04  # caching_sha2_password: "send the password itself"
 ER_INVALID_CHARACTER_STRING = (1300, "HY000")
 _NOT_UTF8 = "wardgate: the statement is not valid UTF-8 (wardgate reads statements as UTF-8)"
 _COMMAND_NAMES = {
