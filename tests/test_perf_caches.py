@@ -14,6 +14,7 @@ import gzip
 import io
 import json
 import os
+import threading
 import time
 import tracemalloc
 import zlib
@@ -694,3 +695,63 @@ def test_connection_urls_that_are_not_plain_origins_are_refused(base: str) -> No
 
     with pytest.raises(BadRequest):
         upstream_url(base, "/a", "")
+
+
+# ------------------------------------------------------------------------------------------ init phase
+
+
+def test_prepare_loads_keys_policy_and_clients_before_the_first_event(
+    stack: Any, token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wardgate import aws, runtime
+
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "HttpProxyFunction")
+    runtime.prepare("http")
+    gateway = runtime.http_gateway()
+    assert all(jwks._loaded_at is not None for jwks in gateway.validator._jwks.values())
+    assert gateway.policies._cached is not None
+    assert aws.client.cache_info().currsize >= 3  # dynamodb, firehose, secretsmanager
+    assert not [t for t in threading.enumerate() if t.name.startswith("wardgate-prepare")]
+
+    import httpx
+
+    with httpx.Client(base_url=stack.url, timeout=10) as client:
+        response = client.get("/http/demo/anything", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+
+
+def test_prepare_is_only_for_lambda_and_never_raises(stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from wardgate import runtime
+
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+    runtime.prepare("sql")
+    assert runtime.sql_gateway.cache_info().currsize == 0  # local mode and tests build on first use
+
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "SqlProxyFunction")
+    monkeypatch.setenv("WARDGATE_ISSUERS", "not json")  # a broken configuration: the request says so
+    runtime.prepare("sql")
+    assert runtime.sql_gateway.cache_info().currsize == 0
+
+
+def test_prepare_with_the_identity_provider_down_leaves_the_refusal_to_the_request(
+    stack: Any, token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wardgate import runtime
+    from wardgate.errors import ServiceUnavailable
+
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "SqlProxyFunction")
+    calls: list[str] = []
+
+    def down(url: str) -> dict[str, Any]:
+        calls.append(url)
+        raise OSError("connection refused")
+
+    gateway = runtime.sql_gateway()
+    for jwks in gateway.validator._jwks.values():
+        monkeypatch.setattr(jwks, "fetch_json", down)
+    runtime.prepare("sql")  # tries, fails, says nothing
+    assert calls and gateway.policies._cached is not None
+    with pytest.raises(ServiceUnavailable) as unavailable:
+        gateway.validator.authenticate(f"Bearer {token}")
+    assert unavailable.value.code == "identity_provider_unavailable"
+    assert len(calls) >= 2  # the request tried again itself

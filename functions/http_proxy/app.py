@@ -5,10 +5,13 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 
 from wardgate.observability import logger, tracer
-from wardgate.runtime import handle_http_event
+from wardgate.runtime import handle_http_event, prepare
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return handle_http_event(event, context)
+
+
+prepare("http")  # init phase: clients, imports, keys and policy before the first event (runtime.prepare)

@@ -233,6 +233,12 @@ class JwksCache:
     generation: int = field(default=0, init=False)
     """Bumped each time the keys are (re)loaded: verifications made with older keys are forgotten."""
 
+    def load(self) -> None:
+        """Fetch the keys now unless they are loaded (a cold start's init phase); may raise."""
+        with self._lock:
+            if self._loaded_at is None:
+                self._refresh(self.clock())
+
     def jwk_for(self, kid: str | None) -> dict[str, Any]:
         return self._jwk_and_generation(kid)[0]
 
@@ -394,6 +400,15 @@ class TokenValidator:
             for cfg in issuers
         }
         self.verified = verified if verified is not None else VerifiedTokens()
+
+    def prefetch(self) -> None:
+        """Load every trusted issuer's keys now (see ``runtime.prepare``); a failure is left for the
+        first token to meet (and answer 503), so this never raises."""
+        for jwks in self._jwks.values():
+            try:
+                jwks.load()
+            except Exception:  # noqa: S112 (the request path retries and fails closed)
+                continue
 
     def _generation_of(self, issuer: str) -> int:
         jwks = self._jwks.get(issuer)

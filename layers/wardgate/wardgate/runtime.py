@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from wardgate.sql_gateway import SqlGateway
 
 DEADLINE_MARGIN_S = 1.0  # leave time to record the outcome and answer before Lambda's own timeout
+PREPARE_WAIT_S = 2.0  # how long the init phase waits for its prefetches (they go on if slower)
 
 
 def secret_string(secret_id: str, what: str) -> str:
@@ -169,6 +170,57 @@ def sql_gateway() -> SqlGateway:
             binding_key=lambda: secret_string(key_secret, "the transaction id key").encode(),
         ),
     )
+
+
+def prepare(function: str) -> None:
+    """Lambda's init phase (the handler module's import): do what the first event would do first.
+
+    Init runs with more CPU than a 512 MB invocation and before the caller waits, so the first
+    event's imports and clients are made here: boto3's clients, pynamodb's connection model, the
+    upstream pool and its CA bundle (``http``), sqlglot and its PostgreSQL dialect (``sql``).
+    Meanwhile two threads fetch what every request needs and no request chooses, the trusted
+    issuers' keys and the policy in force, so their network waits overlap the imports; init
+    waits for them up to ``PREPARE_WAIT_S``. Nothing an agent sends is involved, nothing is
+    decided, and a failure is left for the first request, which redoes the work and fails
+    closed as before: this never raises. Only on Lambda (``AWS_LAMBDA_FUNCTION_NAME``): local
+    mode and tests build everything on first use.
+    """
+    import contextlib
+    import os
+    import threading
+
+    if not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        return
+    try:
+        gateway: HttpGateway | SqlGateway = sql_gateway() if function == "sql" else http_gateway()
+    except Exception:  # a configuration error: the first request answers 503 with the reason
+        return
+
+    def quietly(work: Any, *args: Any) -> None:
+        with contextlib.suppress(Exception):  # the first request redoes it and fails closed
+            work(*args)
+
+    started = time.monotonic()
+    keys = threading.Thread(target=gateway.validator.prefetch, name="wardgate-prepare-keys", daemon=True)
+    keys.start()
+    from wardgate import aws
+
+    quietly(aws.client, "dynamodb")  # before the policy thread, so that only one thread makes it
+    policy = threading.Thread(
+        target=quietly, args=(gateway.policies.current,), name="wardgate-prepare-policy", daemon=True
+    )
+    policy.start()
+    for service in ("firehose", "secretsmanager", *(("rds-data",) if function == "sql" else ())):
+        quietly(aws.client, service)
+    quietly(lambda: gateway.connections.model)
+    if isinstance(gateway, HttpGateway):
+        quietly(gateway.forwarder.pool_for, None)
+    else:
+        from wardgate.operations.sql import parse_sql
+
+        quietly(parse_sql, "SELECT 1", "postgres")
+    for thread in (keys, policy):
+        thread.join(max(0.0, started + PREPARE_WAIT_S - time.monotonic()))
 
 
 def deadline_for(context: Any, budget: float) -> float:
