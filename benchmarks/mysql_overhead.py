@@ -548,7 +548,7 @@ def run(args: argparse.Namespace) -> Results:
         )
         if args.profile:
             sysbench(binary, through, 1, args.profile_mode, 1)  # warm
-            results.facts["profile"] = profile(binary, through, loop, args)
+            results.facts["profile"] = profile(binary, through, loop, args, work)
             return results
 
         targets = {
@@ -571,13 +571,13 @@ def run(args: argparse.Namespace) -> Results:
 IO_FRAMES = ("StreamWriter.write (asyncio/streams.py)", "Runner.run (asyncio/runners.py)")
 
 
-def profile(binary: str, target: Target, loop: str, args: argparse.Namespace) -> str:
+def profile(binary: str, target: Target, loop: str, args: argparse.Namespace, folder: Path) -> str:
     """py-spy samples of the gateway process during one sysbench run; the functions by own and by
     total share of the samples taken while it was busy (waiting in the event loop's poll is idle)."""
     py_spy = shutil.which("py-spy", path=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
     if py_spy is None:
         raise SystemExit("needs py-spy (.venv/bin/pip install py-spy)")
-    raw = Path(tempfile.mkdtemp(prefix="wardgate-py-spy-")) / "gateway.txt"
+    raw = folder / "py-spy.txt"
     seconds = args.seconds * 3
     spy = subprocess.Popen(
         [
@@ -619,7 +619,6 @@ def profile(binary: str, target: Target, loop: str, args: argparse.Namespace) ->
         else:
             for frame in set(frames):
                 python_total[frame] += count
-    shutil.rmtree(raw.parent, ignore_errors=True)
     if not samples:
         raise RuntimeError("py-spy took no samples of a busy gateway")
     cpu_us = done.cost.cpu_us if done.cost else 0.0
