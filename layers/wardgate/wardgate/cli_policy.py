@@ -19,7 +19,7 @@ def _store() -> Any:
     return PolicyStore(settings.policies_table, settings.connections_table)
 
 
-def _load(paths: list[str]) -> tuple[dict[str, Any], Any] | None:
+def _load(paths: list[str], consequence: str = "nothing applied") -> tuple[dict[str, Any], Any] | None:
     from wardgate.policy.files import PolicyFileError, load
 
     try:
@@ -27,7 +27,7 @@ def _load(paths: list[str]) -> tuple[dict[str, Any], Any] | None:
     except PolicyFileError as exc:
         for message in exc.messages:
             print(message, file=sys.stderr)
-        print(f"wardgate: {len(exc.messages)} problem(s); nothing applied", file=sys.stderr)
+        print(f"wardgate: {len(exc.messages)} problem(s); {consequence}", file=sys.stderr)
         return None
 
 
@@ -214,6 +214,67 @@ def cmd_test(args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_EXAMPLES = 100
+
+
+def _candidate_connections(document: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The connections the candidate policy would be applied over: its own when it declares any
+    (apply makes the connections table match them), else the table's (apply leaves it alone)."""
+    from wardgate.connections import Connection
+
+    if document["connections"]:
+        declared = [Connection.from_dict(raw) for raw in document["connections"]]
+        return {c.name: c for c in declared}, "declared in the files"
+    connections = {}
+    for item in _store().stored_connections():
+        try:
+            connection = Connection.from_dict(item)
+        except (KeyError, ValueError, TypeError):
+            continue  # the gateway refuses an invalid item too (connections.py validates on read)
+        connections[connection.name] = connection
+    return connections, "from the connections table (the files declare none)"
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """What the candidate policy would have decided on the recorded operations of a window."""
+    from wardgate.auditing import questions, whatif
+    from wardgate.cli import target
+    from wardgate.cli_recordings import UsageError, _report_sync, local_engine
+
+    if not 0 <= args.examples <= MAX_EXAMPLES:
+        raise UsageError(f"--examples {args.examples}: between 0 and {MAX_EXAMPLES}")
+    since = questions.parse_when(args.since, "--since")
+    until = questions.parse_when(args.until, "--until") if args.until else None
+    questions.Filters(since=since, until=until, connection=args.connection)  # order, control characters
+    loaded = _load(args.file, "nothing replayed")
+    if loaded is None:
+        return 1
+    document, policy_set = loaded
+    target(args)
+    connections, origin = _candidate_connections(document)
+    if args.connection is not None and args.connection not in connections:
+        known = ", ".join(sorted(connections)) or "none"
+        raise UsageError(
+            f"--connection {args.connection!r}: the candidate policy has no such connection "
+            f"(its connections, {origin}: {known})"
+        )
+    engine = local_engine(args)
+    report = whatif.replay(engine, policy_set, connections, since, until, args.connection, args.examples)
+    _report_sync(engine)
+    if report.operations == 0:
+        where = f" on connection {args.connection}" if args.connection else ""
+        empty = f"no recorded operations between {whatif.when(since)} and {whatif.when(until)}{where}"
+        if not args.json:
+            print(f"{empty} (candidate {policy_set.version}): nothing to compare")
+            return 0
+        print(f"({empty})", file=sys.stderr)
+    if args.json:
+        print(json.dumps({**report.to_json(), "files": args.file, "connections": origin}, indent=2))
+    else:
+        print(whatif.render(report, f"{', '.join(args.file)} (connections {origin})"))
+    return 0
+
+
 def add_commands(sub: Any, with_stack: Any) -> None:
     policy = sub.add_parser("policy", help="policies as code: validate, diff, apply, export, test")
     psub = policy.add_subparsers(dest="action", required=True)
@@ -256,3 +317,22 @@ def add_commands(sub: Any, with_stack: Any) -> None:
     what.add_argument("--shell")
     test.set_defaults(func=cmd_test)
     with_stack(test)
+
+    from wardgate.auditing.questions import WHEN_HELP
+    from wardgate.cli_recordings import run as run_auditing
+
+    replay = psub.add_parser(
+        "replay",
+        help="what policy files would have decided on the recorded operations (changes nothing)",
+    )
+    replay.add_argument(
+        "--file", action="append", required=True, help="the candidate policy: YAML files or folders of them"
+    )
+    replay.add_argument("--since", default="7d", help=f"from: {WHEN_HELP} (default 7d)")
+    replay.add_argument("--until", help="to (excluded): same forms as --since (default: now)")
+    replay.add_argument("--connection", help="only the operations on this connection")
+    replay.add_argument("--examples", type=int, default=5, help="examples shown of each change (default 5)")
+    replay.add_argument("--json", action="store_true")
+    replay.add_argument("--cache", help="the local cache folder (default: .wardgate/recordings-cache)")
+    replay.set_defaults(func=lambda args: run_auditing(cmd_replay, args))
+    with_stack(replay)

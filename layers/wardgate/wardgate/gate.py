@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import quote, unquote
 
@@ -53,10 +54,17 @@ def masked_counts_header(counts: dict[str, int]) -> dict[str, str]:
     return {"x-wardgate-masked": ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))} if counts else {}
 
 
-def decide_on(policy_set: PolicySet, identity: Identity, connection: Connection, operation: Any) -> Decision:
-    """The connection's own gate (its allowed groups), then the rules: one decision, no I/O."""
+def decide_on(
+    policy_set: PolicySet,
+    identity: Identity,
+    connection: Connection,
+    operation: Any,
+    now: datetime | None = None,
+) -> Decision:
+    """The connection's own gate (its allowed groups), then the rules: one decision, no I/O.
+    ``now``: the time rules' windows are read at (``policy replay`` passes the recorded time)."""
     if set(connection.allowed_groups) & set(identity.groups):
-        return policy_set.decide(identity, connection.name, connection.kind, operation)
+        return policy_set.decide(identity, connection.name, connection.kind, operation, now)
     return Decision(
         "deny",
         f"identity {identity.subject!r} is in none of the groups allowed on connection {connection.name!r}",
