@@ -204,11 +204,15 @@ def test_closed_days_are_listed_once(engine, s3):
     assert engine.last_sync is not None and engine.last_sync.listed == 0  # only today and yesterday listed
 
 
-def test_many_syncs_of_one_day_are_compacted(engine, s3):
-    for n in range(10):
+def test_many_syncs_of_one_day_are_compacted(engine, s3, monkeypatch):
+    from wardgate.auditing import cache
+
+    monkeypatch.setattr(cache, "MAX_PARTS_PER_DAY", 2)
+    for n in range(4):
         s3.put_object(Bucket=BUCKET, Key=key(NOW, f"o{n}"), Body=lines(event("request", NOW)))
         assert count(engine) == n + 1
-    assert len(engine.cache.parts(HourWindow())) <= 2
+        assert len(engine.cache.parts(HourWindow())) <= 2
+    assert len(list(engine.cache.days_dir.rglob("*.parquet"))) == len(engine.cache.parts(HourWindow()))
 
 
 def test_a_corrupt_object_is_a_clear_error(engine, s3):
