@@ -153,24 +153,11 @@ def my(stack: DevStack, token: str) -> Iterator[MyGateway]:
         tls_cert_file=str(stack.certificates.cert_file),
         tls_key_file=str(stack.certificates.key_file),
         health_port=None,
-        mysql_server_version=_local_server_version(),
     )
     tcp = GatewayThread(lambda: build_services(Settings.from_env(), settings), settings).start()
     yield MyGateway(stack, token, tcp)
     tcp.stop()
     _admin(f"DROP TABLE IF EXISTS {TABLE}")
-
-
-def _local_server_version() -> str:
-    """What the local MariaDB says in its greeting ("5.5.5-10.11...-MariaDB"), as an operator
-    fronting it sets WARDGATE_TCP_MYSQL_SERVER_VERSION."""
-    from wardgate.tcp.mysql import codec
-
-    with socket.create_connection(("127.0.0.1", 3306), timeout=5) as sock:
-        reader = codec.PacketReader()
-        while (packet := reader.next()) is None:
-            reader.feed(sock.recv(4096))
-    return codec.parse_handshake(packet[1]).server_version
 
 
 def _events(kind: str | None = None) -> list[dict[str, Any]]:
@@ -502,3 +489,10 @@ def test_kill_query_from_another_connection_stops_the_statement(my: MyGateway, s
     kills = _events("kill")
     assert [k["served"] for k in kills] == [False, True]
     busy.close()
+
+
+def test_the_greeting_shows_the_version_of_the_database_behind_once_known(my: MyGateway):
+    with my.connect() as first:
+        assert first.get_server_info() == "5.7.44-wardgate"  # nothing known yet: what every client accepts
+    with my.connect() as second:
+        assert "MariaDB" in second.get_server_info()  # the local MariaDB's own, since the first login

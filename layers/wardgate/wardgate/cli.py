@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import sys
-import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -67,10 +67,12 @@ def cmd_dev(args: argparse.Namespace) -> int:
         stack.start()
         stack.write_state()
         print(quick_start(stack), flush=True)
-        stopped = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+        # SIGTERM as Ctrl-C: a handler that takes no lock (one setting an Event could deadlock on
+        # the lock the main thread holds while it waits on that Event).
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         with contextlib.suppress(KeyboardInterrupt):
-            stopped.wait()
+            while True:
+                time.sleep(3600)
     finally:
         stack.stop()
         moto_server.stop()

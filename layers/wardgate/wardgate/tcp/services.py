@@ -111,9 +111,11 @@ class TcpServices:
     tls: ssl.SSLContext | None  # None: no certificate, so every client is refused (TLS is required)
     parses: ParseCache = field(default_factory=ParseCache)
     cancel_targets: dict[int, Any] = field(default_factory=dict)  # gateway process id -> its session
-    # The MySQL greeting speaks before the client names its connection: it shows the version of the
-    # last database a session logged in to (one fleet of servers behind a task is the common case).
+    # The MySQL greeting speaks before the client names its connection: it shows the configured
+    # version (WARDGATE_TCP_MYSQL_SERVER_VERSION), else that of the last database a session logged
+    # in to (one fleet of servers behind a task is the common case).
     mysql_server_version: str = ""
+    mysql_learned_version: str = ""
     mysql_sessions: dict[int, Any] = field(default_factory=dict)  # greeting's connection id -> session
 
     async def policy_set(self) -> PolicySet:

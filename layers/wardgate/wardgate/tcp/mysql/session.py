@@ -48,7 +48,10 @@ from wardgate.tcp.sessions import TooManySessions
 
 READ_SIZE = 256 * 1024
 MYSQL_SCHEMES = ("mysql", "mariadb")
-SERVER_VERSION = "8.0.40-wardgate"  # until a backend's own version is known (the greeting speaks first)
+# The greeting's version until a database's is known (the greeting speaks first): clients pick
+# defaults by it, and a 5.7 server gets choices that MySQL 8 and MariaDB both accept (not MySQL 8's
+# utf8mb4_0900_ai_ci collation, which MariaDB does not know).
+SERVER_VERSION = "5.7.44-wardgate"
 UTF8MB4_GENERAL_CI = 45
 LOGIN_PACKET_LIMIT = 64 * 1024  # a HandshakeResponse with connect attributes, or a token
 # What wardgate offers clients. Not offered: compression (the gateway reads every packet),
@@ -224,7 +227,9 @@ class MySqlSession:
         """Greeting, TLS, the client's login, admission, the database's login. False: nothing more."""
         nonce = bytes(33 + secrets.randbelow(94) for _ in range(20))  # printable, never NUL
         greeting = codec.Handshake(
-            server_version=self.services.mysql_server_version or SERVER_VERSION,
+            server_version=(
+                self.services.mysql_server_version or self.services.mysql_learned_version or SERVER_VERSION
+            ),
             connection_id=self.connection_id,
             auth_plugin_data=nonce,
             capabilities=GATEWAY_CAPABILITIES,
@@ -345,7 +350,7 @@ class MySqlSession:
             connection=self.connection.name,
         )
         # The database may lack what the client was offered (DEPRECATE_EOF): the codec translates.
-        self.services.mysql_server_version = link.greeting.server_version
+        self.services.mysql_learned_version = link.greeting.server_version
         return link
 
     def terminate(self, reason: str, code: str) -> None:
@@ -387,22 +392,23 @@ class MySqlSession:
         self.client.write(codec.frame(payload, seq & 0xFF))
 
     async def _start_tls(self) -> None:
-        """TLS right after the SSLRequest. The client does not wait for an answer, so its
-        ClientHello may already sit in the stream's buffer, where the TLS layer would never see
-        it: those bytes are handed to the TLS layer as the first it receives."""
+        """TLS right after the SSLRequest. The client does not wait for an answer, so the start of
+        its ClientHello may already sit in the stream's buffer, where the TLS layer would never see
+        it. Reading stops first (nothing more can land in that buffer), the buffered bytes are taken,
+        and once start_tls has put the TLS protocol in place, and before that protocol starts its
+        handshake (connection_made, scheduled by start_tls), they are given to it as received."""
         assert self.services.tls is not None
         reader, transport = self.client_reader, self.client.transport
+        transport.pause_reading()
         buffered: bytearray = reader._buffer  # type: ignore[attr-defined]  # asyncio has no public way back
         early = bytes(buffered)
         buffered.clear()
         plain = transport.get_protocol()
         upgrade = asyncio.ensure_future(self.client.start_tls(self.services.tls))
-        # start_tls swaps the transport's protocol for the TLS one, schedules its connection_made
-        # and resumes reading; fed right after, the early bytes come before any the socket gives.
         while transport.get_protocol() is plain and not upgrade.done():
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # this step runs right after the one that swapped the protocol
         if early and not upgrade.done():
-            asyncio.get_running_loop().call_soon(_feed, transport.get_protocol(), early)
+            _feed(transport.get_protocol(), early)
         await upgrade
 
     async def _client_packet(self, expected: int | None = None) -> tuple[int, bytes]:
