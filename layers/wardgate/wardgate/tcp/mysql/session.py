@@ -25,7 +25,7 @@ import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from wardgate.connections import Connection
 from wardgate.errors import Forbidden, GatewayError, NotFound, ServiceUnavailable, Unauthorized
@@ -398,7 +398,8 @@ class MySqlSession:
         and once start_tls has put the TLS protocol in place, and before that protocol starts its
         handshake (connection_made, scheduled by start_tls), they are given to it as received."""
         assert self.services.tls is not None
-        reader, transport = self.client_reader, self.client.transport
+        reader = self.client_reader
+        transport = cast(asyncio.Transport, self.client.transport)  # a socket's: it reads too
         transport.pause_reading()
         buffered: bytearray = reader._buffer  # type: ignore[attr-defined]  # asyncio has no public way back
         early = bytes(buffered)
