@@ -10,6 +10,8 @@ every statement. The forwarder keeps no cookie jar, and inflates bodies within t
 from __future__ import annotations
 
 import contextlib
+import datetime
+import decimal
 import gzip
 import io
 import json
@@ -17,6 +19,7 @@ import os
 import threading
 import time
 import tracemalloc
+import uuid
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -755,3 +758,36 @@ def test_prepare_with_the_identity_provider_down_leaves_the_refusal_to_the_reque
         gateway.validator.authenticate(f"Bearer {token}")
     assert unavailable.value.code == "identity_provider_unavailable"
     assert len(calls) >= 2  # the request tried again itself
+
+
+# ------------------------------------------------------------------------------------------ recordings
+
+
+def old_json_line(event: dict[str, Any]) -> bytes:
+    return json.dumps(event, separators=(",", ":"), default=str).encode() + b"\n"
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"event": "response", "response": {"body": {"data": '{"records":[[{"stringValue":"a \\"b\\""}]]}'}}},
+        {
+            "text": "caf\u00e9 \u2013 \u6771\u4eac \u2028",
+            "n": [1, 2.5, -3, True, None],
+            "nested": {"a": {"b": []}},
+        },
+        {"when": datetime.datetime(2026, 1, 2, 3, 4, 5), "id": uuid.UUID(int=7)},
+        {"big": 2**70, "small": -(2**63)},  # beyond 64 bits: json.dumps writes it as before
+        {"lone": "\udce7"},  # a lone surrogate: json.dumps escapes it as before
+        {1: "a key that is not a string"},
+        {"decimal": decimal.Decimal("1.10"), "bytes": b"\x00"},
+    ],
+)
+def test_recording_lines_mean_what_json_dumps_wrote(event: dict[str, Any]) -> None:
+    from wardgate.recording import json_line
+
+    line = json_line(event)
+    assert line.endswith(b"\n") and b"\n" not in line[:-1]
+    assert json.loads(line) == json.loads(old_json_line(event))
+    if line != old_json_line(event):  # only how non-ASCII text is written may differ: UTF-8, not \\u
+        assert not line.decode("utf-8").isascii()
