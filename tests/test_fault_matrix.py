@@ -216,6 +216,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
                 upstream_port=0,
                 pg_port=0,
                 mysql_port=0,
+                # The manifest signer is no route's (EventBridge runs it on AWS): its calls would
+                # be every route's here. tests/test_recording_integrity.py tests it.
+                sign_manifests=False,
             ).start()
             try:
                 yield _setup(stack, injector)

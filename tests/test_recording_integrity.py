@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -35,6 +36,7 @@ from wardgate import aws, cli
 from wardgate.auditing import integrity
 from wardgate.auditing.chain import LOST_EVENT, EventWriter, RecordChain
 from wardgate.auditing.signing import KEY_SETTING, SigningKeyError, signed_message, verifier_for
+from wardgate.dev.server import LambdaContext
 from wardgate.dev.stack import SFN_INTERPRETER, DevStack, pg_conninfo
 from wardgate.errors import ServiceUnavailable
 from wardgate.recording import FirehoseStream, MemoryIndex, MemoryStream, Recorder, Recording, json_line
@@ -615,19 +617,22 @@ def test_the_manifest_function_signs_with_kms_once(recorded: Recorded, monkeypat
     s3.create_bucket(Bucket="kms-signed-recordings")
     source_key, _ = _find(recorded.snapshot, recorded.denied, "refused")  # a whole record in one object
     s3.put_object(Bucket="kms-signed-recordings", Key=source_key, Body=recorded.snapshot[source_key])
-    event = {
-        "detail-type": "Object Created",
-        "source": "aws.s3",
-        "detail": {"bucket": {"name": "kms-signed-recordings"}, "object": {"key": source_key}},
-    }
+    # The function's own handler, with its sample event pointed at that object.
+    spec = importlib.util.spec_from_file_location(
+        "manifest_app", ROOT / "functions/recording_manifest/app.py"
+    )
+    assert spec is not None and spec.loader is not None
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    event = json.loads((ROOT / "events" / "recording_manifest.json").read_text())
+    event["detail"]["bucket"]["name"] = "kms-signed-recordings"
+    event["detail"]["object"] = {"key": source_key}  # moto's bucket is not versioned
     try:
-        assert integrity.handle_manifest_event(event) == {"signed": [source_key], "skipped": []}
-        assert integrity.handle_manifest_event(event) == {"signed": [], "skipped": [source_key]}  # once
-        ignored = {**event, "detail": {**event["detail"], "object": {"key": "manifests/x.manifest.jsonl"}}}
-        assert integrity.handle_manifest_event(ignored) == {
-            "signed": [],
-            "skipped": ["manifests/x.manifest.jsonl"],
-        }
+        assert app.handler(event, LambdaContext("manifest")) == {"signed": [source_key], "skipped": []}
+        assert app.handler(event, LambdaContext("again")) == {"signed": [], "skipped": [source_key]}  # once
+        event["detail"]["object"] = {"key": "manifests/x.manifest.jsonl"}
+        ignored = app.handler(event, LambdaContext("manifest"))
+        assert ignored == {"signed": [], "skipped": ["manifests/x.manifest.jsonl"]}
     finally:
         integrity._configured_signer.cache_clear()
     manifest = s3.get_object(Bucket="kms-signed-recordings", Key=integrity.manifest_key(source_key))

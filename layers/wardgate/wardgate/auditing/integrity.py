@@ -97,18 +97,31 @@ class Event:
         "writer",
     )
 
-    def __init__(self, obj: str, line: int, digest: str) -> None:
+    def __init__(
+        self,
+        obj: str,
+        line: int,
+        digest: str,
+        record_id: str = "",
+        kind: str = "",
+        writer: str = "",
+        seq: int = 0,
+        prev: str = "",
+        step: str = "",
+        mode: str = "",
+        lost: list[dict[str, Any]] | None = None,
+    ) -> None:
         self.obj = obj
         self.line = line  # 1-based
         self.digest = digest
-        self.record_id = ""
-        self.kind = ""
-        self.step = ""  # approval.step of approval events
-        self.mode = ""  # approval.mode of the requested step
-        self.writer = ""  # "" for unchained (older) events and unreadable lines
-        self.seq = 0
-        self.prev = ""
-        self.lost: list[dict[str, Any]] = []
+        self.record_id = record_id
+        self.kind = kind
+        self.writer = writer  # "" for unchained (older) events and unreadable lines
+        self.seq = seq
+        self.prev = prev
+        self.step = step  # approval.step of approval events
+        self.mode = mode  # approval.mode of the requested step
+        self.lost = lost or []
 
     @property
     def key(self) -> tuple[str, int | str]:
@@ -132,39 +145,46 @@ def decompressed(stored: bytes) -> bytes:
 
 
 def parse_lines(key: str, data: bytes) -> list[Event]:
-    """Every line of an object, hashed as written (JSON and newline) and read."""
+    """Every line of an object, hashed as written (its JSON and newline) and read. The hot loop of
+    ``verify`` and of the manifest function: exact types, no more lookups than needed."""
     events: list[Event] = []
-    start, number, size = 0, 0, len(data)
-    sha256 = hashlib.sha256
-    while start < size:
-        end = data.find(b"\n", start)
-        end = size if end < 0 else end + 1
-        raw = data[start:end]
-        start = end
-        number += 1
-        event = Event(key, number, sha256(raw).hexdigest())
-        events.append(event)
+    append = events.append
+    sha256, loads = hashlib.sha256, _loads
+    parts = data.split(b"\n")
+    final = len(parts)
+    for number, raw in enumerate(parts, start=1):
+        if number == final:
+            if not raw:
+                break  # the newline that ends the last line
+            line = raw  # a last line without its newline: hashed as it is (so it will not match)
+        else:
+            line = raw + b"\n"
+        digest = sha256(line).hexdigest()
         try:
-            doc = _loads(raw)
+            doc = loads(raw)
         except ValueError:
+            append(Event(key, number, digest))
             continue
-        if not isinstance(doc, dict):
+        if type(doc) is not dict:
+            append(Event(key, number, digest))
             continue
-        event.record_id = str(doc.get("record_id") or "")
-        event.kind = str(doc.get("event") or "")
-        if event.kind == "approval":
+        record_id, kind, chain = doc.get("record_id"), doc.get("event"), doc.get("chain")
+        record_id = record_id if type(record_id) is str else ""
+        kind = kind if type(kind) is str else ""
+        writer, seq, prev, step, mode, lost = "", 0, "", "", "", None
+        if type(chain) is dict:
+            claimed, number_in = chain.get("writer"), chain.get("seq")
+            if type(claimed) is str and claimed and type(number_in) is int:
+                writer, seq = claimed, number_in
+                prev = chain.get("prev") or ""
+                prev = prev if type(prev) is str else ""
+        if kind == "approval":
             approval = doc.get("approval")
-            if isinstance(approval, dict):
-                event.step = str(approval.get("step") or "")
-                event.mode = str(approval.get("mode") or "")
-        elif event.kind == LOST_EVENT and isinstance(doc.get("lost"), list):
-            event.lost = [item for item in doc["lost"] if isinstance(item, dict)]
-        chain = doc.get("chain")
-        if isinstance(chain, dict):
-            writer, seq = chain.get("writer"), chain.get("seq")
-            if isinstance(writer, str) and writer and isinstance(seq, int) and not isinstance(seq, bool):
-                event.writer, event.seq = writer, seq
-                event.prev = str(chain.get("prev") or "")
+            if type(approval) is dict:
+                step, mode = str(approval.get("step") or ""), str(approval.get("mode") or "")
+        elif kind == LOST_EVENT and type(doc.get("lost")) is list:
+            lost = [item for item in doc["lost"] if type(item) is dict]
+        append(Event(key, number, digest, record_id, kind, writer, seq, prev, step, mode, lost))
     return events
 
 
@@ -260,28 +280,31 @@ def manifest_document(body: dict[str, Any], signer: ManifestSigner) -> bytes:
 def sign_object(
     bucket: str, key: str, signer: ManifestSigner, version_id: str | None = None, s3: Any = None
 ) -> str | None:
-    """Write the manifest of one delivered object; None when it already has one (notifications
-    come at least once: the first manifest stands, Object Lock keeps it)."""
+    """Write the manifest of one delivered object; None when it already has one (notifications come
+    at least once: the first manifest stands, a conditional write keeps a second from replacing it)."""
     from botocore.exceptions import ClientError
 
     from wardgate import aws
 
     s3 = s3 or aws.client("s3")
-    target = manifest_key(key)
-    try:
-        s3.head_object(Bucket=bucket, Key=target)
-        return None
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
-            raise
     # The version that was delivered, not whatever a later PUT made current.
     extra = {"VersionId": version_id} if version_id else {}
     answer = s3.get_object(Bucket=bucket, Key=key, **extra)
     stored = answer["Body"].read()
     body = manifest_body(bucket, key, stored, version_id or answer.get("VersionId"))
-    s3.put_object(
-        Bucket=bucket, Key=target, Body=manifest_document(body, signer), ContentType="application/x-ndjson"
-    )
+    target = manifest_key(key)
+    try:
+        s3.put_object(
+            Bucket=bucket,
+            Key=target,
+            Body=manifest_document(body, signer),
+            ContentType="application/x-ndjson",
+            IfNoneMatch="*",
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+            return None
+        raise
     return target
 
 
@@ -435,7 +458,8 @@ class Verification:
         self.objects: dict[str, _Object] = {}
         self.manifests: dict[str, bytes] = {}
         self.findings: list[Finding] = []
-        self._flagged: set[int] = set()  # id() of events already reported as inserted or moved
+        self._flagged: set[int] = set()  # id() of events reported as inserted: they count for nothing
+        self._moved: set[int] = set()  # ... reported as moved to another object: genuine, elsewhere
         self._explained_seqs: set[tuple[str, int]] = set()  # missing (writer, seq) already reported
         self._explained_prev: set[str] = set()  # hash prefixes of reported missing or modified lines
         self._truncated: set[str] = set()
@@ -528,10 +552,12 @@ class Verification:
                 if obj is not None:
                     obj.state = "bad_manifest"
                 continue
-            for item in _manifest_lines(body):
-                self._signed_at.setdefault(item.key, object_key)
             if obj is None:
                 self._missing.append(body)
+                for item in self._signed_lines(body):  # what the gone object held explains gaps and breaks
+                    self._explained_prev.add(item.hash)
+                    if item.writer:
+                        self._explained_seqs.add((item.writer, item.seq))
                 self.findings.append(
                     Finding(
                         "missing_object",
@@ -611,10 +637,31 @@ class Verification:
         result: dict[str, Any] = body
         return result
 
+    def _signed_lines(self, body: dict[str, Any]) -> list[_SignedLine]:
+        """``_manifest_lines``, a malformed entry reported as a tampered manifest (signed, yet wrong)."""
+        try:
+            return _manifest_lines(body)
+        except ValueError as exc:
+            key = str(body.get("key"))
+            self.findings.append(Finding("tampered_manifest", f"{manifest_key(key)}: {exc}", object=key))
+            body["_decoded"] = []
+            return []
+
+    def _signed_elsewhere(self, key: tuple[str, int | str]) -> str | None:
+        """The object whose signed manifest lists a line (decoded on first need: diagnoses only)."""
+        if not self._signed_at:
+            bodies = [o.manifest for o in self.objects.values() if o.manifest is not None] + self._missing
+            for body in bodies:
+                for item in self._signed_lines(body):
+                    self._signed_at.setdefault(item.key, str(body["key"]))
+        return self._signed_at.get(key)
+
     def _diagnose(self, obj: _Object, index: _Index) -> None:
         """What changed in an object whose bytes differ from its signed manifest."""
         assert obj.manifest is not None
-        signed = _manifest_lines(obj.manifest)
+        signed = self._signed_lines(obj.manifest)
+        if not signed and obj.manifest.get("lines"):
+            return  # its manifest is malformed: reported as such
         position = {item.key: i for i, item in enumerate(signed)}
         matched: dict[int, Event] = {}
         found: list[Finding] = []
@@ -622,9 +669,9 @@ class Verification:
         for event in obj.events:
             i = position.get(event.key)
             if i is None:
-                elsewhere = self._signed_at.get(event.key)
+                elsewhere = self._signed_elsewhere(event.key)
                 if elsewhere is not None and elsewhere != obj.key:
-                    self._flagged.add(id(event))
+                    self._moved.add(id(event))
                     found.append(
                         Finding(
                             "reordered_events",
@@ -722,11 +769,7 @@ class Verification:
         for i, item in enumerate(signed):
             if i in matched:
                 continue
-            if (
-                item.writer
-                and item.key in index.by_key
-                and any(e.obj != obj.key for e in index.by_key[item.key])
-            ):
+            if item.writer and any(e.obj != obj.key for e in index.at(item.key)):
                 continue  # moved to another object: reported there
             missing[item.record_id].append(item)
             self._explained_prev.add(item.hash)
@@ -774,10 +817,8 @@ class Verification:
     def _check_sequences(self, index: _Index) -> None:
         """Gaps in each writer's sequence numbers: deleted events nothing else explains; and two
         different events claiming one sequence number."""
-        for (writer, seq), events in index.by_key.items():
-            if not writer or len(events) < 2:
-                continue
-            if any(id(e) in self._flagged for e in events):
+        for (writer, seq), events in index.dupes.items():
+            if any(id(e) in self._flagged or id(e) in self._moved for e in events):
                 continue  # already reported (inserted or moved)
             digests = {e.digest for e in events}
             suspects = [
@@ -800,7 +841,7 @@ class Verification:
                         event.seq,
                     )
                 )
-        covered = {item.key for body in self._missing for item in _manifest_lines(body)}
+        covered = {item.key for body in self._missing for item in self._signed_lines(body)}
         for writer, seqs in index.writer_seqs(self._flagged).items():
             gap: list[int] = []
             for low, high in itertools.pairwise(seqs):
@@ -813,8 +854,8 @@ class Verification:
                 self._report_gap(writer, run, index)
 
     def _report_gap(self, writer: str, run: list[int], index: _Index) -> None:
-        before = index.by_key.get((writer, run[0] - 1), [])
-        after = index.by_key.get((writer, run[-1] + 1), [])
+        before = index.at((writer, run[0] - 1))
+        after = index.at((writer, run[-1] + 1))
         span = f"seq {run[0]}" if len(run) == 1 else f"seqs {run[0]}..{run[-1]}"
         around = []
         if before:
@@ -863,36 +904,42 @@ class Verification:
         gap_by_writer: dict[str, list[Finding]] = defaultdict(list)
         for finding in self._gap_findings:
             gap_by_writer[finding.writer].append(finding)
-        start = self.window_start
+        start, by_digest, flagged = self.window_start, index.by_digest, self._flagged
+        after: dict[str, Event] = {}  # prev -> the first event found that follows it
+        forks: dict[str, list[Event]] = {}
+        roots: dict[str, list[Event]] = {}
         for record_id, events in index.records.items():
-            by_digest = {e.digest: e for e in events}
-            followers: dict[str, list[Event]] = defaultdict(list)
-            roots = []
             for event in events:
-                if not event.writer or id(event) in self._flagged:
+                prev = event.prev
+                if not event.writer or id(event) in flagged:
                     continue
-                if not event.prev:
-                    roots.append(event)
+                if not prev:
+                    roots.setdefault(record_id, []).append(event)
                     continue
-                followers[event.prev].append(event)
-                if event.prev in by_digest or event.prev in index.lost_digests:
+                first = after.setdefault(prev, event)
+                if first is not event:
+                    forks.setdefault(prev, [first]).append(event)
+                target = by_digest.get(prev)
+                if target is not None and target.record_id == record_id:
                     continue
-                if event.prev[:LINE_HASH_CHARS] in self._explained_prev or record_id in self._truncated:
+                if prev in index.lost_digests or prev[:LINE_HASH_CHARS] in self._explained_prev:
+                    continue
+                if record_id in self._truncated:
                     continue
                 if start is not None and _record_start(record_id) < start:
                     continue  # it began before the window: its earlier events are outside it
-                gaps = [g for g in gap_by_writer.get(event.writer, []) if g.seq < event.seq]
-                if gaps:
-                    gap = max(gaps, key=lambda g: g.seq)
-                    if record_id not in gap.message:
-                        gap.message += f"; record {record_id}'s chain breaks at {event.where()}"
-                        gap.record_id = gap.record_id or record_id
-                    continue
+                self._dangling(event, gap_by_writer)
+        for events in forks.values():
+            record_id = events[0].record_id
+            suspects = [e for e in events if self.objects[e.obj].state != "verified"] or events[1:]
+            for event in suspects:
+                self._flagged.add(id(event))
                 self.findings.append(
                     Finding(
-                        "deleted_event",
-                        f"{event.where()} follows an event (hash {event.prev[:16]}...) that is in no "
-                        "object read",
+                        "inserted_event",
+                        f"{event.where()}: record {record_id} forks there: "
+                        + ", ".join(e.where() for e in events if e is not event)
+                        + " follows the same event",
                         event.obj,
                         event.line,
                         record_id,
@@ -900,18 +947,16 @@ class Verification:
                         event.seq,
                     )
                 )
-            for after in followers.values():
-                if len(after) < 2:
-                    continue
-                suspects = [e for e in after if self.objects[e.obj].state != "verified"] or after[1:]
-                for event in suspects:
+        for record_id, starts in roots.items():
+            if len(starts) < 2 or any(e.kind in ("approval", "held") for e in index.records[record_id]):
+                continue  # a held request's record is written by several writers, each from its start
+            for event in starts:
+                if self.objects[event.obj].state != "verified" and id(event) not in self._flagged:
                     self._flagged.add(id(event))
                     self.findings.append(
                         Finding(
                             "inserted_event",
-                            f"{event.where()}: record {record_id} forks there: "
-                            + ", ".join(e.where() for e in after if e is not event)
-                            + " follows the same event",
+                            f"{event.where()} starts record {record_id} a second time",
                             event.obj,
                             event.line,
                             record_id,
@@ -919,22 +964,28 @@ class Verification:
                             event.seq,
                         )
                     )
-            approval = any(e.kind in ("approval", "held") for e in events)
-            if len(roots) > 1 and not approval:
-                for event in roots:
-                    if self.objects[event.obj].state != "verified" and id(event) not in self._flagged:
-                        self._flagged.add(id(event))
-                        self.findings.append(
-                            Finding(
-                                "inserted_event",
-                                f"{event.where()} starts record {record_id} a second time",
-                                event.obj,
-                                event.line,
-                                record_id,
-                                event.writer,
-                                event.seq,
-                            )
-                        )
+
+    def _dangling(self, event: Event, gap_by_writer: dict[str, list[Finding]]) -> None:
+        """An event whose predecessor is in no object read: part of a gap already reported, or a
+        deleted event of its own."""
+        gaps = [g for g in gap_by_writer.get(event.writer, []) if g.seq < event.seq]
+        if gaps:
+            gap = max(gaps, key=lambda g: g.seq)
+            if event.record_id not in gap.message:
+                gap.message += f"; record {event.record_id}'s chain breaks at {event.where()}"
+                gap.record_id = gap.record_id or event.record_id
+            return
+        self.findings.append(
+            Finding(
+                "deleted_event",
+                f"{event.where()} follows an event (hash {event.prev[:16]}...) that is in no object read",
+                event.obj,
+                event.line,
+                event.record_id,
+                event.writer,
+                event.seq,
+            )
+        )
 
 
 # ------------------------------------------------------------------------------------- helpers
@@ -954,23 +1005,29 @@ class _SignedLine:
 
 
 def _manifest_lines(body: dict[str, Any]) -> list[_SignedLine]:
-    """A manifest's per-line entries, decoded (checked: ``_manifest_problem`` vouched for the shape)."""
+    """A manifest's per-line entries, decoded; ValueError when one is malformed. Needed only to
+    say what changed in an object (its hash says whether), so decoded only then."""
     cached = body.get("_decoded")
     if cached is not None:
         return list(cached)
     record_ids, writer_ids = body["record_ids"], body["writer_ids"]
-    decoded = [
-        _SignedLine(
-            number,
-            record_ids[r] if r >= 0 else "",
-            writer_ids[w] if w >= 0 else "",
-            seq,
-            digest,
+    decoded = []
+    for number, entry in enumerate(body["lines"], start=1):
+        if not (
+            isinstance(entry, list)
+            and len(entry) == 4
+            and all(isinstance(x, int) for x in entry[:3])
+            and -1 <= entry[0] < len(record_ids)
+            and -1 <= entry[1] < len(writer_ids)
+            and isinstance(entry[3], str)
+        ):
+            raise ValueError(f"its line entry {number} is malformed: {str(entry)[:100]}")
+        r, w, seq, digest = entry
+        decoded.append(
+            _SignedLine(number, record_ids[r] if r >= 0 else "", writer_ids[w] if w >= 0 else "", seq, digest)
         )
-        for number, (r, w, seq, digest) in enumerate(body["lines"], start=1)
-    ]
     body["_decoded"] = decoded
-    return decoded
+    return list(decoded)
 
 
 def _manifest_problem(body: Any, object_key: str) -> str:
@@ -993,18 +1050,7 @@ def _manifest_problem(body: Any, object_key: str) -> str:
     for name, kind in checks:
         if not isinstance(body.get(name), kind):
             return f"its {name!r} is missing or not a {kind.__name__}"
-    records, writers = len(body["record_ids"]), len(body["writer_ids"])
-    for entry in body["lines"]:
-        if not (
-            isinstance(entry, list)
-            and len(entry) == 4
-            and all(isinstance(x, int) for x in entry[:3])
-            and -1 <= entry[0] < records
-            and -1 <= entry[1] < writers
-            and isinstance(entry[3], str)
-        ):
-            return f"a line entry is malformed: {entry!r}"[:200]
-    return ""
+    return ""  # the per-line entries are checked when they are needed (_manifest_lines)
 
 
 def _records_note(records: list[str]) -> str:
@@ -1017,13 +1063,12 @@ def _records_note(records: list[str]) -> str:
 
 def _is_final(events: list[Event]) -> bool:
     """Whether a record holds its final event (a held request: a step that ends its approval)."""
+    kinds = {e.kind for e in events}
+    if "approval" not in kinds and "held" not in kinds:
+        return not kinds.isdisjoint(FINAL_EVENTS)
     approval = [e for e in events if e.kind == "approval"]
-    if approval or any(e.kind == "held" for e in events):
-        window = any(e.step == "requested" and e.mode == "window" for e in approval)
-        return any(
-            e.step in FINAL_APPROVAL_STEPS or (window and e.step == "decided_approved") for e in approval
-        )
-    return any(e.kind in FINAL_EVENTS for e in events)
+    window = any(e.step == "requested" and e.mode == "window" for e in approval)
+    return any(e.step in FINAL_APPROVAL_STEPS or (window and e.step == "decided_approved") for e in approval)
 
 
 def _record_start(record_id: str) -> datetime:
@@ -1058,31 +1103,53 @@ def _out_of_order(order: list[int], matched: dict[int, Event]) -> list[str]:
 
 
 class _Index:
-    """Every event by record, by (writer, seq), and what writers declared lost."""
+    """Every event by record, by (writer, seq) and by hash, and what writers declared lost."""
 
     def __init__(self, events: Iterable[Event]) -> None:
-        self.records: dict[str, list[Event]] = {}
-        self.by_key: dict[tuple[str, int | str], list[Event]] = {}
+        records: dict[str, list[Event]] = {}
+        by_key: dict[tuple[str, int | str], Event] = {}
+        by_digest: dict[str, Event] = {}
+        self.dupes: dict[tuple[str, int | str], list[Event]] = {}  # keys more than one event claims
         self.lost_seqs: set[tuple[str, int | str]] = set()
         self.lost_digests: set[str] = set()
         for event in events:
             if event.record_id:
-                self.records.setdefault(event.record_id, []).append(event)
-            if event.writer:
-                self.by_key.setdefault((event.writer, event.seq), []).append(event)
-                for item in event.lost:
-                    seq, digest = item.get("seq"), item.get("hash")
-                    if isinstance(seq, int):
-                        self.lost_seqs.add((event.writer, seq))
-                    if isinstance(digest, str):
-                        self.lost_digests.add(digest)
+                same = records.get(event.record_id)
+                if same is None:
+                    records[event.record_id] = [event]
+                else:
+                    same.append(event)
+            if not event.writer:
+                continue
+            key = (event.writer, event.seq)
+            other = by_key.setdefault(key, event)
+            if other is not event:
+                self.dupes.setdefault(key, [other]).append(event)
+            by_digest.setdefault(event.digest, event)
+            for item in event.lost:
+                seq, digest = item.get("seq"), item.get("hash")
+                if isinstance(seq, int):
+                    self.lost_seqs.add((event.writer, seq))
+                if isinstance(digest, str):
+                    self.lost_digests.add(digest)
+        self.records, self.by_key, self.by_digest = records, by_key, by_digest
+
+    def at(self, key: tuple[str, int | str]) -> list[Event]:
+        """The events that claim one (writer, seq)."""
+        if key in self.dupes:
+            return self.dupes[key]
+        event = self.by_key.get(key)
+        return [event] if event is not None else []
 
     def writer_seqs(self, flagged: set[int]) -> dict[str, list[int]]:
         """Each writer's sequence numbers, sorted; events in ``flagged`` (inserted) do not count."""
         seqs: dict[str, list[int]] = defaultdict(list)
-        for (writer, seq), events in self.by_key.items():
-            if isinstance(seq, int) and any(id(e) not in flagged for e in events):
-                seqs[writer].append(seq)
+        for writer, seq in self.by_key:
+            if not isinstance(seq, int):
+                continue
+            if flagged and all(id(e) in flagged for e in self.at((writer, seq))):
+                continue
+            seqs[writer].append(seq)
         for values in seqs.values():
             values.sort()
         return seqs
@@ -1090,9 +1157,8 @@ class _Index:
     def duplicate_deliveries(self, objects: dict[str, _Object]) -> int:
         return sum(
             len(events) - 1
-            for events in self.by_key.values()
-            if len(events) > 1
-            and len({e.digest for e in events}) == 1
+            for events in self.dupes.values()
+            if len({e.digest for e in events}) == 1
             and all(objects[e.obj].state == "verified" for e in events)
         )
 

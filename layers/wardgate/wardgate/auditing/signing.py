@@ -116,12 +116,25 @@ def verifier_for(setting: str, public_key_file: str | None = None) -> ManifestVe
 
 
 def _kms_public_key(key_id: str) -> ec.EllipticCurvePublicKey:
+    from botocore.exceptions import ClientError
+
     from wardgate import aws
 
-    answer = aws.client("kms").get_public_key(KeyId=key_id)
-    if answer.get("KeySpec") != KEY_SPEC or ALGORITHM not in (answer.get("SigningAlgorithms") or []):
+    try:
+        answer = aws.client("kms").get_public_key(KeyId=key_id)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "UnsupportedOperationException":
+            raise
+        raise SigningKeyError(f"KMS key {key_id} has no public key: not an {KEY_SPEC} signing key") from None
+    spec = answer.get("KeySpec") or answer.get("CustomerMasterKeySpec")  # the older name (moto's)
+    if (
+        spec != KEY_SPEC
+        or answer.get("KeyUsage") != "SIGN_VERIFY"
+        or ALGORITHM not in (answer.get("SigningAlgorithms") or [])
+    ):
         raise SigningKeyError(
-            f"KMS key {key_id} is {answer.get('KeySpec')}, not an {KEY_SPEC} signing key with {ALGORITHM}"
+            f"KMS key {key_id} is {spec} for {answer.get('KeyUsage')}, not an {KEY_SPEC} signing key "
+            f"with {ALGORITHM}"
         )
     key = serialization.load_der_public_key(bytes(answer["PublicKey"]))
     if not isinstance(key, ec.EllipticCurvePublicKey):
