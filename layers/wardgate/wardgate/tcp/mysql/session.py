@@ -184,6 +184,7 @@ class MySqlSession:
         self._sent_seq = 0  # the sequence id of the last packet of the answer being written
         self._infile: _Pending | None = None  # a LOAD DATA LOCAL INFILE whose file the client is sending
         self._maskers: dict[tuple[Any, ...], ResultMasker] = {}
+        self._rows: list[tuple[int, bytes]] = []  # (client sequence id, row) not masked yet
 
     # ------------------------------------------------------------------ life cycle
     async def run(self) -> None:
@@ -706,6 +707,7 @@ class MySqlSession:
             out: list[bytes] = []
             while (packet := packets.next()) is not None:
                 self._backend_packet(packet[0], packet[1], out)
+            self._flush_rows(out)
             if out:
                 client.write(b"".join(out))
                 await client.drain()  # backpressure: a slow client slows the database, memory stays flat
@@ -721,10 +723,12 @@ class MySqlSession:
         assert answer.reader is not None
         event = answer.reader.read(payload)
         client_seq = self._sent_seq = (seq - answer.dropped) & 0xFF
+        if type(event) is codec.TextRow or type(event) is codec.BinaryRow:
+            self._rows.append((client_seq, payload))  # masked in a batch: one scan of their strings
+            return
+        self._flush_rows(out)
         forwarded: bytes | None = payload
         match event:
-            case codec.TextRow() | codec.BinaryRow():
-                forwarded = self._row(head, payload)
             case codec.Column(definition=definition):
                 answer.columns.append(definition)
             case codec.ResultSetStart():
@@ -783,28 +787,32 @@ class MySqlSession:
             return payload
         return codec.build_err(codec.Err(err.code, masked.value, err.sqlstate), self.capabilities)
 
-    def _row(self, head: _Pending, payload: bytes) -> bytes:
+    def _flush_rows(self, out: list[bytes]) -> None:
+        """The rows gathered for the head command, masked together, to ``out``."""
+        if not self._rows:
+            return
+        batch, self._rows = self._rows, []
+        head = self.pending[0]
         answer = head.answer
-        answer.rows += 1
-        run = head.run
         masker = answer.masker
         if masker is None:
             # A FETCH's rows: the columns came with the execute that opened the cursor.
             columns = answer.columns or (head.statement.columns if head.statement is not None else [])
             if not columns:
                 raise MaskingRefused("rows arrived for a result whose columns are unknown")
-            binary = head.command != codec.COM_QUERY
-            masker = answer.masker = self._masker(tuple(columns), binary)
-        masked, counts = masker.mask_row(payload)
+            masker = answer.masker = self._masker(tuple(columns), head.command != codec.COM_QUERY)
+        masked, counts = masker.mask_rows([payload for _, payload in batch])
+        answer.rows += len(batch)
+        run = head.run
         if run is not None:
-            run.rows += 1
+            run.rows += len(batch)
             if counts:
                 run.count_masked(counts)
-            if len(run.first_rows) < self.limits.recorded_rows:
+            for row in masked[: max(0, self.limits.recorded_rows - len(run.first_rows))]:
                 run.first_rows.append(
-                    [cut(v, self.limits.recorded_row_bytes) if v else v for v in masker.displayed(masked)]
+                    [cut(v, self.limits.recorded_row_bytes) if v else v for v in masker.displayed(row)]
                 )
-        return masked
+        out.extend(codec.frame(row, seq) for (seq, _), row in zip(batch, masked, strict=True))
 
     def _masker(self, columns: tuple[codec.ColumnDefinition, ...], binary: bool) -> ResultMasker:
         profile = self.guard.profile()
