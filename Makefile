@@ -77,6 +77,7 @@ bench: venv
 	$(BIN)/python benchmarks/mysql_overhead.py --write  # TCP gateway: sysbench, MariaDB (make services; ~2 min)
 	$(BIN)/python benchmarks/load.py --write  # 20,000 requests, 100 clients, wardgate dev (~15 min, then ~3 min of checks)
 	$(BIN)/python benchmarks/recordings_query.py --write  # a named question over 1,000,000 recorded operations (~4 min)
+	$(BIN)/python benchmarks/summary.py --write  # every target's latest figure, at the top of docs/benchmarks.md
 
 ## Coverage-guided fuzzing (atheris) of the parsers that take agent input, FUZZ_SECONDS each,
 ## FUZZ_JOBS at a time; corpora and findings in fuzz/.work/ (fuzz/README.md). CI runs them briefly.

@@ -4,6 +4,9 @@ A cold start here is a fresh Python process that imports the function's handler 
 handles its first event, which has to succeed (status 200) against a local AWS: moto's server
 with the template's tables, bucket and stream, a seeded connection and secret, the development
 OIDC issuer (discovery + JWKS over loopback HTTP) and an echo upstream, all run by this script.
+SqlProxyFunction's first event is a Data API ``Execute`` of a SELECT on an ``rds-data://``
+connection, answered by moto's rds-data with canned rows (as deployed, the function reaches
+databases through the Data API only: the layer has no database driver).
 
 The floor is a fresh process running a bare handler that imports boto3 and creates the AWS
 clients the functions need (dynamodb, firehose, secretsmanager from one boto3 session, plus the
@@ -49,6 +52,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import summary
 from common import DOC, ROOT, code_version, machine, write_section
 
 LAYER = ROOT / "layers" / "wardgate"  # --layer points the children (and this script) at another copy
@@ -57,6 +61,12 @@ MARKERS = ("<!-- coldstart:start -->", "<!-- coldstart:end -->")
 TARGET_RATIO = 1.3
 CONNECTION = "bench"
 SECRET = "wardgate/bench"
+SQL_CONNECTION = "bench-sql"
+SQL_CLUSTER = "arn:aws:rds:us-east-1:123456789012:cluster:bench"
+SQL_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:bench-db"
+SQL_STATEMENT = "SELECT id, name, email, city FROM customers WHERE id <= :last ORDER BY id"
+SQL_ROWS = 20
+DEFAULT_FUNCTIONS = ("HttpProxyFunction", "SqlProxyFunction")  # the two on agents' request paths
 RESULT_PREFIX = "COLDSTART-RESULT "
 PHASE_MARKER = "--- wardgate bench phase:"
 
@@ -203,6 +213,45 @@ class XRaySink:
                 self.received += 1
 
 
+def sql_request_body() -> bytes:
+    """SqlProxyFunction's first event: an ``Execute`` as boto3's rds-data client sends it."""
+    return json.dumps(
+        {
+            "resourceArn": "arn:aws:rds:us-east-1:123456789012:cluster:placeholder",
+            "secretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:placeholder",
+            "sql": SQL_STATEMENT,
+            "parameters": [{"name": "last", "value": {"longValue": SQL_ROWS}}],
+            "includeResultMetadata": True,
+        }
+    ).encode()
+
+
+def seed_sql_results(endpoint: str) -> None:
+    """What moto's rds-data answers to the first event's statement: customers, emails masked."""
+    import httpx
+
+    cities = ("Lisbon", "Toronto", "Nairobi", "Osaka", "Berlin")
+    columns = [
+        {"name": name, "label": name, "typeName": type_name, "type": jdbc, "nullable": 1}
+        for name, type_name, jdbc in (("id", "int4", 4), ("name", "varchar", 12), ("email", "varchar", 12))
+    ] + [{"name": "city", "label": "city", "typeName": "varchar", "type": 12, "nullable": 1}]
+    records = [
+        [
+            {"longValue": i},
+            {"stringValue": f"Customer {i}"},
+            {"stringValue": f"customer{i}@example.com"},
+            {"stringValue": cities[i % len(cities)]},
+        ]
+        for i in range(1, SQL_ROWS + 1)
+    ]
+    result = {"records": records, "columnMetadata": columns, "numberOfRecordsUpdated": 0}
+    answer = httpx.post(
+        f"{endpoint}/moto-api/static/rds-data/statement-results",
+        json={"account_id": "123456789012", "region": "us-east-1", "results": [result]},
+    )
+    answer.raise_for_status()
+
+
 @dataclass
 class Function:
     name: str
@@ -278,6 +327,7 @@ def local_stack(workdir: Path, tracing: str | None = None) -> Iterator[tuple[lis
         boto3.client("secretsmanager", region_name=REGION).create_secret(
             Name=SECRET, SecretString=json.dumps({"type": "bearer", "token": upstream_token})
         )
+        seed_sql_results(f"http://{host}:{port}")
         functions = []
         routes = template.routes()
         for logical_id, resource in template.resources.items():
@@ -285,7 +335,8 @@ def local_stack(workdir: Path, tracing: str | None = None) -> Iterator[tuple[lis
                 continue
             env = template.function_environment(logical_id, parameters)
             if "CONNECTIONS_TABLE" in env:
-                ConnectionStore(env["CONNECTIONS_TABLE"]).put(
+                store = ConnectionStore(env["CONNECTIONS_TABLE"])
+                store.put(
                     Connection(
                         name=CONNECTION,
                         kind="http",
@@ -294,17 +345,30 @@ def local_stack(workdir: Path, tracing: str | None = None) -> Iterator[tuple[lis
                         allowed_groups=("ci",),
                     )
                 )
+                sql_url = f"rds-data:///shop?resourceArn={SQL_CLUSTER}&secretArn={SQL_SECRET}"
+                store.put(Connection(SQL_CONNECTION, "sql", sql_url, allowed_groups=("ci",)))
             if "POLICIES_TABLE" in env:  # every function reads the same table: apply it once
                 policies = PolicyStore(env["POLICIES_TABLE"], env["CONNECTIONS_TABLE"])
                 if policies.current_version() == NO_POLICY:
-                    document = {**DEV_POLICY, "rules": DEV_POLICY["rules"][:1], "packs": []}
+                    reads = {
+                        "name": "agents may read the bench database",
+                        "effect": "allow",
+                        "connections": [SQL_CONNECTION],
+                        "identity": {"groups": ["ci"]},
+                        "match": {"sql": {"kinds": ["select"]}},
+                    }
+                    document = {**DEV_POLICY, "rules": [*DEV_POLICY["rules"][:1], reads], "packs": []}
                     policies.apply(document, "bench", NO_POLICY)
             own = [r for r in routes if r.function == logical_id]
             event = None
             if own:
                 route = own[0]
+                sql = route.path.startswith("/sql/")
+                names = {"connection": SQL_CONNECTION if sql else CONNECTION, "operation": "Execute"}
                 raw_path = "/" + "/".join(
-                    ("anything" if p.endswith("+}") else CONNECTION) if p.startswith("{") else p
+                    ("anything" if p.endswith("+}") else names.get(p.strip("{}"), CONNECTION))
+                    if p.startswith("{")
+                    else p
                     for p in route.path.strip("/").split("/")
                 )
                 token = issuer.mint("bench-agent", groups=["ci"], ttl=3 * 3600)
@@ -316,8 +380,11 @@ def local_stack(workdir: Path, tracing: str | None = None) -> Iterator[tuple[lis
                     "x-forwarded-for": "203.0.113.7",
                     "x-forwarded-proto": "https",
                 }
+                body = sql_request_body() if sql else b""
+                if sql:
+                    headers.update({"content-type": "application/json", "content-length": str(len(body))})
                 method = "GET" if route.method == "ANY" else route.method
-                event = api_gateway_event(route, method, raw_path, "", headers, b"", "203.0.113.7")
+                event = api_gateway_event(route, method, raw_path, "", headers, body, "203.0.113.7")
             props = {**template.doc.get("Globals", {}).get("Function", {}), **resource.get("Properties", {})}
             mode = tracing or str(template.resolve(props.get("Tracing", "PassThrough"), parameters))
             functions.append(
@@ -492,11 +559,14 @@ def import_tables(stderr: str, top: int) -> list[str]:
     return lines
 
 
-def first_event_profile(path: Path) -> list[str]:
+def first_event_profile(path: Path, function: str) -> list[str]:
     """Where the function's first event goes, from a cProfile of one extra cold start."""
     import pstats
 
-    from wardgate import connections, credentials, gateway, identity, recording, runtime
+    from wardgate import agents, connections, credentials, gate, identity, recording, runtime, sql_gateway
+    from wardgate.dataapi import rdsdata
+    from wardgate.operations import sql as sql_operations
+    from wardgate.policy import store
     from wardgate.proxies import http as http_proxy
 
     profile = pstats.Stats(str(path))
@@ -512,34 +582,62 @@ def first_event_profile(path: Path) -> list[str]:
         return by_code.get((Path(code.co_filename).parts[-2:], code.co_firstlineno, code.co_name), 0.0)
 
     total = profile.total_tt * 1000  # type: ignore[attr-defined]
-    handle = cum(runtime.handle_http_event)
-    client = cum(http_proxy.HttpForwarder.client)
-    steps = [
-        ("build the gateway (`runtime.http_gateway`)", cum(runtime.http_gateway)),
+    sql = function == "SqlProxyFunction"
+    handle = cum(runtime.handle_sql_event if sql else runtime.handle_http_event)
+    common = [
         ("JWKS discovery + fetch (`JwksCache._refresh`, 2 x `httpx.get`)", cum(identity.JwksCache._refresh)),
         ("token signature and claims (`TokenValidator._verify`)", cum(identity.TokenValidator._verify)),
+        ("agent registry (`AgentRegistry.check`: client, GetItem)", cum(agents.AgentRegistry.check)),
         (
             "connection from DynamoDB (`ConnectionStore._load`: pynamodb import, client, GetItem)",
             cum(connections.ConnectionStore._load),
         ),
-        (
-            "credential from Secrets Manager (`CredentialStore._load`: boto3 import, session, client, call)",
-            cum(credentials.CredentialStore._load),
-        ),
-        ("upstream httpx client (`HttpForwarder.client`)", client),
-        (
-            "upstream call (`HttpForwarder.forward` without the client)",
-            cum(http_proxy.HttpForwarder.forward) - client,
-        ),
+        ("policy in force (`PolicyStore.current`: pointer and document)", cum(store.PolicyStore.current)),
+    ]
+    if sql:
+        steps = [
+            ("build the gateway (`runtime.sql_gateway`: Data API modules)", cum(runtime.sql_gateway)),
+            *common,
+            ("SQL classification (`parse_sql`: sqlglot's dialect)", cum(sql_operations.parse_sql)),
+            (
+                "backend (`BackendPool.get`: transaction-id key from Secrets Manager)",
+                cum(sql_gateway.BackendPool.get),
+            ),
+            (
+                "rds-data client + ExecuteStatement (`RdsDataBackend.execute`)",
+                cum(rdsdata.RdsDataBackend.execute),
+            ),
+        ]
+    else:
+        pool = cum(http_proxy.HttpForwarder.pool_for)
+        steps = [
+            ("build the gateway (`runtime.http_gateway`)", cum(runtime.http_gateway)),
+            *common,
+            (
+                "credential from Secrets Manager (`CredentialStore._load`: client, call)",
+                cum(credentials.CredentialStore._load),
+            ),
+            ("upstream connection pool (`HttpForwarder.pool_for`)", pool),
+            (
+                "upstream call (`HttpForwarder.forward` without the pool)",
+                cum(http_proxy.HttpForwarder.forward) - pool,
+            ),
+        ]
+    steps += [
         ("Firehose client + 2 x PutRecord (`FirehoseStream.put`)", cum(recording.FirehoseStream.put)),
         ("DynamoDB client + PutItem (`DynamoRecordIndex.put`)", cum(recording.DynamoRecordIndex.put)),
-        ("log line + metrics (`HttpGateway._observe`)", cum(gateway.HttpGateway._observe)),
+        ("metrics (`Gate._observe`)", cum(gate.Gate._observe)),
     ]
-    steps.append(("rest of `handle_http_event`", handle - sum(ms for _, ms in steps)))
+    steps.append(
+        (
+            f"rest of `{'handle_sql_event' if sql else 'handle_http_event'}`",
+            handle - sum(ms for _, ms in steps),
+        )
+    )
     steps.append(("Powertools decorators around the handler (logger context, tracer)", total - handle))
     lines = [
-        f"Where the function's first event goes (one extra run under cProfile, which inflates every step; "
-        f"{total:.0f} ms profiled):",
+        f"Where the first event of {function} goes (one extra run under cProfile, which inflates every "
+        f"step; {total:.0f} ms profiled; the index write runs in a thread, outside the handler's time):",
         "",
         "| step | ms | share |",
         "|---|---:|---:|",
@@ -596,9 +694,15 @@ def report(
             cells = [f"**{c}**" for c in cells]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     ratios = []
+    figures: dict[str, dict[str, float]] = {}
     for n in names:
         floor, function = results["floor", n], results["function", n]
         ratio = med(function, "cold_ms") / med(floor, "cold_ms")
+        figures[n] = {
+            "ratio": round(ratio, 3),
+            "floor_ms": round(med(floor, "cold_ms"), 1),
+            "added_ms": round(med(function, "cold_ms") - med(floor, "cold_ms"), 1),
+        }
         wall = med(function, "wall_ms") / med(floor, "wall_ms")
         verdict = "met" if ratio <= TARGET_RATIO else "**missed**"
         penalty = med(function, "penalty_ms") / med(floor, "penalty_ms")
@@ -611,8 +715,8 @@ def report(
     lines += ["", *ratios, ""]
     if skipped:
         lines += [
-            f"Not measured (`--function NAME` adds one; their first events need a database, a SCIM token, "
-            f"a held approval or a schedule): {', '.join(skipped)}.",
+            f"Not measured (`--function NAME` adds one; their first events need a SCIM token, a held "
+            f"approval, a queue message or a schedule): {', '.join(skipped)}.",
             "",
         ]
     modes = ", ".join(f"{n}: {mode}" for n, mode in tracing.items())
@@ -626,7 +730,8 @@ def report(
         lines += [f"Import breakdown of {n} (one extra run with `python -X importtime`):", ""]
         lines += import_tables(stderr, top=10)
         if n in profiles:
-            lines += first_event_profile(profiles[n])
+            lines += first_event_profile(profiles[n], n)
+    lines += ["<!-- figures " + json.dumps({"functions": figures}) + " -->"]
     return "\n".join(lines).rstrip()
 
 
@@ -641,8 +746,8 @@ def main() -> None:
         "--function",
         action="append",
         dest="functions",
-        help="a function to measure (default: HttpProxyFunction, the one on every agent request's path; "
-        "the others need events of their own: a database, a SCIM token, a held approval)",
+        help="a function to measure (default: HttpProxyFunction and SqlProxyFunction, the ones on agents' "
+        "request paths; the others need events of their own: a SCIM token, a held approval, a schedule)",
     )
     parser.add_argument(
         "--layer",
@@ -672,7 +777,7 @@ def main() -> None:
         sandbox = Sandbox(workdir, workdir / "layer-python", XRaySink())
 
         base = {"marker": PHASE_MARKER, "prefix": RESULT_PREFIX}
-        wanted = set(args.functions or ["HttpProxyFunction"])
+        wanted = set(args.functions or DEFAULT_FUNCTIONS)
         measured = [f for f in functions if f.event is not None and f.name in wanted]
         skipped = [f.name for f in functions if f not in measured]
         floor_event = {f.name: {"services": f.services, "pynamodb": uses_pynamodb()} for f in measured}
@@ -693,7 +798,8 @@ def main() -> None:
             shift = i % len(keys)  # rotate the order: no kind always runs first
             for key in keys[shift:] + keys[:shift]:
                 result = sandbox.run(*runs[key])
-                if key[0] == "function" and upstream.requests[-1]["credential"] != "accepted":
+                http = key[1] != "SqlProxyFunction"
+                if key[0] == "function" and http and upstream.requests[-1]["credential"] != "accepted":
                     raise RuntimeError(f"{key[1]}: the upstream did not get the connection's credential")
                 if i > 0:  # run 0 is the warm-up
                     results[key].append(result)
@@ -713,6 +819,7 @@ def main() -> None:
     print(text)
     if args.write:
         write_section(MARKERS, text)
+        summary.update()
 
 
 if __name__ == "__main__":
