@@ -496,3 +496,32 @@ def test_the_greeting_shows_the_version_of_the_database_behind_once_known(my: My
         assert first.get_server_info() == "5.7.44-wardgate"  # nothing known yet: what every client accepts
     with my.connect() as second:
         assert "MariaDB" in second.get_server_info()  # the local MariaDB's own, since the first login
+
+
+def test_load_data_local_runs_when_policy_allows_it(my: MyGateway, tmp_path: Any):
+    rule = {
+        "name": "imports from the agent's files",
+        "effect": "allow",
+        "connections": [CONNECTION],
+        "identity": {"groups": ["ci"]},
+        "match": {"sql": {"kinds": ["copy"], "features": ["load_data_local"]}},
+    }
+    apply_policy_now(my.stack, {**MY_POLICY, "rules": [*MY_POLICY["rules"], rule]})
+    rows = tmp_path / "rows.csv"
+    rows.write_text("9,Eve\n10,Fay\n")
+    with my.connect(local_infile=True) as db, db.cursor() as cur:
+        cur.execute(f"LOAD DATA LOCAL INFILE '{rows}' INTO TABLE {TABLE} FIELDS TERMINATED BY ',' (id, name)")
+        assert cur.rowcount == 2
+        cur.execute(f"SELECT name FROM {TABLE} WHERE id >= 9 ORDER BY id")
+        assert cur.fetchall() == (("Eve",), ("Fay",))
+
+
+def test_a_command_with_a_wrong_sequence_id_ends_only_that_session(my: MyGateway):
+    with my.connect() as db:
+        db._write_bytes(b"\x09\x00\x00\x05\x03SELECT 1")  # COM_QUERY with sequence id 5, not 0
+        with pytest.raises(pymysql.err.MySQLError) as error:
+            db._read_packet()
+        assert "sequence id 5" in str(error.value) or "1156" in str(error.value)
+    with my.connect() as other, other.cursor() as cur:
+        cur.execute("SELECT 1")
+        assert cur.fetchone() == (1,)
