@@ -37,6 +37,11 @@ def test_every_function_has_a_sample_event_that_its_handler_serves(stack, token)
             page = handler(event, _context())
             assert page["statusCode"] == 404 and "Nothing was decided" in page["body"], page
             continue
+        if name == "audit_page":  # an auditor's browser without a session: off to the identity provider
+            page = handler(event, _context())
+            assert page["statusCode"] == 302 and "/authorize?" in page["headers"]["location"], page
+            assert "next" not in page["headers"]["location"] and page["cookies"], page
+            continue
         event["headers"]["authorization"] = f"Bearer {credentials[name]}"
         result = handler(event, _context())
         assert result["statusCode"] == 200, result
@@ -96,6 +101,12 @@ def test_dev_server_serves_exactly_the_template_routes():
         "DELETE /requests/{request_id}",
         "GET /approvals/{request_id}",
         "POST /approvals/{request_id}",
+        "GET /audit",
+        "GET /audit/records/{record_id}",
+        "GET /audit/signin",
+        "GET /audit/callback",
+        "POST /audit/signout",
+        "GET /audit/static/{asset}",
     }
 
 

@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCUMENT = ROOT / "docs" / "openapi.yaml"
 METHODS = ("get", "head", "options", "delete", "post", "put", "patch")  # what API Gateway's ANY covers
 SAMPLES = {"connection": "demo", "proxy": "v1/items", "operation": "Nope", "id": "u1", "request_id": "r1"}
+SAMPLES |= {"record_id": "0" * 29, "asset": "audit.js"}  # the auditors' replay page (/audit)
 CHECKS = [
     not_a_server_error,
     status_code_conformance,

@@ -530,3 +530,86 @@ def test_the_manifest_key_is_published_and_auditors_can_verify(template):
     reads = [s for s in statements if _grants(s, "s3:GetObject") and "RecordingsBucket" in json.dumps(s)]
     assert "manifests/*" in json.dumps(reads)
     assert not any(_grants(s, "kms:Sign") for s in statements)
+
+
+# ---------------------------------------------------------------- the auditors' replay page
+
+
+AUDIT_PAGE_ROUTES = {
+    ("GET", "/audit"),
+    ("GET", "/audit/records/{record_id}"),
+    ("GET", "/audit/signin"),
+    ("GET", "/audit/callback"),
+    ("POST", "/audit/signout"),
+    ("GET", "/audit/static/{asset}"),
+}
+
+
+def test_the_replay_page_has_its_routes_on_the_api_and_local_mode_serves_them(template):
+    function = props(template, "AuditPageFunction")
+    assert (function["CodeUri"], function["Handler"]) == ("functions/audit_page/", "app.handler")
+    events = function["Events"].values()
+    assert all(e["Type"] == "HttpApi" and e["Properties"]["ApiId"] == {"Ref": "HttpApi"} for e in events)
+    assert {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in events} == AUDIT_PAGE_ROUTES
+    served = {(r.method, r.path) for r in template.routes() if r.function == "AuditPageFunction"}
+    assert served == AUDIT_PAGE_ROUTES
+    assert (ROOT / "functions/audit_page/app.py").exists()
+    assert resource(template, "AuditPageFunctionLogGroup")["Properties"]["RetentionInDays"] == 30
+
+
+def test_the_replay_page_is_configured_for_athena_its_group_and_its_own_key(template):
+    from wardgate.auditing.web.app import PageSettings
+
+    parameters = template.doc["Parameters"]
+    assert parameters["AuditorGroup"]["Default"] == "auditors"
+    assert parameters["AuditClientId"]["Default"] == ""  # unset: the page answers 503, it never guesses
+    variables = props(template, "AuditPageFunction")["Environment"]["Variables"]
+    assert variables["AUDITOR_GROUP"] == {"Ref": "AuditorGroup"}
+    assert variables["AUDIT_SESSION_KEY_SECRET"] == {"Ref": "AuditSessionKeySecret"}
+    assert variables["RECORDINGS_MANIFEST_KEY"] == {"Fn::GetAtt": ["RecordingManifestKey", "Arn"]}
+    assert "GenerateSecretString" in props(template, "AuditSessionKeySecret")
+    issuers = '[{"issuer": "https://idp.example", "audience": "wardgate"}]'
+    env = template.function_environment(
+        "AuditPageFunction", {"TrustedIssuers": issuers, "AuditClientId": "replay-page"}
+    )
+    env["WARDGATE_PUBLIC_URL"] = ""  # no custom domain: the domain API Gateway was reached on
+    settings = PageSettings.from_env(env)
+    assert (settings.engine, settings.auditor_group) == ("athena", "auditors")
+    assert settings.client_id == "replay-page"
+    assert settings.workgroup and settings.database and settings.secure
+    outputs = template.doc["Outputs"]
+    assert json.dumps(outputs["AuditPageRedirectUri"]["Value"]).count("/audit/callback") == 2
+
+
+def test_the_replay_page_reads_and_queries_and_writes_nothing_else(template):
+    granted = grants(statements(props(template, "AuditPageFunction")))
+    actions = {action for action, _, _ in granted}
+    assert actions == {
+        "secretsmanager:GetSecretValue",
+        "athena:StartQueryExecution",
+        "athena:GetQueryExecution",
+        "athena:GetQueryResults",
+        "athena:StopQueryExecution",
+        "glue:GetDatabase",
+        "glue:GetTable",
+        "glue:GetPartitions",
+        "s3:ListBucket",
+        "s3:GetBucketLocation",
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:AbortMultipartUpload",
+        "kms:Decrypt",
+        "kms:GetPublicKey",
+    }
+    by_action: dict[str, set[str]] = {}
+    for action, res, _ in granted:
+        by_action.setdefault(action, set()).add(res)
+    assert by_action["secretsmanager:GetSecretValue"] == {json.dumps({"Ref": "AuditSessionKeySecret"})}
+    assert by_action["kms:GetPublicKey"] == {json.dumps({"Fn::GetAtt": ["RecordingManifestKey", "Arn"]})}
+    assert by_action["kms:Decrypt"] == {json.dumps({"Fn::GetAtt": ["RecordingsKey", "Arn"]})}
+    assert all("AuditQueryResultsBucket" in res for res in by_action["s3:PutObject"])  # Athena's results only
+    assert all("recordings/*" in res for res in by_action["s3:GetObject"] if "RecordingsBucket" in res)
+    text = json.dumps(props(template, "AuditPageFunction")["Policies"])
+    for other in ("ApprovalKeySecret", "ScimTokenSecret", "TransactionKeySecret", "dynamodb:", "firehose:"):
+        assert other not in text, other
+    assert '"*"' not in text and "kms:Sign" not in text

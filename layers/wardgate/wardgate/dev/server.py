@@ -26,6 +26,7 @@ from wardgate.dev.template import ACCOUNT, Route, Template
 
 MAX_PAYLOAD = 10 * 1024 * 1024  # API Gateway HTTP APIs accept at most 10 MB
 OUTBOX_PATH = "/_dev/outbox"  # local mode's mail: approval emails land here instead of SES
+MAX_ISSUER_FORM = 16 * 1024  # the development issuer's sign-in form and token requests
 
 
 class LoopbackServer(ThreadingHTTPServer):
@@ -168,7 +169,7 @@ class GatewayServer(LoopbackService):
             return _reply(h, 400, {"message": "Bad Request"})
         raw_path, _, raw_query = h.path.partition("?")
         if self.issuer is not None and raw_path.startswith(ISSUER_PATH + "/"):
-            return self._issuer_document(h, raw_path[len(ISSUER_PATH) :])
+            return self._issuer_document(h, raw_path[len(ISSUER_PATH) :], raw_query)
         if raw_path in (OUTBOX_PATH, OUTBOX_PATH + ".json") and h.command == "GET":
             return self._outbox(h, as_json=raw_path.endswith(".json"))
         if h.headers.get("transfer-encoding"):
@@ -200,8 +201,25 @@ class GatewayServer(LoopbackService):
         h.end_headers()
         h.wfile.write(payload)
 
-    def _issuer_document(self, h: BaseHTTPRequestHandler, path: str) -> None:
+    def _issuer_document(self, h: BaseHTTPRequestHandler, path: str, raw_query: str = "") -> None:
         assert self.issuer is not None
+        if path in ("/authorize", "/token"):  # the authorization code flow (the auditors' replay page)
+            length = int(h.headers.get("content-length") or 0)
+            if h.headers.get("transfer-encoding") or length > MAX_ISSUER_FORM:
+                return _reply(h, 413, {"message": "Request Entity Too Large"})
+            body = h.rfile.read(length) if length else b""
+            answer = (
+                self.issuer.authorize(h.command, raw_query, body)
+                if path == "/authorize"
+                else self.issuer.token(h.command, body)
+            )
+            h.send_response(answer.status)
+            for name, value in answer.headers.items():
+                h.send_header(name, value)
+            h.send_header("content-length", str(len(answer.body)))
+            h.end_headers()
+            h.wfile.write(answer.body)
+            return None
         if path == "/.well-known/openid-configuration":
             return _reply(h, 200, self.issuer.discovery())
         if path == "/jwks":

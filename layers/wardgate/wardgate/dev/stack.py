@@ -29,6 +29,7 @@ DEMO_MYSQL_URL = "mysql://wardgate_native@127.0.0.1:3306/wardgate_test"
 DEMO_MYSQL_SECRET = "wardgate/demo-mysql"
 DEMO_MYSQL_LOGIN = {"type": "basic", "username": "wardgate_native", "password": "wardgate-login-pw"}
 DEMO_APPROVERS = ("oncall@example.com", "lead@example.com")
+DEV_AUDIT_CLIENT = "wardgate-audit"  # the replay page's client at the development issuer (PKCE, no secret)
 SFN_INTERPRETER = {"stepfunctions": {"execute_state_machine": True}}  # moto runs the approval workflow
 # The policy local mode applies: agents may call HTTP connections, except to delete users on demo,
 # read the demo cluster, the local PostgreSQL and MariaDB; members of pii-readers see emails and phones.
@@ -161,7 +162,10 @@ class DevStack:
         self.gateway = GatewayServer(self.template, None, self.host, self.port)
         self.issuer = DevIssuer(f"{self.gateway.url}{ISSUER_PATH}", self.state_dir / "dev-issuer-key.pem")
         self.gateway.issuer = self.issuer
-        parameters = {"TrustedIssuers": issuers_parameter(self.issuer.issuer_config())}
+        parameters = {
+            "TrustedIssuers": issuers_parameter(self.issuer.issuer_config()),
+            "AuditClientId": DEV_AUDIT_CLIENT,
+        }
         for function in {r.function for r in self.template.routes()} | {"ApprovalNotifierFunction"}:
             os.environ.update(self.template.function_environment(function, parameters))
         # Approval links and poll URLs point here; mail goes to the outbox (/_dev/outbox) and the console.
@@ -169,6 +173,10 @@ class DevStack:
         shutil.rmtree(self.outbox, ignore_errors=True)
         os.environ.update(WARDGATE_PUBLIC_URL=self.gateway.url, WARDGATE_OUTBOX=str(self.outbox))
         self.gateway.outbox = self.outbox
+        # The replay page (/audit): signs in at the development issuer and queries the local cache
+        # with DuckDB (moto has no Athena), the same cache `wardgate recordings` reads.
+        self.issuer.register_client(DEV_AUDIT_CLIENT, f"{self.gateway.url}/audit/callback")
+        os.environ.update(AUDIT_ENGINE="local", AUDIT_CACHE_DIR=str(self.state_dir / "recordings-cache"))
 
         demo_token = secrets.token_urlsafe(24)
         self.upstream = EchoUpstream(f"Bearer {demo_token}", self.host, self.upstream_port).start()
@@ -375,6 +383,7 @@ Try it (in another shell, from this folder, with .venv/bin on PATH):
   wardgate agents register --subject agent-1 --owner alice@example.com --purpose "CI bot" --connection demo
   wardgate revoke --owner alice@example.com --reason "offboarded"
   SCIM: {stack.url}/scim/v2/Users  (bearer token: wardgate agents scim-token)
+  Replay page: {stack.url}/audit  (auditors: sign in at the dev issuer with group "auditors")
 
 PostgreSQL through the TCP gateway (psql, psycopg, asyncpg, pgbench: the connection is the dbname,
 the token is the password, TLS is required):
