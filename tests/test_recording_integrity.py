@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import hashlib
 import importlib.util
 import json
@@ -27,6 +28,7 @@ import boto3
 import httpx
 import psycopg
 import pytest
+from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from moto import mock_aws
@@ -495,9 +497,10 @@ def test_a_missing_object_is_named(bucket: Bucket, recorded: Recorded, capsys):
 
 
 def _manifest(bucket: Bucket, record_id: str, event: str) -> tuple[str, list[bytes]]:
+    """The manifest's key and its two lines (manifests are stored GZIP-compressed)."""
     key, _ = bucket.find(record_id, event)
     target = integrity.manifest_key(key)
-    return target, bucket.recorded.snapshot[target].splitlines(keepends=True)
+    return target, gzip.decompress(bucket.recorded.snapshot[target]).splitlines(keepends=True)
 
 
 def test_a_bad_signature_is_named(bucket: Bucket, recorded: Recorded, capsys):
@@ -506,19 +509,17 @@ def test_a_bad_signature_is_named(bucket: Bucket, recorded: Recorded, capsys):
     raw = bytearray(base64.b64decode(signature["signature"]))
     raw[-1] ^= 1
     signature["signature"] = base64.b64encode(bytes(raw)).decode()
-    bucket.put(target, body + json.dumps(signature).encode() + b"\n")
+    bucket.put(target, gzip.compress(body + json.dumps(signature).encode() + b"\n"))
     status, report = verify(capsys)
     assert status == 1 and kinds(report) == ["bad_signature"]
-    assert report["problems"][0]["object"] == target.removeprefix("manifests/").removesuffix(
-        ".manifest.jsonl"
-    )
+    assert report["problems"][0]["object"] == integrity.object_key_of(target)
 
 
 def test_a_tampered_manifest_is_named(bucket: Bucket, recorded: Recorded, capsys):
     target, (body, signature_line) = _manifest(bucket, recorded.denied, "refused")
     edited = body.replace(b'"events":1,', b'"events":2,')
     assert edited != body
-    bucket.put(target, edited + signature_line)
+    bucket.put(target, gzip.compress(edited + signature_line))
     status, report = verify(capsys)
     assert status == 1 and kinds(report) == ["tampered_manifest"]
     assert "changed after it was signed" in report["problems"][0]["message"]
@@ -590,7 +591,7 @@ def test_bad_input_is_a_clear_error(bucket: Bucket, capsys, args: list[str], mes
 def test_the_manifest_verifies_by_hand_with_openssl(bucket: Bucket, recorded: Recorded, tmp_path):
     """docs/recording-format.md's procedure, step by step."""
     key, _ = bucket.find(recorded.session, "session_end")
-    manifest = recorded.snapshot[integrity.manifest_key(key)]
+    manifest = gzip.decompress(recorded.snapshot[integrity.manifest_key(key)])
     first = manifest.splitlines(keepends=True)[0]
     signature = json.loads(manifest.splitlines()[1])
     digest = hashlib.sha256(first).hexdigest()
@@ -630,13 +631,13 @@ def test_the_manifest_function_signs_with_kms_once(recorded: Recorded, monkeypat
     try:
         assert app.handler(event, LambdaContext("manifest")) == {"signed": [source_key], "skipped": []}
         assert app.handler(event, LambdaContext("again")) == {"signed": [], "skipped": [source_key]}  # once
-        event["detail"]["object"] = {"key": "manifests/x.manifest.jsonl"}
+        event["detail"]["object"] = {"key": "manifests/x.manifest.jsonl.gz"}
         ignored = app.handler(event, LambdaContext("manifest"))
-        assert ignored == {"signed": [], "skipped": ["manifests/x.manifest.jsonl"]}
+        assert ignored == {"signed": [], "skipped": ["manifests/x.manifest.jsonl.gz"]}
     finally:
         integrity._configured_signer.cache_clear()
     manifest = s3.get_object(Bucket="kms-signed-recordings", Key=integrity.manifest_key(source_key))
-    assert json.loads(manifest["Body"].read().splitlines()[1])["key"] == key_arn
+    assert json.loads(gzip.decompress(manifest["Body"].read()).splitlines()[1])["key"] == key_arn
     source = integrity.S3Recordings("kms-signed-recordings", "recordings/")
     report = integrity.verify_recordings(source, verifier_for(key_arn))
     assert (report.manifests, report.objects, report.records) == (1, 1, 1)
@@ -644,3 +645,14 @@ def test_the_manifest_function_signs_with_kms_once(recorded: Recorded, monkeypat
     symmetric = kms.create_key()["KeyMetadata"]["Arn"]
     with pytest.raises(SigningKeyError, match="not an ECC_NIST_P256 signing key"):
         verifier_for(symmetric)
+    # A key that cannot sign: the invocation fails (and is retried, then kept), nothing half-written.
+    s3.put_object(Bucket="kms-signed-recordings", Key=source_key + "-2", Body=recorded.snapshot[source_key])
+    monkeypatch.setenv(KEY_SETTING, symmetric)
+    event["detail"]["object"] = {"key": source_key + "-2"}
+    try:
+        with pytest.raises(ClientError):
+            app.handler(event, LambdaContext("manifest"))
+    finally:
+        integrity._configured_signer.cache_clear()
+    listed = s3.list_objects_v2(Bucket="kms-signed-recordings", Prefix="manifests/")["Contents"]
+    assert [o["Key"] for o in listed] == [integrity.manifest_key(source_key)]

@@ -49,7 +49,7 @@ except ImportError:  # pragma: no cover - exercised in the Lambda runtime
 MANIFEST_FORMAT = "wardgate.recording-manifest/v1"
 SIGNATURE_FORMAT = "wardgate.recording-manifest-signature/v1"
 MANIFEST_PREFIX = "manifests/"
-MANIFEST_SUFFIX = ".manifest.jsonl"
+MANIFEST_SUFFIX = ".manifest.jsonl.gz"
 LINE_HASH_CHARS = 16  # per-line hash prefixes in a manifest: where a change is; the object hash says whether
 
 # A record is complete once it holds one of these (docs/recording-format.md: the final event).
@@ -205,44 +205,35 @@ def object_key_of(key: str) -> str | None:
 def manifest_body(
     bucket: str, key: str, stored: bytes, version_id: str | None = None, now: datetime | None = None
 ) -> dict[str, Any]:
-    """What one object holds (docs/recording-format.md#manifests)."""
+    """What one object holds (docs/recording-format.md#integrity-hash-chains-signed-manifests-verify)."""
     events = parse_lines(key, decompressed(stored))
-    record_ids: list[str] = []
-    writer_ids: list[str] = []
-    record_index: dict[str, int] = {}
-    writer_index: dict[str, int] = {}
     records: dict[str, dict[str, Any]] = {}
     writers: dict[str, dict[str, int]] = {}
-    lines: list[list[Any]] = []
-    unchained = 0
     for event in events:
-        r = -1
         if event.record_id:
-            if event.record_id not in record_index:
-                record_index[event.record_id] = len(record_ids)
-                record_ids.append(event.record_id)
-                records[event.record_id] = {"events": 0}
-            r = record_index[event.record_id]
-            entry = records[event.record_id]
+            entry = records.setdefault(event.record_id, {"events": 0})
             entry["events"] += 1
             entry["last_hash"] = event.digest
             if event.writer:
                 entry.setdefault("first", [event.writer, event.seq])
                 entry["last"] = [event.writer, event.seq]
-        w = -1
         if event.writer:
-            if event.writer not in writer_index:
-                writer_index[event.writer] = len(writer_ids)
-                writer_ids.append(event.writer)
-                writers[event.writer] = {"first": event.seq, "last": event.seq, "events": 0}
-            w = writer_index[event.writer]
-            span = writers[event.writer]
+            span = writers.setdefault(event.writer, {"first": event.seq, "last": event.seq, "events": 0})
             span["first"] = min(span["first"], event.seq)
             span["last"] = max(span["last"], event.seq)
             span["events"] += 1
-        else:
-            unchained += 1
-        lines.append([r, w, event.seq, event.digest[:LINE_HASH_CHARS]])
+    # Lines name their record and writer by position in the sorted keys of records and writers.
+    record_index = {record_id: i for i, record_id in enumerate(sorted(records))}
+    writer_index = {writer: i for i, writer in enumerate(sorted(writers))}
+    lines = [
+        [
+            record_index.get(event.record_id, -1),
+            writer_index.get(event.writer, -1),
+            event.seq,
+            event.digest[:LINE_HASH_CHARS],
+        ]
+        for event in events
+    ]
     return {
         "format": MANIFEST_FORMAT,
         "bucket": bucket,
@@ -252,18 +243,16 @@ def manifest_body(
         "sha256": hashlib.sha256(stored).hexdigest(),
         "created_at": (now or datetime.now(UTC)).isoformat(),
         "events": len(events),
-        "unchained": unchained,
+        "unchained": sum(1 for event in events if not event.writer),
         "records": records,
         "writers": writers,
-        "record_ids": record_ids,
-        "writer_ids": writer_ids,
         "lines": lines,
     }
 
 
 def manifest_document(body: dict[str, Any], signer: ManifestSigner) -> bytes:
-    """Two JSON lines: the manifest, then its signature (of ``signed_message`` of the first line's
-    SHA-256, the line and its newline exactly as stored)."""
+    """Two JSON lines, GZIP-compressed: the manifest, then its signature (of ``signed_message`` of
+    the first line's SHA-256, the line and its newline exactly as written)."""
     first = json.dumps(body, sort_keys=True, separators=(",", ":")).encode() + b"\n"
     digest = hashlib.sha256(first).hexdigest()
     signature = signer.sign(signed_message(digest))
@@ -274,7 +263,8 @@ def manifest_document(body: dict[str, Any], signer: ManifestSigner) -> bytes:
         "key": signer.key_id,
         "signature": base64.b64encode(signature).decode("ascii"),
     }
-    return first + json.dumps(second, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+    text = first + json.dumps(second, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+    return gzip.compress(text, compresslevel=6, mtime=0)
 
 
 def sign_object(
@@ -298,7 +288,7 @@ def sign_object(
             Bucket=bucket,
             Key=target,
             Body=manifest_document(body, signer),
-            ContentType="application/x-ndjson",
+            ContentType="application/gzip",
             IfNoneMatch="*",
         )
     except ClientError as exc:
@@ -585,6 +575,7 @@ class Verification:
     def _read_manifest(self, object_key: str, document: bytes) -> dict[str, Any] | None:
         """The manifest's body when its signature verifies, else None (and a finding)."""
         where = manifest_key(object_key)
+        document = decompressed(document)
         first, _, rest = document.partition(b"\n")
         first += b"\n"
         second = rest.split(b"\n", 1)[0]
@@ -1010,7 +1001,7 @@ def _manifest_lines(body: dict[str, Any]) -> list[_SignedLine]:
     cached = body.get("_decoded")
     if cached is not None:
         return list(cached)
-    record_ids, writer_ids = body["record_ids"], body["writer_ids"]
+    record_ids, writer_ids = sorted(body["records"]), sorted(body["writers"])
     decoded = []
     for number, entry in enumerate(body["lines"], start=1):
         if not (
@@ -1043,8 +1034,6 @@ def _manifest_problem(body: Any, object_key: str) -> str:
         ("events", int),
         ("records", dict),
         ("writers", dict),
-        ("record_ids", list),
-        ("writer_ids", list),
         ("lines", list),
     )
     for name, kind in checks:
