@@ -63,6 +63,13 @@ image:
 		exit 1; \
 	fi
 
+## The replay page's terminal player: asciinema-player from the npm registry at the version pinned in
+## the script (its tarball's integrity checked), vendored into wardgate/auditing/web/static/ and
+## committed, so no build and no Lambda needs npm (docs/auditors.md#the-player).
+.PHONY: player
+player:
+	bash scripts/vendor-asciinema-player
+
 ## Every benchmark; each rewrites its own section of docs/benchmarks.md.
 bench: venv
 	$(BIN)/python benchmarks/overhead.py --write

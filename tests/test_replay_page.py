@@ -556,6 +556,59 @@ def test_record_events_are_read_once_and_in_order(site: Site):
     assert record_events(engine, "f" * 29) is None
 
 
+def _athena(*results: list[list[str]]) -> tuple[Any, Any, list[str]]:
+    """A real botocore Athena client with stubbed answers (botocore checks each call against the API
+    model; moto cannot serve this botocore's Athena), one query per result set given."""
+    import boto3
+    from botocore.stub import ANY, Stubber
+
+    client = boto3.client("athena", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    sent: list[str] = []
+    client.meta.events.register(
+        "provide-client-params.athena.StartQueryExecution",
+        lambda params, **_: sent.append(params["QueryString"]),
+    )
+    stub = Stubber(client)
+    for number, rows in enumerate(results):
+        execution = {"QueryExecutionId": f"q-{number}"}
+        expected = {"QueryString": ANY, "WorkGroup": "audit", "QueryExecutionContext": {"Database": "rec"}}
+        stub.add_response("start_query_execution", execution, expected)
+        done = {"QueryExecution": {"Status": {"State": "SUCCEEDED"}}}
+        stub.add_response("get_query_execution", done, execution)
+        result_set = {
+            "Rows": [{"Data": [{"VarCharValue": v} for v in row]} for row in rows],
+            "ResultSetMetadata": {"ColumnInfo": [{"Name": n, "Type": "varchar"} for n in rows[0]]},
+        }
+        stub.add_response("get_query_results", {"ResultSet": result_set}, execution)
+    return client, stub, sent
+
+
+def test_on_aws_the_page_asks_athena_the_same_questions(site: Site):
+    from wardgate.auditing import questions
+    from wardgate.auditing.query import AthenaEngine
+    from wardgate.auditing.web import views
+    from wardgate.auditing.web.records import search
+
+    record_id = site.ids["denied"]
+    line = json.dumps({"format": "wardgate.recording/v1", "event": "refused", "record_id": record_id,
+                       "time": "2026-03-01T10:00:00+00:00", "connection": "demo"})  # fmt: skip
+    columns = ["record_id", "started_at", "subject", "owner", "connection", "protocol", "outcome"]
+    found = [record_id, "2026-03-01 10:00:00.000 UTC", "it's-me", ALICE, "demo", "http", "denied"]
+    client, stub, sent = _athena([columns, found], [["raw"], [line]])
+    engine = AthenaEngine(client, "audit", "rec", poll_s=0)
+    with stub:
+        filters = questions.Filters(since=datetime(2026, 3, 1, tzinfo=UTC), agent="it's-me", outcome="denied")
+        result = search(engine, filters)
+        shown = record_events(engine, record_id)
+    assert sent[0].startswith("WITH event_rows AS (") and "FROM records WHERE" in sent[0]
+    assert "subject = 'it''s-me'" in sent[0] and "outcome = 'denied'" in sent[0]  # literals, quotes doubled
+    assert "arrival_hour >= '2026/02/28/" in sent[0]  # only the hours the question needs are scanned
+    assert f"record_id = '{record_id}'" in sent[1]
+    page = views.search_page({}, result, "ada", "t", 100)
+    assert f'href="/audit/records/{record_id}"' in page and "it&#x27;s-me" in page
+    assert shown is not None and shown.events[0]["event"] == "refused"
+
+
 # ---------------------------------------------------------------------------------- the page unconfigured
 
 
