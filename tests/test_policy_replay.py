@@ -37,6 +37,7 @@ from wardgate.policy.store import PolicyStore
 
 ALICE = "alice@example.com"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -650,7 +651,7 @@ def test_recorded_values_are_shown_inert() -> None:
     hostile = json.dumps({"protocol": "http", "method": "GET", "path": "/x\x1b[2J\u202e", "query": ""})
     report.add(
         Replayed(
-            "0" * 29, None, datetime(2026, 1, 2, tzinfo=UTC), "request", "demo", "http",
+            "0" * 29, None, 1_767_312_000_000_000, "request", "demo", "http",
             json.dumps({"subject": "agent\x07", "owner": None}), hostile,
             Verdict("allow", "old\x1b]0;title\x07"), Verdict("deny", "new", "no\x1b[31m"),
             "allowed_to_denied",
@@ -662,3 +663,71 @@ def test_recorded_values_are_shown_inert() -> None:
     assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
     assert "GET /x\\x1b[2J\\u202e" in text and "agent\\x07" in text
     assert "Examples of allowed → denied (first 1 of 1):" in text
+    assert "  2026-01-02 00:00:00.000  " + "0" * 29 + "  agent" in text
+
+
+def test_remembered_verdicts_agree_with_deciding_afresh() -> None:
+    """Replayer remembers verdicts by operation, caller (token id aside) and which time windows
+    hold: over a week of times and callers, each verdict equals ``decide_on`` asked anew."""
+    from wardgate.auditing.whatif import Replayer
+    from wardgate.connections import Connection
+    from wardgate.gate import decide_on
+    from wardgate.identity import Identity
+    from wardgate.operations.http import HttpOperation
+    from wardgate.policy.document import build
+
+    document = {
+        "version": 1,
+        "connections": [{"name": "billing", "kind": "http", "upstream_url": "https://billing.example.com",
+                         "allowed_groups": ["ci", "night-shift"]}],
+        "rules": [
+            {"name": "reads", "effect": "allow", "match": {"http": {"methods": ["GET"]}}},
+            {"name": "office writes", "effect": "allow", "identity": {"groups": ["ci"]},
+             "time": {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "08:00", "end": "18:00",
+                      "timezone": "Europe/Berlin"},
+             "match": {"http": {"methods": ["POST"]}}},
+            {"name": "night refunds held", "effect": "require_approval", "approvers": ["lead@example.com"],
+             "time": {"start": "22:00", "end": "06:00"}, "match": {"http": {"paths": ["/v1/refunds"]}}},
+            {"name": "no deletes by bob", "effect": "deny", "identity": {"subjects": ["bob"]},
+             "match": {"http": {"methods": ["DELETE"]}}},
+        ],
+    }  # fmt: skip
+    policy_set = build(document)
+    billing = Connection.from_dict(document["connections"][0])
+    replayer = Replayer(policy_set, {"billing": billing})
+    operations = [
+        HttpOperation("GET", "/v1/invoices", ""),
+        HttpOperation("POST", "/v1/invoices", ""),
+        HttpOperation("POST", "/v1/refunds", "dry=1"),
+        HttpOperation("DELETE", "/v1/invoices/7", ""),
+    ]
+    callers = [
+        Identity("alice", "https://idp.example.com", ("ci",), token_id="t-1"),
+        Identity("alice", "https://idp.example.com", ("ci",), token_id="t-2"),
+        Identity("bob", "https://idp.example.com", ("night-shift",), token_id="t-3"),
+        Identity("eve", "https://idp.example.com", ("outsiders",), token_id="t-4"),
+    ]
+    body = json.dumps(
+        {"size": 0, "sha256": "", "truncated": False, "encoding": "utf-8", "data": "", "masked": {}}
+    )
+    start = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
+    checked = 0
+    seen = set()
+    for step in range(0, 8 * 24 * 60, 17):
+        at = start + timedelta(minutes=step)
+        for operation in operations:
+            for caller in callers:
+                verdict = replayer.decide(
+                    "request", "billing", "http", json.dumps(operation.to_record()),
+                    json.dumps(caller.to_record()), body, "", (at - EPOCH) // timedelta(microseconds=1),
+                )  # fmt: skip
+                fresh = decide_on(policy_set, caller, billing, operation, now=at)
+                assert (verdict.outcome, verdict.rule, verdict.reason) == (
+                    fresh.outcome,
+                    fresh.rule,
+                    fresh.reason,
+                )
+                seen.add((verdict.outcome, verdict.rule))
+                checked += 1
+    assert checked > 10_000 and len(seen) == 6  # every rule, default-deny and the groups' gate decided
+    assert len(replayer._decided) < checked / 20  # and most were remembered

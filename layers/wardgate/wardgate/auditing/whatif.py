@@ -30,10 +30,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections import Counter, defaultdict
+import bisect
+import functools
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
@@ -50,6 +52,7 @@ from wardgate.operations.k8s import K8sOperation
 from wardgate.operations.shell import ShellCommand, ShellOperation
 from wardgate.operations.sql import SqlOperation, SqlStatement
 from wardgate.policy.engine import PolicySet
+from wardgate.policy.rules import TimeWindow
 
 DECIDED_KINDS = ("request", "refused", "held", "statement", "statement_refused", "terminal_start")
 SESSION_KINDS = frozenset({"statement", "statement_refused", "terminal_start"})
@@ -100,7 +103,7 @@ class Replayed:
 
     record_id: str
     seq: int | None
-    at: datetime  # the event's time
+    at_us: int  # the event's time, microseconds since the epoch
     kind: str
     connection: str
     protocol: str
@@ -111,8 +114,12 @@ class Replayed:
     change: str
     why: str = ""  # cannot_replay: what is missing
 
-    def sort_key(self) -> tuple[datetime, str, int]:
-        return (self.at, self.record_id, self.seq or 0)
+    @property
+    def at(self) -> datetime:
+        return utc(self.at_us)
+
+    def sort_key(self) -> tuple[int, str, int]:
+        return (self.at_us, self.record_id, self.seq or 0)
 
     def identity(self) -> dict[str, Any]:
         """``subject``, ``owner`` and ``groups`` as recorded (absent ones None or empty)."""
@@ -145,6 +152,10 @@ class Replayed:
         }
 
 
+def utc(microseconds: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=microseconds)
+
+
 def _loads(text: str | None) -> Any:
     if text is None:
         return None
@@ -163,36 +174,50 @@ class Report:
     until: datetime | None
     connection: str | None
     examples_per_change: int
+    # (change, connection, recorded rule, candidate rule, why, recorded policy version) -> operations:
+    # one count per operation while replaying; the views below are made from it by finish().
+    tally: Counter[tuple[str, str, str, str, str, str]] = field(default_factory=Counter)
+    examples: dict[str, list[Replayed]] = field(default_factory=dict)  # the earliest, by time
     operations: int = 0
     changes: Counter[str] = field(default_factory=Counter)
-    by_connection: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    by_connection: dict[str, Counter[str]] = field(default_factory=dict)
     by_rule: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (change, recorded, candidate)
     cannot_replay: Counter[str] = field(default_factory=Counter)  # why -> operations
     recorded_versions: Counter[str] = field(default_factory=Counter)
-    examples: dict[str, list[Replayed]] = field(default_factory=dict)
+
+    def wants(self, change: str, key: tuple[int, str, int]) -> bool:
+        """Whether an operation of ``change`` at ``key`` (``Replayed.sort_key``) is an example."""
+        kept = self.examples.get(change)
+        if kept is None or len(kept) < self.examples_per_change:
+            return self.examples_per_change > 0
+        return key < kept[-1].sort_key()
+
+    def keep(self, replayed: Replayed) -> None:
+        kept = self.examples.setdefault(replayed.change, [])
+        bisect.insort(kept, replayed, key=Replayed.sort_key)
+        del kept[self.examples_per_change :]
 
     def add(self, replayed: Replayed, recorded_version: str) -> None:
-        self.operations += 1
-        self.changes[replayed.change] += 1
-        self.by_connection[replayed.connection][replayed.change] += 1
-        self.recorded_versions[recorded_version] += 1
-        if replayed.change == "cannot_replay":
-            self.cannot_replay[replayed.why] += 1
-        else:
-            assert replayed.candidate is not None
-            self.by_rule[(replayed.change, replayed.recorded.rule, replayed.candidate.rule)] += 1
-        if self.examples_per_change <= 0:
-            return
-        kept = self.examples.setdefault(replayed.change, [])
-        kept.append(replayed)
-        if len(kept) >= 4 * self.examples_per_change:  # keep the earliest: trim now and then
-            kept.sort(key=Replayed.sort_key)
-            del kept[self.examples_per_change :]
+        candidate = replayed.candidate.rule if replayed.candidate else ""
+        key = (replayed.change, replayed.connection, replayed.recorded.rule, candidate, replayed.why)
+        self.tally[(*key, recorded_version)] += 1
+        if self.wants(replayed.change, replayed.sort_key()):
+            self.keep(replayed)
 
     def finish(self) -> None:
-        for kept in self.examples.values():
-            kept.sort(key=Replayed.sort_key)
-            del kept[self.examples_per_change :]
+        """The counts by change, connection, rule, reason and recorded version, from the tally."""
+        self.operations = 0
+        self.changes, self.by_connection, self.by_rule = Counter(), {}, Counter()
+        self.cannot_replay, self.recorded_versions = Counter(), Counter()
+        for (change, connection, old, new, why, version), n in self.tally.items():
+            self.operations += n
+            self.changes[change] += n
+            self.by_connection.setdefault(connection, Counter())[change] += n
+            self.recorded_versions[version] += n
+            if change == "cannot_replay":
+                self.cannot_replay[why] += n
+            else:
+                self.by_rule[(change, old, new)] += n
 
     @property
     def changed(self) -> int:
@@ -265,9 +290,11 @@ def replay_sql(since: datetime, until: datetime | None, connection: str | None) 
         "WHERE kind = 'session_start' GROUP BY record_id"
     )
     return (
-        "SELECT o.record_id, o.seq, o.kind, o.ts, o.started_at, o.connection, o.protocol, "  # noqa: S608
-        "o.policy_version, CAST(o.j[1] AS VARCHAR), CAST(o.j[2] AS VARCHAR), "
-        "CAST(COALESCE(o.j[3], s.identity) AS VARCHAR), CAST(o.j[4] AS VARCHAR), o.j[5] ->> '$' "
+        # Times as microseconds (Python makes datetimes of the few it needs); bodies of HTTP only.
+        "SELECT o.record_id, o.seq, o.kind, epoch_us(o.ts), epoch_us(o.started_at), o.connection, "  # noqa: S608
+        "o.protocol, o.policy_version, CAST(o.j[1] AS VARCHAR), CAST(o.j[2] AS VARCHAR), "
+        "CAST(COALESCE(o.j[3], s.identity) AS VARCHAR), "
+        "CASE WHEN o.protocol = 'http' THEN CAST(o.j[4] AS VARCHAR) END, o.j[5] ->> '$' "
         f"FROM (SELECT *, json_extract(raw, [{paths}]) AS j FROM event_rows "
         f"WHERE {' AND '.join(where)}) AS o "
         f"LEFT JOIN ({sessions}) AS s ON s.record_id = o.record_id "
@@ -509,19 +536,32 @@ def change_of(recorded: Verdict, candidate: Verdict) -> str:
 
 @dataclass
 class Replayer:
-    """Decides recorded operations with ``policy_set`` over ``connections`` (the candidate's)."""
+    """Decides recorded operations with ``policy_set`` over ``connections`` (the candidate's).
+
+    Verdicts are remembered by what the engine's answer depends on: the operation as recorded, the
+    caller (without its token's id: rules never read it), the connection, and, when rules have time
+    windows, which of those windows hold at the recorded time (the only way the clock reaches a
+    decision: ``Rule.applies_to``). ``tests/test_policy_replay.py`` checks it against deciding
+    every operation afresh."""
 
     policy_set: PolicySet
     connections: dict[str, Connection]
-    _identities: dict[str, Identity] = field(default_factory=dict, init=False)
+    _identities: dict[str, tuple[Identity, Identity]] = field(default_factory=dict, init=False)
     _decided: dict[tuple[Any, ...], Verdict | CannotReplay] = field(default_factory=dict, init=False)
+    _windows: tuple[TimeWindow, ...] = field(default=(), init=False)
 
-    def identity(self, text: str | None) -> Identity:
+    def __post_init__(self) -> None:
+        windows = (rule.window for rule in self.policy_set.rules if rule.window is not None)
+        self._windows = tuple(dict.fromkeys(windows))
+
+    def identity(self, text: str | None) -> tuple[Identity, Identity]:
+        """The caller as recorded, and as a decision can depend on it (for remembering verdicts)."""
         if text is None:
             raise CannotReplay("the recording holds no identity")
         found = self._identities.get(text)
         if found is None:
-            found = identity_of(_loads(text))
+            identity = identity_of(_loads(text))
+            found = (identity, replace(identity, client_id=None, token_id=None, expires_at=None))
             if len(self._identities) >= CACHE_ENTRIES:
                 self._identities.clear()
             self._identities[text] = found
@@ -564,27 +604,29 @@ class Replayer:
         identity_text: str | None,
         body_text: str | None,
         content_type: str | None,
-        decided_at: datetime,
+        decided_us: int,
     ) -> Verdict:
-        """The candidate's verdict on one recorded operation, or CannotReplay."""
-        key = None
-        if self.policy_set.timeless:  # the answer cannot depend on the time: remember it
-            key = (kind, connection_name, protocol, operation_text, identity_text, body_text, content_type)
-            found = self._decided.get(key)
-            if found is not None:
-                if isinstance(found, CannotReplay):
-                    raise found
-                return found
+        """The candidate's verdict on one recorded operation decided at ``decided_us``
+        (microseconds since the epoch), or CannotReplay."""
+        identity, caller = self.identity(identity_text)
+        decided_at = utc(decided_us) if self._windows else None
+        clock = tuple(window.contains(decided_at) for window in self._windows) if decided_at else ()
+        key = (kind, connection_name, protocol, operation_text, caller, body_text, content_type, clock)
+        found = self._decided.get(key)
+        if found is not None:
+            if isinstance(found, CannotReplay):
+                raise found
+            return found
         try:
             verdict = self._decide(
                 kind,
                 connection_name,
                 protocol,
                 operation_text,
-                identity_text,
+                identity,
                 body_text,
                 content_type,
-                decided_at,
+                decided_at or utc(decided_us),
             )
         except CannotReplay as cannot:
             self._remember(key, cannot)
@@ -592,8 +634,8 @@ class Replayer:
         self._remember(key, verdict)
         return verdict
 
-    def _remember(self, key: tuple[Any, ...] | None, answer: Verdict | CannotReplay) -> None:
-        if key is None:
+    def _remember(self, key: tuple[Any, ...], answer: Verdict | CannotReplay) -> None:
+        if CACHE_ENTRIES <= 0:  # the benchmark's "every operation decided afresh"
             return
         if len(self._decided) >= CACHE_ENTRIES:
             self._decided.clear()
@@ -605,7 +647,7 @@ class Replayer:
         connection_name: str,
         protocol: str | None,
         operation_text: str | None,
-        identity_text: str | None,
+        identity: Identity,
         body_text: str | None,
         content_type: str | None,
         decided_at: datetime,
@@ -615,7 +657,6 @@ class Replayer:
         recorded = _loads(operation_text)
         if not isinstance(recorded, dict):
             raise CannotReplay("the recorded operation is malformed")
-        identity = self.identity(identity_text)
         connection = self.connections.get(connection_name)
         # The route the operation came in by: a session's statements are SQL; a request's operation
         # carries its connection's kind at the time.
@@ -665,6 +706,7 @@ class Replayer:
             )
 
 
+@functools.cache
 def _session_schemes(protocol: str) -> tuple[str, ...]:
     if protocol == "mysql":
         from wardgate.tcp.mysql.session import MYSQL_SCHEMES
@@ -688,8 +730,9 @@ def replay(
     replayer = Replayer(policy_set, connections)
     report = Report(policy_set.version, since, until, connection, examples)
     verdicts: dict[str, Verdict] = {}  # recorded decisions repeat (same rule, same reason)
+    tally = report.tally
     for row in fetch(engine, since, until, connection):
-        (record_id, seq, kind, ts, started_at, name, protocol, version) = row[:8]
+        (record_id, seq, kind, ts_us, started_us, name, protocol, version) = row[:8]
         operation_text, decision_text, identity_text, body_text, content_type = row[8:]
         recorded = verdicts.get(decision_text)
         if recorded is None:
@@ -700,33 +743,34 @@ def replay(
             if len(verdicts) < CACHE_ENTRIES:
                 verdicts[decision_text] = recorded
         # Decided when the request came in (HTTP, Data API), or when the statement's event was written.
-        decided_at = ts if kind in SESSION_KINDS or started_at is None else started_at
+        decided_us = ts_us if kind in SESSION_KINDS or started_us is None else started_us
         candidate: Verdict | None = None
         why = ""
         try:
             candidate = replayer.decide(
-                kind, name, protocol, operation_text, identity_text, body_text, content_type, decided_at
+                kind, name, protocol, operation_text, identity_text, body_text, content_type, decided_us
             )
             change = change_of(recorded, candidate)
         except CannotReplay as cannot:
             change, why = "cannot_replay", str(cannot)
-        report.add(
-            Replayed(
-                str(record_id),
-                seq,
-                ts,
-                kind,
-                name,
-                str(protocol),
-                identity_text,
-                operation_text,
-                recorded,
-                candidate,
-                change,
-                why,
-            ),
-            str(version),
-        )
+        tally[(change, name, recorded.rule, candidate.rule if candidate else "", why, str(version))] += 1
+        if report.wants(change, (ts_us, record_id, seq or 0)):
+            report.keep(
+                Replayed(
+                    str(record_id),
+                    seq,
+                    ts_us,
+                    kind,
+                    name,
+                    str(protocol),
+                    identity_text,
+                    operation_text,
+                    recorded,
+                    candidate,
+                    change,
+                    why,
+                )
+            )
     report.finish()
     return report
 
