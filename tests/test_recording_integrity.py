@@ -656,3 +656,25 @@ def test_the_manifest_function_signs_with_kms_once(recorded: Recorded, monkeypat
         integrity._configured_signer.cache_clear()
     listed = s3.list_objects_v2(Bucket="kms-signed-recordings", Prefix="manifests/")["Contents"]
     assert [o["Key"] for o in listed] == [integrity.manifest_key(source_key)]
+
+
+def test_a_manifest_hidden_by_a_delete_marker_is_not_signed_again(recorded: Recorded, tmp_path):
+    """Object Lock allows a delete marker over a locked manifest; a rewritten object must not then
+    get a fresh manifest: it stays unsigned, and verify says so."""
+    from wardgate.auditing.signing import FileSigner, make_local_key
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="versioned-recordings")
+    s3.put_bucket_versioning(Bucket="versioned-recordings", VersioningConfiguration={"Status": "Enabled"})
+    key, _ = _find(recorded.snapshot, recorded.denied, "refused")
+    s3.put_object(Bucket="versioned-recordings", Key=key, Body=recorded.snapshot[key])
+    key_file = make_local_key(tmp_path)
+    signer = FileSigner(key_file)
+    assert integrity.sign_object("versioned-recordings", key, signer) == integrity.manifest_key(key)
+    s3.delete_object(Bucket="versioned-recordings", Key=integrity.manifest_key(key))  # a delete marker
+    forged = recorded.snapshot[key].replace(b'"/v1/users/1"', b'"/v1/users/2"')
+    version = s3.put_object(Bucket="versioned-recordings", Key=key, Body=forged)["VersionId"]
+    assert integrity.sign_object("versioned-recordings", key, signer, version) is None
+    source = integrity.S3Recordings("versioned-recordings", "recordings/")
+    report = integrity.verify_recordings(source, verifier_for(f"file:{key_file}"))
+    assert [f.kind for f in report.findings] == ["unsigned_object"]

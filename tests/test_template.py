@@ -513,7 +513,10 @@ def test_only_the_signer_can_sign_manifests_and_the_account_can_verify_them(temp
         ("s3:GetObject", json.dumps({"Fn::Sub": "${RecordingsBucket.Arn}/recordings/*"})),
         ("s3:GetObjectVersion", json.dumps({"Fn::Sub": "${RecordingsBucket.Arn}/recordings/*"})),
         ("s3:PutObject", json.dumps({"Fn::Sub": "${RecordingsBucket.Arn}/manifests/*"})),
+        ("s3:ListBucketVersions", json.dumps({"Fn::GetAtt": ["RecordingsBucket", "Arn"]})),
     }
+    (listing,) = [s for s in s3 if _grants(s, "s3:ListBucketVersions")]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": "manifests/*"}}
 
 
 def test_the_manifest_key_is_published_and_auditors_can_verify(template):

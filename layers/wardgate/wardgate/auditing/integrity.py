@@ -271,18 +271,24 @@ def sign_object(
     bucket: str, key: str, signer: ManifestSigner, version_id: str | None = None, s3: Any = None
 ) -> str | None:
     """Write the manifest of one delivered object; None when it already has one (notifications come
-    at least once: the first manifest stands, a conditional write keeps a second from replacing it)."""
+    at least once: the first manifest stands, a conditional write keeps a second from replacing it).
+
+    "Has one" counts every version: a delete marker over a manifest (allowed under Object Lock,
+    which keeps the version it hides) must not let a rewritten object be signed anew."""
     from botocore.exceptions import ClientError
 
     from wardgate import aws
 
     s3 = s3 or aws.client("s3")
+    target = manifest_key(key)
+    listed = s3.list_object_versions(Bucket=bucket, Prefix=target, MaxKeys=1)
+    if any(v.get("Key") == target for v in [*listed.get("Versions", []), *listed.get("DeleteMarkers", [])]):
+        return None
     # The version that was delivered, not whatever a later PUT made current.
     extra = {"VersionId": version_id} if version_id else {}
     answer = s3.get_object(Bucket=bucket, Key=key, **extra)
     stored = answer["Body"].read()
     body = manifest_body(bucket, key, stored, version_id or answer.get("VersionId"))
-    target = manifest_key(key)
     try:
         s3.put_object(
             Bucket=bucket,
@@ -1345,9 +1351,10 @@ def cmd_recordings_verify(args: Any) -> int:
         print(json.dumps(report.to_dict(), indent=2))
     else:
         window = (
-            f"{report.since:%Y-%m-%d %H:00}" if report.since else "the beginning",
-            f"{report.until:%Y-%m-%d %H:00} UTC" if report.until else "now",
+            f"{report.since:%Y-%m-%d %H:%M}" if report.since else "the beginning",
+            f"{report.until:%Y-%m-%d %H:%M} UTC" if report.until else "now",
         )
-        print(f"s3://{source.bucket}/{source.prefix} from {window[0]} to {window[1]}")
+        where = f"s3://{source.bucket}/{source.prefix}"
+        print(f"{where}, objects filed from {window[0]} to {window[1]} (whole hours)")
         print(report.render())
     return 0 if report.intact else 1
