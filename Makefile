@@ -76,6 +76,7 @@ bench: venv
 	$(BIN)/python benchmarks/cold_start.py --write
 	$(BIN)/python benchmarks/policy_decisions.py --write
 	$(BIN)/python benchmarks/verify.py --write  # recordings verify over 100,000 chained events (~30 s)
+	$(BIN)/python benchmarks/policy_replay.py --write  # policy replay over 100,000 recorded operations (~1 min)
 	$(BIN)/python benchmarks/sql_classification.py --write
 	$(BIN)/python benchmarks/masking.py --write  # Presidio column: $(BIN)/pip install presidio-analyzer
 	$(BIN)/python benchmarks/revocation.py --write
