@@ -304,6 +304,12 @@ def test_the_development_issuer_enforces_the_flow(site: Site):
         assert discovery["token_endpoint"] == f"{site.url}{ISSUER_PATH}/token"
 
 
+def test_the_quick_start_names_the_page(site: Site):
+    from wardgate.dev.stack import quick_start
+
+    assert f"Replay page: {site.url}/audit" in quick_start(site.stack)
+
+
 # ------------------------------------------------------------------------------------ the cookies
 
 
@@ -349,6 +355,36 @@ def test_only_an_unaltered_unexpired_session_of_this_page_opens(site: Site):
             answer = http.get("/audit")
             assert answer.status_code == 302, why  # back to the identity provider, nothing shown
             assert answer.headers["location"].startswith(f"{site.url}{ISSUER_PATH}/authorize?"), why
+
+
+def test_on_https_the_cookies_are_secure_and_the_redirect_uri_is_the_apis_own(site: Site):
+    """On AWS without a custom domain the page is https://<the domain API Gateway was reached on>."""
+    import dataclasses
+
+    settings = dataclasses.replace(page_app.PageSettings.from_env(), public_url="")
+    page = page_app.page_for(settings)
+    event = {
+        "routeKey": "GET /audit",
+        "rawPath": "/audit",
+        "requestContext": {
+            "http": {"method": "GET"},
+            "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+        },
+    }
+    answer = page.handle(event)
+    assert answer.status == 302
+    params = _query(answer.headers["location"])
+    assert params["redirect_uri"] == "https://abc123.execute-api.us-east-1.amazonaws.com/audit/callback"
+    (cookie,) = answer.cookies
+    assert cookie.startswith("__Secure-wardgate-audit-login=") and cookie.endswith("; Secure")
+    sealed = page.sealer.seal("session", _session_claims())
+    signed_in = {**event, "cookies": [f"__Secure-wardgate-audit={sealed}"]}
+    shown = page.handle(signed_in)
+    assert shown.status == 200 and shown.headers["strict-transport-security"].startswith("max-age=")
+    plain = page.handle({**event, "cookies": [f"wardgate-audit={sealed}"]})
+    assert plain.status == 302  # on https only the __Secure- cookie counts
+    odd = {**event, "requestContext": {"http": {"method": "GET"}, "domainName": "evil.example/x?"}}
+    assert page.handle(odd).status == 503
 
 
 def test_sealing_binds_the_purpose_and_rejects_garbage():

@@ -36,7 +36,11 @@ def _text(value: Any, limit: int = CELL) -> str:
     return escape(inert(str(value), limit))
 
 
-def document(title: str, body: str, who: str | None = None, signout_token: str | None = None) -> str:
+def document(
+    title: str, body: str, who: str | None = None, signout_token: str | None = None, player: bool = False
+) -> str:
+    """A whole page; ``player``: with asciinema-player's script and stylesheet (record pages with a
+    terminal)."""
     bar = ""
     if who is not None:
         signout = ""
@@ -52,12 +56,12 @@ def document(title: str, body: str, who: str | None = None, signout_token: str |
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<meta name="referrer" content="no-referrer">'
         f"<title>{escape(title)}</title>"
-        f'<link rel="stylesheet" href="{STATIC}/asciinema-player.css">'
-        f'<link rel="stylesheet" href="{STATIC}/audit.css"></head>'
+        + (f'<link rel="stylesheet" href="{STATIC}/asciinema-player.css">' if player else "")
+        + f'<link rel="stylesheet" href="{STATIC}/audit.css"></head>'
         f'<body><header><a href="{PAGE}" class="home">wardgate recordings</a>{bar}</header>'
         f"<main><h1>{escape(title)}</h1>{body}</main>"
-        f'<script src="{STATIC}/asciinema-player.min.js"></script>'
-        f'<script src="{STATIC}/audit.js"></script></body></html>'
+        + (f'<script src="{STATIC}/asciinema-player.min.js"></script>' if player else "")
+        + f'<script src="{STATIC}/audit.js"></script></body></html>'
     )
 
 
@@ -247,11 +251,12 @@ def _start(events: list[dict[str, Any]]) -> datetime | None:
 def record_page(
     record_id: str, shown: RecordEvents, status: IntegrityStatus, who: str, signout_token: str
 ) -> str:
+    players = _terminals(record_id, shown)
     body = (
         f'<p><a href="{PAGE}" id="back">Back to the search</a></p>'
         + _integrity(status)
         + f'<pre id="summary">{escape(header(shown.events))}</pre>'
-        + _terminals(record_id, shown)
+        + players
         + _timeline(shown)
     )
-    return document(f"Record {record_id}", body, who, signout_token)
+    return document(f"Record {record_id}", body, who, signout_token, player=bool(players))
