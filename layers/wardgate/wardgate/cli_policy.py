@@ -334,5 +334,8 @@ def add_commands(sub: Any, with_stack: Any) -> None:
     replay.add_argument("--examples", type=int, default=5, help="examples shown of each change (default 5)")
     replay.add_argument("--json", action="store_true")
     replay.add_argument("--cache", help="the local cache folder (default: .wardgate/recordings-cache)")
+    replay.add_argument(
+        "--refresh", action="store_true", help="list days older than a day again (as recordings query)"
+    )
     replay.set_defaults(func=lambda args: run_auditing(cmd_replay, args))
     with_stack(replay)

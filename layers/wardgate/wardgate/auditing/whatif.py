@@ -305,21 +305,24 @@ def replay_sql(since: datetime, until: datetime | None, connection: str | None) 
 def fetch(
     engine: Any, since: datetime, until: datetime | None, connection: str | None
 ) -> Iterator[tuple[Any, ...]]:
-    """The rows of ``replay_sql``, in batches, through the local engine (its cache synced first)."""
+    """The rows of ``replay_sql``, in batches, through the local engine: its cache synced first and
+    locked until the last row is read (as ``LocalEngine.run``: a sync elsewhere must not drop the
+    parts being read)."""
     from wardgate.auditing.cache import HourWindow
+    from wardgate.auditing.query import QueryFailed
 
     window = HourWindow.around(since, until)
-    engine.sync(window)
-    con = engine.connect(window)
-    try:
-        cursor = con.execute(replay_sql(since, until, connection))
-        while True:
-            batch = cursor.fetchmany(BATCH_ROWS)
-            if not batch:
-                return
-            yield from batch
-    finally:
-        con.close()
+    with engine.cache.locked():
+        engine.last_sync = engine.cache.sync(window, engine.refresh)
+        con = engine.connect(window)
+        try:
+            cursor = con.execute(replay_sql(since, until, connection))
+            while batch := cursor.fetchmany(BATCH_ROWS):
+                yield from batch
+        except Exception as exc:  # DuckDB's errors: one line, no traceback (exit status 1)
+            raise QueryFailed((str(exc).strip() or type(exc).__name__).splitlines()[0]) from None
+        finally:
+            con.close()
 
 
 # ---------------------------------------------------------------- rebuilding what was decided
