@@ -661,9 +661,12 @@ class Replayer:
         if not isinstance(recorded, dict):
             raise CannotReplay("the recorded operation is malformed")
         connection = self.connections.get(connection_name)
-        # The route the operation came in by: a session's statements are SQL; a request's operation
-        # carries its connection's kind at the time.
-        route = "sql" if kind in SESSION_KINDS else str(recorded.get("protocol"))
+        # The route the operation came in by: a database session's statements are SQL (another
+        # session's, its protocol's); a request's operation carries its connection's kind then.
+        if kind in SESSION_KINDS:
+            route = "sql" if protocol in ("postgres", "mysql") else str(protocol)
+        else:
+            route = str(recorded.get("protocol"))
         refused = self.admission(connection, connection_name, kind, str(protocol), route)
         if refused is not None:
             return refused
