@@ -145,6 +145,7 @@ def cmd_connections_put(args: argparse.Namespace) -> int:
             credential_secret=args.secret,
             allowed_groups=tuple(args.group or ()),
             description=args.description,
+            host_key=args.host_key,
         )
     except ValueError as exc:
         print(f"wardgate: {exc}", file=sys.stderr)
@@ -202,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     put.add_argument("--secret", help="Secrets Manager name or ARN of the backend credential")
     put.add_argument("--group", action="append", help="group allowed to use it; repeat for several")
     put.add_argument("--description", default="")
+    put.add_argument("--host-key", default="", help="ssh: the target's host key (key line or SHA256:...)")
     put.set_defaults(func=cmd_connections_put)
     rm = csub.add_parser("rm")
     rm.add_argument("name")

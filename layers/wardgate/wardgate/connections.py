@@ -13,16 +13,49 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from wardgate import aws
 from wardgate.errors import NotFound, ServiceUnavailable
 
-KINDS = ("http", "k8s", "sql", "tcp")
+KINDS = ("http", "k8s", "sql", "tcp", "ssh")
 SECRET_PREFIX = "wardgate/"
 SQL_SCHEMES = ("postgresql", "postgres", "mysql", "mariadb", "rds-data")  # dataapi/factory.py builds them
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 MAX_CACHED = 4096  # connection names (known and unknown) kept by one store
+SSH_USER = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]{0,63}$")  # the target's login name
+SSH_FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")  # as ssh-keygen -l prints it
+MAX_HOST_KEY_CHARS = 16384
+
+
+def validate_ssh_host_key(pin: str) -> str:
+    """The target's pinned host key: an OpenSSH public key line (``ssh-ed25519 AAAA... [comment]``)
+    or its SHA256 fingerprint (``SHA256:<43 base64 characters>``); returned stripped."""
+    pin = pin.strip()
+    if not pin:
+        raise ValueError(
+            "an ssh connection must pin its target's host key (host_key: an OpenSSH public key line "
+            "or a SHA256:... fingerprint); wardgate never trusts a host key on first use"
+        )
+    if len(pin) > MAX_HOST_KEY_CHARS or "\n" in pin or "\r" in pin:
+        raise ValueError("host_key must be one OpenSSH public key line or one SHA256 fingerprint")
+    if pin.startswith("SHA256:"):
+        if not SSH_FINGERPRINT.fullmatch(pin):
+            raise ValueError(
+                "host_key fingerprint must be SHA256: followed by 43 base64 characters (ssh-keygen -lf)"
+            )
+        return pin
+    if pin.split(None, 1)[0].endswith("-cert-v01@openssh.com"):
+        raise ValueError("host_key must be the target's host key itself, not a certificate")
+    import asyncssh  # only ssh connections pay for it
+
+    try:
+        asyncssh.import_public_key(pin)
+    except (asyncssh.KeyImportError, ValueError) as exc:
+        raise ValueError(
+            f"host_key is not an OpenSSH public key line ({exc}) nor a SHA256: fingerprint"
+        ) from None
+    return pin
 
 
 @dataclass(frozen=True)
@@ -33,6 +66,7 @@ class Connection:
     credential_secret: str | None = None  # Secrets Manager name or ARN; None = upstream needs no credential
     allowed_groups: tuple[str, ...] = ()  # empty = nobody (default deny)
     description: str = ""
+    host_key: str = ""  # ssh: the target's pinned host key (key line or SHA256 fingerprint)
 
     def __post_init__(self) -> None:
         if not NAME_PATTERN.match(self.name):
@@ -51,14 +85,52 @@ class Connection:
                 raise ValueError(f"a sql upstream_url must start with one of {', '.join(SQL_SCHEMES)}://")
             if parts.password:
                 raise ValueError("a sql upstream_url must not carry a password: use credential_secret")
+        if self.kind == "ssh":
+            self._validate_ssh()
+        elif self.host_key:
+            raise ValueError("host_key is only for ssh connections")
         if self.credential_secret is not None and not self.credential_secret.split(":secret:")[-1].startswith(
             SECRET_PREFIX
         ):
             # The functions' IAM role may read only this prefix; say so now rather than 503 later.
             raise ValueError(f"credential_secret must be a Secrets Manager secret named {SECRET_PREFIX}...")
 
+    def _validate_ssh(self) -> None:
+        """``ssh://user@host[:port]``, and exactly one host key pin: the field or the URL's
+        ``host_key`` query parameter (URL-encoded)."""
+        parts = urlsplit(self.upstream_url)
+        if parts.scheme != "ssh" or not parts.hostname:
+            raise ValueError(f"an ssh upstream_url must be ssh://user@host[:port], not {self.upstream_url!r}")
+        if parts.password is not None:
+            raise ValueError("an ssh upstream_url must not carry a password: use credential_secret")
+        if not parts.username or not SSH_USER.fullmatch(unquote(parts.username)):
+            raise ValueError(
+                "an ssh upstream_url must name the target's login user (ssh://user@host[:port]; "
+                f"user matching {SSH_USER.pattern})"
+            )
+        try:
+            parts.port  # noqa: B018 - raises on a port out of range or not a number
+        except ValueError:
+            raise ValueError(f"an ssh upstream_url has an invalid port: {self.upstream_url!r}") from None
+        if parts.path not in ("", "/") or parts.fragment:
+            raise ValueError("an ssh upstream_url must not have a path or a fragment")
+        query = parse_qs(parts.query, keep_blank_values=True)
+        if set(query) - {"host_key"} or len(query.get("host_key", [])) > 1:
+            raise ValueError("an ssh upstream_url takes no query parameter but one host_key")
+        in_url = query.get("host_key", [""])[0]
+        if in_url and self.host_key:
+            raise ValueError("pin the host key once: in host_key or in the URL, not both")
+        validate_ssh_host_key(self.host_key or in_url)
+
+    @property
+    def ssh_host_key(self) -> str:
+        """An ssh connection's pinned host key, wherever it was given."""
+        if self.host_key:
+            return self.host_key.strip()
+        return parse_qs(urlsplit(self.upstream_url).query).get("host_key", [""])[0].strip()
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        item = {
             "name": self.name,
             "kind": self.kind,
             "upstream_url": self.upstream_url,
@@ -66,6 +138,9 @@ class Connection:
             "allowed_groups": list(self.allowed_groups),
             "description": self.description,
         }
+        if self.host_key:  # only ssh connections have one: the others' items stay as they were
+            item["host_key"] = self.host_key
+        return item
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Connection:
@@ -76,6 +151,7 @@ class Connection:
             credential_secret=raw.get("credential_secret") or None,
             allowed_groups=tuple(raw.get("allowed_groups") or ()),
             description=raw.get("description") or "",
+            host_key=raw.get("host_key") or "",
         )
 
 
@@ -98,6 +174,7 @@ def _model(table_name: str) -> Any:
         credential_secret = UnicodeAttribute(null=True)
         allowed_groups = ListAttribute(of=UnicodeAttribute, default=list)
         description = UnicodeAttribute(default="")
+        host_key = UnicodeAttribute(null=True)
 
     ConnectionModel.Meta.table_name = table_name  # type: ignore[attr-defined]
     # pynamodb would build a botocore session of its own, loading the same endpoint and service

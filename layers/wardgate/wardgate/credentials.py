@@ -27,6 +27,7 @@ class Credential:
     header_value: str = field(repr=False)
     password: str | None = field(default=None, repr=False)  # basic: what a database connection needs
     ca_pem: str | None = None  # a private CA the upstream's certificate must chain to (not a secret)
+    private_key: str | None = field(default=None, repr=False)  # ssh_key: unencrypted OpenSSH private key
 
     @classmethod
     def from_secret(cls, raw: str) -> Credential:
@@ -34,6 +35,9 @@ class Credential:
         ``{"type": "bearer", "token": ...}``, ``{"type": "basic", "username": ..., "password": ...}``,
         ``{"type": "api_key", "header": "X-Api-Key", "value": ...}``; any of them may add
         ``"ca_pem"``: the PEM CA the upstream's certificate must chain to (a cluster's CA).
+        ``{"type": "ssh_key", "private_key": ..., "passphrase": ...}`` (ssh connections; passphrase
+        optional): an OpenSSH or PEM private key, decrypted here once, so the SSH listener holds it
+        as an unencrypted OpenSSH key and no header is injected anywhere.
         """
         doc = json.loads(raw)
         kind = doc.get("type")
@@ -49,12 +53,31 @@ class Credential:
             pair = f"{doc['username']}:{doc['password']}".encode()
             header = "Basic " + base64.b64encode(pair).decode("ascii")
             return cls("authorization", header, doc["password"], ca_pem)
+        if kind == "ssh_key":
+            return cls("", "", private_key=_ssh_private_key(doc["private_key"], doc.get("passphrase")))
         if kind == "api_key":
             header = str(doc["header"]).lower()
             if header in RESERVED_HEADERS or not HEADER_NAME.fullmatch(header):
                 raise ValueError(f"header {header!r} cannot carry a credential")
             return cls(header, str(doc["value"]), ca_pem=ca_pem)
         raise ValueError(f"unknown credential type {kind!r}")
+
+
+def _ssh_private_key(text: str, passphrase: str | None) -> str:
+    """The key as an unencrypted OpenSSH private key; errors never include the key or passphrase."""
+    import asyncssh  # only ssh credentials pay for it
+
+    try:
+        key = asyncssh.import_private_key(text, passphrase)
+    except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError, ValueError, TypeError) as exc:
+        if isinstance(exc, asyncssh.KeyEncryptionError):
+            reason = "the passphrase does not decrypt it"
+        elif passphrase is None and "passphrase" in str(exc).lower():
+            reason = "it is encrypted and the secret has no passphrase"
+        else:
+            reason = "not an OpenSSH or PEM private key"
+        raise ValueError(f"ssh_key private_key: {reason}") from None
+    return key.export_private_key().decode()
 
 
 @dataclass
