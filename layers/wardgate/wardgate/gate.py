@@ -27,6 +27,7 @@ from wardgate.masking.engine import MaskingProfile, MaskingRefused, mask_body, m
 from wardgate.observability import count, logger
 from wardgate.operations import UnparseableOperation
 from wardgate.policy.engine import Decision, PolicySet
+from wardgate.policy.rules import KIND_PROTOCOL
 from wardgate.policy.store import PolicyStore
 from wardgate.recording import Recorder, Recording, recorded_body, recorded_headers
 
@@ -64,7 +65,8 @@ def decide_on(
     """The connection's own gate (its allowed groups), then the rules: one decision, no I/O.
     ``now``: the time rules' windows are read at (``policy replay`` passes the recorded time)."""
     if set(connection.allowed_groups) & set(identity.groups):
-        return policy_set.decide(identity, connection.name, connection.kind, operation, now)
+        protocol = KIND_PROTOCOL.get(connection.kind, connection.kind)  # ssh connections run shell commands
+        return policy_set.decide(identity, connection.name, protocol, operation, now)
     return Decision(
         "deny",
         f"identity {identity.subject!r} is in none of the groups allowed on connection {connection.name!r}",

@@ -20,6 +20,7 @@ from wardgate.policy.packs import PACKS, expand
 from wardgate.policy.rules import (
     ATTRIBUTE_CONDITIONS,
     DAYS,
+    KIND_PROTOCOL,
     BodyCondition,
     IdentityMatch,
     Pattern,
@@ -171,7 +172,7 @@ def _rule(
             problems.append(
                 Problem((*where, "connections", j), f"{source} names unknown connection {name!r}")
             )
-        elif protocol and kinds[name] != protocol:
+        elif protocol and KIND_PROTOCOL.get(kinds[name], kinds[name]) != protocol:
             problems.append(
                 Problem(
                     (*where, "connections", j),

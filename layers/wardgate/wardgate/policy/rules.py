@@ -21,6 +21,7 @@ Effect = Literal["allow", "require_approval", "deny"]
 SEVERITY: dict[str, int] = {"allow": 0, "require_approval": 1, "deny": 2}
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 PROTOCOLS = ("http", "k8s", "sql", "shell")
+KIND_PROTOCOL = {"ssh": "shell"}  # connection kinds whose operations are of another protocol
 COMPARISONS = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le}
 
 # condition key -> (attribute names in the unit, how values compare)

@@ -10,7 +10,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-PROTOCOLS = ("postgres", "mysql")  # SSH plugs in here too (tcp/server.py maps each to its session)
+PROTOCOLS = ("postgres", "mysql", "ssh")  # tcp/server.py maps each to its session (SSH: to its server)
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,17 @@ SESSIONS: dict[str, Callable[[TcpServices, asyncio.StreamReader, asyncio.StreamW
 }
 
 
+async def _ssh(services: TcpServices, host: str, port: int) -> Any:
+    from wardgate.sshca import load_host_key
+    from wardgate.tcp.ssh.session import start_ssh_listener
+
+    return await start_ssh_listener(services, host, port, await asyncio.to_thread(load_host_key))
+
+
+# Protocols whose library owns the listening socket (asyncssh): their server, not a session per stream.
+SERVERS: dict[str, Callable[[TcpServices, str, int], Any]] = {"ssh": _ssh}
+
+
 def server_tls_context(tcp: TcpSettings) -> ssl.SSLContext | None:
     """The certificate clients see: files (local mode) or the Secrets Manager secret (AWS)."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -124,12 +135,17 @@ class TcpGateway:
         self.settings = settings
         self.ports: dict[str, int] = {}
         self.health_port: int | None = None
-        self._servers: list[asyncio.Server] = []
+        self._servers: list[Any] = []  # asyncio.Server, or asyncssh's acceptor (wraps one)
         self._tasks: list[asyncio.Task[None]] = []
         self._connections: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
         for listener in self.settings.listeners:
+            if listener.protocol in SERVERS:
+                own = await SERVERS[listener.protocol](self.services, listener.host, listener.port)
+                self._servers.append(own)
+                self.ports[listener.protocol] = own.sockets[0].getsockname()[1]
+                continue
             make = SESSIONS[listener.protocol]
             server = await asyncio.start_server(
                 self._serving(make), listener.host, listener.port, limit=256 * 1024, backlog=1024

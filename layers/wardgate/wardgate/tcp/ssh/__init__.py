@@ -1,0 +1,1 @@
+"""SSH through the TCP gateway: an asyncssh server facing agents, an asyncssh client facing the host."""

@@ -1,0 +1,521 @@
+"""The SSH listener: one ``SshSession`` (an asyncssh ``SSHServer``) per client connection.
+
+The SSH user name is the wardgate connection's name (``ssh <connection>@gateway cmd``). The client
+authenticates with its OIDC token as the password (or keyboard-interactive, SSH_ASKPASS), or with
+an OpenSSH user certificate signed by wardgate's SSH CA (``wardgate.sshca``) when the CA is
+configured. Either way the identity then goes through the agent registry and the connection's
+groups, as on every other listener; a refusal is sent as the authentication banner (OpenSSH
+prints it) and recorded.
+
+What is served (docs/ssh-gateway.md):
+
+* exec requests: the command is parsed (``parse_shell``) and decided by policy (protocol
+  ``shell``); allowed, its ``command`` event is durable first, then it runs on the target over a
+  new connection there (``target.py``: the pinned host key only), stdout and stderr streamed back
+  masked (``TerminalStream``: values straddling chunks are held back), exit status or signal
+  relayed. Refused: the reason on stderr, exit status 126, nothing sent to the target.
+* not served, refused with a message: interactive shells and ptys, subsystems (SFTP), ``scp``,
+  port forwarding of every kind, agent and X11 forwarding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import time
+from typing import Any
+
+import asyncssh
+
+from wardgate.connections import Connection
+from wardgate.errors import Forbidden, GatewayError, NotFound
+from wardgate.gate import decide_on
+from wardgate.identity import Identity
+from wardgate.masking.terminal import TerminalStream
+from wardgate.observability import logger
+from wardgate.operations import UnparseableOperation
+from wardgate.operations.shell import ShellOperation, parse_shell
+from wardgate.policy.engine import Decision, PolicySet
+from wardgate.tcp.recorder import SessionRecord
+from wardgate.tcp.services import TcpServices
+from wardgate.tcp.ssh.target import SshTarget, connect_target
+
+PROTOCOL = "ssh"
+ROUTE = "ssh"  # the connection kind this listener serves
+EXIT_REFUSED = 126  # wardgate refused the command (policy, approval, recording): it never ran
+EXIT_TARGET = 255  # the target could not be reached (what ssh itself exits with for its errors)
+RECORDED_OUTPUT_BYTES = 16 * 1024  # of each command's output (masked), in its result event
+READ_CHUNK = 64 * 1024
+# Programs refused whatever policy says: they carry files, and file transfer is not governed yet.
+UNSERVED_PROGRAMS = {"scp": "scp", "sftp-server": "SFTP", "sftp": "SFTP"}
+
+
+class SshSession(asyncssh.SSHServer):
+    """One client's SSH connection: authentication, then its channels. A ``LiveSession``."""
+
+    identity: Identity
+    connection: Connection
+
+    def __init__(self, services: TcpServices) -> None:
+        self.services = services
+        self.limits = services.limits
+        self.record = SessionRecord(PROTOCOL, "unknown", "")
+        self.opened_at = time.monotonic()
+        self.verified_at = self.opened_at
+        self.admitted = False
+        self.ended_reason: str | None = None
+        self.conn: asyncssh.SSHServerConnection | None = None
+        self.target: SshTarget | None = None
+        self.channels = 0
+        self.open_channels: set[asyncssh.SSHServerProcess[bytes]] = set()
+        self._channel_tasks: set[asyncio.Task[Any]] = set()
+        self._closing: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ connection
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.conn = conn
+        peer = conn.get_extra_info("peername") or ("?", 0)
+        self.record.client = f"{peer[0]}:{peer[1]}"
+        conn.set_extra_info(wardgate_session=self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for task in self._channel_tasks:  # the client is gone: so is what it ran (target closed)
+            task.cancel()
+        if self.admitted and self._closing is None:
+            self._closing = asyncio.get_event_loop().create_task(self._close())
+
+    async def _close(self) -> None:
+        self.services.sessions.discard(self)
+        record = self.record
+        if record.outcome == "open":
+            record.outcome = "closed"
+        with contextlib.suppress(GatewayError):
+            await self.services.recorder.write(
+                record,
+                "session_end",
+                identity=record.identity,
+                outcome=record.outcome,
+                reason=self.ended_reason or "the client closed the session",
+                commands=record.statements,
+                refused=record.refused,
+                duration_ms=round((time.monotonic() - self.opened_at) * 1000, 3),
+            )
+            await self.services.recorder.index_session(record)
+
+    def terminate(self, reason: str, code: str) -> None:
+        """The kill switch, a lifetime, shutdown: the client sees ``reason`` as the disconnect."""
+        if self.ended_reason is not None:
+            return
+        self.ended_reason = reason
+        self.record.outcome, self.record.reason = "ended", code
+        for process in list(self.open_channels):  # clients print stderr, not always a disconnect's text
+            with contextlib.suppress(Exception):
+                process.stderr.write(f"\r\nwardgate: session ended: {reason}\r\n".encode())
+                process.exit(EXIT_TARGET)
+        if self.conn is not None:
+            self.conn.disconnect(asyncssh.DISC_BY_APPLICATION, f"wardgate: {reason}")
+
+    # ------------------------------------------------------------------ authentication
+    def begin_auth(self, username: str) -> bool:
+        self.record.connection = username
+        return True  # every client authenticates
+
+    def password_auth_supported(self) -> bool:
+        return True
+
+    async def validate_password(self, username: str, password: str) -> bool:
+        """The password is the agent's OIDC token, validated as on every path (keyboard-interactive
+        asks for it too: asyncssh's prompt when password authentication is supported)."""
+        if self.admitted:
+            return False
+        validator = self.services.gate.validator
+        try:
+            identity = await asyncio.to_thread(validator.validate, password)
+            await self._admit(identity, username)
+        except GatewayError as refused:
+            await self._refuse(refused)
+            return False
+        return True
+
+    async def _admit(self, identity: Identity, connection_name: str) -> None:
+        gate = self.services.gate
+        self.identity, self.connection = await asyncio.to_thread(
+            gate.admit_identity, identity, connection_name, ROUTE, self.record
+        )
+        if not set(self.connection.allowed_groups) & set(self.identity.groups):
+            raise Forbidden(
+                f"identity {self.identity.subject!r} is in none of the groups allowed on connection "
+                f"{connection_name!r}",
+                code="denied_by_policy",
+            )
+        try:
+            self.target = SshTarget.of(self.connection)
+        except ValueError as bad:
+            raise NotFound(str(bad), code="unknown_connection") from None
+        self.services.sessions.add(self)
+        self.admitted = True
+        self.verified_at = time.monotonic()
+        try:
+            await self.services.recorder.write(
+                self.record,
+                "session_start",
+                identity=self.record.identity,
+                client=self.record.client,
+                target=f"{self.target.user}@{self.target.host}:{self.target.port}",
+            )
+            await self.services.recorder.index_session(self.record)
+        except GatewayError:
+            self.services.sessions.discard(self)
+            self.admitted = False
+            raise
+
+    async def _refuse(self, refused: GatewayError, *, final: bool = True) -> None:
+        """Tell the client why and record it. ``final`` (a token: trying it again cannot help): the
+        reason is the disconnect message every client shows; otherwise (a key or certificate: the
+        client may offer another) the authentication banner, which OpenSSH prints."""
+        logger.info("ssh login refused", extra={"code": refused.code, "connection": self.record.connection})
+        message = f"wardgate: {refused.message} ({refused.code})"
+        if self.conn is not None:
+            with contextlib.suppress(Exception):
+                if final:
+                    self.conn.disconnect(asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE, message)
+                else:
+                    self.conn.send_auth_banner(message + "\r\n")
+        self.record.outcome, self.record.reason = "refused", refused.code
+        with contextlib.suppress(GatewayError):
+            await self.services.recorder.write(
+                self.record,
+                "session_refused",
+                identity=self.record.identity,
+                client=self.record.client,
+                error={"code": refused.code, "message": refused.message},
+            )
+            await self.services.recorder.index_session(self.record)
+        self.record = SessionRecord(PROTOCOL, self.record.connection, self.record.client)  # a retry's own
+
+    # ------------------------------------------------------------------ what is refused outright
+    def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> bool:
+        self._record_refused_channel("direct-tcpip", f"{dest_host}:{dest_port}")
+        raise asyncssh.ChannelOpenError(
+            asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, "wardgate: port forwarding is not allowed"
+        )
+
+    def server_requested(self, listen_host: str, listen_port: int) -> bool:
+        self._record_refused_channel("tcpip-forward", f"{listen_host}:{listen_port}")
+        return False
+
+    def unix_connection_requested(self, dest_path: str) -> bool:
+        self._record_refused_channel("direct-streamlocal", dest_path)
+        raise asyncssh.ChannelOpenError(
+            asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, "wardgate: socket forwarding is not allowed"
+        )
+
+    def unix_server_requested(self, listen_path: str) -> bool:
+        self._record_refused_channel("streamlocal-forward", listen_path)
+        return False
+
+    def _record_refused_channel(self, kind: str, where: str) -> None:
+        if self.admitted:
+            self.record.refused += 1
+            self.services.recorder.write_later(
+                self.record,
+                "channel_refused",
+                self._recording_failed,
+                channel=kind,
+                target=where,
+                error={"code": "forwarding_refused", "message": f"{kind} to {where} is not allowed"},
+            )
+
+    def _recording_failed(self, error: BaseException) -> None:
+        self.terminate("this session can no longer be recorded", "recording_unavailable")
+
+    # ------------------------------------------------------------------ channels
+    async def serve(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
+        """One session channel: an exec request is decided and run; anything else is refused."""
+        self.channels += 1
+        channel = self.channels
+        self.open_channels.add(process)
+        task = asyncio.current_task()
+        if task is not None:
+            self._channel_tasks.add(task)
+        try:
+            if process.subsystem is not None:
+                unserved = "SFTP" if process.subsystem == "sftp" else f"the {process.subsystem!r} subsystem"
+                await self._refuse_channel(process, channel, f"{unserved} is not served by wardgate yet")
+            elif process.command is None:
+                await self._refuse_channel(
+                    process,
+                    channel,
+                    "interactive shells are not served by wardgate: run commands (ssh host 'command')",
+                )
+            else:
+                await self._exec(process, channel, process.command)
+        except Exception:
+            logger.exception("ssh channel failed")
+            with contextlib.suppress(Exception):
+                process.stderr.write(b"wardgate: internal error; the command's outcome is unknown\r\n")
+                process.exit(EXIT_TARGET)
+        finally:
+            self.open_channels.discard(process)
+            if task is not None:
+                self._channel_tasks.discard(task)
+
+    async def _refuse_channel(
+        self, process: asyncssh.SSHServerProcess[bytes], channel: int, why: str
+    ) -> None:
+        self.record.refused += 1
+        with contextlib.suppress(GatewayError):
+            await self.services.recorder.write(
+                self.record,
+                "channel_refused",
+                channel=channel,
+                subsystem=process.subsystem,
+                error={"code": "not_served", "message": why},
+            )
+        process.stderr.write(f"wardgate: {why}\r\n".encode())
+        process.exit(EXIT_REFUSED)
+
+    async def _exec(self, process: asyncssh.SSHServerProcess[bytes], channel: int, command: str) -> None:
+        policy_set = await self.services.policy_set()
+        operation, recorded = _parsed(command)
+        decision = self._decide(policy_set, operation)
+        unserved = _unserved(operation)
+        if unserved:
+            decision = Decision(
+                "deny", f"{unserved} is not served by wardgate yet", "wardgate.ssh", policy_set.version
+            )
+        if decision.outcome != "allow":
+            code = "approval_required" if decision.outcome == "require_approval" else "denied_by_policy"
+            message = decision.reason
+            if decision.outcome == "require_approval":
+                message += "; approvals are not served over SSH yet, so it is refused"
+            await self._refuse_command(process, channel, recorded, decision, code, message)
+            return
+        self.record.statements += 1
+        seq = self.record.seq + 1
+        try:  # durable before the command reaches the target: fail closed
+            await self.services.recorder.write(
+                self.record, "command", channel=channel, operation=recorded, decision=decision.to_record()
+            )
+        except GatewayError as unrecorded:
+            self.record.statements -= 1
+            why = f"the command was not run because it cannot be recorded now ({unrecorded.message})"
+            process.stderr.write(f"wardgate: {why}\r\n".encode())
+            process.exit(EXIT_REFUSED)
+            return
+        await self._run(process, seq, command, policy_set)
+
+    def _decide(self, policy_set: PolicySet, operation: Any) -> Decision:
+        """The connection's groups, then the rules of protocol ``shell`` (an ``ssh`` connection's)."""
+        return decide_on(policy_set, self.identity, self.connection, operation)
+
+    async def _refuse_command(
+        self,
+        process: asyncssh.SSHServerProcess[bytes],
+        channel: int,
+        recorded: dict[str, Any],
+        decision: Decision,
+        code: str,
+        message: str,
+    ) -> None:
+        self.record.refused += 1
+        seq = self.record.seq + 1
+        try:
+            await self.services.recorder.write(
+                self.record,
+                "command_refused",
+                channel=channel,
+                operation=recorded,
+                decision=decision.to_record(),
+                error={"code": code, "message": message},
+            )
+            where = f"record {self.record.record_id}, event {seq}"
+        except GatewayError:
+            where = f"record {self.record.record_id}; the refusal itself could not be recorded"
+        process.stderr.write(f"wardgate: refused: {message} ({code}; {where})\r\n".encode())
+        process.exit(EXIT_REFUSED)
+
+    async def _run(
+        self, process: asyncssh.SSHServerProcess[bytes], seq: int, command: str, policy_set: PolicySet
+    ) -> None:
+        assert self.target is not None
+        started = time.perf_counter()
+        profile = policy_set.masking.for_caller(self.connection.name, self.identity.groups).profile
+        result: dict[str, Any] = {"command_seq": seq}
+        try:
+            credential = await self._credential()
+            target = await connect_target(
+                self.target, timeout=self.limits.backend_connect_timeout_s, **credential
+            )
+        except GatewayError as failed:
+            process.stderr.write(f"wardgate: {failed.message}\r\n".encode())
+            process.exit(EXIT_TARGET)
+            self._finish(result, started, error={"code": failed.code, "message": failed.message})
+            return
+        output = _Captured(RECORDED_OUTPUT_BYTES)
+        try:
+            async with target:
+                remote = await target.create_process(command, encoding=None)
+                pump_in = asyncio.create_task(_copy_input(process, remote))
+                await asyncio.gather(
+                    _relay(remote.stdout, process.stdout, TerminalStream(profile), output, "stdout"),
+                    _relay(remote.stderr, process.stderr, TerminalStream(profile), output, "stderr"),
+                )
+                completed = await remote.wait()
+                pump_in.cancel()
+        except (asyncssh.Error, OSError) as lost:
+            process.stderr.write(
+                f"wardgate: the target connection failed ({type(lost).__name__})\r\n".encode()
+            )
+            process.exit(EXIT_TARGET)
+            self._finish(result, started, output=output, error={"code": "target_lost", "message": str(lost)})
+            return
+        if completed.exit_signal is not None:
+            signal, core_dumped, message, lang = completed.exit_signal
+            process.exit_with_signal(signal, core_dumped, message, lang)
+            result["signal"] = signal
+        else:
+            status = completed.exit_status if completed.exit_status is not None else EXIT_TARGET
+            process.exit(status)
+            result["exit_status"] = status
+        self._finish(result, started, output=output)
+
+    async def _credential(self) -> dict[str, str | None]:
+        """The private key (``ssh_key``) or password (``basic``) wardgate logs in to the target with."""
+        secret = self.connection.credential_secret
+        if not secret:
+            return {"private_key": None, "password": None}
+        credential = await asyncio.to_thread(self.services.credentials.get, secret)
+        return {
+            "private_key": credential.private_key,
+            "password": None if credential.private_key else credential.password,
+        }
+
+    def _finish(
+        self,
+        result: dict[str, Any],
+        started: float,
+        *,
+        output: _Captured | None = None,
+        error: dict[str, str] | None = None,
+    ) -> None:
+        result["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        if output is not None:
+            result["output"] = output.text()
+            result["output_bytes"] = output.seen
+            if output.masked:
+                result["masked"] = output.masked
+        if error is not None:
+            result["error"] = error
+        self.services.recorder.write_later(self.record, "command_result", self._recording_failed, **result)
+
+
+class _Captured:
+    """The first bytes of a command's output as the agent saw them (masked), for its record."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.parts: list[str] = []
+        self.kept = 0
+        self.seen = 0
+        self.masked: dict[str, int] = {}
+
+    def add(self, text: str, raw_bytes: int) -> None:
+        self.seen += raw_bytes
+        if self.kept < self.cap:
+            part = text[: self.cap - self.kept]
+            self.parts.append(part)
+            self.kept += len(part)
+
+    def count(self, counts: dict[str, int]) -> None:
+        for name, n in counts.items():
+            self.masked[name] = self.masked.get(name, 0) + n
+
+    def text(self) -> str:
+        joined = "".join(self.parts)
+        return joined if self.seen <= self.kept else joined + "…[cut]"
+
+
+def _parsed(command: str) -> tuple[ShellOperation | UnparseableOperation, dict[str, Any]]:
+    try:
+        operation = parse_shell(command)
+    except UnparseableOperation as unparseable:
+        return unparseable, {"protocol": "shell", "text": command, "unparseable": unparseable.reason}
+    return operation, operation.to_record()
+
+
+def _unserved(operation: ShellOperation | UnparseableOperation) -> str:
+    if isinstance(operation, UnparseableOperation):
+        return ""
+    for program in operation.programs:
+        if program.rsplit("/", 1)[-1] in UNSERVED_PROGRAMS:
+            return UNSERVED_PROGRAMS[program.rsplit("/", 1)[-1]]
+    return ""
+
+
+async def _relay(
+    source: asyncssh.SSHReader[bytes],
+    sink: asyncssh.SSHWriter[bytes],
+    stream: TerminalStream,
+    output: _Captured,
+    name: str,
+) -> None:
+    """One output stream of the target to the client, masked; bytes that are not UTF-8 pass as they
+    are (surrogateescape), masking applies to the text around them."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
+    while True:
+        chunk = await source.read(READ_CHUNK)
+        text = stream.feed(decoder.decode(chunk, final=not chunk)) if chunk else ""
+        if not chunk:
+            text += stream.close()
+        if text:
+            sink.write(text.encode("utf-8", errors="surrogateescape"))
+            output.add(text, len(chunk))
+            await sink.drain()
+        elif chunk:
+            output.add("", len(chunk))
+        if not chunk:
+            output.count(stream.counts)
+            return
+
+
+async def _copy_input(
+    process: asyncssh.SSHServerProcess[bytes], remote: asyncssh.SSHClientProcess[bytes]
+) -> None:
+    """The client's stdin to the command, then its end of file."""
+    with contextlib.suppress(asyncssh.Error, OSError, BrokenPipeError):
+        while True:
+            data = await process.stdin.read(READ_CHUNK)
+            if not data:
+                remote.stdin.write_eof()
+                return
+            remote.stdin.write(data)
+            await remote.stdin.drain()
+
+
+async def start_ssh_listener(services: TcpServices, host: str, port: int, host_key: asyncssh.SSHKey) -> Any:
+    """asyncssh's own listening server (it owns the socket), one ``SshSession`` per client."""
+
+    async def serve(process: asyncssh.SSHServerProcess[bytes]) -> None:
+        session: SshSession = process.get_extra_info("wardgate_session")
+        await session.serve(process)
+
+    return await asyncssh.create_server(
+        lambda: SshSession(services),
+        host,
+        port,
+        server_host_keys=[host_key],
+        process_factory=serve,
+        encoding=None,
+        allow_pty=False,
+        x11_forwarding=False,
+        agent_forwarding=False,
+        allow_scp=False,
+        sftp_factory=None,
+        login_timeout=services.limits.startup_timeout_s,
+        keepalive_interval=30,
+        server_version="wardgate",
+        reuse_address=True,
+        backlog=1024,
+    )

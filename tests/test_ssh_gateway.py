@@ -1,0 +1,338 @@
+"""SSH through the TCP gateway: Debian's OpenSSH client and asyncssh through the SSH listener to a
+real throwaway sshd (tests/sshd.py). Authentication (token as password and
+keyboard-interactive), exec allowed, refused (the target sees nothing), masked and recorded, what
+is not served (shells, ptys, SFTP, scp, forwarding), revocation mid-session, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import pytest
+
+from tests import ssh_target as sshd_helpers
+from tests.helpers import apply_policy_now, recorded_events, register_agent
+from wardgate import aws
+from wardgate.connections import Connection, ConnectionStore
+from wardgate.dev.stack import DEV_POLICY, DevStack
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sshd_helpers.SshTarget]:
+    with sshd_helpers.running_sshd(tmp_path_factory.mktemp("sshd")) as target:
+        yield target
+
+
+CONNECTION = "box"
+IMPOSTOR = "box-impostor"  # the same target, pinned with another host key
+SSH_POLICY: dict[str, Any] = {
+    **DEV_POLICY,
+    "rules": [
+        *DEV_POLICY["rules"],
+        {
+            "name": "agents may look around the box",
+            "effect": "allow",
+            "connections": [CONNECTION, IMPOSTOR],
+            "identity": {"groups": ["ci"]},
+            "match": {
+                "shell": {
+                    "programs": [
+                        "echo",
+                        "cat",
+                        "printf",
+                        "true",
+                        "false",
+                        "sleep",
+                        "ls",
+                        "kill",
+                        "scp",
+                        "exit",
+                    ]
+                }
+            },
+        },
+        {
+            "name": "nobody removes files on the box",
+            "effect": "deny",
+            "connections": [CONNECTION],
+            "message": "removing files on the box is not allowed",
+            "match": {"shell": {"programs": ["rm"]}},
+        },
+    ],
+}
+
+
+@dataclasses.dataclass
+class SshGateway:
+    stack: DevStack
+    token: str
+    target: sshd_helpers.SshTarget
+    tcp: Any
+    host_key_line: str
+    known_hosts: Path
+
+    @property
+    def port(self) -> int:
+        return int(self.tcp.port("ssh"))
+
+    def ssh_argv(
+        self, *command: str, token: str | None = None, user: str = CONNECTION
+    ) -> tuple[list[str], dict[str, str]]:
+        """The stock OpenSSH client's argv and environment, the token given as the password by
+        SSH_ASKPASS."""
+        askpass = self.known_hosts.parent / "askpass.sh"
+        secret = self.known_hosts.parent / f"token-{abs(hash(token))}"
+        secret.write_text(token if token is not None else self.token)
+        askpass.write_text('#!/bin/sh\ncat "$WARDGATE_TEST_TOKEN_FILE"\n')
+        askpass.chmod(0o700)
+        argv = [
+            "ssh", "-F", "/dev/null", "-p", str(self.port),
+            "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "StrictHostKeyChecking=yes",
+            "-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no",
+            "-o", "NumberOfPasswordPrompts=1",
+            f"{user}@127.0.0.1", *command,
+        ]  # fmt: skip
+        env = {
+            **os.environ,
+            "SSH_ASKPASS": str(askpass),
+            "SSH_ASKPASS_REQUIRE": "force",
+            "DISPLAY": ":0",
+            "WARDGATE_TEST_TOKEN_FILE": str(secret),
+        }
+        return argv, env
+
+    def ssh(
+        self, *command: str, token: str | None = None, user: str = CONNECTION, timeout: float = 20
+    ) -> subprocess.CompletedProcess[bytes]:
+        argv, env = self.ssh_argv(*command, token=token, user=user)
+        return subprocess.run(argv, env=env, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+    async def client(self, token: str | None = None, user: str = CONNECTION) -> asyncssh.SSHClientConnection:
+        return await asyncssh.connect(
+            "127.0.0.1", self.port, username=user, password=token if token is not None else self.token,
+            known_hosts=([asyncssh.import_public_key(self.host_key_line)], [], []),
+            client_keys=[], agent_path=None, config=[], preferred_auth="password",
+        )  # fmt: skip
+
+    def services(self) -> Any:
+        return self.tcp.services
+
+
+@pytest.fixture
+def gw(stack: DevStack, token: str, sshd: sshd_helpers.SshTarget, tmp_path: Path) -> Iterator[SshGateway]:
+    from wardgate.config import Settings
+    from wardgate.sshca import host_key_line, load_host_key, make_local_keys
+    from wardgate.tcp.config import Listener, TcpSettings
+    from wardgate.tcp.server import GatewayThread, build_services
+
+    keys = make_local_keys(tmp_path / "keys")
+    os.environ.update({"SSH_HOST_KEY": keys.host_key, "SSH_CA_KEY": keys.ca_key})
+    aws.client("secretsmanager").create_secret(
+        Name=f"wardgate/{CONNECTION}",
+        SecretString=json.dumps({"type": "ssh_key", "private_key": sshd.client_private_key}),
+    )
+    ConnectionStore(os.environ["CONNECTIONS_TABLE"]).put(
+        Connection(
+            CONNECTION,
+            "ssh",
+            f"ssh://{sshd.user}@{sshd.host}:{sshd.port}",
+            f"wardgate/{CONNECTION}",
+            allowed_groups=("ci",),
+            host_key=sshd.host_key_fingerprint,
+        )
+    )
+    other_key = asyncssh.generate_private_key("ssh-ed25519").get_fingerprint("sha256")
+    ConnectionStore(os.environ["CONNECTIONS_TABLE"]).put(
+        Connection(
+            IMPOSTOR,
+            "ssh",
+            f"ssh://{sshd.user}@{sshd.host}:{sshd.port}",
+            f"wardgate/{CONNECTION}",
+            allowed_groups=("ci",),
+            host_key=other_key,
+        )
+    )
+    apply_policy_now(stack, SSH_POLICY)
+    settings = TcpSettings(listeners=(Listener("ssh", 0, "127.0.0.1"),), health_port=None)
+    tcp = GatewayThread(lambda: build_services(Settings.from_env(), settings), settings).start()
+    line = host_key_line(load_host_key())
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(f"[127.0.0.1]:{tcp.port('ssh')} {line}\n")
+    yield SshGateway(stack, token, sshd, tcp, line, known_hosts)
+    tcp.stop()
+
+
+def _events(kind: str | None = None) -> list[dict[str, Any]]:
+    events = [e for e in recorded_events() if e.get("protocol") == "ssh"]
+    return [e for e in events if kind is None or e["event"] == kind]
+
+
+def _target_log(gw: SshGateway) -> str:
+    return gw.target.log_file.read_text(errors="replace")
+
+
+# ---------------------------------------------------------------------------------------------------
+# exec
+
+
+def test_openssh_runs_an_allowed_command_masked_and_recorded(gw: SshGateway):
+    result = gw.ssh("echo", "hello; echo card 4242424242424242 >&2; exit 3")
+    assert result.returncode == 3, result.stderr
+    assert result.stdout == b"hello\n"
+    assert b"card " in result.stderr and b"4242424242424242" not in result.stderr
+    command = _events("command")[-1]
+    assert command["operation"]["commands"][0]["program"] == "echo"
+    assert command["decision"]["outcome"] == "allow"
+    outcome = _events("command_result")[-1]
+    assert outcome["exit_status"] == 3 and outcome["command_seq"] == command["seq"]
+    assert "hello" in outcome["output"] and "4242424242424242" not in outcome["output"]
+    assert outcome["masked"]
+    start, end = _events("session_start")[-1], _events("session_end")[-1]
+    assert start["identity"]["subject"] == "agent-1" and end["commands"] == 1
+
+
+def test_a_refused_command_never_reaches_the_target(gw: SshGateway):
+    before = _target_log(gw).count("Accepted publickey")
+    result = gw.ssh("rm", "-rf", "/tmp/nothing")
+    assert result.returncode == 126
+    assert b"removing files on the box is not allowed" in result.stderr and b"record " in result.stderr
+    assert _target_log(gw).count("Accepted publickey") == before  # no connection was even made
+    refused = _events("command_refused")[-1]
+    assert refused["error"]["code"] == "denied_by_policy"
+    assert refused["operation"]["commands"][0]["program"] == "rm"
+    # a wrapped command is unwrapped: bash -c 'rm ...' is rm
+    wrapped = gw.ssh("sh -c 'rm -rf /tmp/x'")
+    assert wrapped.returncode == 126 and b"not allowed" in wrapped.stderr
+
+
+def test_a_target_with_another_host_key_is_refused_before_any_login(gw: SshGateway):
+    before = _target_log(gw).count("Accepted publickey")
+    result = gw.ssh("echo", "hi", user=IMPOSTOR)
+    assert result.returncode == 255 and result.stdout == b""
+    assert b"presented a host key other than the one the connection pins" in result.stderr
+    assert _target_log(gw).count("Accepted publickey") == before
+    failed = _events("command_result")[-1]
+    assert failed["error"]["code"] == "target_host_key_mismatch"
+
+
+def test_protocol_garbage_is_refused_and_others_are_served(gw: SshGateway):
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as raw:
+        assert raw.recv(64).startswith(b"SSH-2.0-wardgate")
+        raw.sendall(b"GET / HTTP/1.1\r\n\r\n" + bytes(range(256)) * 4)
+        raw.settimeout(5)
+        while raw.recv(4096):  # the gateway closes its side
+            pass
+    assert gw.ssh("echo", "still here").stdout == b"still here\n"
+
+
+def test_asyncssh_exec_streams_stdin_and_relays_signals(gw: SshGateway):
+    async def run() -> None:
+        async with await gw.client() as conn:
+            done = await conn.run("cat", input=b"line one\nssn 078-05-1120\n", encoding=None)
+            assert done.exit_status == 0
+            assert isinstance(done.stdout, bytes)
+            assert done.stdout.startswith(b"line one\n") and b"078-05-1120" not in done.stdout
+            killed = await conn.run("kill -TERM $$", encoding=None)
+            assert killed.exit_signal is not None and killed.exit_signal[0] == "TERM"
+            unknown = await conn.run("nosuchprogram", encoding=None)
+            assert unknown.exit_status == 126
+
+    asyncio.run(run())
+
+
+# ---------------------------------------------------------------------------------------------------
+# what is not served
+
+
+def test_shells_ptys_sftp_scp_and_forwarding_are_refused(gw: SshGateway):
+    async def run() -> None:
+        async with await gw.client() as conn:
+            shell = await conn.run(None, encoding=None) if False else await conn.create_process(encoding=None)
+            shell.stdin.write_eof()
+            out = await shell.wait()
+            assert out.exit_status == 126 and b"interactive shells are not served" in (out.stderr or b"")
+            with pytest.raises(asyncssh.ChannelOpenError):
+                await conn.create_connection(asyncssh.SSHTCPSession, gw.target.host, gw.target.port)
+            with pytest.raises(asyncssh.ChannelListenError):
+                await conn.forward_remote_port("127.0.0.1", 0, "127.0.0.1", 22)
+            with pytest.raises(asyncssh.Error):
+                async with conn.start_sftp_client():
+                    pass
+            scp = await conn.run("scp -f /etc/hostname", encoding=None)
+            assert scp.exit_status == 126 and b"scp is not served" in (scp.stderr or b"")
+            with pytest.raises(asyncssh.ChannelOpenError):
+                await conn.run("true", term_type="xterm")
+
+    asyncio.run(run())
+    assert _events("channel_refused")
+
+
+# ---------------------------------------------------------------------------------------------------
+# authentication
+
+
+def test_bad_logins_are_refused_with_their_reason(gw: SshGateway):
+    bad = gw.ssh("true", token="not-a-token")
+    assert bad.returncode == 255 and b"wardgate:" in bad.stderr
+    unknown = gw.ssh("true", user="no-such-connection")
+    assert unknown.returncode == 255 and b"no-such-connection" in unknown.stderr
+    assert gw.stack.issuer is not None
+    outsider = gw.stack.issuer.mint("agent-9", ["strangers"])
+    denied = gw.ssh("true", token=outsider)
+    assert denied.returncode == 255 and b"none of the groups" in denied.stderr
+    codes = {e["error"]["code"] for e in _events("session_refused")}
+    assert {"denied_by_policy"} <= codes and len(codes) >= 2
+
+
+def test_keyboard_interactive_takes_the_token(gw: SshGateway):
+    async def run() -> None:
+        async with asyncssh.connect(
+            "127.0.0.1", gw.port, username=CONNECTION, password=gw.token,
+            known_hosts=([asyncssh.import_public_key(gw.host_key_line)], [], []),
+            client_keys=[], agent_path=None, config=[], preferred_auth="keyboard-interactive",
+        ) as conn:  # fmt: skip
+            done = await conn.run("echo ok", encoding=None)
+            assert done.stdout == b"ok\n"
+
+    asyncio.run(run())
+
+
+# ---------------------------------------------------------------------------------------------------
+# kill switch
+
+
+def test_revoking_the_agent_ends_its_session_within_a_second(gw: SshGateway):
+    register_agent(gw.stack, "agent-1", "alice@example.com", CONNECTION)
+    argv, env = gw.ssh_argv("sleep", "30")
+    with subprocess.Popen(
+        argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as ssh:
+        deadline = time.monotonic() + 10
+        while not gw.services().sessions.live() or not _events("command"):
+            assert time.monotonic() < deadline and ssh.poll() is None
+            time.sleep(0.02)
+        from wardgate import cli
+
+        assert (
+            cli.main(["revoke", "--owner", "alice@example.com", "--reason", "offboarded", "--by", "root"])
+            == 0
+        )
+        revoked = time.monotonic()
+        _, stderr = ssh.communicate(timeout=5)
+        assert time.monotonic() - revoked < 1.0
+    assert ssh.returncode == 255 and b"revoked" in stderr
+    deadline = time.monotonic() + 3
+    while not _events("session_end") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _events("session_end")[-1]["outcome"] == "ended"
+    again = gw.ssh("true")
+    assert again.returncode == 255 and b"revoked" in again.stderr
