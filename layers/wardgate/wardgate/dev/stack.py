@@ -380,6 +380,7 @@ Try it (in another shell, from this folder, with .venv/bin on PATH):
   export PII=$(wardgate token --sub analyst-1 --group ci --group pii-readers)   (sees emails)
   wardgate recordings ls
   wardgate recordings show <record-id>
+  wardgate recordings verify                  (signed manifests, hash chains: intact?)
   wardgate agents register --subject agent-1 --owner alice@example.com --purpose "CI bot" --connection demo
   wardgate revoke --owner alice@example.com --reason "offboarded"
   SCIM: {stack.url}/scim/v2/Users  (bearer token: wardgate agents scim-token)
