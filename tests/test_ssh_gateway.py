@@ -249,6 +249,40 @@ def test_asyncssh_exec_streams_stdin_and_relays_signals(gw: SshGateway):
     asyncio.run(run())
 
 
+def test_a_command_needing_approval_runs_once_after_it_is_approved(gw: SshGateway, client: Any):
+    from tests.approval_helpers import link_in, mail_to, press, wait_for_mail, wait_status
+
+    rule = {
+        "name": "touching files needs a human",
+        "effect": "require_approval",
+        "connections": [CONNECTION],
+        "approvers": ["demo-approvers"],
+        "message": "creating files on the box needs an on-call engineer",
+        "match": {"shell": {"programs": ["touch"]}},
+    }
+    apply_policy_now(gw.stack, {**SSH_POLICY, "rules": [*SSH_POLICY["rules"], rule]})
+    marker = gw.target.folder / f"approved-{time.time_ns()}"
+    held = gw.ssh("touch", str(marker))
+    assert held.returncode == 126 and not marker.exists()
+    message = held.stderr.decode()
+    assert "needs approval: request" in message and "/requests/" in message and "on-call engineer" in message
+    request_id = message.split("request ")[1].split(" ")[0]
+    poll_url = message.split("(")[1].split(")")[0]
+    mail = mail_to(wait_for_mail(client, 2), "oncall@example.com")
+    assert request_id in mail["text"] and "touch" in mail["text"]
+    assert press(client, link_in(mail, gw.stack)).status_code == 200
+    wait_status(client, poll_url, {"Authorization": f"Bearer {gw.token}"}, "approved")
+
+    ran = gw.ssh("touch", str(marker))  # the identical command runs, once
+    assert ran.returncode == 0, ran.stderr
+    assert marker.exists()
+    assert _events("command")[-1]["decision"]["approval"] == request_id
+    again = gw.ssh("touch", str(marker))
+    assert again.returncode == 126 and request_id not in again.stderr.decode()  # spent: a new request
+    other = gw.ssh("touch", f"{marker}-other")  # another command needs its own approval
+    assert other.returncode == 126 and request_id not in other.stderr.decode()
+
+
 # ---------------------------------------------------------------------------------------------------
 # what is not served
 

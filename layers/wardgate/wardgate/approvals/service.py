@@ -70,6 +70,8 @@ def summary_of(operation: dict[str, Any]) -> str:
         return text + (
             " -- with " + ", ".join(f"${i} = {v!r}" for i, v in enumerate(values, 1)) if values else ""
         )
+    if protocol == "shell" and not operation.get("unparseable"):
+        return "shell: " + str(operation.get("text", ""))[:500]
     if operation.get("unparseable"):
         return f"an unparseable operation ({operation['unparseable']})"
     return json.dumps(operation, sort_keys=True)[:200]

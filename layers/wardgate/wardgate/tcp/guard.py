@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wardgate.apigw import HttpRequest
-from wardgate.approvals.service import ApprovalRequired
+from wardgate.approvals.service import ApprovalDesk, ApprovalRequired
 from wardgate.connections import Connection
 from wardgate.credentials import Credential
 from wardgate.errors import Forbidden, GatewayError, NotFound
@@ -309,55 +309,14 @@ class SqlGuard:
                 "(it could only run after the transaction is gone): run it on its own",
                 code="approval_required",
             )
-        identity, connection = self.identity, self.connection
         values: list[Any] = []
         if bound is not None:  # the very values are approved: other values need another approval
             values, shown = bound
             recorded = {**recorded, "parameters": shown}  # approvers see them (masked)
-        material = [
-            self.protocol,
-            identity.issuer,
-            identity.subject,
-            connection.name,
-            decision.rule,
-            sql,
-            values,
-        ]
-        key = hashlib.sha256(json.dumps(material).encode()).hexdigest()
-        record = self.record
+        held = HeldOperation(self.protocol, "SQL", sql, values, recorded, self.peer)
 
         def claim_or_hold() -> dict[str, Any]:
-            grant = desk.grant_for(identity, connection.name, decision)
-            if grant:  # a window approval of this rule for this identity and connection is open
-                return {"approval_grant": grant}
-            approval = desk.held_call(key, identity)
-            if approval is not None:
-                status = approval.effective_status(desk.clock())
-                poll = f"{desk.base_url()}/requests/{approval.request_id}"
-                if status == "pending":
-                    return {"pending": approval.request_id, "poll_url": poll}
-                if status == "approved" and approval.mode == "one-time" and desk.claim_call(approval):
-                    # Spent now: the statement goes to the database next, in this session.
-                    desk.finish_call(approval, 200, {"status": 200, "result": f"session {record.record_id}"})
-                    return {
-                        "approval": approval.request_id,
-                        "approved_by": [v.approver for v in approval.approvals()],
-                    }
-            request = HttpRequest(
-                request_id=record.record_id,
-                method="POST",
-                connection=connection.name,
-                route="sql",
-                proxy_path=f"/{self.protocol}",
-                raw_query="",
-                headers={},
-                cookies=[],
-                body=sql.encode(),
-                source_ip=self.peer.rsplit(":", 1)[0],
-            )
-            recording = _approval_recording(record, recorded, decision)
-            held = desk.hold_call(request, identity, key, required, recording)
-            return {"pending": held["request_id"], "poll_url": held["poll_url"]}
+            return claim_or_hold_approval(desk, required, self.identity, self.connection, self.record, held)
 
         answer = await asyncio.to_thread(claim_or_hold)
         if "pending" in answer:
@@ -370,18 +329,89 @@ class SqlGuard:
         return answer
 
 
+@dataclass(frozen=True, slots=True)
+class HeldOperation:
+    """What a session's operation needing approval is bound to: its protocol, its exact text and
+    bound values (another text or other values need another approval), as recorded."""
+
+    protocol: str  # postgres, mysql, ssh
+    method: str  # as the approval's recording names it: SQL, SHELL
+    text: str
+    values: list[Any]
+    recorded: dict[str, Any]  # the operation as recorded, shown to approvers
+    peer: str
+
+
+def claim_or_hold_approval(
+    desk: ApprovalDesk,
+    required: ApprovalRequired,
+    identity: Identity,
+    connection: Connection,
+    record: SessionRecord,
+    held: HeldOperation,
+) -> dict[str, Any]:
+    """The approval that lets ``held`` run now in this session: an open window grant, or the
+    approved one-time request of the identical operation by this identity, claimed (spent) now;
+    otherwise the pending request, held now if there was none. Blocking (a worker thread): the
+    approval tables are DynamoDB. Returns ``{"pending": id, "poll_url": url}`` when it may not run."""
+    decision = required.decision
+    material = [
+        held.protocol,
+        identity.issuer,
+        identity.subject,
+        connection.name,
+        decision.rule,
+        held.text,
+        held.values,
+    ]
+    key = hashlib.sha256(json.dumps(material).encode()).hexdigest()
+    grant = desk.grant_for(identity, connection.name, decision)
+    if grant:  # a window approval of this rule for this identity and connection is open
+        return {"approval_grant": grant}
+    approval = desk.held_call(key, identity)
+    if approval is not None:
+        status = approval.effective_status(desk.clock())
+        poll = f"{desk.base_url()}/requests/{approval.request_id}"
+        if status == "pending":
+            return {"pending": approval.request_id, "poll_url": poll}
+        if status == "approved" and approval.mode == "one-time" and desk.claim_call(approval):
+            # Spent now: the operation goes to its backend next, in this session.
+            desk.finish_call(approval, 200, {"status": 200, "result": f"session {record.record_id}"})
+            return {
+                "approval": approval.request_id,
+                "approved_by": [v.approver for v in approval.approvals()],
+            }
+    request = HttpRequest(
+        request_id=record.record_id,
+        method="POST",
+        connection=connection.name,
+        route="sql",
+        proxy_path=f"/{held.protocol}",
+        raw_query="",
+        headers={},
+        cookies=[],
+        body=held.text.encode(),
+        source_ip=held.peer.rsplit(":", 1)[0],
+    )
+    recording = _approval_recording(record, held.recorded, decision, held.method)
+    answer: dict[str, Any] = desk.hold_call(request, identity, key, required, recording)
+    return {"pending": answer["request_id"], "poll_url": answer["poll_url"]}
+
+
 def cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + f"…[{len(text) - limit} more characters]"
 
 
-def _approval_recording(record: SessionRecord, operation: dict[str, Any], decision: Any) -> Any:
+def _approval_recording(
+    record: SessionRecord, operation: dict[str, Any], decision: Any, method: str = "SQL"
+) -> Any:
     """The ``Recording`` the approval flow reads (record id, connection, operation, request body)."""
     from wardgate.recording import Recording
 
     recording = Recording(
         request_id=record.record_id,
         connection=record.connection,
-        request={"method": "SQL", "path": f"/{record.protocol}", "body": {}},
+        request={"method": method, "path": f"/{record.protocol}", "body": {}},
         started_at=record.started_at,
         record_id=record.record_id,
     )

@@ -28,6 +28,7 @@ from typing import Any
 
 import asyncssh
 
+from wardgate.approvals.service import ApprovalRequired
 from wardgate.connections import Connection
 from wardgate.errors import Forbidden, GatewayError, NotFound
 from wardgate.gate import decide_on
@@ -37,6 +38,7 @@ from wardgate.observability import logger
 from wardgate.operations import UnparseableOperation
 from wardgate.operations.shell import ShellOperation, parse_shell
 from wardgate.policy.engine import Decision, PolicySet
+from wardgate.tcp.guard import HeldOperation, claim_or_hold_approval
 from wardgate.tcp.recorder import SessionRecord
 from wardgate.tcp.services import TcpServices
 from wardgate.tcp.ssh.target import SshTarget, connect_target
@@ -285,18 +287,29 @@ class SshSession(asyncssh.SSHServer):
             decision = Decision(
                 "deny", f"{unserved} is not served by wardgate yet", "wardgate.ssh", policy_set.version
             )
-        if decision.outcome != "allow":
-            code = "approval_required" if decision.outcome == "require_approval" else "denied_by_policy"
-            message = decision.reason
-            if decision.outcome == "require_approval":
-                message += "; approvals are not served over SSH yet, so it is refused"
-            await self._refuse_command(process, channel, recorded, decision, code, message)
+        decided = decision.to_record()
+        if decision.outcome == "require_approval":
+            try:
+                decided = {
+                    **decided,
+                    "outcome": "allow",
+                    **await self._approval(command, decision, policy_set, recorded),
+                }
+            except GatewayError as refused:
+                await self._refuse_command(
+                    process, channel, recorded, decision, refused.code, refused.message
+                )
+                return
+        elif decision.outcome != "allow":
+            await self._refuse_command(
+                process, channel, recorded, decision, "denied_by_policy", decision.reason
+            )
             return
         self.record.statements += 1
         seq = self.record.seq + 1
         try:  # durable before the command reaches the target: fail closed
             await self.services.recorder.write(
-                self.record, "command", channel=channel, operation=recorded, decision=decision.to_record()
+                self.record, "command", channel=channel, operation=recorded, decision=decided
             )
         except GatewayError as unrecorded:
             self.record.statements -= 1
@@ -305,6 +318,29 @@ class SshSession(asyncssh.SSHServer):
             process.exit(EXIT_REFUSED)
             return
         await self._run(process, seq, command, policy_set)
+
+    async def _approval(
+        self, command: str, decision: Decision, policy_set: PolicySet, recorded: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The approval that lets this exact command run now (claimed once), or raise why not."""
+        desk = self.services.gate.approvals
+        if desk is None:
+            raise Forbidden(
+                f"{decision.reason}; approvals are not configured, so it is refused", code="approval_required"
+            )
+        required = ApprovalRequired(decision, policy_set, decision.reason)
+        held = HeldOperation(PROTOCOL, "SHELL", command, [], recorded, self.record.client)
+        answer = await asyncio.to_thread(
+            claim_or_hold_approval, desk, required, self.identity, self.connection, self.record, held
+        )
+        if "pending" in answer:
+            raise Forbidden(
+                f"{decision.reason}: this command needs approval: request {answer['pending']} is pending "
+                f"({answer['poll_url']}); once it is approved, run the identical command again on this "
+                "connection and it runs, once",
+                code="approval_pending",
+            )
+        return answer
 
     def _decide(self, policy_set: PolicySet, operation: Any) -> Decision:
         """The connection's groups, then the rules of protocol ``shell`` (an ``ssh`` connection's)."""
