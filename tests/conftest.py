@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import _mysql_connector  # noqa: F401  (first: see below)
 import httpx
 import pytest
 from moto import mock_aws
@@ -16,6 +17,9 @@ from moto import mock_aws
 from wardgate.dev.stack import SFN_INTERPRETER, DevStack
 
 ROOT = Path(__file__).resolve().parent.parent
+# mysql-connector's C extension (a test client) is imported before anything loads duckdb: once
+# duckdb's libstdc++ has taken glibc's spare static TLS, loading the extension fails ("cannot
+# allocate memory in static TLS block") and mysql.connector silently falls back to pure Python.
 
 
 @pytest.fixture(scope="session")
