@@ -1,7 +1,7 @@
 """The fuzz harnesses (fuzz/) run for a few seconds each in CI: any crash or hang fails the suite.
 
 Each harness runs in a subprocess of its own (libFuzzer owns the process), as many at a time as
-there are CPUs, for ``FUZZ_CI_SECONDS`` (default 8) from its seed corpus (crashes fixed earlier
+there are CPUs, for ``FUZZ_CI_SECONDS`` (default 5) from its seed corpus (crashes fixed earlier
 are seeds: they are replayed first). New corpus entries and findings go to a temporary folder,
 never into fuzz/corpus. On a crash the test prints libFuzzer's report and the input. ``make fuzz``
 runs them for minutes (fuzz/README.md).
@@ -35,7 +35,7 @@ TARGETS = (
     "mysql_codec",
     "mysql_values",
 )
-SECONDS = int(os.environ.get("FUZZ_CI_SECONDS", "8"))
+SECONDS = int(os.environ.get("FUZZ_CI_SECONDS", "5"))
 HANG_SECONDS = 10  # one input running longer than this is a hang (libFuzzer's -timeout)
 
 
