@@ -116,16 +116,21 @@ def _config(
 
 @contextlib.contextmanager
 def running_sshd(
-    folder: Path, host: str = "127.0.0.1", extra_config: Sequence[str] = ()
+    folder: Path,
+    host: str = "127.0.0.1",
+    extra_config: Sequence[str] = (),
+    host_key: asyncssh.SSHKey | None = None,
 ) -> Iterator[SshTarget]:
-    """sshd in ``folder``; ``extra_config`` lines come first (e.g. ``TrustedUserCAKeys <file>``)."""
+    """sshd in ``folder``; ``extra_config`` lines come first (e.g. ``TrustedUserCAKeys <file>``);
+    ``host_key``: the host key to serve with (default: a new ed25519 key)."""
     if not os.access(SSHD, os.X_OK):
         pytest.fail(f"{SSHD} is missing: run scripts/services ssh (installs openssh-server)")
     if not PRIVSEP_DIR.is_dir():
         PRIVSEP_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
     user = pwd.getpwuid(os.getuid()).pw_name
-    host_key = asyncssh.generate_private_key("ssh-ed25519", comment="wardgate test target")
+    if host_key is None:
+        host_key = asyncssh.generate_private_key("ssh-ed25519", comment="wardgate test target")
     client_key = asyncssh.generate_private_key("ssh-ed25519", comment="wardgate test client")
     host_key_file, client_key_file = folder / "ssh_host_ed25519_key", folder / "client_ed25519"
     _write_private_key(host_key_file, host_key)

@@ -28,6 +28,7 @@ def test_every_function_has_a_sample_event_that_its_handler_serves(stack, token)
         "sql_proxy": token,
         "admin": stack.issuer.mint("admin-1", ["wardgate-admins"]),
         "scim": stack.scim_token(),
+        "ssh_certificate": token,
     }
     for route in functions.values():
         name = route.code_dir.name
@@ -52,6 +53,8 @@ def test_every_function_has_a_sample_event_that_its_handler_serves(stack, token)
             assert body["records"] == [[{"longValue": 1}]]
         elif name == "admin":
             assert body == {"agents": []}
+        elif name == "ssh_certificate":
+            assert body["certificate"].startswith("ssh-ed25519-cert-v01@openssh.com ")
         else:
             assert body["totalResults"] == 0 and body["Resources"] == []
         event["headers"]["authorization"] = "Bearer REPLACE_WITH_A_TOKEN"

@@ -616,3 +616,39 @@ def test_the_replay_page_reads_and_queries_and_writes_nothing_else(template):
     for other in ("ApprovalKeySecret", "ScimTokenSecret", "TransactionKeySecret", "dynamodb:", "firehose:"):
         assert other not in text, other
     assert '"*"' not in text and "kms:Sign" not in text
+
+
+def test_ssh_certificates_have_their_route_and_only_that_function_reads_the_ca_key(template):
+    function = props(template, "SshCertificateFunction")
+    assert (function["CodeUri"], function["Handler"]) == ("functions/ssh_certificate/", "app.handler")
+    (event,) = function["Events"].values()
+    assert (event["Properties"]["Method"], event["Properties"]["Path"]) == ("POST", "/ssh/certificate")
+    served = {(r.method, r.path) for r in template.routes() if r.function == "SshCertificateFunction"}
+    assert served == {("POST", "/ssh/certificate")}
+    assert resource(template, "SshCertificateFunctionLogGroup")["Properties"]["RetentionInDays"] == 30
+    variables = function["Environment"]["Variables"]
+    assert variables["SSH_CA_KEY"] == {"Ref": "SshCaKeySecretName"}
+    assert variables["SSH_HOST_PUBLIC_KEY"] == {"Ref": "SshHostPublicKey"}
+    parameters = template.doc["Parameters"]
+    assert not parameters["SshCaKeySecretName"]["Default"].startswith("wardgate/")
+    # The CA's secret: read by this function alone, and it reads no other secret.
+    ca_secret = "${SshCaKeySecretName}"
+    granted = grants(statements(function))
+    secrets = {res for action, res, _ in granted if action.startswith("secretsmanager:")}
+    assert len(secrets) == 1 and ca_secret in next(iter(secrets))
+    assert {action for action, _, _ in granted} == {
+        "secretsmanager:GetSecretValue",
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:PutItem",
+        "firehose:PutRecord",
+        "firehose:PutRecordBatch",
+    }
+    for logical_id, other in template.resources.items():
+        if logical_id == "SshCertificateFunction" or "Policies" not in other.get("Properties", {}):
+            continue
+        assert ca_secret not in json.dumps(other["Properties"]["Policies"]), logical_id
+    # Its environment is what ssh_certificates reads.
+    issuers = '[{"issuer": "https://idp.example", "audience": "wardgate"}]'
+    env = template.function_environment("SshCertificateFunction", {"TrustedIssuers": issuers})
+    assert env["SSH_CA_KEY"] == "wardgate-ssh-ca"

@@ -379,3 +379,15 @@ def make_local_keys(folder: Path) -> SshSettings:
     _make_local_key(ca, "wardgate development SSH CA")
     _make_local_key(host, "wardgate development SSH host key")
     return SshSettings(ca_key=f"file:{ca}", host_key=f"file:{host}")
+
+
+def local_environment(folder: Path) -> dict[str, str]:
+    """Local mode's SSH settings: the keys under ``folder`` (made at first start), and the host
+    key's public half for the certificate route (``SSH_HOST_PUBLIC_KEY``)."""
+    settings = make_local_keys(folder)
+    host_public = Path(settings.host_key.removeprefix("file:") + ".pub").read_text().split()[:2]
+    return {
+        CA_KEY_SETTING: settings.ca_key,
+        HOST_KEY_SETTING: settings.host_key,
+        "SSH_HOST_PUBLIC_KEY": " ".join(host_public),
+    }

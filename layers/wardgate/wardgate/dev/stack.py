@@ -151,6 +151,9 @@ class DevStack:
         runtime.http_gateway.cache_clear()
         runtime.sql_gateway.cache_clear()
         runtime.approval_desk.cache_clear()
+        from wardgate import ssh_certificates
+
+        ssh_certificates.ssh_certificate_api.cache_clear()
         from wardgate import admin, scim
 
         for cached in (admin.agent_admin, admin.admin_api, scim.scim_service):
@@ -168,6 +171,10 @@ class DevStack:
         }
         for function in {r.function for r in self.template.routes()} | {"ApprovalNotifierFunction"}:
             os.environ.update(self.template.function_environment(function, parameters))
+        # The SSH CA and the SSH gateway's host key: files made at first start (Secrets Manager on AWS).
+        from wardgate.sshca import local_environment
+
+        os.environ.update(local_environment(self.state_dir))
         # Approval links and poll URLs point here; mail goes to the outbox (/_dev/outbox) and the console.
         self.outbox = self.state_dir / f"outbox-{os.getpid()}-{self.gateway.url.rsplit(':', 1)[1]}"
         shutil.rmtree(self.outbox, ignore_errors=True)
