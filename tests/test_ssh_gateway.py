@@ -340,6 +340,91 @@ def test_keyboard_interactive_takes_the_token(gw: SshGateway):
     asyncio.run(run())
 
 
+def _certificate(gw: SshGateway, sign: Any, name: str) -> tuple[Path, Path]:
+    """A fresh user key and the certificate ``sign(public key line)`` returns, as OpenSSH files."""
+    folder = gw.known_hosts.parent
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    key_file, cert_file = folder / name, folder / f"{name}-cert.pub"
+    key_file.touch(mode=0o600)
+    key_file.write_bytes(key.export_private_key())
+    cert_file.write_text(sign(key.export_public_key().decode()) + "\n")
+    return key_file, cert_file
+
+
+def _ssh_with_certificate(gw: SshGateway, key_file: Path, cert_file: Path, *command: str) -> Any:
+    argv = [
+        "ssh", "-F", "/dev/null", "-p", str(gw.port), "-i", str(key_file),
+        "-o", f"CertificateFile={cert_file}", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+        "-o", f"UserKnownHostsFile={gw.known_hosts}", "-o", "StrictHostKeyChecking=yes",
+        "-o", "PreferredAuthentications=publickey",
+        f"{CONNECTION}@127.0.0.1", *command,
+    ]  # fmt: skip
+    return subprocess.run(argv, capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
+
+
+def test_openssh_logs_in_with_a_certificate_of_wardgates_ca(gw: SshGateway):
+    from wardgate.sshca import load_ca
+
+    identity = gw.services().gate.validator.validate(gw.token)
+    authority = load_ca()
+    key_file, cert_file = _certificate(
+        gw, lambda pub: authority.sign_user_certificate(identity, pub).certificate, "ok"
+    )
+    result = _ssh_with_certificate(gw, key_file, cert_file, "echo", "by certificate")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"by certificate\n"
+    assert _events("session_start")[-1]["identity"]["subject"] == "agent-1"
+
+
+def test_bad_certificates_are_refused_with_their_reason(gw: SshGateway):
+    from wardgate.sshca import SshCertificateAuthority, key_id, load_ca
+
+    identity = gw.services().gate.validator.validate(gw.token)
+    other_ca = SshCertificateAuthority(asyncssh.generate_private_key("ssh-ed25519"))
+    ca_key = asyncssh.import_private_key(Path(os.environ["SSH_CA_KEY"].removeprefix("file:")).read_bytes())
+
+    def foreign(pub: str) -> str:
+        return other_ca.sign_user_certificate(identity, pub).certificate
+
+    def expired(pub: str) -> str:
+        return load_ca().sign_user_certificate(identity, pub, now=time.time() - 7200).certificate
+
+    def not_yet(pub: str) -> str:
+        cert = ca_key.generate_user_certificate(
+            asyncssh.import_public_key(pub), key_id(identity), principals=["agent-1"],
+            valid_after=int(time.time()) + 3600, valid_before=int(time.time()) + 7200,
+        )  # fmt: skip
+        return str(cert.export_certificate().decode())
+
+    def another_principal(pub: str) -> str:
+        cert = ca_key.generate_user_certificate(
+            asyncssh.import_public_key(pub), key_id(identity), principals=["root"],
+            valid_before=int(time.time()) + 600,
+        )  # fmt: skip
+        return str(cert.export_certificate().decode())
+
+    for sign, reason in [
+        (foreign, b"not by this gateway's SSH CA"),
+        (expired, b"the certificate expired"),
+        (not_yet, b"not valid before"),
+        (another_principal, b"are not exactly its identity's subject"),
+    ]:
+        key_file, cert_file = _certificate(gw, sign, sign.__name__)
+        result = _ssh_with_certificate(gw, key_file, cert_file, "echo", "no")
+        assert result.returncode == 255 and result.stdout == b"", sign.__name__
+        assert reason in result.stderr, (sign.__name__, result.stderr)
+    plain = gw.known_hosts.parent / "plain"
+    plain.touch(mode=0o600)
+    plain.write_bytes(asyncssh.generate_private_key("ssh-ed25519").export_private_key())
+    argv = [
+        "ssh", "-F", "/dev/null", "-p", str(gw.port), "-i", str(plain), "-o", "IdentitiesOnly=yes",
+        "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={gw.known_hosts}",
+        "-o", "PreferredAuthentications=publickey", f"{CONNECTION}@127.0.0.1", "true",
+    ]  # fmt: skip
+    refused = subprocess.run(argv, capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
+    assert refused.returncode == 255 and b"a plain public key is not accepted" in refused.stderr
+
+
 # ---------------------------------------------------------------------------------------------------
 # kill switch
 

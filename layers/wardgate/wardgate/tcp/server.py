@@ -61,10 +61,10 @@ SESSIONS: dict[str, Callable[[TcpServices, asyncio.StreamReader, asyncio.StreamW
 
 
 async def _ssh(services: TcpServices, host: str, port: int) -> Any:
-    from wardgate.sshca import load_host_key
-    from wardgate.tcp.ssh.session import start_ssh_listener
+    from wardgate.tcp.ssh.session import load_listener_keys, start_ssh_listener
 
-    return await start_ssh_listener(services, host, port, await asyncio.to_thread(load_host_key))
+    host_key, authority = await asyncio.to_thread(load_listener_keys)
+    return await start_ssh_listener(services, host, port, host_key, authority)
 
 
 # Protocols whose library owns the listening socket (asyncssh): their server, not a session per stream.

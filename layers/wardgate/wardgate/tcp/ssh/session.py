@@ -23,14 +23,17 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import os
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncssh
+from asyncssh.public_key import decode_ssh_certificate
 
 from wardgate.approvals.service import ApprovalRequired
 from wardgate.connections import Connection
-from wardgate.errors import Forbidden, GatewayError, NotFound
+from wardgate.errors import Forbidden, GatewayError, NotFound, Unauthorized
 from wardgate.gate import decide_on
 from wardgate.identity import Identity
 from wardgate.masking.terminal import TerminalStream
@@ -38,6 +41,7 @@ from wardgate.observability import logger
 from wardgate.operations import UnparseableOperation
 from wardgate.operations.shell import ShellOperation, parse_shell
 from wardgate.policy.engine import Decision, PolicySet
+from wardgate.sshca import SshCertificateAuthority
 from wardgate.tcp.guard import HeldOperation, claim_or_hold_approval
 from wardgate.tcp.recorder import SessionRecord
 from wardgate.tcp.services import TcpServices
@@ -59,8 +63,9 @@ class SshSession(asyncssh.SSHServer):
     identity: Identity
     connection: Connection
 
-    def __init__(self, services: TcpServices) -> None:
+    def __init__(self, services: TcpServices, authority: SshCertificateAuthority | None = None) -> None:
         self.services = services
+        self.authority = authority  # None: certificates are not accepted (no CA configured)
         self.limits = services.limits
         self.record = SessionRecord(PROTOCOL, "unknown", "")
         self.opened_at = time.monotonic()
@@ -80,6 +85,15 @@ class SshSession(asyncssh.SSHServer):
         peer = conn.get_extra_info("peername") or ("?", 0)
         self.record.client = f"{peer[0]}:{peer[1]}"
         conn.set_extra_info(wardgate_session=self)
+        if self.authority is not None:  # certificates: see begin_auth
+            checked = conn.validate_public_key
+
+            async def validate_public_key(
+                username: str, key_data: bytes, msg: bytes, signature: bytes
+            ) -> bool:
+                return await self._validate_certificate(checked, username, key_data, msg, signature)
+
+            setattr(conn, "validate_public_key", validate_public_key)  # noqa: B010 - see above
 
     def connection_lost(self, exc: Exception | None) -> None:
         for task in self._channel_tasks:  # the client is gone: so is what it ran (target closed)
@@ -121,9 +135,60 @@ class SshSession(asyncssh.SSHServer):
     # ------------------------------------------------------------------ authentication
     def begin_auth(self, username: str) -> bool:
         self.record.connection = username
+        if self.authority is not None and self.conn is not None:
+            # asyncssh checks a certificate's signatures, validity window and key possession against
+            # this trust entry (any principal: the identity in its key id decides); it hands its
+            # server no certificate, so connection_made reads the offered key blob on its way in.
+            entry = f'cert-authority,principals="*" {self.authority.public_key_line()}\n'
+            self.conn.set_authorized_keys(asyncssh.import_authorized_keys(entry))
         return True  # every client authenticates
 
     def password_auth_supported(self) -> bool:
+        return True
+
+    def public_key_auth_supported(self) -> bool:
+        return self.authority is not None
+
+    async def _validate_certificate(
+        self,
+        checked: Callable[[str, bytes, bytes, bytes], Awaitable[bool]],
+        username: str,
+        key_data: bytes,
+        msg: bytes,
+        signature: bytes,
+    ) -> bool:
+        """A public key offered for ``username``: only a user certificate of wardgate's SSH CA, whose
+        key id names the identity (``sshca.identity_from_certificate``: CA, type, validity, principal);
+        asyncssh's own check (``checked``) proves the client holds its key."""
+        assert self.authority is not None
+        if self.admitted:
+            return False
+        try:
+            certificate = decode_ssh_certificate(key_data)
+        except asyncssh.KeyImportError:
+            await self._refuse(
+                Unauthorized(
+                    "a plain public key is not accepted: use a certificate from wardgate ssh login, or "
+                    "the token as the password",
+                    code="certificate_required",
+                ),
+                final=False,
+            )
+            return False
+        try:
+            identity = self.authority.identity_from_certificate(certificate)
+        except GatewayError as invalid:
+            await self._refuse(invalid, final=False)
+            return False
+        if not await checked(username, key_data, msg, signature):
+            return False
+        if not msg:  # the client only asked whether this key would do: it must still sign
+            return True
+        try:
+            await self._admit(identity, username)
+        except GatewayError as refused:
+            await self._refuse(refused)
+            return False
         return True
 
     async def validate_password(self, username: str, password: str) -> bool:
@@ -530,15 +595,22 @@ async def _copy_input(
             await remote.stdin.drain()
 
 
-async def start_ssh_listener(services: TcpServices, host: str, port: int, host_key: asyncssh.SSHKey) -> Any:
-    """asyncssh's own listening server (it owns the socket), one ``SshSession`` per client."""
+async def start_ssh_listener(
+    services: TcpServices,
+    host: str,
+    port: int,
+    host_key: asyncssh.SSHKey,
+    authority: SshCertificateAuthority | None = None,
+) -> Any:
+    """asyncssh's own listening server (it owns the socket), one ``SshSession`` per client;
+    certificates of ``authority`` are accepted besides tokens as passwords."""
 
     async def serve(process: asyncssh.SSHServerProcess[bytes]) -> None:
         session: SshSession = process.get_extra_info("wardgate_session")
         await session.serve(process)
 
     return await asyncssh.create_server(
-        lambda: SshSession(services),
+        lambda: SshSession(services, authority),
         host,
         port,
         server_host_keys=[host_key],
@@ -555,3 +627,21 @@ async def start_ssh_listener(services: TcpServices, host: str, port: int, host_k
         reuse_address=True,
         backlog=1024,
     )
+
+
+CA_PUBLIC_KEY_SETTING = "SSH_CA_PUBLIC_KEY"
+
+
+def load_listener_keys() -> tuple[asyncssh.SSHKey, SshCertificateAuthority | None]:
+    """The gateway's host key (``SSH_HOST_KEY``: stable, never made per task), and the CA whose
+    certificates it accepts: its public key line (``SSH_CA_PUBLIC_KEY``: the listener never needs
+    the CA's private key), else the CA key itself where one is configured (``SSH_CA_KEY``: local
+    mode), else none (tokens as passwords only)."""
+    from wardgate.sshca import load_ca, load_host_key
+
+    public = os.environ.get(CA_PUBLIC_KEY_SETTING, "").strip()
+    if public:
+        return load_host_key(), SshCertificateAuthority(asyncssh.import_public_key(public))
+    if os.environ.get("SSH_CA_KEY"):
+        return load_host_key(), load_ca()
+    return load_host_key(), None
