@@ -214,6 +214,31 @@ def test_a_refused_command_never_reaches_the_target(gw: SshGateway):
     assert wrapped.returncode == 126 and b"not allowed" in wrapped.stderr
 
 
+def test_commands_are_refused_while_they_cannot_be_recorded(gw: SshGateway):
+    """Fail closed: with the recording stream down a command does not reach the target; once the
+    stream is back, commands run again on the same connection."""
+
+    class Down:
+        def put_batch(self, lines: list[bytes]) -> None:
+            raise ConnectionError("firehose is down")
+
+    marker = gw.target.folder / f"unrecorded-{time.time_ns()}"
+
+    async def run() -> None:
+        async with await gw.client() as conn:
+            commit = gw.services().recorder.commit
+            working, commit.stream = commit.stream, Down()
+            try:
+                refused = await conn.run(f"cat /dev/null > {marker}", encoding=None)
+            finally:
+                commit.stream = working
+            assert refused.exit_status == 126 and b"cannot be recorded now" in (refused.stderr or b"")
+            assert not marker.exists()
+            assert (await conn.run("echo back", encoding=None)).stdout == b"back\n"
+
+    asyncio.run(run())
+
+
 def test_a_target_with_another_host_key_is_refused_before_any_login(gw: SshGateway):
     before = _target_log(gw).count("Accepted publickey")
     result = gw.ssh("echo", "hi", user=IMPOSTOR)
