@@ -393,3 +393,18 @@ def test_keys_from_secrets_manager(secrets_manager: None) -> None:
         load_ca(SshSettings())
     with pytest.raises(ServiceUnavailable, match="SSH_HOST_KEY is not set"):
         load_host_key(SshSettings())
+
+
+def test_a_checking_only_ca_from_the_public_key_line(user_key: asyncssh.SSHKey) -> None:
+    ca = SshCertificateAuthority(asyncssh.generate_private_key("ssh-ed25519"))
+    checker = load_ca(SshSettings(ca_public_key=ca.public_key_line()))
+    signed = ca.sign_user_certificate(IDENTITY, user_key)
+    assert checker.identity_from_certificate(signed.certificate).subject == "agent-7"
+    assert checker.public_key_line() == ca.public_key_line()
+    with pytest.raises(ServiceUnavailable, match="only checks certificates"):
+        checker.sign_user_certificate(IDENTITY, user_key)
+    other = SshCertificateAuthority(asyncssh.generate_private_key("ssh-ed25519"))
+    with pytest.raises(WrongCertificateAuthority):
+        checker.identity_from_certificate(other.sign_user_certificate(IDENTITY, user_key).certificate)
+    with pytest.raises(ServiceUnavailable, match="SSH_CA_PUBLIC_KEY is not an OpenSSH public key line"):
+        load_ca(SshSettings(ca_public_key="nonsense"))

@@ -10,6 +10,8 @@ such a key (local mode's, made at first start under ``.wardgate/`` by ``make_loc
 
 - ``SSH_CA_KEY``: the CA's signing key (ed25519 recommended).
 - ``SSH_HOST_KEY``: the gateway's host key, stable across tasks (never regenerated per task).
+- ``SSH_CA_PUBLIC_KEY``: instead of ``SSH_CA_KEY`` where certificates are only checked (the SSH
+  listener): the CA's public key line, so that task never holds the signing key.
 
 A certificate's key id is the identity as compact JSON (``key_id``), its only principal the
 identity's subject; see docs/ssh-gateway.md for the format.
@@ -32,6 +34,7 @@ from wardgate.errors import BadRequest, ServiceUnavailable, Unauthorized
 from wardgate.identity import Identity
 
 CA_KEY_SETTING = "SSH_CA_KEY"
+CA_PUBLIC_KEY_SETTING = "SSH_CA_PUBLIC_KEY"
 HOST_KEY_SETTING = "SSH_HOST_KEY"
 LOCAL_CA_KEY_FILE = "ssh-ca-key"
 LOCAL_HOST_KEY_FILE = "ssh-host-key"
@@ -93,11 +96,16 @@ class SshSettings:
 
     ca_key: str = ""
     host_key: str = ""
+    ca_public_key: str = ""  # checking only: the CA's public key line
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> SshSettings:
         env = dict(os.environ if env is None else env)
-        return cls(ca_key=env.get(CA_KEY_SETTING, ""), host_key=env.get(HOST_KEY_SETTING, ""))
+        return cls(
+            ca_key=env.get(CA_KEY_SETTING, ""),
+            host_key=env.get(HOST_KEY_SETTING, ""),
+            ca_public_key=env.get(CA_PUBLIC_KEY_SETTING, ""),
+        )
 
 
 @dataclass(frozen=True)
@@ -226,10 +234,21 @@ def parse_public_key(text: str) -> asyncssh.SSHKey:
 class SshCertificateAuthority:
     """Signs agents' user certificates and reads identities back from them."""
 
-    def __init__(self, key: asyncssh.SSHKey) -> None:
-        self._key = key
-        self._public_key = key.convert_to_public()
+    def __init__(self, key: asyncssh.SSHKey, *, can_sign: bool = True) -> None:
+        self._key = key if can_sign else None
+        self._public_key = key.convert_to_public() if can_sign else key
         self._public_data = self._public_key.public_data
+
+    @classmethod
+    def verifier(cls, public_key_line: str) -> SshCertificateAuthority:
+        """A CA that checks certificates only (from its public key line); signing raises."""
+        try:
+            key = asyncssh.import_public_key(public_key_line.strip())
+        except (asyncssh.KeyImportError, ValueError):
+            raise ServiceUnavailable(
+                f"{CA_PUBLIC_KEY_SETTING} is not an OpenSSH public key line", code="ssh_key_unavailable"
+            ) from None
+        return cls(key, can_sign=False)
 
     def public_key_line(self) -> str:
         """The CA's public key as one OpenSSH line (``ssh-ed25519 AAAA...``), for trust lists
@@ -245,6 +264,8 @@ class SshCertificateAuthority:
         """A user certificate for ``public_key`` naming ``identity``: valid from now - 30 s to the
         token's expiry or now + 1 h, whichever comes first; the subject its only principal; only
         ``permit-pty`` (the gateway decides forwarding, agents and X11 itself)."""
+        if self._key is None:
+            raise ServiceUnavailable("this SSH CA only checks certificates", code="ssh_key_unavailable")
         user_key = parse_public_key(public_key) if isinstance(public_key, str) else public_key
         current = int(time.time() if now is None else now)
         valid_before = current + MAX_LIFETIME_S
@@ -345,7 +366,11 @@ def _utc(timestamp: float) -> str:
 
 
 def load_ca(settings: SshSettings | None = None) -> SshCertificateAuthority:
+    """The CA from its private key (``SSH_CA_KEY``), or, without one, a checking-only CA from its
+    public key line (``SSH_CA_PUBLIC_KEY``)."""
     settings = SshSettings.from_env() if settings is None else settings
+    if not settings.ca_key and settings.ca_public_key:
+        return SshCertificateAuthority.verifier(settings.ca_public_key)
     return SshCertificateAuthority(_read_key(settings.ca_key, CA_KEY_SETTING, "the SSH CA key"))
 
 
