@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
-import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -629,19 +628,12 @@ async def start_ssh_listener(
     )
 
 
-CA_PUBLIC_KEY_SETTING = "SSH_CA_PUBLIC_KEY"
-
-
 def load_listener_keys() -> tuple[asyncssh.SSHKey, SshCertificateAuthority | None]:
     """The gateway's host key (``SSH_HOST_KEY``: stable, never made per task), and the CA whose
-    certificates it accepts: its public key line (``SSH_CA_PUBLIC_KEY``: the listener never needs
-    the CA's private key), else the CA key itself where one is configured (``SSH_CA_KEY``: local
-    mode), else none (tokens as passwords only)."""
-    from wardgate.sshca import load_ca, load_host_key
+    certificates it accepts (``sshca.load_ca``: on the task, checking-only from
+    ``SSH_CA_PUBLIC_KEY``), or None when neither CA setting is there (tokens as passwords only)."""
+    from wardgate.sshca import SshSettings, load_ca, load_host_key
 
-    public = os.environ.get(CA_PUBLIC_KEY_SETTING, "").strip()
-    if public:
-        return load_host_key(), SshCertificateAuthority(asyncssh.import_public_key(public))
-    if os.environ.get("SSH_CA_KEY"):
-        return load_host_key(), load_ca()
-    return load_host_key(), None
+    settings = SshSettings.from_env()
+    authority = load_ca(settings) if settings.ca_key or settings.ca_public_key else None
+    return load_host_key(settings), authority
