@@ -131,7 +131,7 @@ class SshGateway:
 def gw(stack: DevStack, token: str, sshd: sshd_helpers.SshTarget, tmp_path: Path) -> Iterator[SshGateway]:
     from wardgate.config import Settings
     from wardgate.sshca import host_key_line, load_host_key, make_local_keys
-    from wardgate.tcp.config import Listener, TcpSettings
+    from wardgate.tcp.config import Listener, SessionLimits, TcpSettings
     from wardgate.tcp.server import GatewayThread, build_services
 
     keys = make_local_keys(tmp_path / "keys")
@@ -162,7 +162,11 @@ def gw(stack: DevStack, token: str, sshd: sshd_helpers.SshTarget, tmp_path: Path
         )
     )
     apply_policy_now(stack, SSH_POLICY)
-    settings = TcpSettings(listeners=(Listener("ssh", 0, "127.0.0.1"),), health_port=None)
+    settings = TcpSettings(
+        listeners=(Listener("ssh", 0, "127.0.0.1"),),
+        health_port=None,
+        limits=SessionLimits(startup_timeout_s=1.5),  # an unfinished login is dropped after it
+    )
     tcp = GatewayThread(lambda: build_services(Settings.from_env(), settings), settings).start()
     line = host_key_line(load_host_key())
     known_hosts = tmp_path / "known_hosts"
@@ -249,6 +253,17 @@ def test_a_target_with_another_host_key_is_refused_before_any_login(gw: SshGatew
     assert failed["error"]["code"] == "target_host_key_mismatch"
 
 
+def test_a_login_that_never_finishes_is_dropped(gw: SshGateway):
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as idle:
+        assert idle.recv(64).startswith(b"SSH-2.0-wardgate")
+        started = time.monotonic()
+        idle.settimeout(5)
+        while idle.recv(4096):  # our silence: the gateway ends the connection at its login timeout
+            pass
+        assert 1.0 < time.monotonic() - started < 4.0
+    assert gw.ssh("echo", "served").stdout == b"served\n"
+
+
 def test_protocol_garbage_is_refused_and_others_are_served(gw: SshGateway):
     with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as raw:
         assert raw.recv(64).startswith(b"SSH-2.0-wardgate")
@@ -333,6 +348,11 @@ def test_shells_ptys_sftp_scp_and_forwarding_are_refused(gw: SshGateway):
 
     asyncio.run(run())
     assert _events("channel_refused")
+    argv, env = gw.ssh_argv("echo", "no pty")
+    argv.insert(1, "-tt")  # the pty is refused; OpenSSH, told to insist on one, gives up
+    with_tty = subprocess.run(argv, env=env, capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
+    assert with_tty.returncode == 255 and b"PTY allocation request failed" in with_tty.stderr
+    assert with_tty.stdout == b""
 
 
 # ---------------------------------------------------------------------------------------------------
