@@ -110,6 +110,7 @@ def test_dev_server_serves_exactly_the_template_routes():
         "GET /audit/callback",
         "POST /audit/signout",
         "GET /audit/static/{asset}",
+        "POST /ssh/certificate",
     }
 
 
