@@ -226,3 +226,22 @@ def test_the_api_refuses_when_the_ssh_ca_is_not_configured(
     answer = post(client, token, {"public_key": AGENT_PUBLIC})
     assert answer.status_code == 503 and "SSH_HOST_PUBLIC_KEY is not an OpenSSH" in answer.text
     ssh_certificates.ssh_certificate_api.cache_clear()
+
+
+def test_the_gateway_endpoint_setting_and_its_known_hosts_line() -> None:
+    from wardgate.errors import ServiceUnavailable
+    from wardgate.ssh_certificates import GatewayEndpoint
+
+    line = " ".join(AGENT_PUBLIC.split()[:2])
+    env = {"SSH_HOST_PUBLIC_KEY": AGENT_PUBLIC}  # a comment after the key is dropped
+    assert GatewayEndpoint.from_env(env).known_hosts() == line
+    assert GatewayEndpoint.from_env(
+        {**env, "SSH_GATEWAY_ENDPOINT": "ssh.example.com:2222"}
+    ).known_hosts() == (f"[ssh.example.com]:2222 {line}")
+    default_port = GatewayEndpoint.from_env({**env, "SSH_GATEWAY_ENDPOINT": "ssh.example.com"})
+    assert (default_port.port, default_port.known_hosts()) == (22, f"ssh.example.com {line}")
+    for bad in ("ssh.example.com:99999", "user@host", "host/path", ":22"):
+        with pytest.raises(ServiceUnavailable, match="must be host"):
+            GatewayEndpoint.from_env({**env, "SSH_GATEWAY_ENDPOINT": bad})
+    with pytest.raises(ServiceUnavailable, match="SSH_HOST_PUBLIC_KEY is not set"):
+        GatewayEndpoint.from_env({})
