@@ -60,15 +60,19 @@ SESSIONS: dict[str, Callable[[TcpServices, asyncio.StreamReader, asyncio.StreamW
 }
 
 
-async def _ssh(services: TcpServices, host: str, port: int) -> Any:
+Track = Callable[["asyncio.Future[Any]"], None]  # a session's lifetime, awaited at shutdown
+
+
+async def _ssh(services: TcpServices, host: str, port: int, track: Track) -> Any:
     from wardgate.tcp.ssh.session import load_listener_keys, start_ssh_listener
 
     host_key, authority = await asyncio.to_thread(load_listener_keys)
-    return await start_ssh_listener(services, host, port, host_key, authority)
+    return await start_ssh_listener(services, host, port, host_key, authority, track)
 
 
-# Protocols whose library owns the listening socket (asyncssh): their server, not a session per stream.
-SERVERS: dict[str, Callable[[TcpServices, str, int], Any]] = {"ssh": _ssh}
+# Protocols whose library owns the listening socket (asyncssh): their server, not a session per
+# stream; ``track`` is given each session's lifetime, so shutdown waits for their last records.
+SERVERS: dict[str, Callable[[TcpServices, str, int, Track], Any]] = {"ssh": _ssh}
 
 
 def server_tls_context(tcp: TcpSettings) -> ssl.SSLContext | None:
@@ -137,12 +141,14 @@ class TcpGateway:
         self.health_port: int | None = None
         self._servers: list[Any] = []  # asyncio.Server, or asyncssh's acceptor (wraps one)
         self._tasks: list[asyncio.Task[None]] = []
-        self._connections: set[asyncio.Task[Any]] = set()
+        self._connections: set[asyncio.Future[Any]] = set()  # a task per stream session; SSH's lifetimes
 
     async def start(self) -> None:
         for listener in self.settings.listeners:
             if listener.protocol in SERVERS:
-                own = await SERVERS[listener.protocol](self.services, listener.host, listener.port)
+                own = await SERVERS[listener.protocol](
+                    self.services, listener.host, listener.port, self._track
+                )
                 self._servers.append(own)
                 self.ports[listener.protocol] = own.sockets[0].getsockname()[1]
                 continue
@@ -162,6 +168,10 @@ class TcpGateway:
         service = os.environ.get("WARDGATE_METRICS_SERVICE")
         if service:
             self._tasks.append(asyncio.create_task(self._publish_metrics(service)))
+
+    def _track(self, lifetime: asyncio.Future[Any]) -> None:
+        self._connections.add(lifetime)
+        lifetime.add_done_callback(self._connections.discard)
 
     def _serving(
         self, make: Callable[[TcpServices, asyncio.StreamReader, asyncio.StreamWriter], Session]

@@ -62,8 +62,14 @@ class SshSession(asyncssh.SSHServer):
     identity: Identity
     connection: Connection
 
-    def __init__(self, services: TcpServices, authority: SshCertificateAuthority | None = None) -> None:
+    def __init__(
+        self,
+        services: TcpServices,
+        authority: SshCertificateAuthority | None = None,
+        track: Callable[[asyncio.Future[Any]], None] | None = None,
+    ) -> None:
         self.services = services
+        self.track = track  # the gateway awaits what it is given at shutdown
         self.authority = authority  # None: certificates are not accepted (no CA configured)
         self.limits = services.limits
         self.record = SessionRecord(PROTOCOL, "unknown", "")
@@ -77,6 +83,7 @@ class SshSession(asyncssh.SSHServer):
         self.open_channels: set[asyncssh.SSHServerProcess[bytes]] = set()
         self._channel_tasks: set[asyncio.Task[Any]] = set()
         self._closing: asyncio.Task[None] | None = None
+        self._lifetime: asyncio.Future[None] | None = None  # done once the session's end is recorded
 
     # ------------------------------------------------------------------ connection
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
@@ -101,6 +108,13 @@ class SshSession(asyncssh.SSHServer):
             self._closing = asyncio.get_event_loop().create_task(self._close())
 
     async def _close(self) -> None:
+        try:
+            await self._record_end()
+        finally:
+            if self._lifetime is not None and not self._lifetime.done():
+                self._lifetime.set_result(None)
+
+    async def _record_end(self) -> None:
         self.services.sessions.discard(self)
         record = self.record
         if record.outcome == "open":
@@ -221,6 +235,9 @@ class SshSession(asyncssh.SSHServer):
             raise NotFound(str(bad), code="unknown_connection") from None
         self.services.sessions.add(self)
         self.admitted = True
+        self._lifetime = asyncio.get_running_loop().create_future()
+        if self.track is not None:
+            self.track(self._lifetime)
         self.verified_at = time.monotonic()
         try:
             await self.services.recorder.write(
@@ -234,6 +251,7 @@ class SshSession(asyncssh.SSHServer):
         except GatewayError:
             self.services.sessions.discard(self)
             self.admitted = False
+            self._lifetime.set_result(None)
             raise
 
     async def _refuse(self, refused: GatewayError, *, final: bool = True) -> None:
@@ -305,6 +323,8 @@ class SshSession(asyncssh.SSHServer):
         task = asyncio.current_task()
         if task is not None:
             self._channel_tasks.add(task)
+            if self.track is not None:
+                self.track(task)
         try:
             if process.subsystem is not None:
                 unserved = "SFTP" if process.subsystem == "sftp" else f"the {process.subsystem!r} subsystem"
@@ -600,6 +620,7 @@ async def start_ssh_listener(
     port: int,
     host_key: asyncssh.SSHKey,
     authority: SshCertificateAuthority | None = None,
+    track: Callable[[asyncio.Future[Any]], None] | None = None,
 ) -> Any:
     """asyncssh's own listening server (it owns the socket), one ``SshSession`` per client;
     certificates of ``authority`` are accepted besides tokens as passwords."""
@@ -609,7 +630,7 @@ async def start_ssh_listener(
         await session.serve(process)
 
     return await asyncssh.create_server(
-        lambda: SshSession(services, authority),
+        lambda: SshSession(services, authority, track),
         host,
         port,
         server_host_keys=[host_key],
