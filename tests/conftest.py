@@ -47,6 +47,7 @@ def stack(state_dir: Path, restore_env: None) -> Iterator[DevStack]:
             upstream_port=0,
             pg_port=0,
             mysql_port=0,
+            ssh_port=0,
             sign_manifests=False,
         ).start()
         try:

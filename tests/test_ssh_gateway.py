@@ -470,6 +470,22 @@ def test_bad_certificates_are_refused_with_their_reason(gw: SshGateway):
     assert refused.returncode == 255 and b"a plain public key is not accepted" in refused.stderr
 
 
+def test_the_local_stack_serves_ssh(gw: SshGateway):
+    """wardgate dev's own SSH listener (the test stack binds it on a free port), with the stack's
+    host key, the one POST /ssh/certificate hands agents."""
+    from wardgate.dev.stack import quick_start
+
+    stack = gw.stack
+    assert stack.ssh_port_bound
+    local = dataclasses.replace(gw, tcp=stack.tcp)
+    assert local.port == stack.ssh_port_bound != gw.port
+    known = gw.known_hosts.parent / "dev_known_hosts"
+    known.write_text(f"[127.0.0.1]:{local.port} {os.environ['SSH_HOST_PUBLIC_KEY']}\n")
+    result = dataclasses.replace(local, known_hosts=known).ssh("echo", "dev")
+    assert result.returncode == 0 and result.stdout == b"dev\n", result.stderr
+    assert f"ssh -p {stack.ssh_port_bound} my-box@127.0.0.1" in quick_start(stack)
+
+
 # ---------------------------------------------------------------------------------------------------
 # kill switch
 

@@ -61,6 +61,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         upstream_port=args.upstream_port,
         pg_port=args.pg_port,
         mysql_port=args.mysql_port,
+        ssh_port=args.ssh_port,
         aws_endpoint=f"http://127.0.0.1:{args.aws_port}",
     )
     try:
@@ -171,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--aws-port", type=int, default=8702)
     dev.add_argument("--pg-port", type=int, default=15432, help="the TCP gateway's PostgreSQL port")
     dev.add_argument("--mysql-port", type=int, default=13306, help="the TCP gateway's MySQL port")
+    dev.add_argument("--ssh-port", type=int, default=12222, help="the TCP gateway's SSH port")
     dev.set_defaults(func=cmd_dev)
 
     serve = sub.add_parser(

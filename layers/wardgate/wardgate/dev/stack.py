@@ -124,6 +124,7 @@ class DevStack:
     upstream_port: int = 8701
     pg_port: int = 15432  # the TCP gateway's PostgreSQL listener
     mysql_port: int = 13306  # the TCP gateway's MySQL listener
+    ssh_port: int | None = None  # the TCP gateway's SSH listener (wardgate dev: 12222); None: none
     aws_endpoint: str | None = None
     # Recording manifests signed after each delivery, as on AWS. The shared test fixture turns it off:
     # a few ms of moto work per object, for tests that never verify (test_recording_integrity.py does).
@@ -226,6 +227,7 @@ class DevStack:
             listeners=(
                 Listener("postgres", self.pg_port, self.host),
                 Listener("mysql", self.mysql_port, self.host),
+                *([Listener("ssh", self.ssh_port, self.host)] if self.ssh_port is not None else []),
             ),
             tls_cert_file=str(self.certificates.cert_file),
             tls_key_file=str(self.certificates.key_file),
@@ -352,6 +354,12 @@ class DevStack:
         return int(self.tcp.port("mysql")) if self.tcp is not None else self.mysql_port
 
     @property
+    def ssh_port_bound(self) -> int | None:
+        if self.ssh_port is None:
+            return None
+        return int(self.tcp.port("ssh")) if self.tcp is not None else self.ssh_port
+
+    @property
     def url(self) -> str:
         assert self.gateway is not None
         return self.gateway.url
@@ -403,7 +411,7 @@ the database, the token is the password, TLS is required):
   export MYSQL_PWD=$(wardgate token --sub agent-1 --group ci)
   {mariadb_command(stack)}
   python -c {shlex.quote(pymysql_snippet(stack))}
-
+{ssh_lines(stack)}
 Approvals (refunds on demo need a human; the mail lands in {stack.url}/_dev/outbox and here):
   curl -H "Authorization: Bearer $TOKEN" -d '{{"amount": 900}}' {stack.url}/http/demo/v1/refunds
                                                         (202 Accepted, with a poll_url)
@@ -421,6 +429,26 @@ def pg_conninfo(stack: DevStack) -> str:
         f"host=127.0.0.1 port={stack.pg_port_bound} dbname=demo-pg user=agent-1 "
         f"sslmode=verify-full sslrootcert={ca}"
     )
+
+
+def ssh_lines(stack: DevStack) -> str:
+    """The quick start's SSH part (empty without the SSH listener): there is no demo target host, so
+    it names the steps for one of your own (docs/ssh-gateway.md)."""
+    if stack.ssh_port_bound is None:
+        return ""
+    port, host = stack.ssh_port_bound, stack.host
+    return f"""
+SSH through the TCP gateway (the SSH user is the connection; each command is decided on its own).
+There is no demo host: name one of yours (its key in a secret {{"type": "ssh_key", "private_key": ...}}):
+  wardgate connections put --name my-box --kind ssh --upstream ssh://deploy@<host>:22 \\
+    --host-key "<its ssh-ed25519 key line>" --secret wardgate/my-box --group ci
+  (and a policy rule allowing its commands: match: {{shell: {{programs: [uptime, ...]}}}})
+  export WARDGATE_TOKEN=$(wardgate token --sub agent-1 --group ci)
+  wardgate ssh login && wardgate ssh-config --connection my-box --gateway-host {host} \\
+    --gateway-port {port} -o ~/.ssh/wardgate-my-box.conf
+  ssh -F ~/.ssh/wardgate-my-box.conf my-box 'uptime'
+  (or the token as the password: ssh -p {port} my-box@{host} 'uptime')
+"""
 
 
 def mariadb_command(stack: DevStack) -> str:
