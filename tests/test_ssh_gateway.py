@@ -323,6 +323,33 @@ def test_a_command_needing_approval_runs_once_after_it_is_approved(gw: SshGatewa
     assert other.returncode == 126 and request_id not in other.stderr.decode()
 
 
+def test_large_and_binary_output_passes_whole_and_masked(gw: SshGateway):
+    """4 MiB through the relay: bytes that are not UTF-8 arrive unchanged, a card number placed
+    across the relay's 64 KiB reads is masked all the same, nothing is lost or reordered."""
+    card = b"4242424242424242"
+    filler = bytes(range(256)) * 256  # 64 KiB of every byte value, invalid UTF-8 included
+    blob = filler[: 65536 - 8] + b" " + card + b" " + filler * 63
+    source = gw.target.folder / "blob.bin"
+    source.write_bytes(blob)
+
+    async def run() -> bytes:
+        async with await gw.client() as conn:
+            done = await conn.run(f"cat {source}", encoding=None)
+            assert done.exit_status == 0
+            assert isinstance(done.stdout, bytes)
+            return done.stdout
+
+    out = asyncio.run(run())
+    assert card not in out
+    start = out.index(b" ", 65536 - 16) + 1
+    assert out[:start] == blob[:start]  # everything before the value, byte for byte
+    tail = blob[blob.index(card) + len(card) :]
+    assert out.endswith(tail)  # and everything after it
+    result = _events("command_result")[-1]
+    assert result["output_bytes"] == len(blob) and result["masked"]
+    assert len(result["output"]) <= 16 * 1024 + len("…[cut]")
+
+
 # ---------------------------------------------------------------------------------------------------
 # what is not served
 

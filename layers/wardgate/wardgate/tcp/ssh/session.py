@@ -545,7 +545,9 @@ class _Captured:
         self.seen += raw_bytes
         if self.kept < self.cap:
             part = text[: self.cap - self.kept]
-            self.parts.append(part)
+            # Bytes that were not UTF-8 (carried as surrogates) are recorded as U+FFFD: a record is
+            # text, and JSON cannot hold them.
+            self.parts.append(part.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
             self.kept += len(part)
 
     def count(self, counts: dict[str, int]) -> None:
