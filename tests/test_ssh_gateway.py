@@ -360,7 +360,7 @@ def test_shells_ptys_sftp_scp_and_forwarding_are_refused(gw: SshGateway):
             shell = await conn.run(None, encoding=None) if False else await conn.create_process(encoding=None)
             shell.stdin.write_eof()
             out = await shell.wait()
-            assert out.exit_status == 126 and b"interactive shells are not served" in (out.stderr or b"")
+            assert out.exit_status == 126 and b"interactive shells are not allowed" in (out.stderr or b"")
             with pytest.raises(asyncssh.ChannelOpenError):
                 await conn.create_connection(asyncssh.SSHTCPSession, gw.target.host, gw.target.port)
             with pytest.raises(asyncssh.ChannelListenError):
@@ -370,16 +370,56 @@ def test_shells_ptys_sftp_scp_and_forwarding_are_refused(gw: SshGateway):
                     pass
             scp = await conn.run("scp -f /etc/hostname", encoding=None)
             assert scp.exit_status == 126 and b"scp is not served" in (scp.stderr or b"")
-            with pytest.raises(asyncssh.ChannelOpenError):
-                await conn.run("true", term_type="xterm")
+            pty = await conn.run("true", term_type="xterm", encoding=None)
+            assert pty.exit_status == 126 and b"ptys are not allowed" in (pty.stderr or b"")
 
     asyncio.run(run())
     assert _events("channel_refused")
     argv, env = gw.ssh_argv("echo", "no pty")
-    argv.insert(1, "-tt")  # the pty is refused; OpenSSH, told to insist on one, gives up
+    argv.insert(1, "-tt")  # no policy grants ptys here: the command with one is refused
     with_tty = subprocess.run(argv, env=env, capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
-    assert with_tty.returncode == 255 and b"PTY allocation request failed" in with_tty.stderr
-    assert with_tty.stdout == b""
+    assert with_tty.returncode == 126 and b"ptys are not allowed" in with_tty.stdout + with_tty.stderr
+    assert b"no pty" not in with_tty.stdout
+
+
+def test_a_granted_terminal_is_relayed_and_recorded_as_asciicast(gw: SshGateway):
+    grant = {
+        "name": "agents may open terminals on the box",
+        "effect": "allow",
+        "connections": [CONNECTION],
+        "identity": {"groups": ["ci"]},
+        "match": {"shell": {"features": ["interactive_shell", "pty"]}},
+    }
+    apply_policy_now(gw.stack, {**SSH_POLICY, "rules": [*SSH_POLICY["rules"], grant]})
+
+    async def run() -> tuple[bytes, int | None]:
+        async with await gw.client() as conn:
+            shell = await conn.create_process(term_type="xterm", term_size=(80, 24), encoding=None)
+            shell.stdin.write(b"echo READY$((6*7))\n")
+            out = b""
+            while b"READY42" not in out:  # the shell runs on the target: now resize it
+                out += await asyncio.wait_for(shell.stdout.read(4096), 10)
+            shell.change_terminal_size(100, 30)
+            shell.stdin.write(b"stty size; echo card 4242424242424242; exit 7\n")
+            while True:
+                chunk = await asyncio.wait_for(shell.stdout.read(4096), 10)
+                if not chunk:
+                    break
+                out += chunk
+            done = await shell.wait()
+            return out, done.exit_status
+
+    out, status = asyncio.run(run())
+    assert status == 7
+    assert b"30 100" in out and b"4242424242424242" not in out
+    start, end = _events("terminal_start")[-1], _events("terminal_end")[-1]
+    assert (start["width"], start["height"], start["term"], start["command"]) == (80, 24, "xterm", None)
+    assert end["exit_status"] == 7 and end["channel"] == start["channel"]
+    frames = [f for e in _events("terminal_output") for f in e["frames"]]
+    codes = {code for _, code, _ in frames}
+    assert {"o", "i", "r"} <= codes and ["r", "100x30"] in [f[1:] for f in frames]
+    assert all("4242424242424242" not in data for _, _, data in frames)  # input and output masked
+    assert _events("command")[-1]["operation"]["features"] == ["interactive_shell"]
 
 
 # ---------------------------------------------------------------------------------------------------

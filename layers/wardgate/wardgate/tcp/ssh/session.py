@@ -14,8 +14,10 @@ What is served (docs/ssh-gateway.md):
   new connection there (``target.py``: the pinned host key only), stdout and stderr streamed back
   masked (``TerminalStream``: values straddling chunks are held back), exit status or signal
   relayed. Refused: the reason on stderr, exit status 126, nothing sent to the target.
-* not served, refused with a message: interactive shells and ptys, subsystems (SFTP), ``scp``,
-  port forwarding of every kind, agent and X11 forwarding.
+* terminals (an interactive shell, a pty): only where an allow rule names the feature
+  (``interactive_shell``, ``pty``); relayed with resizes and signals, recorded as asciicast frames.
+* not served, refused with a message: subsystems (SFTP), ``scp``, port forwarding of every kind,
+  agent and X11 forwarding.
 """
 
 from __future__ import annotations
@@ -35,10 +37,11 @@ from wardgate.connections import Connection
 from wardgate.errors import Forbidden, GatewayError, NotFound, Unauthorized
 from wardgate.gate import decide_on
 from wardgate.identity import Identity
-from wardgate.masking.terminal import TerminalStream
+from wardgate.masking.engine import MaskingProfile
+from wardgate.masking.terminal import TerminalStream, mask_terminal
 from wardgate.observability import logger
 from wardgate.operations import UnparseableOperation
-from wardgate.operations.shell import ShellOperation, parse_shell
+from wardgate.operations.shell import ShellCommand, ShellOperation, parse_shell
 from wardgate.policy.engine import Decision, PolicySet
 from wardgate.sshca import SshCertificateAuthority
 from wardgate.tcp.guard import HeldOperation, claim_or_hold_approval
@@ -52,6 +55,7 @@ EXIT_REFUSED = 126  # wardgate refused the command (policy, approval, recording)
 EXIT_TARGET = 255  # the target could not be reached (what ssh itself exits with for its errors)
 RECORDED_OUTPUT_BYTES = 16 * 1024  # of each command's output (masked), in its result event
 READ_CHUNK = 64 * 1024
+QUIET_S = 0.05  # output held back for masking is sent once the program is this long quiet
 # Programs refused whatever policy says: they carry files, and file transfer is not governed yet.
 UNSERVED_PROGRAMS = {"scp": "scp", "sftp-server": "SFTP", "sftp": "SFTP"}
 
@@ -329,12 +333,6 @@ class SshSession(asyncssh.SSHServer):
             if process.subsystem is not None:
                 unserved = "SFTP" if process.subsystem == "sftp" else f"the {process.subsystem!r} subsystem"
                 await self._refuse_channel(process, channel, f"{unserved} is not served by wardgate yet")
-            elif process.command is None:
-                await self._refuse_channel(
-                    process,
-                    channel,
-                    "interactive shells are not served by wardgate: run commands (ssh host 'command')",
-                )
             else:
                 await self._exec(process, channel, process.command)
         except Exception:
@@ -362,8 +360,32 @@ class SshSession(asyncssh.SSHServer):
         process.stderr.write(f"wardgate: {why}\r\n".encode())
         process.exit(EXIT_REFUSED)
 
-    async def _exec(self, process: asyncssh.SSHServerProcess[bytes], channel: int, command: str) -> None:
+    async def _exec(
+        self, process: asyncssh.SSHServerProcess[bytes], channel: int, command: str | None
+    ) -> None:
+        """An exec request (``command``), or an interactive shell (None); either with a pty or not."""
         policy_set = await self.services.policy_set()
+        term = process.get_terminal_type()
+        if command is None or term is not None:  # a terminal: only where policy grants it by name
+            feature = INTERACTIVE_SHELL if command is None else PTY
+            granted, recorded, decision = self._terminal_grant(policy_set, feature)
+            if not granted:
+                what = "interactive shells" if command is None else "ptys"
+                await self._refuse_command(
+                    process,
+                    channel,
+                    recorded,
+                    decision,
+                    "terminal_not_allowed",
+                    f"{what} are not allowed on connection {self.connection.name!r}: policy grants them with "
+                    f"a shell rule naming the feature {feature!r}; exec (ssh host 'command') is the governed "
+                    "path",
+                )
+                return
+            if command is None:
+                await self._recorded_run(process, channel, None, recorded, decision.to_record(), policy_set)
+                return
+        assert command is not None
         operation, recorded = _parsed(command)
         decision = self._decide(policy_set, operation)
         unserved = _unserved(operation)
@@ -389,9 +411,21 @@ class SshSession(asyncssh.SSHServer):
                 process, channel, recorded, decision, "denied_by_policy", decision.reason
             )
             return
+        await self._recorded_run(process, channel, command, recorded, decided, policy_set)
+
+    async def _recorded_run(
+        self,
+        process: asyncssh.SSHServerProcess[bytes],
+        channel: int,
+        command: str | None,
+        recorded: dict[str, Any],
+        decided: dict[str, Any],
+        policy_set: PolicySet,
+    ) -> None:
+        """The ``command`` event, durable before anything reaches the target (fail closed), then the run."""
         self.record.statements += 1
         seq = self.record.seq + 1
-        try:  # durable before the command reaches the target: fail closed
+        try:
             await self.services.recorder.write(
                 self.record, "command", channel=channel, operation=recorded, decision=decided
             )
@@ -401,7 +435,20 @@ class SshSession(asyncssh.SSHServer):
             process.stderr.write(f"wardgate: {why}\r\n".encode())
             process.exit(EXIT_REFUSED)
             return
-        await self._run(process, seq, command, policy_set)
+        await self._run(process, seq, channel, command, policy_set, decided)
+
+    def _terminal_grant(self, policy_set: PolicySet, feature: str) -> tuple[bool, dict[str, Any], Decision]:
+        """Whether policy grants a terminal (``feature``: an interactive shell or a pty) on this
+        connection: the decision on a terminal operation must be an allow by a rule that names the
+        feature itself, so a broad rule (``programs: ["*"]``) never opens a terminal by accident."""
+        operation = _terminal_operation(feature)
+        decision = self._decide(policy_set, operation)
+        named = any(
+            feature in [str(f).lower() for f in (rule.conditions.get("features") or [])]
+            for rule in policy_set.rules
+            if rule.name == decision.rule and rule.effect == "allow"
+        )
+        return decision.outcome == "allow" and named, operation.to_record(), decision
 
     async def _approval(
         self, command: str, decision: Decision, policy_set: PolicySet, recorded: dict[str, Any]
@@ -457,8 +504,16 @@ class SshSession(asyncssh.SSHServer):
         process.exit(EXIT_REFUSED)
 
     async def _run(
-        self, process: asyncssh.SSHServerProcess[bytes], seq: int, command: str, policy_set: PolicySet
+        self,
+        process: asyncssh.SSHServerProcess[bytes],
+        seq: int,
+        channel: int,
+        command: str | None,
+        policy_set: PolicySet,
+        decided: dict[str, Any],
     ) -> None:
+        """Run on the target; with a pty (or an interactive shell) the output is recorded as a
+        terminal (asciicast frames: docs/recording-format.md), resizes and signals forwarded."""
         assert self.target is not None
         started = time.perf_counter()
         profile = policy_set.masking.for_caller(self.connection.name, self.identity.groups).profile
@@ -474,13 +529,33 @@ class SshSession(asyncssh.SSHServer):
             self._finish(result, started, error={"code": failed.code, "message": failed.message})
             return
         output = _Captured(RECORDED_OUTPUT_BYTES)
+        term = process.get_terminal_type()
+        screen: _Screen | None = None
         try:
             async with target:
-                remote = await target.create_process(command, encoding=None)
-                pump_in = asyncio.create_task(_copy_input(process, remote))
+                if term is not None:
+                    width, height = process.get_terminal_size()[:2]
+                    remote = await target.create_process(
+                        command, term_type=term, term_size=(width, height), encoding=None
+                    )
+                    screen = _Screen(self, channel)
+                    self.services.recorder.write_later(
+                        self.record,
+                        "terminal_start",
+                        self._recording_failed,
+                        channel=channel,
+                        width=width,
+                        height=height,
+                        term=term,
+                        command=command,
+                        decision=decided,
+                    )
+                else:
+                    remote = await target.create_process(command, encoding=None)
+                pump_in = asyncio.create_task(_copy_input(process, remote, screen, profile))
                 await asyncio.gather(
-                    _relay(remote.stdout, process.stdout, TerminalStream(profile), output, "stdout"),
-                    _relay(remote.stderr, process.stderr, TerminalStream(profile), output, "stderr"),
+                    _relay(remote.stdout, process.stdout, TerminalStream(profile), output, screen),
+                    _relay(remote.stderr, process.stderr, TerminalStream(profile), output, screen),
                 )
                 completed = await remote.wait()
                 pump_in.cancel()
@@ -499,6 +574,14 @@ class SshSession(asyncssh.SSHServer):
             status = completed.exit_status if completed.exit_status is not None else EXIT_TARGET
             process.exit(status)
             result["exit_status"] = status
+        if screen is not None:
+            self.services.recorder.write_later(
+                self.record,
+                "terminal_end",
+                self._recording_failed,
+                channel=channel,
+                exit_status=result.get("exit_status"),
+            )
         self._finish(result, started, output=output)
 
     async def _credential(self) -> dict[str, str | None]:
@@ -567,6 +650,20 @@ def _parsed(command: str) -> tuple[ShellOperation | UnparseableOperation, dict[s
     return operation, operation.to_record()
 
 
+INTERACTIVE_SHELL = "interactive_shell"
+PTY = "pty"
+
+
+def _terminal_operation(feature: str) -> ShellOperation:
+    """What policy decides for a terminal: one command ``<interactive_shell>`` or ``<pty>`` with
+    that feature (a rule grants it with ``features: [interactive_shell]`` or ``[pty]``)."""
+    name = f"<{feature}>"
+    command = ShellCommand(
+        argv=(name,), program=name, effective_programs=(name,), operator=None, redirects=()
+    )
+    return ShellOperation(text=name, commands=(command,), features=(feature,))
+
+
 def _unserved(operation: ShellOperation | UnparseableOperation) -> str:
     if isinstance(operation, UnparseableOperation):
         return ""
@@ -576,43 +673,95 @@ def _unserved(operation: ShellOperation | UnparseableOperation) -> str:
     return ""
 
 
+class _Screen:
+    """A terminal's recording: asciicast frames (``[seconds, code, data]``), one ``terminal_output``
+    event per relayed chunk (the group commit batches them)."""
+
+    def __init__(self, session: SshSession, channel: int) -> None:
+        self.session = session
+        self.channel = channel
+        self.started = time.monotonic()
+
+    def frame(self, code: str, data: str) -> None:
+        session = self.session
+        text = data.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        session.services.recorder.write_later(
+            session.record,
+            "terminal_output",
+            session._recording_failed,
+            channel=self.channel,
+            frames=[[round(time.monotonic() - self.started, 6), code, text]],
+        )
+
+
 async def _relay(
     source: asyncssh.SSHReader[bytes],
     sink: asyncssh.SSHWriter[bytes],
     stream: TerminalStream,
     output: _Captured,
-    name: str,
+    screen: _Screen | None = None,
 ) -> None:
     """One output stream of the target to the client, masked; bytes that are not UTF-8 pass as they
-    are (surrogateescape), masking applies to the text around them."""
+    are (surrogateescape), masking applies to the text around them. ``TerminalStream`` holds back
+    the end of what it has seen (a value may go on in the next chunk); when the program has been
+    quiet for ``QUIET_S``, that end is masked as it stands and sent (a prompt must show)."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
     while True:
-        chunk = await source.read(READ_CHUNK)
-        text = stream.feed(decoder.decode(chunk, final=not chunk)) if chunk else ""
+        try:
+            chunk = await asyncio.wait_for(source.read(READ_CHUNK), QUIET_S)
+        except TimeoutError:
+            await _send(stream.close(), 0, sink, output, screen)
+            chunk = await source.read(READ_CHUNK)
         if not chunk:
-            text += stream.close()
-        if text:
-            sink.write(text.encode("utf-8", errors="surrogateescape"))
-            output.add(text, len(chunk))
-            await sink.drain()
-        elif chunk:
-            output.add("", len(chunk))
-        if not chunk:
+            await _send(
+                stream.feed(decoder.decode(b"", final=True)) + stream.close(), 0, sink, output, screen
+            )
             output.count(stream.counts)
             return
+        await _send(stream.feed(decoder.decode(chunk)), len(chunk), sink, output, screen)
+
+
+async def _send(
+    text: str, raw_bytes: int, sink: asyncssh.SSHWriter[bytes], output: _Captured, screen: _Screen | None
+) -> None:
+    output.add(text, raw_bytes)
+    if not text:
+        return
+    sink.write(text.encode("utf-8", errors="surrogateescape"))
+    if screen is not None:
+        screen.frame("o", text)
+    await sink.drain()
 
 
 async def _copy_input(
-    process: asyncssh.SSHServerProcess[bytes], remote: asyncssh.SSHClientProcess[bytes]
+    process: asyncssh.SSHServerProcess[bytes],
+    remote: asyncssh.SSHClientProcess[bytes],
+    screen: _Screen | None,
+    profile: MaskingProfile,
 ) -> None:
-    """The client's stdin to the command, then its end of file."""
+    """The client's stdin to the command, then its end of file; on a terminal, resizes, signals
+    and breaks are forwarded and input is recorded (masked: a typed secret is still a secret)."""
     with contextlib.suppress(asyncssh.Error, OSError, BrokenPipeError):
         while True:
-            data = await process.stdin.read(READ_CHUNK)
+            try:
+                data = await process.stdin.read(READ_CHUNK)
+            except asyncssh.TerminalSizeChanged as resized:
+                remote.change_terminal_size(resized.width, resized.height)
+                if screen is not None:
+                    screen.frame("r", f"{resized.width}x{resized.height}")
+                continue
+            except asyncssh.SignalReceived as signalled:
+                remote.send_signal(signalled.signal)
+                continue
+            except asyncssh.BreakReceived as broke:
+                remote.send_break(broke.msec)
+                continue
             if not data:
                 remote.stdin.write_eof()
                 return
             remote.stdin.write(data)
+            if screen is not None:
+                screen.frame("i", mask_terminal(data.decode("utf-8", "surrogateescape"), profile).value)
             await remote.stdin.drain()
 
 
@@ -638,7 +787,7 @@ async def start_ssh_listener(
         server_host_keys=[host_key],
         process_factory=serve,
         encoding=None,
-        allow_pty=False,
+        allow_pty=True,  # asked of policy per channel (_exec): refused there unless granted
         x11_forwarding=False,
         agent_forwarding=False,
         allow_scp=False,
