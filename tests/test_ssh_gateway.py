@@ -420,6 +420,13 @@ def test_a_granted_terminal_is_relayed_and_recorded_as_asciicast(gw: SshGateway)
     assert {"o", "i", "r"} <= codes and ["r", "100x30"] in [f[1:] for f in frames]
     assert all("4242424242424242" not in data for _, _, data in frames)  # input and output masked
     assert _events("command")[-1]["operation"]["features"] == ["interactive_shell"]
+    from wardgate.auditing.export import to_asciicast
+
+    record = [e for e in _events() if e["record_id"] == start["record_id"]]
+    cast = [json.loads(line) for line in to_asciicast(record).splitlines()]
+    assert cast[0]["version"] == 2 and (cast[0]["width"], cast[0]["height"]) == (80, 24)
+    played = "".join(data for _, code, data in cast[1:] if code == "o")
+    assert "30 100" in played and "4242424242424242" not in played
 
 
 # ---------------------------------------------------------------------------------------------------
