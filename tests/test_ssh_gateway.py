@@ -590,3 +590,20 @@ def test_revoking_the_agent_ends_its_session_within_a_second(gw: SshGateway):
     assert _events("session_end")[-1]["outcome"] == "ended"
     again = gw.ssh("true")
     assert again.returncode == 255 and b"revoked" in again.stderr
+
+
+def test_a_session_ends_once_its_token_has_expired(gw: SshGateway):
+    services = gw.services()
+    services.limits = dataclasses.replace(services.limits, token_grace_s=0.0)
+    services.sessions.limits = services.limits
+    assert gw.stack.issuer is not None
+    short = gw.stack.issuer.mint("agent-1", ["ci"], ttl=2)
+    argv, env = gw.ssh_argv("sleep", "30", token=short)
+    started = time.monotonic()
+    done = subprocess.run(argv, env=env, capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
+    assert done.returncode == 255 and b"token expired" in done.stderr
+    assert time.monotonic() - started < 6
+    deadline = time.monotonic() + 3
+    while not _events("session_end") and time.monotonic() < deadline:  # written as the connection ends
+        time.sleep(0.02)
+    assert _events("session_end")[-1]["reason"].startswith("the session's token expired")
