@@ -180,6 +180,15 @@ def _events(kind: str | None = None) -> list[dict[str, Any]]:
     return [e for e in events if kind is None or e["event"] == kind]
 
 
+def _last(kind: str) -> dict[str, Any]:
+    """The latest event of ``kind``, waiting for it: results and ends are queued as the client is
+    answered, so they may land just after it returns."""
+    deadline = time.monotonic() + 5
+    while not _events(kind) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return _events(kind)[-1]
+
+
 def _target_log(gw: SshGateway) -> str:
     return gw.target.log_file.read_text(errors="replace")
 
@@ -196,11 +205,11 @@ def test_openssh_runs_an_allowed_command_masked_and_recorded(gw: SshGateway):
     command = _events("command")[-1]
     assert command["operation"]["commands"][0]["program"] == "echo"
     assert command["decision"]["outcome"] == "allow"
-    outcome = _events("command_result")[-1]
+    outcome = _last("command_result")
     assert outcome["exit_status"] == 3 and outcome["command_seq"] == command["seq"]
     assert "hello" in outcome["output"] and "4242424242424242" not in outcome["output"]
     assert outcome["masked"]
-    start, end = _events("session_start")[-1], _events("session_end")[-1]
+    start, end = _last("session_start"), _last("session_end")
     assert start["identity"]["subject"] == "agent-1" and end["commands"] == 1
 
 
@@ -249,7 +258,7 @@ def test_a_target_with_another_host_key_is_refused_before_any_login(gw: SshGatew
     assert result.returncode == 255 and result.stdout == b""
     assert b"presented a host key other than the one the connection pins" in result.stderr
     assert _target_log(gw).count("Accepted publickey") == before
-    failed = _events("command_result")[-1]
+    failed = _last("command_result")
     assert failed["error"]["code"] == "target_host_key_mismatch"
 
 
@@ -345,7 +354,7 @@ def test_large_and_binary_output_passes_whole_and_masked(gw: SshGateway):
     assert out[:start] == blob[:start]  # everything before the value, byte for byte
     tail = blob[blob.index(card) + len(card) :]
     assert out.endswith(tail)  # and everything after it
-    result = _events("command_result")[-1]
+    result = _last("command_result")
     assert result["output_bytes"] == len(blob) and result["masked"]
     assert len(result["output"]) <= 16 * 1024 + len("…[cut]")
 
@@ -412,7 +421,7 @@ def test_a_granted_terminal_is_relayed_and_recorded_as_asciicast(gw: SshGateway)
     out, status = asyncio.run(run())
     assert status == 7
     assert b"30 100" in out and b"4242424242424242" not in out
-    start, end = _events("terminal_start")[-1], _events("terminal_end")[-1]
+    start, end = _last("terminal_start"), _last("terminal_end")
     assert (start["width"], start["height"], start["term"], start["command"]) == (80, 24, "xterm", None)
     assert end["exit_status"] == 7 and end["channel"] == start["channel"]
     frames = [f for e in _events("terminal_output") for f in e["frames"]]
