@@ -145,7 +145,7 @@ def test_the_image_runs_serve_tcp_as_a_non_root_user(instructions):
     env = " ".join(i.args for i in final if i.keyword == "ENV")
     assert re.search(r"\bPYTHONUNBUFFERED=1\b", env), "logs and EMF metrics must not sit in a buffer"
     exposed = {p for i in final if i.keyword == "EXPOSE" for p in i.args.split()}
-    assert {"5432", "3306", "8080"} <= exposed, exposed  # PostgreSQL, MySQL, GET /healthz
+    assert {"5432", "3306", "2222", "8080"} <= exposed, exposed  # PostgreSQL, MySQL, SSH, GET /healthz
 
 
 def test_the_health_check_probes_healthz_without_curl(instructions):

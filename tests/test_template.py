@@ -18,7 +18,7 @@ import pytest
 from tests.test_tcp_image import DOCKERFILE, exec_form, final_stage, parse_dockerfile
 from wardgate.dev.template import Template
 from wardgate.tcp.config import TcpSettings
-from wardgate.tcp.server import SESSIONS
+from wardgate.tcp.server import SERVERS, SESSIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 TCP_TYPES = ("AWS::ECS::", "AWS::ElasticLoadBalancingV2::", "AWS::ApplicationAutoScaling::", "AWS::EC2::")
@@ -27,6 +27,7 @@ TCP_TYPES = ("AWS::ECS::", "AWS::ElasticLoadBalancingV2::", "AWS::ApplicationAut
 LISTENERS = (
     ("postgres", "Postgres", "TcpGatewayTargetGroup", "TcpGatewayPostgresListener", "PostgresPort", 5432),
     ("mysql", "MySql", "TcpGatewayMySqlTargetGroup", "TcpGatewayMySqlListener", "MySqlPort", 3306),
+    ("ssh", "Ssh", "TcpGatewaySshTargetGroup", "TcpGatewaySshListener", "SshPort", 22),
 )
 
 
@@ -66,7 +67,13 @@ def test_the_tcp_gateway_is_optional_and_all_of_it_hangs_on_one_condition(templa
     assert tcp <= named, f"TCP gateway resources outside the TcpGateway* names: {tcp - named}"
     for logical_id in named:
         assert resource(template, logical_id).get("Condition") == "HasTcpGateway", logical_id
-    for output in ("TcpGatewayDnsName", "TcpGatewayPostgresPort", "TcpGatewayMySqlPort"):
+    for output in (
+        "TcpGatewayDnsName",
+        "TcpGatewayPostgresPort",
+        "TcpGatewayMySqlPort",
+        "TcpGatewaySshPort",
+        "TcpGatewaySshEndpoint",
+    ):
         assert template.doc["Outputs"][output]["Condition"] == "HasTcpGateway"
     for *_, parameter, _ in LISTENERS:  # each listener's port is an output, as agents connect to it
         assert {"Ref": parameter} in [output["Value"] for output in template.doc["Outputs"].values()]
@@ -120,6 +127,12 @@ def grants(statement_list: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
     return out
 
 
+SSH_HOST_KEY_SECRET = {
+    "Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
+    "${SshHostKeySecretName}-??????"
+}
+
+
 def test_the_task_role_grants_nothing_the_proxy_functions_lack(template):
     task = grants(statements(props(template, "TcpGatewayTaskRole")))
     functions = grants(statements(props(template, "HttpProxyFunction"))) | grants(
@@ -127,6 +140,7 @@ def test_the_task_role_grants_nothing_the_proxy_functions_lack(template):
     )
     own = {
         ("secretsmanager:GetSecretValue", json.dumps({"Ref": "TcpTlsSecretArn"}), "null"),
+        ("secretsmanager:GetSecretValue", json.dumps(SSH_HOST_KEY_SECRET, sort_keys=True), "null"),
         ("rds-db:connect", json.dumps({"Ref": "TcpIamDbAuthResources"}), "null"),
     }
     extra = task - functions - own
@@ -186,7 +200,8 @@ def test_ports_and_health_checks_agree_with_the_dockerfile(template):
     exposed = {int(p) for i in final if i.keyword == "EXPOSE" for p in i.args.split()}
     ports = template.doc["Mappings"]["TcpGateway"]["Ports"]
     mappings = {int(mapped(template, m["ContainerPort"])) for m in container(template)["PortMappings"]}
-    assert mappings == exposed == {ports["Postgres"], ports["MySql"], ports["Health"]}
+    assert mappings == exposed == {ports["Postgres"], ports["MySql"], ports["Ssh"], ports["Health"]}
+    assert ports["Ssh"] >= 1024, "the task's user is not root: it cannot bind a port below 1024"
 
     env = environment(template)
     listeners_template, variables = env["WARDGATE_TCP_LISTENERS"]["Fn::Sub"]
@@ -199,7 +214,7 @@ def test_ports_and_health_checks_agree_with_the_dockerfile(template):
     assert [(listener.protocol, listener.port) for listener in served] == [
         (protocol, ports[key]) for protocol, key, *_ in LISTENERS
     ]
-    assert {listener.protocol for listener in served} <= set(SESSIONS)
+    assert {listener.protocol for listener in served} <= set(SESSIONS) | set(SERVERS)
     assert int(mapped(template, env["WARDGATE_TCP_HEALTH_PORT"])) == ports["Health"]
 
     healthcheck = next(i.args for i in final if i.keyword == "HEALTHCHECK").partition("CMD ")[2]
@@ -248,10 +263,11 @@ def test_each_listener_has_its_nlb_listener_target_group_and_service_entry(
 
 
 def test_the_listeners_cannot_share_a_port(template):
-    (assertion,) = template.doc["Rules"]["TcpGatewayListenersNeedTheirOwnPorts"]["Assertions"]
-    assert assertion["Assert"] == {
-        "Fn::Not": [{"Fn::Equals": [{"Ref": "PostgresPort"}, {"Ref": "MySqlPort"}]}]
-    }
+    assertions = template.doc["Rules"]["TcpGatewayListenersNeedTheirOwnPorts"]["Assertions"]
+    refused = {frozenset(ref["Ref"] for ref in a["Assert"]["Fn::Not"][0]["Fn::Equals"]) for a in assertions}
+    parameters = [parameter for *_, parameter, _ in LISTENERS]
+    pairs = {frozenset((a, b)) for i, a in enumerate(parameters) for b in parameters[i + 1 :]}
+    assert refused == pairs, "every two listeners' ports must be refused as equal"
     assert len(props(template, "TcpGatewayService")["LoadBalancers"]) == len(LISTENERS)
 
 
@@ -652,3 +668,33 @@ def test_ssh_certificates_have_their_route_and_only_that_function_reads_the_ca_k
     issuers = '[{"issuer": "https://idp.example", "audience": "wardgate"}]'
     env = template.function_environment("SshCertificateFunction", {"TrustedIssuers": issuers})
     assert env["SSH_CA_KEY"] == "wardgate-ssh-ca"
+
+
+def test_the_ssh_listener_gets_its_host_key_secret_and_the_ca_public_key_only(template):
+    env = environment(template)
+    assert env["SSH_HOST_KEY"] == {"Ref": "SshHostKeySecretName"}
+    assert env["SSH_CA_PUBLIC_KEY"] == {"Ref": "SshCaPublicKey"}
+    assert "SSH_CA_KEY" not in env, "the task checks certificates; it never holds the CA's signing key"
+    task = grants(statements(props(template, "TcpGatewayTaskRole")))
+    secrets = {res for action, res, _ in task if action == "secretsmanager:GetSecretValue"}
+    assert json.dumps(SSH_HOST_KEY_SECRET, sort_keys=True) in secrets
+    assert "SshCaKeySecretName" not in json.dumps(props(template, "TcpGatewayTaskRole"))
+    # ... and no other role reads the host key's secret.
+    for logical_id, res in template.resources.items():
+        if logical_id != "TcpGatewayTaskRole" and res["Type"] in (
+            "AWS::IAM::Role",
+            "AWS::Serverless::Function",
+        ):
+            assert "SshHostKeySecretName" not in json.dumps(res.get("Properties", {})), logical_id
+    parameters = template.doc["Parameters"]
+    assert parameters["SshHostKeySecretName"]["Default"] == "wardgate-ssh-host-key"
+    assert not parameters["SshHostKeySecretName"]["Default"].startswith("wardgate/"), (
+        "proxy functions read wardgate/*"
+    )
+    assert parameters["SshCaPublicKey"]["Default"] == ""
+    pattern = re.compile(parameters["SshCaPublicKey"]["AllowedPattern"])
+    assert pattern.fullmatch("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO0 wardgate SSH CA")
+    assert not pattern.fullmatch("-----BEGIN OPENSSH PRIVATE KEY-----"), "a private key is refused"
+    endpoint = template.doc["Outputs"]["TcpGatewaySshEndpoint"]["Value"]["Fn::Sub"]
+    assert endpoint[0] == "${Host}:${SshPort}"
+    assert endpoint[1] == {"Host": {"Fn::GetAtt": ["TcpGatewayLoadBalancer", "DNSName"]}}
