@@ -7,6 +7,7 @@ import asyncio
 import json
 import urllib.request
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
@@ -23,7 +24,7 @@ from wardgate.operations.sql import parse_sql
 from wardgate.policy.document import build
 from wardgate.recording import MemoryStream
 from wardgate.tcp.config import Listener, SessionLimits, TcpSettings
-from wardgate.tcp.recorder import GroupCommit
+from wardgate.tcp.recorder import GroupCommit, utc_now_iso
 from wardgate.tcp.services import ParseCache, SessionDecisions
 from wardgate.tcp.sessions import SessionTable, TooManySessions
 
@@ -146,6 +147,36 @@ def test_group_commit_in_line_writes_to_an_in_memory_sink():
 
     asyncio.run(main())
     assert len(stream.lines) == 10
+
+
+@pytest.mark.parametrize("inline", [True, False])
+def test_queued_events_report_only_failures_to_their_session(inline):
+    stream = FlakyStream()
+    failures: list[BaseException] = []
+
+    async def main() -> None:
+        commit = GroupCommit(stream, inline=inline)
+        for i in range(3):
+            commit.enqueue_later({"n": i}, None, failures.append)
+        await asyncio.sleep(0.05)
+        assert not failures and len(stream.lines) == 3
+        stream.down = True
+        commit.enqueue_later({"n": "lost"}, None, failures.append)
+        await asyncio.sleep(0.05)
+        assert len(failures) == 1 and isinstance(failures[0], ServiceUnavailable)
+        assert failures[0].code == "recording_unavailable"
+        with pytest.raises(ServiceUnavailable):
+            await commit.write({"n": "refused"})
+
+    asyncio.run(main())
+
+
+def test_event_times_are_isoformat_in_utc():
+    before = datetime.now(UTC)
+    stamped = utc_now_iso()
+    after = datetime.now(UTC)
+    parsed = datetime.fromisoformat(stamped)
+    assert before <= parsed <= after and stamped == parsed.isoformat()
 
 
 @dataclass(eq=False)

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Final
 
 from sqlglot import exp
@@ -58,7 +58,7 @@ NUMBER_MARK: Final = "\0n"
 SHAPED_KINDS: Final = frozenset({"select", "insert", "update", "delete"})
 _FIRST_WORDS: Final = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "WITH"})
 # A string in quotes, or digits alone (not part of a name, a decimal, a parameter or a variable).
-_LEXEME: Final = re.compile(r"'[^']*'|(?<![\w.$@:'])[0-9]+(?![\w.$'])")
+_LEXEME: Final = re.compile(r"'[^']*'|[0-9](?<![\w.$@:'][0-9])[0-9]*(?![\w.$'])")
 # What may not appear outside the slots: another lexical context could hide or move a token.
 _UNSHAPED: Final = re.compile(r"[\"`$\\#\0']|--|/\*|\*/")
 _PREFIX_CHARS: Final = re.compile(r"[\w&]")
@@ -86,6 +86,7 @@ class Template:
     dialect: Dialect
     lead: int
     trail: int
+    recorded: dict[str, object]  # the statement's attributes as ``SqlOperation.to_record`` gives them
 
 
 def shape_of(text: str) -> Shape | None:
@@ -164,7 +165,9 @@ def admit(text: str, shape: Shape, operation: SqlOperation, dialect: Dialect) ->
     trail = len(text) - tokens[-1].end - 1
     if text[lead : len(text) - trail] != statement.text:  # pragma: no cover - parse_sql's own trim
         return None
-    return Template(statement, dialect, lead, trail)
+    recorded = operation.to_record()["statements"][0]
+    del recorded["text"]
+    return Template(statement, dialect, lead, trail, recorded)
 
 
 def instantiate(template: Template, text: str, shape: Shape) -> SqlOperation | None:
@@ -172,7 +175,19 @@ def instantiate(template: Template, text: str, shape: Shape) -> SqlOperation | N
     slot's value reaches what ``parse_sql`` checks (the caller then parses the text in full)."""
     if not _values_are_plain(text, shape, template.dialect):
         return None
-    statement = replace(template.statement, text=text[template.lead : len(text) - template.trail])
+    s = template.statement
+    own = text[template.lead : len(text) - template.trail]
+    statement = SqlStatement(
+        own,
+        s.kind,
+        s.ddl_action,
+        s.object_type,
+        s.tables_read,
+        s.tables_written,
+        s.has_where,
+        s.functions,
+        s.features,
+    )
     return SqlOperation(template.dialect, (statement,))
 
 

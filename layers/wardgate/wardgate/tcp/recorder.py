@@ -28,6 +28,22 @@ from wardgate.recording import FORMAT, EventStream, RecordIndex, index_entry, ne
 _OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
 
 
+_second: tuple[int, str] = (-1, "")  # the last whole second formatted, as (seconds, "YYYY-MM-DDTHH:MM:SS")
+
+
+def utc_now_iso() -> str:
+    """``datetime.now(UTC).isoformat()``, formatting the date and time once a second (two events a
+    statement are stamped on the hot path)."""
+    global _second
+    seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    second = _second  # one read: another thread may replace it meanwhile
+    if seconds != second[0]:
+        second = _second = (seconds, datetime.fromtimestamp(seconds, UTC).isoformat()[:19])
+    if micros:
+        return f"{second[1]}.{micros:06d}+00:00"
+    return f"{second[1]}+00:00"
+
+
 def _line(event: dict[str, Any]) -> bytes:
     """One JSON line (orjson: a statement's two events are serialised on the hot path)."""
     return orjson.dumps(event, default=str, option=_OPTIONS)
@@ -46,12 +62,19 @@ class GroupCommit:
         self.stream = stream
         self.inline = inline
         self.writer = EventWriter()
-        self._queue: list[tuple[Sealed, asyncio.Future[None]]] = []
+        # (event, who waits for it): a future (the writer awaits durability) or the callback a
+        # failure goes to (queued events: a statement's result)
+        self._queue: list[tuple[Sealed, asyncio.Future[None] | Callable[[BaseException], None]]] = []
         self._writer: asyncio.Task[None] | None = None
         self.batches = 0  # for the benchmark: events per batch = events / batches
 
     async def write(self, event: dict[str, Any], chain: RecordChain | None = None) -> None:
         """Durably write ``event``; raises ``ServiceUnavailable`` if the stream refused it."""
+        if self.inline and self._writer is None:  # nothing to batch with: written now
+            failure = self._send_now(event, chain)
+            if failure is not None:
+                raise failure
+            return
         await self.enqueue(event, chain)
 
     def enqueue(self, event: dict[str, Any], chain: RecordChain | None = None) -> asyncio.Future[None]:
@@ -59,14 +82,41 @@ class GroupCommit:
         durable (or fails)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        sealed = self.writer.seal(event, _line, chain)
-        if self.inline and self._writer is None:  # nothing to batch with: written now, no task
-            self._settle([(sealed, future)], self._send([sealed]))
+        if self.inline and self._writer is None:
+            failure = self._send_now(event, chain)
+            if failure is None:
+                future.set_result(None)
+            else:
+                future.set_exception(failure)
             return future
-        self._queue.append((sealed, future))
+        self._queue.append((self.writer.seal(event, _line, chain), future))
         if self._writer is None:
             self._writer = loop.create_task(self._drain())
         return future
+
+    def enqueue_later(
+        self,
+        event: dict[str, Any],
+        chain: RecordChain | None,
+        on_failure: Callable[[BaseException], None],
+    ) -> None:
+        """Queue ``event`` without waiting for it: if it cannot be written, ``on_failure`` is called
+        (soon, from the event loop) with the error. No future: this is every statement's result."""
+        if self.inline and self._writer is None:
+            failure = self._send_now(event, chain)
+            if failure is not None:
+                asyncio.get_running_loop().call_soon(on_failure, failure)
+            return
+        self._queue.append((self.writer.seal(event, _line, chain), on_failure))
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._drain())
+
+    def _send_now(self, event: dict[str, Any], chain: RecordChain | None) -> ServiceUnavailable | None:
+        """In line, nothing queued: seal and write ``event`` at once; the error if it failed."""
+        sealed = self.writer.seal(event, _line, chain)
+        self.batches += 1
+        failure = self._send([sealed])
+        return None if failure is None else _unavailable(failure)
 
     async def _drain(self) -> None:
         try:
@@ -83,28 +133,38 @@ class GroupCommit:
         failure (runs in a worker thread: the futures are settled on the loop)."""
         declarations = self.writer.declarations(_line)
         try:
-            self.stream.put_batch([*(d.line for d in declarations), *(sealed.line for sealed in batch)])
+            if declarations:
+                self.stream.put_batch([*(d.line for d in declarations), *(sealed.line for sealed in batch)])
+            else:
+                self.stream.put_batch([sealed.line for sealed in batch])
         except Exception as exc:
             self.writer.lost([*declarations, *batch])
             return exc
         return None
 
-    def _settle(self, batch: list[tuple[Sealed, asyncio.Future[None]]], failure: Exception | None) -> None:
+    def _settle(
+        self,
+        batch: list[tuple[Sealed, asyncio.Future[None] | Callable[[BaseException], None]]],
+        failure: Exception | None,
+    ) -> None:
         self.batches += 1
-        error = (
-            ServiceUnavailable(
-                f"recording stream unavailable ({type(failure).__name__})", code="recording_unavailable"
-            )
-            if failure is not None
-            else None
-        )
-        for _, future in batch:
-            if future.done():
-                continue
-            if error is None:
-                future.set_result(None)
-            else:
-                future.set_exception(error)
+        error = _unavailable(failure) if failure is not None else None
+        for _, waiter in batch:
+            if isinstance(waiter, asyncio.Future):
+                if waiter.done():
+                    continue
+                if error is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(error)
+            elif error is not None:
+                waiter(error)
+
+
+def _unavailable(failure: Exception) -> ServiceUnavailable:
+    return ServiceUnavailable(
+        f"recording stream unavailable ({type(failure).__name__})", code="recording_unavailable"
+    )
 
 
 @dataclass
@@ -136,7 +196,7 @@ class SessionRecord:
             "event": kind,
             "record_id": self.record_id,
             "seq": self.seq,
-            "time": datetime.fromtimestamp(time.time(), UTC).isoformat(),
+            "time": utc_now_iso(),
             "started_at": self._started,
             "connection": self.connection,
             "protocol": self.protocol,
@@ -182,10 +242,4 @@ class SessionRecorder:
         self, record: SessionRecord, kind: str, on_failure: Callable[[BaseException], None], **fields: Any
     ) -> None:
         """Queued (a statement's result): a failure ends the session through ``on_failure``."""
-
-        def done(future: asyncio.Future[None]) -> None:
-            error = None if future.cancelled() else future.exception()
-            if error is not None:
-                on_failure(error)
-
-        self.commit.enqueue(record.event(kind, **fields), record.chain).add_done_callback(done)
+        self.commit.enqueue_later(record.event(kind, **fields), record.chain, on_failure)

@@ -14,8 +14,9 @@ from typing import Any
 
 from wardgate.connections import Connection
 from wardgate.credentials import CredentialStore
-from wardgate.gate import Gate, decide_on, sql_operation_record
+from wardgate.gate import RECORDED_REQUEST_MASKING, Gate, decide_on, sql_operation_record
 from wardgate.identity import Identity
+from wardgate.masking.engine import mask_text
 from wardgate.operations import UnparseableOperation
 from wardgate.operations.sql import Dialect, SqlOperation, parse_sql
 from wardgate.operations.sql_shapes import Template, admit, instantiate, shape_of
@@ -93,8 +94,13 @@ class ParseCache:
 
 
 def _shaped_record(template: Template, operation: SqlOperation) -> dict[str, Any]:
-    """``sql_operation_record(operation)`` for a text of ``template``'s shape."""
-    return sql_operation_record(operation, template.dialect)
+    """``sql_operation_record(operation)`` for a text of ``template``'s shape: only the text is its own."""
+    text = mask_text(operation.statements[0].text, RECORDED_REQUEST_MASKING).value
+    return {
+        "protocol": "sql",
+        "dialect": template.dialect,
+        "statements": [{"text": text, **template.recorded}],
+    }
 
 
 class SessionDecisions:
