@@ -16,8 +16,10 @@ What is served (docs/ssh-gateway.md):
   relayed. Refused: the reason on stderr, exit status 126, nothing sent to the target.
 * terminals (an interactive shell, a pty): only where an allow rule names the feature
   (``interactive_shell``, ``pty``); relayed with resizes and signals, recorded as asciicast frames.
-* not served, refused with a message: subsystems (SFTP), ``scp``, port forwarding of every kind,
-  agent and X11 forwarding.
+* SFTP (and OpenSSH 9's ``scp``, which speaks it) where a rule names ``sftp_read``/``sftp_write``:
+  each file operation decided on its target-resolved path (``sftp.py``); otherwise refused.
+* not served, refused with a message: other subsystems, legacy ``scp -O``, port forwarding of every
+  kind, agent and X11 forwarding.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import codecs
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import asyncssh
 from asyncssh.public_key import decode_ssh_certificate
@@ -47,6 +49,7 @@ from wardgate.sshca import SshCertificateAuthority
 from wardgate.tcp.guard import HeldOperation, claim_or_hold_approval
 from wardgate.tcp.recorder import SessionRecord
 from wardgate.tcp.services import TcpServices
+from wardgate.tcp.ssh.sftp import SftpProxy, sftp_enabled
 from wardgate.tcp.ssh.target import SshTarget, connect_target
 
 PROTOCOL = "ssh"
@@ -345,6 +348,44 @@ class SshSession(asyncssh.SSHServer):
             if task is not None:
                 self._channel_tasks.discard(task)
 
+    async def sftp_server(self, chan: asyncssh.SSHServerChannel[bytes]) -> SftpProxy:
+        """An SFTP subsystem channel (``sftp.py``): served where policy grants SFTP on this
+        connection, each file operation decided; otherwise (off) or when the target cannot be
+        reached, the reason on stderr and the channel closed (``_end_sftp``)."""
+        self.channels += 1
+        channel = self.channels
+        policy_set = await self.services.policy_set()
+        if not sftp_enabled(self, policy_set):
+            why = (
+                f"SFTP is not served on connection {self.connection.name!r}: no rule grants it (a shell "
+                "rule naming the feature sftp_read or sftp_write)"
+            )
+            self.record.refused += 1
+            self.services.recorder.write_later(
+                self.record,
+                "channel_refused",
+                self._recording_failed,
+                channel=channel,
+                subsystem="sftp",
+                error={"code": "not_served", "message": why},
+            )
+            _end_sftp(chan, why, EXIT_REFUSED)
+        assert self.target is not None
+        try:
+            credential = await self._credential()
+            target = await connect_target(
+                self.target, timeout=self.limits.backend_connect_timeout_s, **credential
+            )
+        except GatewayError as failed:
+            _end_sftp(chan, failed.message, EXIT_TARGET)
+        try:
+            sftp = await target.start_sftp_client()
+        except (asyncssh.Error, OSError) as lost:
+            target.close()
+            why = f"the target's SFTP server cannot be started ({type(lost).__name__}: {lost})"
+            _end_sftp(chan, why, EXIT_TARGET)
+        return SftpProxy(chan, self, target, sftp, channel)
+
     async def _refuse_channel(
         self, process: asyncssh.SSHServerProcess[bytes], channel: int, why: str
     ) -> None:
@@ -614,6 +655,17 @@ class SshSession(asyncssh.SSHServer):
         self.services.recorder.write_later(self.record, "command_result", self._recording_failed, **result)
 
 
+def _end_sftp(chan: asyncssh.SSHServerChannel[bytes], why: str, status: int) -> NoReturn:
+    """Refuse an SFTP channel: ``why`` on its stderr (clients print it), closed with ``status``.
+    asyncssh runs the SFTP server once the factory returns; a factory that raises an error takes
+    the whole connection down, one that is cancelled is let go: so the channel's task ends
+    cancelled, and the client's other channels go on."""
+    with contextlib.suppress(Exception):
+        chan.write_stderr(f"wardgate: {why}\r\n".encode())
+        chan.exit(status)
+    raise asyncio.CancelledError
+
+
 class _Captured:
     """The first bytes of a command's output as the agent saw them (masked), for its record."""
 
@@ -791,7 +843,9 @@ async def start_ssh_listener(
         x11_forwarding=False,
         agent_forwarding=False,
         allow_scp=False,
-        sftp_factory=None,
+        # SFTP channels: SshSession.sftp_server decides whether to serve them (policy), then each
+        # file operation; asyncssh's own file-serving methods are all overridden (sftp.py).
+        sftp_factory=lambda chan: chan.get_connection().get_extra_info("wardgate_session").sftp_server(chan),
         login_timeout=services.limits.startup_timeout_s,
         keepalive_interval=30,
         server_version="wardgate",

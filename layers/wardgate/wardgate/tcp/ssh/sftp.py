@@ -1,0 +1,376 @@
+"""SFTP through the SSH listener, by policy: every file operation decided, then made on the target.
+
+The client's SFTP requests are served by ``SftpProxy`` (an asyncssh ``SFTPServer``), which makes the
+same request to the target's SFTP server over the connection's pinned target connection. Each
+request that names a path is decided first, on the path as the *target* resolves it (its
+``realpath``: ``..`` and symlinks followed), so a rule's path globs cannot be escaped by a
+traversal or a link out of the allowed tree. A path that does not exist yet (an upload, a mkdir)
+is its resolved parent plus its name; a dangling symlink is refused (what it would create cannot
+be checked). Creating links is never served (a link is a door out of the allowed tree).
+
+Policy (docs/policy.md): a ``shell`` rule naming the feature ``sftp_read`` (downloads, listings,
+stat) or ``sftp_write`` (uploads, remove, rename, mkdir, rmdir, setstat), with ``args`` globs
+for the resolved paths. Only an allow rule that names the feature grants it (a broad
+``programs: ["*"]`` never opens file transfer). No such rule: the subsystem is refused (off).
+
+Recorded: ``file_operation`` per decided request (path, resolved path, decision; durable before
+anything changes on the target), ``file_transfer`` when a file handle closes (bytes, SHA-256 of
+the bytes read or written, in offset order).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import posixpath
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, cast
+
+import asyncssh
+
+from wardgate.errors import GatewayError
+from wardgate.operations.shell import ShellCommand, ShellOperation
+from wardgate.policy.engine import Decision, PolicySet
+
+if TYPE_CHECKING:
+    from wardgate.tcp.ssh.session import SshSession
+
+PROGRAM = "<sftp>"
+READ = "sftp_read"
+WRITE = "sftp_write"
+FEATURES = (READ, WRITE)
+SFTP_VERSION = 3  # what OpenSSH speaks
+WRITE_FLAGS = asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | asyncssh.FXF_TRUNC | asyncssh.FXF_APPEND
+HASH_WINDOW_BYTES = 64 * 1024 * 1024  # out-of-order chunks held for the hash; beyond: no hash
+
+
+def file_operation(path: str, feature: str) -> ShellOperation:
+    """What policy decides for one file operation: the command ``<sftp> <resolved path>`` with
+    the feature ``sftp_read`` or ``sftp_write`` (rules match the path with ``args`` globs)."""
+    command = ShellCommand(
+        argv=(PROGRAM, path), program=PROGRAM, effective_programs=(PROGRAM,), operator=None, redirects=()
+    )
+    return ShellOperation(text=f"{PROGRAM} {feature} {path}", commands=(command,), features=(feature,))
+
+
+def _names_feature(policy_set: PolicySet, rule_name: str | None, feature: str) -> bool:
+    return any(
+        feature in [str(f).lower() for f in (rule.conditions.get("features") or [])]
+        for rule in policy_set.rules
+        if rule.name == rule_name and rule.effect == "allow"
+    )
+
+
+def sftp_enabled(session: SshSession, policy_set: PolicySet) -> bool:
+    """Whether any allow rule naming an SFTP feature could apply to this identity on this
+    connection (otherwise SFTP is off and the subsystem is refused outright)."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    for rule in policy_set.rules:
+        if rule.effect != "allow" or rule.protocol != "shell":
+            continue
+        named = [str(f).lower() for f in (rule.conditions.get("features") or [])]
+        if not set(named) & set(FEATURES):
+            continue
+        if "*" not in rule.connections and session.connection.name not in rule.connections:
+            continue
+        if rule.applies_to(session.identity, now):
+            return True
+    return False
+
+
+class _Transfer:
+    """An open file: what went through it, hashed in offset order."""
+
+    def __init__(self, remote: asyncssh.SFTPClientFile, path: str, resolved: str, direction: str) -> None:
+        self.remote = remote
+        self.path = path
+        self.resolved = resolved
+        self.direction = direction  # "read" or "write" (what the handle may do)
+        self.read = _Digest()
+        self.written = _Digest()
+
+    def seek(self, offset: int, whence: int) -> int:
+        """asyncssh asks this for a client's data ranges (``ranges@asyncssh.com``): the target's
+        holes are not known here, so the whole file is data (the client then reads it all)."""
+        return offset if whence == os.SEEK_DATA else offset + 2**62
+
+
+class _Digest:
+    def __init__(self) -> None:
+        self.hasher: Any = hashlib.sha256()
+        self.next = 0
+        self.pending: dict[int, bytes] = {}
+        self.held = 0
+        self.bytes = 0
+
+    def add(self, offset: int, data: bytes) -> None:
+        self.bytes += len(data)
+        if self.hasher is None or not data:
+            return
+        if offset == self.next:
+            self.hasher.update(data)
+            self.next += len(data)
+            while self.next in self.pending:
+                chunk = self.pending.pop(self.next)
+                self.held -= len(chunk)
+                self.hasher.update(chunk)
+                self.next += len(chunk)
+        elif offset > self.next and offset not in self.pending and self.held + len(data) <= HASH_WINDOW_BYTES:
+            self.pending[offset] = data
+            self.held += len(data)
+        else:  # overlapping or rewound: the bytes are not one file's content in order
+            self.hasher, self.pending = None, {}
+
+    def summary(self) -> dict[str, Any]:
+        whole = self.hasher is not None and not self.pending
+        return {
+            "bytes": self.bytes,
+            "size": self.next if whole else None,
+            "sha256": self.hasher.hexdigest() if whole else None,
+        }
+
+
+def _text(path: bytes) -> str:
+    return (
+        path.decode("utf-8", "surrogateescape").encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    )
+
+
+class SftpProxy(asyncssh.SFTPServer):
+    """The client's SFTP requests, decided one by one and made on the target's SFTP server."""
+
+    def __init__(
+        self,
+        chan: asyncssh.SSHServerChannel[bytes],
+        session: SshSession,
+        connection: asyncssh.SSHClientConnection,
+        target: asyncssh.SFTPClient,
+        channel: int,
+    ) -> None:
+        super().__init__(chan)
+        self.session = session
+        self.target_connection = connection  # to the target; closed when the client's SFTP session ends
+        self.target = target
+        self.channel_number = channel
+        self.handles: set[_Transfer] = set()
+
+    # ------------------------------------------------------------------ deciding
+    async def _resolve(self, path: bytes) -> bytes:
+        """``path`` as the target resolves it; a path that does not exist is its parent's resolved
+        path plus its name (what a create would make)."""
+        try:
+            return bytes(await self.target.realpath(path))
+        except asyncssh.SFTPNoSuchFile:
+            pass
+        name = posixpath.basename(path.rstrip(b"/"))
+        if name in (b"", b".", b".."):
+            raise asyncssh.SFTPPermissionDenied(f"wardgate: the path {_text(path)!r} cannot be checked")
+        try:
+            await self.target.lstat(path)
+        except asyncssh.SFTPNoSuchFile:
+            parent = posixpath.dirname(path.rstrip(b"/")) or b"."
+            return posixpath.join(bytes(await self.target.realpath(parent)), name)
+        # it exists but does not resolve: a dangling symlink, whose target a create would make
+        raise asyncssh.SFTPPermissionDenied(
+            f"wardgate: {_text(path)!r} is a link whose target cannot be resolved: refused"
+        )
+
+    async def _decide(self, what: str, feature: str, path: bytes, durable: bool = True) -> str:
+        """Decide ``what`` (open, remove...) on ``path``; refused: SFTP's permission denied with the
+        reason. Returns the resolved path (text). Recorded before it is made on the target."""
+        session = self.session
+        resolved = _text(await self._resolve(path))
+        policy_set = await session.services.policy_set()  # a grant withdrawn applies at once
+        operation = file_operation(resolved, feature)
+        decision = session._decide(policy_set, operation)
+        refusal = ""
+        if decision.outcome == "require_approval":
+            refusal = f"{decision.reason}; file operations cannot wait for approval, so it is refused"
+        elif decision.outcome != "allow":
+            refusal = decision.reason
+        elif not _names_feature(policy_set, decision.rule, feature):
+            refusal = f"no rule naming the feature {feature!r} allows {what} of {resolved!r}"
+            decision = Decision("deny", refusal, "wardgate.sftp", policy_set.version)
+        event: dict[str, Any] = {
+            "channel": self.channel_number,
+            "operation": {"protocol": "sftp", "op": what, "path": _text(path), "resolved": resolved},
+            "decision": decision.to_record(),
+        }
+        if refusal:
+            session.record.refused += 1
+            event["error"] = {"code": "denied_by_policy", "message": refusal}
+            session.services.recorder.write_later(
+                session.record, "file_operation", session._recording_failed, **event
+            )
+            raise asyncssh.SFTPPermissionDenied(f"wardgate: refused: {refusal}")
+        session.record.statements += 1
+        if durable:
+            try:
+                await session.services.recorder.write(session.record, "file_operation", **event)
+            except GatewayError as unrecorded:
+                raise asyncssh.SFTPPermissionDenied(
+                    f"wardgate: not done: it cannot be recorded now ({unrecorded.message})"
+                ) from None
+        else:
+            session.services.recorder.write_later(
+                session.record, "file_operation", session._recording_failed, **event
+            )
+        return resolved
+
+    # ------------------------------------------------------------------ files
+    async def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> _Transfer:  # type: ignore[override]
+        writes = bool(
+            pflags & (asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | asyncssh.FXF_TRUNC | asyncssh.FXF_APPEND)
+        )
+        resolved = await self._decide("upload" if writes else "download", WRITE if writes else READ, path)
+        if writes and pflags & asyncssh.FXF_READ:  # read-write handles need both grants
+            await self._decide("download", READ, path)
+        remote = await self.target.open(path, pflags, attrs, encoding=None)
+        transfer = _Transfer(remote, _text(path), resolved, "write" if writes else "read")
+        self.handles.add(transfer)
+        return transfer
+
+    async def read(self, file_obj: object, offset: int, size: int) -> bytes:  # type: ignore[override]
+        assert isinstance(file_obj, _Transfer)
+        data = cast(bytes, await file_obj.remote.read(size, offset))
+        file_obj.read.add(offset, data)
+        return data
+
+    async def write(self, file_obj: object, offset: int, data: bytes) -> int:  # type: ignore[override]
+        assert isinstance(file_obj, _Transfer)
+        if file_obj.direction != "write":
+            raise asyncssh.SFTPPermissionDenied("wardgate: this file was opened for reading")
+        written = int(await file_obj.remote.write(data, offset))
+        file_obj.written.add(offset, data)
+        return written
+
+    async def close(self, file_obj: object) -> None:  # type: ignore[override]
+        assert isinstance(file_obj, _Transfer)
+        self.handles.discard(file_obj)
+        try:
+            await file_obj.remote.close()
+        finally:
+            self._record_transfer(file_obj)
+
+    def _record_transfer(self, transfer: _Transfer) -> None:
+        session = self.session
+        for direction, digest in (("download", transfer.read), ("upload", transfer.written)):
+            if digest.bytes or direction == ("upload" if transfer.direction == "write" else "download"):
+                session.services.recorder.write_later(
+                    session.record,
+                    "file_transfer",
+                    session._recording_failed,
+                    channel=self.channel_number,
+                    direction=direction,
+                    path=transfer.path,
+                    resolved=transfer.resolved,
+                    **digest.summary(),
+                )
+
+    async def fstat(self, file_obj: object) -> asyncssh.SFTPAttrs:  # type: ignore[override]
+        assert isinstance(file_obj, _Transfer)
+        return await file_obj.remote.stat()
+
+    async def fsetstat(self, file_obj: object, attrs: asyncssh.SFTPAttrs) -> None:  # type: ignore[override]
+        assert isinstance(file_obj, _Transfer)
+        if file_obj.direction != "write":
+            raise asyncssh.SFTPPermissionDenied("wardgate: this file was opened for reading")
+        await file_obj.remote.setstat(attrs)
+
+    async def fsync(self, file_obj: object) -> None:  # type: ignore[override]
+        assert isinstance(file_obj, _Transfer)
+        await file_obj.remote.fsync()
+
+    # ------------------------------------------------------------------ names
+    async def realpath(self, path: bytes) -> bytes:  # type: ignore[override]
+        # Only a name: clients ask it of "." first; what is at the name is decided when it is used.
+        return bytes(await self.target.realpath(path))
+
+    async def stat(self, path: bytes) -> asyncssh.SFTPAttrs:  # type: ignore[override]
+        await self._decide("stat", READ, path, durable=False)
+        return await self.target.stat(path)
+
+    async def lstat(self, path: bytes) -> asyncssh.SFTPAttrs:  # type: ignore[override]
+        await self._decide("stat", READ, path, durable=False)
+        return await self.target.lstat(path)
+
+    async def scandir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:  # type: ignore[override]
+        await self._decide("list", READ, path, durable=False)
+        async for name in self.target.scandir(path):
+            yield name
+
+    async def readlink(self, path: bytes) -> bytes:  # type: ignore[override]
+        await self._decide("readlink", READ, path, durable=False)
+        return bytes(await self.target.readlink(path))
+
+    async def statvfs(self, path: bytes) -> asyncssh.SFTPVFSAttrs:  # type: ignore[override]
+        await self._decide("statvfs", READ, path, durable=False)
+        return await self.target.statvfs(path)
+
+    async def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:  # type: ignore[override]
+        await self._decide("setstat", WRITE, path)
+        await self.target.setstat(path, attrs)
+
+    async def lsetstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:  # type: ignore[override]
+        await self._decide("setstat", WRITE, path)
+        await self.target.setstat(path, attrs, follow_symlinks=False)
+
+    async def remove(self, path: bytes) -> None:  # type: ignore[override]
+        await self._decide("remove", WRITE, path)
+        await self.target.remove(path)
+
+    async def mkdir(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:  # type: ignore[override]
+        await self._decide("mkdir", WRITE, path)
+        await self.target.mkdir(path, attrs)
+
+    async def rmdir(self, path: bytes) -> None:  # type: ignore[override]
+        await self._decide("rmdir", WRITE, path)
+        await self.target.rmdir(path)
+
+    async def rename(self, oldpath: bytes, newpath: bytes) -> None:  # type: ignore[override]
+        await self._decide("rename", WRITE, oldpath)
+        await self._decide("rename_to", WRITE, newpath)
+        await self.target.rename(oldpath, newpath)
+
+    async def posix_rename(self, oldpath: bytes, newpath: bytes) -> None:  # type: ignore[override]
+        await self._decide("rename", WRITE, oldpath)
+        await self._decide("rename_to", WRITE, newpath)
+        await self.target.posix_rename(oldpath, newpath)
+
+    def symlink(self, oldpath: bytes, newpath: bytes) -> None:
+        raise asyncssh.SFTPPermissionDenied("wardgate: creating links is not allowed over SFTP")
+
+    def link(self, oldpath: bytes, newpath: bytes) -> None:
+        raise asyncssh.SFTPPermissionDenied("wardgate: creating links is not allowed over SFTP")
+
+    # ------------------------------------------------------------------ never served
+    def open56(self, path: bytes, desired_access: int, flags: int, attrs: asyncssh.SFTPAttrs) -> None:
+        raise asyncssh.SFTPOpUnsupported("wardgate: SFTP versions above 3 are not served")
+
+    def fstatvfs(self, file_obj: object) -> asyncssh.SFTPVFSAttrs:
+        raise asyncssh.SFTPOpUnsupported("wardgate: fstatvfs is not served")
+
+    def lock(self, file_obj: object, offset: int, length: int, flags: int) -> None:
+        raise asyncssh.SFTPOpUnsupported("wardgate: locks are not served")
+
+    def unlock(self, file_obj: object, offset: int, length: int) -> None:
+        raise asyncssh.SFTPOpUnsupported("wardgate: locks are not served")
+
+    def format_user(self, uid: int | None) -> str:
+        return str(uid) if uid is not None else ""  # the target's ids, never the gateway's user names
+
+    def format_group(self, gid: int | None) -> str:
+        return str(gid) if gid is not None else ""
+
+    async def exit(self) -> None:  # type: ignore[override]
+        """The client's SFTP session ended: handles left open are recorded, the target closed."""
+        for transfer in list(self.handles):
+            self.handles.discard(transfer)
+            self._record_transfer(transfer)
+        self.target.exit()
+        self.target_connection.close()
+        with contextlib.suppress(Exception):  # OpenSSH's scp fails a copy that ends without a status
+            self.channel.exit(0)

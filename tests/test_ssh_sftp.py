@@ -1,0 +1,165 @@
+"""SFTP, scp, rsync and git through the SSH listener to a real sshd (tests/ssh_target.py), by policy:
+SFTP off (the default), read-only, read-write with path rules (decided on the path the target
+resolves: ``..`` and symlinks cannot leave the allowed tree), each file operation recorded with the
+SHA-256 of what went through; rsync and git through exec where policy allows their server commands.
+Clients: Debian's sftp, scp (OpenSSH 9: SFTP underneath), rsync and git, and asyncssh's SFTP client."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import pytest
+
+from tests.helpers import apply_policy_now
+from tests.test_ssh_gateway import CONNECTION, SSH_POLICY, SshGateway, _events, _last, gw, sshd
+
+__all__ = ["gw", "sshd"]  # the SSH listener's fixtures, shared with test_ssh_gateway.py
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """On the target (the same machine): data/ is what policy opens; outside/ is not."""
+    root = tmp_path.resolve() / "target"
+    (root / "data" / "sub").mkdir(parents=True)
+    (root / "outside").mkdir()
+    (root / "data" / "report.bin").write_bytes(os.urandom(300_000) + b"end")
+    (root / "outside" / "secret.txt").write_text("not for agents\n")
+    (root / "data" / "escape").symlink_to(root / "outside" / "secret.txt")
+    (root / "data" / "dangling").symlink_to(root / "outside" / "planted.txt")
+    return root
+
+
+def _grant(gw: SshGateway, tree: Path, *features: str) -> None:
+    rule = {
+        "name": f"agents may use sftp ({', '.join(features)}) in data/",
+        "effect": "allow",
+        "connections": [CONNECTION],
+        "identity": {"groups": ["ci"]},
+        "match": {"shell": {"features": list(features), "args": [f"{tree}/data", f"{tree}/data/*"]}},
+    }
+    apply_policy_now(gw.stack, {**SSH_POLICY, "rules": [*SSH_POLICY["rules"], rule]})
+    gw.tcp.services.gate.policies._cached = None
+
+
+def _openssh(
+    gw: SshGateway, program: str, *args: str, stdin: bytes = b""
+) -> subprocess.CompletedProcess[bytes]:
+    """Debian's ``program`` (sftp, scp) through the gateway, the token given by SSH_ASKPASS."""
+    argv, env = gw.ssh_argv()
+    options = argv[1 : argv.index(f"{CONNECTION}@127.0.0.1")]
+    options[options.index("-p")] = "-P"
+    return subprocess.run([program, *options, *args], env=env, input=stdin, capture_output=True, timeout=30)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _transfers(direction: str) -> list[dict[str, Any]]:
+    _last("file_transfer")
+    return [e for e in _events("file_transfer") if e["direction"] == direction]
+
+
+def test_sftp_is_off_unless_policy_grants_it(gw: SshGateway, tree: Path, tmp_path: Path):
+    async def run() -> None:
+        async with await gw.client() as conn:
+            with pytest.raises(asyncssh.Error):
+                async with conn.start_sftp_client():
+                    pass
+
+    asyncio.run(run())
+    got = tmp_path / "got.bin"
+    result = _openssh(gw, "scp", f"{CONNECTION}@127.0.0.1:{tree}/data/report.bin", str(got))
+    assert result.returncode != 0 and not got.exists()
+    assert b"SFTP is not served" in result.stderr
+    assert _last("channel_refused")["subsystem"] == "sftp"
+
+
+def test_read_only_downloads_and_nothing_else(gw: SshGateway, tree: Path, tmp_path: Path):
+    _grant(gw, tree, "sftp_read")
+    source = tree / "data" / "report.bin"
+    before = sorted(p.name for p in (tree / "data").iterdir())
+
+    async def run() -> bytes:
+        async with await gw.client() as conn, conn.start_sftp_client() as sftp:
+            assert sorted(await sftp.listdir(f"{tree}/data")) == sorted([".", "..", *before])
+            async with sftp.open(f"{tree}/data/report.bin", "rb") as remote:
+                data = bytes(await remote.read())
+            for refused in (
+                sftp.open(f"{tree}/data/new.txt", "wb"),
+                sftp.remove(f"{tree}/data/report.bin"),
+                sftp.rename(f"{tree}/data/report.bin", f"{tree}/data/moved.bin"),
+                sftp.mkdir(f"{tree}/data/made"),
+                sftp.open(f"{tree}/outside/secret.txt", "rb"),
+            ):
+                with pytest.raises(asyncssh.SFTPPermissionDenied, match="wardgate: refused"):
+                    await refused
+            return data
+
+    assert asyncio.run(run()) == source.read_bytes()
+    download = _transfers("download")[-1]
+    assert download["resolved"] == str(source) and download["size"] == source.stat().st_size
+    assert download["sha256"] == _sha256(source)
+    assert sorted(p.name for p in (tree / "data").iterdir()) == before  # the target is unchanged
+
+    # Debian's scp (SFTP underneath) and sftp: downloads work, uploads are refused
+    got = tmp_path / "by-scp.bin"
+    result = _openssh(gw, "scp", f"{CONNECTION}@127.0.0.1:{source}", str(got))
+    assert result.returncode == 0, result.stderr
+    assert got.read_bytes() == source.read_bytes()
+    upload = _openssh(gw, "scp", str(got), f"{CONNECTION}@127.0.0.1:{tree}/data/uploaded.bin")
+    assert upload.returncode != 0 and b"Permission denied" in upload.stderr
+    batch = f"get {source} {tmp_path}/by-sftp.bin\nput {got} {tree}/data/put.bin\nrm {source}\n"
+    _openssh(gw, "sftp", f"{CONNECTION}@127.0.0.1", stdin=batch.encode())
+    assert (tmp_path / "by-sftp.bin").read_bytes() == source.read_bytes()
+    assert sorted(p.name for p in (tree / "data").iterdir()) == before
+    refused = [e for e in _events("file_operation") if "error" in e]
+    assert {e["operation"]["op"] for e in refused} >= {"upload", "remove", "rename", "mkdir", "download"}
+
+
+def test_read_write_inside_the_allowed_tree_only(gw: SshGateway, tree: Path, tmp_path: Path):
+    _grant(gw, tree, "sftp_read", "sftp_write")
+    payload = os.urandom(200_000)
+    local = tmp_path / "upload.bin"
+    local.write_bytes(payload)
+
+    async def run() -> None:
+        async with await gw.client() as conn, conn.start_sftp_client() as sftp:
+            await sftp.put(str(local), f"{tree}/data/sub/upload.bin")
+            await sftp.rename(f"{tree}/data/sub/upload.bin", f"{tree}/data/upload.bin")
+            await sftp.mkdir(f"{tree}/data/made")
+            await sftp.remove(f"{tree}/data/report.bin")
+            for refused in (
+                sftp.put(str(local), f"{tree}/outside/upload.bin"),
+                sftp.put(str(local), f"{tree}/data/../outside/traversal.bin"),  # resolved first
+                sftp.open(f"{tree}/data/sub/../../outside/secret.txt", "rb"),
+                sftp.open(f"{tree}/data/escape", "rb"),  # a symlink out of the tree
+                sftp.open(f"{tree}/data/dangling", "wb"),  # would create outside/planted.txt
+                sftp.rename(f"{tree}/data/upload.bin", f"{tree}/outside/upload.bin"),
+                sftp.remove(f"{tree}/outside/secret.txt"),
+            ):
+                with pytest.raises(asyncssh.SFTPPermissionDenied, match="wardgate: refused"):
+                    await refused
+            with pytest.raises(asyncssh.SFTPPermissionDenied, match="links is not allowed"):
+                await sftp.symlink(f"{tree}/outside", f"{tree}/data/door")
+
+    asyncio.run(run())
+    assert (tree / "data" / "upload.bin").read_bytes() == payload
+    assert (tree / "data" / "made").is_dir() and not (tree / "data" / "report.bin").exists()
+    assert sorted(p.name for p in (tree / "outside").iterdir()) == ["secret.txt"]
+    assert not (tree / "data" / "door").exists()
+    upload = _transfers("upload")[-1]
+    assert upload["resolved"] == f"{tree}/data/sub/upload.bin"
+    assert upload["sha256"] == hashlib.sha256(payload).hexdigest() and upload["size"] == len(payload)
+
+    by_scp = _openssh(gw, "scp", str(local), f"{CONNECTION}@127.0.0.1:{tree}/data/by-scp.bin")
+    assert by_scp.returncode == 0, by_scp.stderr
+    assert (tree / "data" / "by-scp.bin").read_bytes() == payload
+    outside = _openssh(gw, "scp", str(local), f"{CONNECTION}@127.0.0.1:{tree}/outside/by-scp.bin")
+    assert outside.returncode != 0 and not (tree / "outside" / "by-scp.bin").exists()
