@@ -163,3 +163,83 @@ def test_read_write_inside_the_allowed_tree_only(gw: SshGateway, tree: Path, tmp
     assert (tree / "data" / "by-scp.bin").read_bytes() == payload
     outside = _openssh(gw, "scp", str(local), f"{CONNECTION}@127.0.0.1:{tree}/outside/by-scp.bin")
     assert outside.returncode != 0 and not (tree / "outside" / "by-scp.bin").exists()
+
+
+# ---------------------------------------------------------------------------------------------------
+# rsync and git: exec of their server commands, decided like any other command
+
+
+def _ssh_command(gw: SshGateway) -> tuple[str, dict[str, str]]:
+    """The ``ssh`` command line rsync -e and GIT_SSH_COMMAND take (the token by SSH_ASKPASS)."""
+    argv, env = gw.ssh_argv()
+    return " ".join(argv[: argv.index(f"{CONNECTION}@127.0.0.1")]), env
+
+
+def _allow_programs(gw: SshGateway, *programs: str) -> None:
+    rule = {
+        "name": "agents may sync and fetch on the box",
+        "effect": "allow",
+        "connections": [CONNECTION],
+        "identity": {"groups": ["ci"]},
+        "match": {"shell": {"programs": list(programs)}},
+    }
+    apply_policy_now(gw.stack, {**SSH_POLICY, "rules": [*SSH_POLICY["rules"], rule]})
+    gw.tcp.services.gate.policies._cached = None
+
+
+def test_rsync_runs_where_policy_allows_its_server_command(gw: SshGateway, tree: Path, tmp_path: Path):
+    ssh, env = _ssh_command(gw)
+    pulled, pushed = tmp_path / "pulled", tree / "data" / "pushed"
+    pull = ["rsync", "-a", "-e", ssh, f"{CONNECTION}@127.0.0.1:{tree}/data/", f"{pulled}/"]
+    push = ["rsync", "-a", "-e", ssh, f"{pulled}/", f"{CONNECTION}@127.0.0.1:{pushed}/"]
+
+    refused = subprocess.run(pull, env=env, capture_output=True, timeout=30)
+    assert refused.returncode != 0 and b"wardgate: refused" in refused.stderr
+    assert not (pulled / "report.bin").exists()
+    assert "rsync --server --sender" in _last("command_refused")["operation"]["text"]
+
+    _allow_programs(gw, "rsync")
+    done = subprocess.run(pull, env=env, capture_output=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert (pulled / "report.bin").read_bytes() == (tree / "data" / "report.bin").read_bytes()
+    done = subprocess.run(push, env=env, capture_output=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert (pushed / "report.bin").read_bytes() == (tree / "data" / "report.bin").read_bytes()
+
+
+def test_git_clone_runs_where_policy_allows_upload_pack(gw: SshGateway, tmp_path: Path):
+    repo = tmp_path.resolve() / "repo.git"
+    work = tmp_path / "work"
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"]
+    subprocess.run([*git, "init", "-q", "--bare", str(repo)], check=True)
+    subprocess.run([*git, "init", "-q", str(work)], check=True)
+    (work / "README").write_text("through wardgate\n")
+    subprocess.run([*git, "-C", str(work), "add", "README"], check=True)
+    subprocess.run([*git, "-C", str(work), "commit", "-qm", "first"], check=True)
+    subprocess.run([*git, "-C", str(work), "push", "-q", str(repo), "HEAD:main"], check=True)
+    ssh, env = _ssh_command(gw)
+    env = {**env, "GIT_SSH_COMMAND": ssh}
+    url = f"ssh://{CONNECTION}@127.0.0.1:{gw.port}{repo}"
+
+    refused = subprocess.run([*git, "clone", "-q", url, str(tmp_path / "no")], env=env, capture_output=True)
+    assert refused.returncode != 0 and b"wardgate: refused" in refused.stderr
+    assert _last("command_refused")["operation"]["text"] == f"git-upload-pack '{repo}'"
+
+    _allow_programs(gw, "git-upload-pack")
+    clone = subprocess.run([*git, "clone", "-q", url, str(tmp_path / "yes")], env=env, capture_output=True)
+    assert clone.returncode == 0, clone.stderr
+    assert (tmp_path / "yes" / "README").read_text() == "through wardgate\n"
+    push = subprocess.run(  # git-receive-pack is not allowed: a push is refused
+        [*git, "-C", str(tmp_path / "yes"), "push", "-q", "origin", "HEAD:other"],
+        env=env,
+        capture_output=True,
+    )
+    assert push.returncode != 0 and b"wardgate: refused" in push.stderr
+
+
+def test_legacy_scp_stays_refused_when_sftp_is_granted(gw: SshGateway, tree: Path, tmp_path: Path):
+    _grant(gw, tree, "sftp_read", "sftp_write")  # scp -O is an exec of scp -f/-t: not governed per file
+    got = tmp_path / "legacy.bin"
+    result = _openssh(gw, "scp", "-O", f"{CONNECTION}@127.0.0.1:{tree}/data/report.bin", str(got))
+    assert result.returncode != 0 and b"scp is not served" in result.stderr
+    assert not got.exists()
