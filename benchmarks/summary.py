@@ -25,7 +25,7 @@ from common import DOC, write_section
 MARKERS = ("<!-- summary:start -->", "<!-- summary:end -->")
 FIGURES = re.compile(r"<!-- figures (\{.*?\}) -->")
 RUN_DATE = re.compile(r"Run (\d{4}-\d{2}-\d{2})")
-OWN_BLOCKS = ("pgsummary", "mysqlsummary", "loadsummary", "auditsummary")
+OWN_BLOCKS = ("pgsummary", "mysqlsummary", "sshsummary", "loadsummary", "auditsummary")
 
 Row = tuple[str, str, str, str]  # target, latest figure, verdict, command
 
