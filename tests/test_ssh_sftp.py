@@ -10,13 +10,14 @@ import asyncio
 import hashlib
 import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import asyncssh
 import pytest
 
-from tests.helpers import apply_policy_now
+from tests.helpers import apply_policy_now, register_agent
 from tests.test_ssh_gateway import CONNECTION, SSH_POLICY, SshGateway, _events, _last, gw, sshd
 
 __all__ = ["gw", "sshd"]  # the SSH listener's fixtures, shared with test_ssh_gateway.py
@@ -243,3 +244,70 @@ def test_legacy_scp_stays_refused_when_sftp_is_granted(gw: SshGateway, tree: Pat
     result = _openssh(gw, "scp", "-O", f"{CONNECTION}@127.0.0.1:{tree}/data/report.bin", str(got))
     assert result.returncode != 0 and b"scp is not served" in result.stderr
     assert not got.exists()
+
+
+def test_uploads_are_refused_while_they_cannot_be_recorded_and_a_withdrawn_grant_applies_at_once(
+    gw: SshGateway, tree: Path
+):
+    """Fail closed: with the recording stream down an upload never reaches the target; the policy
+    in force decides each operation, so withdrawing the grant refuses the next one."""
+
+    class Down:
+        def put_batch(self, lines: list[bytes]) -> None:
+            raise ConnectionError("firehose is down")
+
+    _grant(gw, tree, "sftp_read", "sftp_write")
+
+    async def run() -> None:
+        async with await gw.client() as conn, conn.start_sftp_client() as sftp:
+            commit = gw.services().recorder.commit
+            working, commit.stream = commit.stream, Down()
+            try:
+                with pytest.raises(asyncssh.SFTPPermissionDenied, match="cannot be recorded now"):
+                    await sftp.open(f"{tree}/data/unrecorded.txt", "wb")
+            finally:
+                commit.stream = working
+            assert not (tree / "data" / "unrecorded.txt").exists()
+            assert await sftp.exists(f"{tree}/data/report.bin")
+            apply_policy_now(gw.stack, SSH_POLICY)
+            gw.tcp.services.gate.policies._cached = None
+            with pytest.raises(asyncssh.SFTPPermissionDenied, match="no rule allows"):
+                await sftp.stat(f"{tree}/data/report.bin")
+
+    asyncio.run(run())
+
+
+def test_revoking_the_agent_ends_its_sftp_session(gw: SshGateway, tree: Path):
+    from wardgate import cli
+
+    register_agent(gw.stack, "agent-1", "alice@example.com", CONNECTION)
+    _grant(gw, tree, "sftp_read")
+
+    async def run() -> float:
+        async with await gw.client() as conn, conn.start_sftp_client() as sftp:
+            assert await sftp.exists(f"{tree}/data/report.bin")
+            revoke = ["revoke", "--owner", "alice@example.com", "--reason", "offboarded", "--by", "root"]
+            assert await asyncio.to_thread(cli.main, revoke) == 0
+            revoked = time.monotonic()
+            await asyncio.wait_for(conn.wait_closed(), 3)
+            return time.monotonic() - revoked
+
+    assert asyncio.run(run()) < 1.0
+    assert _last("session_end")["outcome"] == "ended"
+
+
+def test_a_hash_is_taken_in_offset_order_or_not_at_all():
+    from wardgate.tcp.ssh.sftp import _Digest
+
+    data = os.urandom(100_000)
+    in_order, shuffled, rewound = _Digest(), _Digest(), _Digest()
+    chunks = [(offset, data[offset : offset + 32_768]) for offset in range(0, len(data), 32_768)]
+    for offset, chunk in chunks:
+        in_order.add(offset, chunk)
+    for offset, chunk in reversed(chunks):  # pipelined requests answered out of order
+        shuffled.add(offset, chunk)
+    for offset, chunk in [*chunks, chunks[0]]:  # the same bytes twice: not one file's content
+        rewound.add(offset, chunk)
+    want = {"bytes": len(data), "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    assert in_order.summary() == want and shuffled.summary() == want
+    assert rewound.summary() == {"bytes": len(data) + 32_768, "size": None, "sha256": None}

@@ -42,7 +42,7 @@ WRITE = "sftp_write"
 FEATURES = (READ, WRITE)
 SFTP_VERSION = 3  # what OpenSSH speaks
 WRITE_FLAGS = asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | asyncssh.FXF_TRUNC | asyncssh.FXF_APPEND
-HASH_WINDOW_BYTES = 64 * 1024 * 1024  # out-of-order chunks held for the hash; beyond: no hash
+HASH_WINDOW_BYTES = 4 * 1024 * 1024  # out-of-order chunks held per handle for the hash; beyond: none
 
 
 def file_operation(path: str, feature: str) -> ShellOperation:
