@@ -181,7 +181,11 @@ class Bench:
         from wardgate.dev.stack import DevStack
         from wardgate.recording import MemoryIndex, MemoryStream, Recorder
 
-        self.stack = DevStack(root=ROOT, state_dir=workdir, port=0, upstream_port=0).start()
+        # Manifest signing (dev/manifests.py) is an asynchronous function of its own on AWS: off, as in
+        # the tests, so that the recordings-to-moto column times the gateway writing its recordings.
+        self.stack = DevStack(
+            root=ROOT, state_dir=workdir, port=0, upstream_port=0, sign_manifests=False
+        ).start()
         assert self.stack.issuer is not None and self.stack.template is not None
         aws.client("secretsmanager").create_secret(
             Name=SECRET,
