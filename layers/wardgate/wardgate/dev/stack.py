@@ -122,8 +122,10 @@ class DevStack:
     host: str = "127.0.0.1"
     port: int = 8700
     upstream_port: int = 8701
-    pg_port: int = 15432  # the TCP gateway's PostgreSQL listener
-    mysql_port: int = 13306  # the TCP gateway's MySQL listener
+    # The TCP gateway's listeners: any free port unless asked (`wardgate dev` asks for 15432 and
+    # 13306), so stacks made by tests and benchmarks never collide with a running one.
+    pg_port: int = 0
+    mysql_port: int = 0
     ssh_port: int | None = None  # the TCP gateway's SSH listener (wardgate dev: 12222); None: none
     aws_endpoint: str | None = None
     # Recording manifests signed after each delivery, as on AWS. The shared test fixture turns it off:
@@ -140,6 +142,13 @@ class DevStack:
     _stoppers: list[Callable[[], None]] = field(default_factory=list, init=False)
 
     def start(self) -> DevStack:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # a stack that fails half way leaves no thread behind (a signer, a notifier...)
+            raise
+
+    def _start(self) -> DevStack:
         os.environ.update(FAKE_AWS_ENV)
         for key, value in LOCAL_ENV.items():
             os.environ.setdefault(key, value)
