@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import string
 import zlib
 from decimal import Decimal
 from typing import Any
@@ -14,6 +15,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from wardgate.masking import (
+    BUILTIN_DETECTORS,
     FIELD,
     Detector,
     MaskingProfile,
@@ -774,3 +776,35 @@ def test_a_json_document_that_is_one_scalar_is_masked_with_custom_detectors_too(
     assert mask_json("5", profile).value == "5"
     assert mask_json("true", profile).value == "true"
     assert mask_json("4242424242424242", profile).value == "0"
+
+
+# Short texts skip the detectors that cannot match them (engine._widths): never a value lost.
+_SHORT_ALPHABET = string.digits + "+-.:@ ()/_AaZz" + "eyJ" + "ghp_sk_live_xoxb-AKIA"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=_SHORT_ALPHABET, max_size=24))
+def test_a_detector_finds_nothing_in_text_shorter_than_its_shortest_match(text: str) -> None:
+    from wardgate.masking.detectors import shape
+    from wardgate.masking.engine import _widths
+
+    detectors = tuple(BUILTIN_DETECTORS.values())
+    widths, shortest = _widths(detectors)
+    assert shortest == min(widths) and all(w >= 1 for w in widths)
+    for det, width in zip(detectors, widths, strict=True):
+        if len(text) < width:
+            assert det.find(text, shape(text)) == []
+
+
+def test_the_shortest_values_of_the_corpus_still_fit_their_detectors() -> None:
+    from tests.masking_corpus import generate
+    from wardgate.masking.engine import _widths
+
+    detectors = tuple(BUILTIN_DETECTORS.values())
+    widths = dict(zip((d.name for d in detectors), _widths(detectors)[0], strict=True))
+    shortest: dict[str, int] = {}
+    for sample in generate(7):
+        for start, end, name in sample.spans:
+            shortest[name] = min(shortest.get(name, 10**9), end - start)
+    assert shortest and all(shortest[name] >= widths[name] for name in shortest)
+    assert mask_text("+14155552671").counts == {"phone": 1}  # a value at its detector's width

@@ -71,6 +71,7 @@ import bisect
 import gc
 import json
 import re
+import re._parser as _re_parser  # minimum match widths (see _widths)
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -260,9 +261,15 @@ def find_values(text: str, detectors: Sequence[Detector]) -> list[Finding]:
 
 def _candidates(text: str, detectors: Sequence[Detector]) -> list[tuple[int, int, int]]:
     """``(start, -end, detector index)`` of every valid value, sorted: first, then longest first."""
+    widths, shortest = _widths(detectors if isinstance(detectors, tuple) else tuple(detectors))
+    size = len(text)
+    if size < shortest:  # short values (a statement's parameters, most cells): nothing can match
+        return []
     shaped: str | None = None
     found: list[tuple[int, int, int]] = []
     for i, det in enumerate(detectors):
+        if size < widths[i]:
+            continue
         if det.on_shape and shaped is None:
             shaped = shape(text)
         spans = det.find(text, shaped)
@@ -270,6 +277,22 @@ def _candidates(text: str, detectors: Sequence[Detector]) -> list[tuple[int, int
             found += [(s, -e, i) for s, e in spans]
     found.sort()
     return found
+
+
+@lru_cache(maxsize=256)
+def _widths(detectors: tuple[Detector, ...]) -> tuple[tuple[int, ...], int]:
+    """Each detector's shortest possible match, and the shortest of all: a text shorter than a
+    detector's cannot hold one of its values (its patterns' minimum widths, as ``re`` computes
+    them to fail early itself; ``on_shape`` text has the same length; checks only reject)."""
+    widths = tuple(_shortest_match(det) for det in detectors)
+    return widths, min(widths, default=0)
+
+
+def _shortest_match(det: Detector) -> int:
+    try:
+        return min(int(_re_parser.parse(p.pattern, p.flags).getwidth()[0]) for p in det.patterns)
+    except Exception:  # a pattern re cannot analyse (never for re's own syntax): assume any length
+        return 0
 
 
 def _resolve(found: list[tuple[int, int, int]]) -> list[tuple[int, int, int, bool]]:
