@@ -76,6 +76,7 @@ class _Pending:
     run: StatementRun | None = None
     statement: str = ""  # Execute: the statement of its portal
     formats: tuple[int, ...] = ()  # Execute: the result formats its Bind asked for
+    prepared: _Prepared | None = None  # Execute: the statement its portal was bound to
 
 
 @dataclass(slots=True)
@@ -85,7 +86,10 @@ class _Prepared:
     decision: dict[str, Any]
     param_types: tuple[int, ...]  # as the Parse declared them (0: let the server infer)
     refused: bool = False
-    columns: tuple[codec.Column, ...] | None = None  # from a Describe of the statement
+    # From a Describe of the statement, or of a portal bound to it: a prepared statement's result
+    # columns never change (PostgreSQL refuses to run one whose result type would), so later
+    # executions need no Describe of their own for masking.
+    columns: tuple[codec.Column, ...] | None = None
     described: bool = False  # a Describe 'S' was sent since its Parse
 
 
@@ -97,6 +101,7 @@ class _Portal:
     formats: tuple[int, ...]
     columns: tuple[codec.Column, ...] | None = None
     described: bool = False
+    prepared: _Prepared | None = None  # the very statement it was bound to (a name can be parsed again)
 
 
 class PgSession:
@@ -135,7 +140,15 @@ class PgSession:
         self.rewrites: dict[str, bytes] = {}
         self.ending: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._maskers: dict[tuple[Any, ...], ResultMasker] = {}
+        # (id(profile), description) -> (profile, masker): the entry holds its profile, so that its
+        # id is not another's (a new policy's profile can be allocated where an old one was)
+        self._maskers: dict[tuple[Any, ...], tuple[MaskingProfile, ResultMasker]] = {}
+        # id(columns) -> (columns, formats, profile, masker): the masker of the latest results,
+        # found without rebuilding their description (the entry holds its objects: ids stay theirs)
+        self._recent_maskers: dict[
+            int, tuple[tuple[codec.Column, ...], tuple[int, ...] | None, MaskingProfile, ResultMasker]
+        ] = {}
+        self._row_descriptions: dict[bytes, tuple[codec.Column, ...]] = {}  # body -> its parse
 
     # ------------------------------------------------------------------ life cycle
     async def run(self) -> None:
@@ -442,7 +455,11 @@ class PgSession:
             out.append(codec.bind(bind.portal, self._refusal_placeholder(refusal)))
         else:
             self.portals[bind.portal] = _Portal(
-                bind.statement, bind.params, bind.param_formats, bind.result_formats
+                bind.statement,
+                bind.params,
+                bind.param_formats,
+                bind.result_formats,
+                prepared=self.prepared[bind.statement],
             )
             out.append(raw)
         self.pending.append(_Pending(codec.BIND, bind.portal))
@@ -475,13 +492,23 @@ class PgSession:
             out.append(codec.execute(self._refusal_placeholder(verdict.refusal)))
             self.pending.append(_Pending(codec.EXECUTE, portal_name))
             return
-        if not (portal.described or (prepared is not None and prepared.described)):
+        if not (
+            portal.described
+            or (prepared is not None and (prepared.described or prepared.columns is not None))
+        ):
             # Masking needs the result's columns: ask for them; the answer stays with the gateway.
             out.append(codec.describe("P", portal_name))
             self.pending.append(_Pending(codec.DESCRIBE, portal_name, "P", internal=True))
         out.append(raw)
         self.pending.append(
-            _Pending(codec.EXECUTE, portal_name, run=run, statement=portal.statement, formats=portal.formats)
+            _Pending(
+                codec.EXECUTE,
+                portal_name,
+                run=run,
+                statement=portal.statement,
+                formats=portal.formats,
+                prepared=prepared,
+            )
         )
 
     # ------------------------------------------------------------------ deciding and recording
@@ -581,13 +608,25 @@ class PgSession:
         pending = self.pending
         head = pending[0] if pending else None
         if kind == codec.ROW_DESCRIPTION:
-            columns = codec.parse_row_description(body)
+            columns = self._row_descriptions.get(body)
+            if columns is None:  # a pure function of the bytes: the same result's is parsed once
+                columns = codec.parse_row_description(body)
+                if len(self._row_descriptions) >= 64:
+                    self._row_descriptions.clear()
+                self._row_descriptions[body] = columns
             self._current_columns = columns
             if head is not None and head.kind == codec.DESCRIBE:
                 pending.popleft()
-                target = self.prepared.get(head.name) if head.what == "S" else self.portals.get(head.name)
-                if target is not None:
-                    target.columns = columns
+                if head.what == "S":
+                    statement = self.prepared.get(head.name)
+                    if statement is not None:
+                        statement.columns = columns
+                else:
+                    portal = self.portals.get(head.name)
+                    if portal is not None:
+                        portal.columns = columns
+                        if portal.prepared is not None and portal.prepared.columns is None:
+                            portal.prepared.columns = columns
                 if head.internal:
                     return b""
             return None
@@ -705,28 +744,41 @@ class PgSession:
 
     def _masker_for_rows(self) -> ResultMasker:
         head = self.pending[0] if self.pending else None
+        profile = self._profile()
         if head is not None and head.kind == codec.EXECUTE:
             portal = self.portals.get(head.name)
-            prepared = self.prepared.get(head.statement)
-            columns = (portal.columns if portal else None) or (prepared.columns if prepared else None)
+            prepared = head.prepared
+            columns = portal.columns if portal is not None and portal.columns is not None else None
+            if columns is None and prepared is not None:
+                columns = prepared.columns
             if columns is None:
                 raise MaskingRefused("rows arrived for a result whose columns are unknown")
-            formats = head.formats
+            # a Bind said the formats; a cursor's Describe says them itself
+            formats = head.formats if head.statement else None
+        else:  # a simple Query (or a cursor): its RowDescription says the formats
+            columns, formats = self._current_columns, None
+        recent = self._recent_maskers.get(id(columns))
+        if recent is not None and recent[0] is columns and recent[1] == formats and recent[2] is profile:
+            return recent[3]
+        if formats is not None:
             described = tuple(
                 (c.name, c.type_oid, formats[i] if len(formats) > 1 else formats[0] if formats else 0)
-                if head.statement  # a Bind said the formats; a cursor's Describe says them itself
-                else (c.name, c.type_oid, c.format)
                 for i, c in enumerate(columns)
             )
-        else:  # a simple Query (or a cursor): its RowDescription says the formats
-            described = tuple((c.name, c.type_oid, c.format) for c in self._current_columns)
-        profile = self._profile()
+        else:
+            described = tuple((c.name, c.type_oid, c.format) for c in columns)
         key = (id(profile), described)
-        masker = self._maskers.get(key)
-        if masker is None:
+        found = self._maskers.get(key)
+        if found is not None and found[0] is profile:
+            masker = found[1]
+        else:
             if len(self._maskers) > 256:
                 self._maskers.clear()
-            masker = self._maskers[key] = ResultMasker(described, profile)
+            masker = ResultMasker(described, profile)
+            self._maskers[key] = (profile, masker)
+        if len(self._recent_maskers) >= 64:
+            self._recent_maskers.clear()
+        self._recent_maskers[id(columns)] = (columns, formats, profile, masker)
         return masker
 
     def _rows(self, raw_rows: list[bytes], raw: bytes) -> bytes:
