@@ -791,3 +791,44 @@ def test_recording_lines_mean_what_json_dumps_wrote(event: dict[str, Any]) -> No
     assert json.loads(line) == json.loads(old_json_line(event))
     if line != old_json_line(event):  # only how non-ASCII text is written may differ: UTF-8, not \\u
         assert not line.decode("utf-8").isascii()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.text(max_size=40), min_size=1, max_size=6),
+    st.lists(st.integers(1, 4), min_size=6, max_size=6),
+)
+def test_repeated_texts_are_scanned_once_and_counted_per_cell(texts: list[str], repeats: list[int]) -> None:
+    from wardgate.masking.engine import mask_rows
+
+    rows = [
+        (text, f"{text} and ada@example.com")
+        for text, n in zip(texts, repeats, strict=False)
+        for _ in range(n)
+    ]
+    expected, counts = cell_by_cell(["a", "b"], rows, profiles()[0])
+    result = mask_rows(["a", "b"], rows)
+    assert result.value == expected
+    assert result.counts == counts
+
+
+def test_the_same_value_in_many_rows_is_counted_in_each() -> None:
+    from wardgate.masking.engine import mask_rows
+
+    rows = [("ada@example.com", "paid"), ("4111 1111 1111 1111", "paid")] * 50
+    result = mask_rows(["note", "status"], rows)
+    assert result.counts == {"email": 50, "card": 50}
+    assert result.value[:2] == [("[masked:email]", "paid"), ("**** **** **** 1111", "paid")]
+
+
+def test_a_repeated_text_scanned_alone_is_counted_per_cell_too() -> None:
+    """A candidate that reaches past a cell (here a private key block) sends the cell to be scanned
+    alone; what it masks there counts once per cell that holds the text, like everywhere else."""
+    from wardgate.masking.engine import mask_rows
+
+    key_start = "ada@example.com -----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA"
+    rows = [(key_start,)] * 3 + [("qwerty\n-----END RSA PRIVATE KEY-----",)]
+    expected, counts = cell_by_cell(["a"], rows, profiles()[0])
+    result = mask_rows(["a"], rows)
+    assert result.value == expected
+    assert result.counts == counts == {"email": 3, "pem_private_key": 3}

@@ -73,6 +73,7 @@ import json
 import re
 import re._parser as _re_parser  # minimum match widths (see _widths)
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -900,9 +901,14 @@ def mask_rows(
                 scanned.setdefault(i, _mask_mixed_column(i, column, profile, counts, scan, texts))
             )
     if scan:
-        masked = _mask_many(texts, profile.active, counts)
-        for (c, r), value in zip(scan, masked, strict=True):
-            scanned[c][r] = value
+        # Columns repeat their values (statuses, cities, names): each distinct text is scanned once,
+        # and what it masked is counted once per cell that holds it.
+        occurrences = Counter(texts)
+        distinct = list(occurrences)
+        masked = _mask_many(distinct, profile.active, counts, [occurrences[t] for t in distinct])
+        by_text = dict(zip(distinct, masked, strict=True))
+        for (c, r), text in zip(scan, texts, strict=True):
+            scanned[c][r] = by_text[text]
     return MaskResult(list(zip(*masked_columns, strict=True)), counts)
 
 
@@ -960,8 +966,14 @@ _TEXT_COLUMN_TYPES = frozenset((str, type(None)))
 _CELL_SEPARATOR = "\n\x00\n"  # no detector's value contains it: a line break around a NUL
 
 
-def _mask_many(texts: list[str], detectors: Sequence[Detector], counts: dict[str, int]) -> list[str]:
-    """``_mask_text_core`` on each of ``texts``, with the patterns run once over all of them.
+def _mask_many(
+    texts: list[str],
+    detectors: Sequence[Detector],
+    counts: dict[str, int],
+    weights: Sequence[int] | None = None,
+) -> list[str]:
+    """``_mask_text_core`` on each of ``texts``, with the patterns run once over all of them;
+    ``weights[i]``: how many times what ``texts[i]`` masked is counted (the cells holding it).
 
     A result of 100 rows has hundreds of short cells; scanning each alone costs every pattern
     once per cell. Their candidates are found in the joined text and given back to their cells;
@@ -984,13 +996,17 @@ def _mask_many(texts: list[str], detectors: Sequence[Detector], counts: dict[str
         if cell in alone:
             continue
         text = texts[cell]
+        weight = 1 if weights is None else weights[cell]
         replacements = []
         for s, e, i, merged in _resolve(found):
-            _count(counts, detectors[i].name)
+            _count(counts, detectors[i].name, weight)
             replacements.append((s, e, _mask_for(detectors[i], text[s:e], merged)))
         out[cell] = _splice(text, replacements)
     for cell in alone:
-        out[cell] = _mask_text_core(texts[cell], detectors, counts)
+        found_alone: dict[str, int] = {}
+        out[cell] = _mask_text_core(texts[cell], detectors, found_alone)
+        for name, n in found_alone.items():
+            _count(counts, name, n * (1 if weights is None else weights[cell]))
     return out
 
 
