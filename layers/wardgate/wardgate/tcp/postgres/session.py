@@ -76,7 +76,12 @@ class _Pending:
     run: StatementRun | None = None
     statement: str = ""  # Execute: the statement of its portal
     formats: tuple[int, ...] = ()  # Execute: the result formats its Bind asked for
-    prepared: _Prepared | None = None  # Execute: the statement its portal was bound to
+    prepared: _Prepared | None = None  # Execute: the statement its portal was bound to; Describe 'S': it
+    portal: _Portal | None = None  # Execute, Describe 'P': the very portal (a name can be bound again)
+    # Parse, Close 'S': (name, the statement the name had, the one it has now): undone when the
+    # database skips or fails the message, so that the gateway's names stay the database's
+    undo: tuple[str, _Prepared | None, _Prepared | None] | None = None
+    settles: bool = False  # Sync: it ends a run of messages that changed statement names
 
 
 @dataclass(slots=True)
@@ -138,6 +143,11 @@ class PgSession:
         self.prepared: dict[str, _Prepared] = {}
         self.portals: dict[str, _Portal] = {}
         self.rewrites: dict[str, bytes] = {}
+        # Syncs sent after Parse/Close messages whose ReadyForQuery has not come back: until then,
+        # the next messages naming statements wait (see _settle_names)
+        self._unsettled = 0
+        self._names_changed = False  # since the last Sync
+        self._settled = asyncio.Event()
         self.ending: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
         # (id(profile), description) -> (profile, masker): the entry holds its profile, so that its
@@ -384,6 +394,12 @@ class PgSession:
                 if kind == codec.TERMINATE:
                     backend.write(b"".join(out))
                     return
+                if self._unsettled and kind in _NAMING:
+                    if out:
+                        backend.write(b"".join(out))
+                        out.clear()
+                        await backend.drain()
+                    await self._settle_names()
                 await self._client_message(kind, body, raw, out)
             if out:
                 backend.write(b"".join(out))
@@ -394,7 +410,10 @@ class PgSession:
             out.append(raw)
         elif kind == codec.SYNC:
             out.append(raw)
-            self.pending.append(_Pending(kind))
+            self.pending.append(_Pending(kind, settles=self._names_changed))
+            if self._names_changed:
+                self._unsettled += 1
+                self._names_changed = False
         elif kind == codec.QUERY:
             await self._query(codec.parse_query(body), raw, out)
         elif kind == codec.PARSE:
@@ -403,18 +422,25 @@ class PgSession:
             self._bind(codec.parse_bind(body), raw, out)
         elif kind == codec.DESCRIBE:
             what, name = codec.parse_describe(body)
-            target = self.prepared.get(name) if what == "S" else self.portals.get(name)
+            statement = self.prepared.get(name) if what == "S" else None
+            portal = self.portals.get(name) if what == "P" else None
+            target = statement or portal
             if target is not None:
                 target.described = True
             out.append(raw)
-            self.pending.append(_Pending(kind, name, what))
+            self.pending.append(_Pending(kind, name, what, prepared=statement, portal=portal))
         elif kind == codec.EXECUTE:
             await self._execute(codec.parse_execute(body)[0], raw, out)
         elif kind == codec.CLOSE:
             what, name = codec.parse_close(body)
-            (self.prepared if what == "S" else self.portals).pop(name, None)
+            undo = None
+            if what == "S":
+                undo = (name, self.prepared.pop(name, None), None)
+                self._names_changed = True
+            else:
+                self.portals.pop(name, None)
             out.append(raw)
-            self.pending.append(_Pending(kind, name, what))
+            self.pending.append(_Pending(kind, name, what, undo=undo))
         elif kind == codec.FUNCTION_CALL:
             raise codec.ProtocolViolation("the function call sub-protocol is not served by wardgate", "0A000")
         else:
@@ -434,14 +460,24 @@ class PgSession:
         # Parse runs nothing: a statement needing approval is prepared, and asked for at Execute,
         # where its parameters are known (an approval is for one statement with its values).
         verdict = await self._decide(parse.query, executing=False)
-        self.prepared[parse.name] = _Prepared(
+        name = parse.name
+        installed = _Prepared(
             parse.query, verdict.operation, verdict.decision, parse.param_types, refused=not verdict.allowed
         )
+        previous = self.prepared.get(name)
+        self.prepared[name] = installed
+        self._names_changed = True
+        if name:
+            # The name may hold a statement the gateway did not see (SQL PREPARE) or one it thinks
+            # gone (SQL DEALLOCATE): PostgreSQL would keep that one and refuse this Parse. Closed
+            # first, the name holds exactly this statement, as the gateway's decisions assume.
+            out.append(codec.close("S", name))
+            self.pending.append(_Pending(codec.CLOSE, name, "S", internal=True))
         if verdict.allowed:
             out.append(raw)
         else:
-            out.append(codec.parse(parse.name, self._refusal_placeholder(verdict.refusal), parse.param_types))
-        self.pending.append(_Pending(codec.PARSE, parse.name))
+            out.append(codec.parse(name, self._refusal_placeholder(verdict.refusal), parse.param_types))
+        self.pending.append(_Pending(codec.PARSE, name, undo=(name, previous, installed)))
 
     def _bind(self, bind: codec.Bind, raw: bytes, out: list[bytes]) -> None:
         if bind.statement not in self.prepared:
@@ -467,7 +503,9 @@ class PgSession:
     async def _execute(self, portal_name: str, raw: bytes, out: list[bytes]) -> None:
         params: list[str | None]
         portal = self.portals.get(portal_name)
-        prepared = self.prepared.get(portal.statement) if portal is not None else None
+        # the statement the portal was bound to, not the one its name has now: a name parsed
+        # again after the Bind does not change what the portal runs
+        prepared = portal.prepared if portal is not None else None
         if prepared is not None and prepared.refused:
             out.append(raw)  # the database skips it: its Parse already failed
             self.pending.append(_Pending(codec.EXECUTE, portal_name))
@@ -498,7 +536,7 @@ class PgSession:
         ):
             # Masking needs the result's columns: ask for them; the answer stays with the gateway.
             out.append(codec.describe("P", portal_name))
-            self.pending.append(_Pending(codec.DESCRIBE, portal_name, "P", internal=True))
+            self.pending.append(_Pending(codec.DESCRIBE, portal_name, "P", internal=True, portal=portal))
         out.append(raw)
         self.pending.append(
             _Pending(
@@ -508,6 +546,7 @@ class PgSession:
                 statement=portal.statement,
                 formats=portal.formats,
                 prepared=prepared,
+                portal=portal,
             )
         )
 
@@ -617,16 +656,13 @@ class PgSession:
             self._current_columns = columns
             if head is not None and head.kind == codec.DESCRIBE:
                 pending.popleft()
-                if head.what == "S":
-                    statement = self.prepared.get(head.name)
-                    if statement is not None:
-                        statement.columns = columns
-                else:
-                    portal = self.portals.get(head.name)
-                    if portal is not None:
-                        portal.columns = columns
-                        if portal.prepared is not None and portal.prepared.columns is None:
-                            portal.prepared.columns = columns
+                if head.prepared is not None:  # Describe 'S'
+                    head.prepared.columns = columns
+                portal = head.portal  # Describe 'P'
+                if portal is not None:
+                    portal.columns = columns
+                    if portal.prepared is not None and portal.prepared.columns is None:
+                        portal.prepared.columns = columns
                 if head.internal:
                     return b""
             return None
@@ -639,6 +675,8 @@ class PgSession:
         if kind in (codec.PARSE_COMPLETE, codec.BIND_COMPLETE, codec.CLOSE_COMPLETE):
             if head is not None and head.kind in (codec.PARSE, codec.BIND, codec.CLOSE):
                 pending.popleft()
+                if head.internal:  # the Close the gateway sends before a named Parse
+                    return b""
             return None
         if kind in (codec.COMMAND_COMPLETE, codec.EMPTY_QUERY_RESPONSE, codec.PORTAL_SUSPENDED):
             run = head.run if head is not None else None
@@ -659,6 +697,10 @@ class PgSession:
                 done = pending.popleft()
                 if done.run is not None:
                     self._finish(done.run)
+                if done.settles:
+                    self._unsettled -= 1
+                    if not self._unsettled:
+                        self._settled.set()
                 if done.kind in (codec.SYNC, codec.QUERY):
                     break
             return None
@@ -708,6 +750,7 @@ class PgSession:
             refusal = self.rewrites.pop(nonce, None)
             if refusal is not None:
                 self._fail_head(head, {"code": "42501", "message": "refused by wardgate"})
+                self._undo_skipped_names()
                 return refusal
         masked: dict[str, str] = {}
         changed = False
@@ -721,7 +764,43 @@ class PgSession:
                 masked[code] = value
         if kind == codec.ERROR_RESPONSE:
             self._fail_head(head, {"code": masked.get("C", ""), "message": masked.get("M", "")})
+            self._undo_skipped_names()
         return codec.error_from_fields(masked, kind) if changed else raw
+
+    def _undo_skipped_names(self) -> None:
+        """An error in the extended protocol: the database failed the message in front and skips
+        every message up to the next Sync. What those Parse and Close messages did to statement
+        names did not happen there, so it is undone here too (latest first): a failed Parse leaves
+        its name empty (a named one was closed first; an unnamed one is dropped before parsing), a
+        skipped one leaves the name's statement as it was. Later messages naming statements waited
+        for this (``_settle_names``), so nothing else has used these names meanwhile."""
+        skipped: list[_Pending] = []
+        for position, item in enumerate(self.pending):
+            if item.kind == codec.SYNC:
+                break
+            if position == 0 and item.kind not in _EXTENDED:
+                return  # a simple Query's error skips nothing
+            skipped.append(item)
+        for position in range(len(skipped) - 1, -1, -1):
+            item = skipped[position]
+            if item.undo is None:
+                continue
+            name, previous, installed = item.undo
+            if self.prepared.get(name) is not installed:
+                continue
+            failed = position == 0 and item.kind == codec.PARSE
+            if failed or previous is None:
+                self.prepared.pop(name, None)
+            else:
+                self.prepared[name] = previous
+
+    async def _settle_names(self) -> None:
+        """Wait until every Sync after a Parse or Close has its ReadyForQuery: a message naming a
+        statement after that Sync must be decided on what the name holds in the database, which an
+        error before the Sync may have left unchanged (``_undo_skipped_names``)."""
+        while self._unsettled:
+            self._settled.clear()
+            await self._settled.wait()
 
     def _fail_head(self, head: _Pending | None, error: dict[str, str]) -> None:
         """An error ends the statement in progress (the database skips to the next Sync)."""
@@ -746,7 +825,7 @@ class PgSession:
         head = self.pending[0] if self.pending else None
         profile = self._profile()
         if head is not None and head.kind == codec.EXECUTE:
-            portal = self.portals.get(head.name)
+            portal = head.portal
             prepared = head.prepared
             columns = portal.columns if portal is not None and portal.columns is not None else None
             if columns is None and prepared is not None:
@@ -817,6 +896,8 @@ class PgSession:
 
 
 _PASS = frozenset({codec.PARAMETER_DESCRIPTION, codec.COPY_IN_RESPONSE})
+_EXTENDED = frozenset({codec.PARSE, codec.BIND, codec.DESCRIBE, codec.EXECUTE, codec.CLOSE})
+_NAMING = frozenset({codec.PARSE, codec.BIND, codec.DESCRIBE, codec.CLOSE})  # messages naming statements
 ENCODING_SETTERS = frozenset({"set_config"})
 
 
