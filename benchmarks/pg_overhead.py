@@ -38,6 +38,8 @@ PgBouncer (the local PostgreSQL allows 100 connections), and its CPU use while t
     .venv/bin/python benchmarks/pg_overhead.py --write     # and update docs/benchmarks.md
     .venv/bin/python benchmarks/pg_overhead.py --profile   # only: cProfile of the gateway process
                                                            # during pgbench -c 1 -M extended
+    .venv/bin/python benchmarks/pg_overhead.py --compare HEAD~3,HEAD~1
+                      # only: this tree's gateway against those commits' (git archive), one run
 
 Needs PostgreSQL on 127.0.0.1:5432 with trust for ``postgres`` and pgbench/psql on the PATH.
 """
@@ -212,8 +214,17 @@ def _exit_with_parent(loop: Any, stopping: Any) -> None:
 class GatewayProcess:
     """A gateway child process (this script with ``--serve-gateway``)."""
 
-    def __init__(self, folder: Path, certs: Any, sink: str, loop: str, profile: Path | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        certs: Any,
+        sink: str,
+        loop: str,
+        profile: Path | None = None,
+        root: Path = ROOT,
+    ) -> None:
         self.name = f"{loop}-{sink}"
+        self.root = root  # the source tree whose gateway runs (--compare: an older commit's)
         self.folder = folder
         self.ready = folder / f"gateway-{self.name}-{time.monotonic_ns()}.json"
         self.logfile = self.ready.with_suffix(".log")
@@ -231,11 +242,16 @@ class GatewayProcess:
     def start(self) -> GatewayProcess:
         with self.logfile.open("wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, __file__, "--serve-gateway", json.dumps(self.config)],
+                [
+                    sys.executable,
+                    str(self.root / "benchmarks" / Path(__file__).name),
+                    "--serve-gateway",
+                    json.dumps(self.config),
+                ],
                 stdin=subprocess.PIPE,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                cwd=ROOT,
+                cwd=self.root,
             )
         deadline = time.monotonic() + 60
         while not self.ready.exists():
@@ -863,6 +879,81 @@ def profile_report(path: Path, loop: str, done: BenchRun, args: argparse.Namespa
     return out.getvalue()
 
 
+# ------------------------------------------------------------------------------------------ compare
+def compare(args: argparse.Namespace) -> str:
+    """The gateway of this tree against those of earlier commits, in one run (rounds rotated): what
+    each change did to TPS, CPU per transaction and added latency, on the same machine and load."""
+    from wardgate.dev.certs import make_dev_certificates
+
+    revisions = [r.strip() for r in args.compare.split(",") if r.strip()]
+    ensure_database()
+    tps: dict[tuple[str, str, int], list[float]] = {}
+    cpu: dict[tuple[str, str, int], list[float]] = {}
+    latency: dict[tuple[str, str], list[float]] = {}
+    with contextlib.ExitStack() as cleanup:
+        work = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="wardgate-pgcompare-")))
+        certs = make_dev_certificates(work)
+        roots = {"this tree": ROOT}
+        for revision in revisions:
+            commit = subprocess.run(
+                ["git", "rev-parse", "--short", revision],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            tree = work / f"tree-{commit}"
+            tree.mkdir()
+            archive = subprocess.run(
+                ["git", "archive", commit, "layers", "benchmarks"], cwd=ROOT, capture_output=True, check=True
+            ).stdout
+            subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+            roots[commit] = tree
+        stack = cleanup.enter_context(local_stack(work, None))
+        token = stack.issuer.mint(AGENT, ["ci"], ttl=3600)
+        targets = {"direct": Target("direct", PATHS["direct"], PG_PORT, DATABASE, "postgres", "disable")}
+        for name, root in roots.items():
+            process = GatewayProcess(work, certs, "memory", "uvloop", root=root).start()
+            cleanup.callback(process.stop)
+            targets[name] = Target(name, name, process.port, CONNECTION, AGENT, "require", token, process.pid)
+            pgbench(targets[name], 8, "simple", 1, None)  # warm-up
+        names = list(targets)
+        for round_no in range(args.rounds):
+            for mode in ("simple", "extended", "prepared"):
+                for clients in (1, 8):
+                    shift = round_no % len(names)
+                    for name in names[shift:] + names[:shift]:
+                        logs = work / "pgbench-logs" if clients == 1 else None
+                        run = pgbench(targets[name], clients, mode, args.seconds, logs)
+                        tps.setdefault((name, mode, clients), []).append(run.tps)
+                        if run.cpu_us is not None:
+                            cpu.setdefault((name, mode, clients), []).append(run.cpu_us)
+                        if clients == 1:
+                            latency.setdefault((name, mode), []).extend(run.latencies_ms)
+            log(f"round {round_no + 1}/{args.rounds} done")
+    lines = [
+        f"Gateways of {', '.join(names[1:])} in one run ({code_version()}, {machine()}), "
+        f"{args.rounds} rounds of `pgbench -n -S -T {args.seconds}`, the order rotated each round; medians "
+        "of the rounds; added p50 is against the direct path's p50 in the same protocol.",
+        "",
+        "| gateway | `-M` | TPS `-c 1` | x direct | added p50 ms | CPU µs/tx "
+        "| TPS `-c 8` | x direct | CPU µs/tx |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for mode in ("simple", "extended", "prepared"):
+        base1, base8 = median(tps[("direct", mode, 1)]), median(tps[("direct", mode, 8)])
+        direct_p50 = percentile(sorted(latency[("direct", mode)]), 50)
+        for name in names[1:]:
+            t1, t8 = median(tps[(name, mode, 1)]), median(tps[(name, mode, 8)])
+            added = percentile(sorted(latency[(name, mode)]), 50) - direct_p50
+            c1, c8 = (median(cpu.get((name, mode, c), [0.0])) for c in (1, 8))
+            lines.append(
+                f"| {name} | {mode} | {t1:,.0f} | {t1 / base1:.2f}x | {added:+.3f} | {c1:.0f} | "
+                f"{t8:,.0f} | {t8 / base8:.2f}x | {c8:.0f} |"
+            )
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------------------------------ report
 def verdict(ok: bool) -> str:
     return "**met**" if ok else "**missed**"
@@ -1026,7 +1117,8 @@ PostgreSQL allows 100 connections and every wardgate session holds one upstream 
 500 idle sessions go through a connection whose upstream is PgBouncer. For reference, a bare
 Python asyncio passthrough measured 0.53-0.60x direct on these machines. `--profile` prints a
 cProfile of the gateway process during `pgbench -c 1 -M extended` (`--profile-mode` for another
-protocol), the place to start when optimising its hot path.
+protocol), the place to start when optimising its hot path; `--compare REV,...` runs this tree's
+gateway against earlier commits' in one run, the way to tell what a change did on a noisy machine.
 
 {MARKERS[0]}
 {MARKERS[1]}
@@ -1074,9 +1166,19 @@ def main() -> None:
         "--profile-loop", choices=("uvloop", "asyncio"), help="default: uvloop when installed"
     )
     parser.add_argument("--profile-top", type=int, default=15, help="functions listed per order (default 15)")
+    parser.add_argument(
+        "--compare",
+        metavar="REV[,REV...]",
+        help="only compare this tree's gateway with those of these commits in one run, and print the table",
+    )
     args = parser.parse_args()
     if args.profile and args.write:
         parser.error("--profile does not measure what --write writes")
+    if args.compare:
+        if args.write or args.profile:
+            parser.error("--compare is a run of its own: without --write or --profile")
+        print(compare(args))
+        return
 
     results = run(args)
     if args.profile:
