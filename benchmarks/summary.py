@@ -3,7 +3,8 @@
 Read from the sections the benchmark scripts wrote (their ``--write``): ``overhead.py``,
 ``sql_overhead.py`` and ``cold_start.py`` leave their figures in a ``<!-- figures {...} -->``
 comment; the others' are read from their text. Targets that have a summary block of their own
-(PostgreSQL, MySQL, load, recordings query) stay in it. Nothing is measured here.
+(``<!-- NAMEsummary:start -->``: the TCP gateways, the load test, the recordings...) stay in it,
+and are named under this one. Nothing is measured here.
 
     .venv/bin/python benchmarks/summary.py            # print the summary
     .venv/bin/python benchmarks/summary.py --write    # and replace it in docs/benchmarks.md
@@ -25,7 +26,7 @@ from common import DOC, write_section
 MARKERS = ("<!-- summary:start -->", "<!-- summary:end -->")
 FIGURES = re.compile(r"<!-- figures (\{.*?\}) -->")
 RUN_DATE = re.compile(r"Run (\d{4}-\d{2}-\d{2})")
-OWN_BLOCKS = ("pgsummary", "mysqlsummary", "sshsummary", "loadsummary", "auditsummary")
+OWN_BLOCK = re.compile(r"<!-- (\w+summary):start -->")  # pgsummary, loadsummary...: blocks of their own
 
 Row = tuple[str, str, str, str]  # target, latest figure, verdict, command
 
@@ -218,11 +219,11 @@ SECTIONS: list[tuple[str, Callable[[str | None], list[Row]]]] = [
 
 def summary(doc: str) -> str:
     rows = [row for name, make in SECTIONS for row in make(section(doc, name))]
-    others = [name for name in OWN_BLOCKS if f"<!-- {name}:start -->" in doc]
+    others = [name for name in OWN_BLOCK.findall(doc) if name != "summary"]
     lines = [
         "**Every target, latest figures** (`.venv/bin/python benchmarks/summary.py --write` gathers them "
         "from the sections below; each figure is from one run against its same-run baseline; the TCP "
-        "gateways, the load test and the recordings query have their own blocks after this one):",
+        "gateways, the load test, the recordings and others have their own blocks after this one):",
         "",
         "| target | latest | | command |",
         "|---|---|---|---|",
@@ -237,9 +238,8 @@ def ensure_markers(doc: str) -> str:
     """The summary block goes first, before the other summary blocks (once)."""
     if MARKERS[0] in doc:
         return doc
-    anchor = next(
-        (f"<!-- {name}:start -->" for name in OWN_BLOCKS if f"<!-- {name}:start -->" in doc), "## How"
-    )
+    first = OWN_BLOCK.search(doc)
+    anchor = first.group(0) if first else "## How"
     head, tail = doc.split(anchor, 1)
     return f"{head}{MARKERS[0]}\n{MARKERS[1]}\n\n{anchor}{tail}"
 
