@@ -599,7 +599,7 @@ class IdpServer:
             context.load_cert_chain(tls.cert_file, tls.key_file)
             self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
 
     def stop(self) -> None:
         self.httpd.shutdown()
@@ -631,6 +631,7 @@ def test_the_idp_fetch_reads_one_json_object(idp_server: IdpServer) -> None:
         (200, {}, b"not json"),
         (200, {}, b" " * (1024 * 1024) + b"{}"),  # over the size limit
     ],
+    ids=["redirect", "404", "500", "a list", "not JSON", "too large"],
 )
 def test_the_idp_fetch_refuses_anything_but_a_small_json_object(
     idp_server: IdpServer, status: int, headers: dict[str, str], body: bytes
@@ -832,3 +833,63 @@ def test_a_repeated_text_scanned_alone_is_counted_per_cell_too() -> None:
     result = mask_rows(["a"], rows)
     assert result.value == expected
     assert result.counts == counts == {"email": 3, "pem_private_key": 3}
+
+
+# ------------------------------------------------------------------------------------------ fail closed
+
+
+def test_a_remembered_token_and_parse_still_record_before_anything_runs(stack: Any, token: str) -> None:
+    """The fast paths (a remembered token, a remembered statement) change nothing in the order:
+    with the recording stream gone, the upstream is not called and the statement does not run."""
+    import boto3
+    import httpx
+    from botocore.exceptions import ClientError
+
+    from tests.helpers import apply_policy_now
+    from wardgate.connections import Connection, ConnectionStore
+    from wardgate.dataapi.client import PLACEHOLDER_ARN, wardgate_rds_data_client
+    from wardgate.dev.stack import DEV_POLICY
+
+    boto3.client("secretsmanager").create_secret(
+        Name="wardgate/perf-pg-2",
+        SecretString=json.dumps({"type": "basic", "username": "wardgate", "password": "wardgate-test-pw"}),
+    )
+    ConnectionStore(stack.function_env()["CONNECTIONS_TABLE"]).put(
+        Connection(
+            "perf-pg-2",
+            "sql",
+            "postgresql://wardgate@127.0.0.1:5432/wardgate_test",
+            "wardgate/perf-pg-2",
+            allowed_groups=("ci",),
+        )
+    )
+    writes = {
+        "name": "agents may write",
+        "effect": "allow",
+        "identity": {"groups": ["ci"]},
+        "match": {"sql": {"kinds": ["select", "ddl", "insert"]}},
+    }
+    apply_policy_now(stack, {**DEV_POLICY, "rules": [*DEV_POLICY["rules"], writes]})
+    table = f"perf_{os.urandom(4).hex()}"
+    sql = wardgate_rds_data_client(f"{stack.url}/sql/perf-pg-2", lambda: token)
+    arns = {"resourceArn": PLACEHOLDER_ARN, "secretArn": PLACEHOLDER_ARN}
+    sql.execute_statement(**arns, sql=f"CREATE TABLE {table} (id int)")
+    insert = f"INSERT INTO {table} VALUES (1)"
+    sql.execute_statement(**arns, sql=insert)  # now the token and this statement are remembered
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=stack.url, timeout=10) as client:
+        assert client.get("/http/demo/v1/items", headers=headers).status_code == 200
+        boto3.client("firehose").delete_delivery_stream(DeliveryStreamName=os.environ["RECORDINGS_STREAM"])
+        calls = len(stack.upstream.requests)
+        refused = client.get("/http/demo/v1/items", headers=headers)
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "recording_unavailable"
+        assert len(stack.upstream.requests) == calls
+    with pytest.raises(ClientError) as unavailable:
+        sql.execute_statement(**arns, sql=insert)
+    assert unavailable.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    import psycopg
+
+    dsn = "host=127.0.0.1 dbname=wardgate_test user=wardgate password=wardgate-test-pw"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (1,)  # the second never ran
+        conn.execute(f"DROP TABLE {table}")
