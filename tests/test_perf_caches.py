@@ -401,7 +401,9 @@ CELLS = st.one_of(
 )
 
 
-def cell_by_cell(columns: list[str], rows: list[tuple[Any, ...]], profile: Any) -> tuple[list[Any], dict]:
+def cell_by_cell(
+    columns: list[str], rows: list[tuple[Any, ...]], profile: Any
+) -> tuple[list[Any], dict[str, int]]:
     """What mask_rows promises, one cell at a time: the reference its fast paths must equal."""
     from wardgate.masking.engine import FIELD, _mask_cell, _mask_whole
 
@@ -483,7 +485,7 @@ def test_parsed_statements_are_bounded_least_recently_used_out_first() -> None:
 
 
 def test_a_parse_is_kept_per_dialect_and_exact_text() -> None:
-    from wardgate.operations.sql import parse_sql
+    from wardgate.operations.sql import SqlOperation, parse_sql
     from wardgate.sql_gateway import ParsedStatements
 
     parses = ParsedStatements()
@@ -493,19 +495,22 @@ def test_a_parse_is_kept_per_dialect_and_exact_text() -> None:
         assert operation == parse_sql(text, dialect)  # type: ignore[arg-type]
         assert record["dialect"] == dialect
     assert len(parses) == 2
-    assert parses.parse(text + " ", "postgres")[0].statements[0].text == 'SELECT "a" FROM t'
+    spaced = parses.parse(text + " ", "postgres")[0]
+    assert isinstance(spaced, SqlOperation) and spaced.statements[0].text == 'SELECT "a" FROM t'
     assert len(parses) == 3
 
 
 def test_unparseable_and_long_statements_are_not_kept() -> None:
     from wardgate.operations import UnparseableOperation
+    from wardgate.operations.sql import SqlOperation
     from wardgate.sql_gateway import PARSED_TEXT_MAX, ParsedStatements
 
     parses = ParsedStatements()
     operation, record = parses.parse("SELEC oops (", "postgres")
     assert isinstance(operation, UnparseableOperation) and "unparseable" in record
     long_text = "SELECT 1 AS " + "a" * PARSED_TEXT_MAX
-    assert parses.parse(long_text, "postgres")[0].statements[0].kind == "select"
+    long_operation = parses.parse(long_text, "postgres")[0]
+    assert isinstance(long_operation, SqlOperation) and long_operation.statements[0].kind == "select"
     assert len(parses) == 0
 
 
