@@ -525,3 +525,34 @@ def test_a_command_with_a_wrong_sequence_id_ends_only_that_session(my: MyGateway
     with my.connect() as other, other.cursor() as cur:
         cur.execute("SELECT 1")
         assert cur.fetchone() == (1,)
+
+
+def test_an_execute_of_the_statement_prepared_last_is_decided_on_that_statement(my: MyGateway):
+    """MariaDB's statement id -1 ("the one prepared last"), pipelined right behind its prepare:
+    it is decided on the statement being prepared, not on one prepared before."""
+    from wardgate.tcp.mysql import codec
+
+    delete = f"DELETE FROM {TABLE} WHERE id = 2".encode()
+    with my.connect() as db:
+        with db.cursor() as cur:
+            cur.execute("SELECT 1")
+        db._write_bytes(codec.frame(bytes((codec.COM_STMT_PREPARE,)) + b"SELECT 1", 0))
+        db._next_seq_id = 1  # PyMySQL's own count of sequence ids: each answer starts at 1
+        db._read_packet()  # its PrepareOk: an allowed statement is "the one prepared last" now
+        db._read_packet()  # its column definition
+        if not db.client_flag & codec.CLIENT_DEPRECATE_EOF:  # PyMySQL does not ask for it
+            db._read_packet()
+        execute = (
+            bytes((codec.COM_STMT_EXECUTE,)) + (0xFFFFFFFF).to_bytes(4, "little") + b"\x00\x01\x00\x00\x00"
+        )
+        db._write_bytes(codec.frame(bytes((codec.COM_STMT_PREPARE,)) + delete, 0) + codec.frame(execute, 0))
+        db._next_seq_id = 1
+        prepared = db._read_packet()  # the DELETE's PrepareOk (no parameters, no columns)
+        assert prepared.read_uint8() == 0
+        db._next_seq_id = 1
+        with pytest.raises(pymysql.err.OperationalError) as held:
+            db._read_packet()
+        assert held.value.args[0] == 1227 and "needs approval" in held.value.args[1]
+    with my.connect() as check, check.cursor() as cur:
+        cur.execute(f"SELECT COUNT(*) FROM {TABLE} WHERE id = 2")
+        assert cur.fetchone() == (1,)  # the DELETE did not run

@@ -98,6 +98,7 @@ ER_CONNECTION_KILLED = (1927, "70100")  # MariaDB's; MySQL clients show the mess
 ER_NOT_SUPPORTED_YET = (1235, "42000")
 ER_SERVER_SHUTDOWN = (1053, "08S01")
 ER_NO_SUCH_THREAD = (1094, "HY000")
+LAST_PREPARED = 0xFFFFFFFF  # MariaDB: a statement id meaning the one prepared last
 ADMISSION_ERRORS = {
     Unauthorized: ER_ACCESS_DENIED,
     TooManySessions: ER_TOO_MANY_USER_CONNECTIONS,
@@ -179,6 +180,8 @@ class MySqlSession:
         self.pending: deque[_Pending] = deque()
         self.prepared: dict[int, _Prepared] = {}
         self.last_prepared: int | None = None
+        self._prepares_answered = asyncio.Event()  # set while no COM_STMT_PREPARE awaits its answer
+        self._prepares_answered.set()
         self.ending: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._sent_seq = 0  # the sequence id of the last packet of the answer being written
@@ -597,8 +600,16 @@ class MySqlSession:
 
     async def _stmt_execute(self, payload: bytes, out: list[bytes]) -> None:
         statement_id = _statement_id(payload)
-        if statement_id == 0xFFFFFFFF and self.last_prepared is not None:
-            statement_id = self.last_prepared  # MariaDB: "the statement prepared last" (pipelined)
+        if statement_id == LAST_PREPARED:
+            # MariaDB's "the statement prepared last", sent right behind its COM_STMT_PREPARE
+            # (pipelined): decided on that statement, so its answer is awaited first.
+            if any(p.command == codec.COM_STMT_PREPARE and not p.local for p in self.pending):
+                assert self.backend is not None
+                self.backend.writer.write(b"".join(out))
+                out.clear()
+                await self.backend.writer.drain()
+                await self._prepares_answered.wait()
+            statement_id = self.last_prepared if self.last_prepared is not None else statement_id
         statement = self.prepared.get(statement_id)
         if statement is None:
             # Not prepared through wardgate (so never decided): the database must not run it.
@@ -673,6 +684,8 @@ class MySqlSession:
         caps = self._backend_caps
         translate = bool(self.capabilities & ~caps & codec.CLIENT_DEPRECATE_EOF)
         reader = codec.ResponseReader(payload[0], caps, translate_eof=translate)
+        if payload[0] == codec.COM_STMT_PREPARE:
+            self._prepares_answered.clear()
         self.pending.append(
             _Pending(
                 payload[0],
@@ -742,6 +755,8 @@ class MySqlSession:
                     head.run.tags.append(f"OK {ok.affected_rows}")
             case codec.ErrReply(err=err):
                 forwarded = self._database_error(head, err, payload)
+                if head.command == codec.COM_STMT_PREPARE:
+                    self.last_prepared = None  # "the statement prepared last" is none now
             case codec.PrepareOk():
                 self.prepared[event.statement_id] = _Prepared(head.prepared_text, event.param_count)
                 self.last_prepared = event.statement_id
@@ -771,6 +786,10 @@ class MySqlSession:
         self.pending.popleft()
         if head.run is not None:
             self.guard.finish(head.run)
+        if head.command == codec.COM_STMT_PREPARE and not any(
+            p.command == codec.COM_STMT_PREPARE and not p.local for p in self.pending
+        ):
+            self._prepares_answered.set()
         while self.pending and self.pending[0].local:
             out.append(codec.frame(self.pending.popleft().local, 1))
 
