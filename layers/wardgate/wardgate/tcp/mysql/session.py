@@ -52,7 +52,6 @@ MYSQL_SCHEMES = ("mysql", "mariadb")
 # defaults by it, and a 5.7 server gets choices that MySQL 8 and MariaDB both accept (not MySQL 8's
 # utf8mb4_0900_ai_ci collation, which MariaDB does not know).
 SERVER_VERSION = "5.7.44-wardgate"
-UTF8MB4_GENERAL_CI = 45
 LOGIN_PACKET_LIMIT = 64 * 1024  # a HandshakeResponse with connect attributes, or a token
 # What wardgate offers clients. Not offered: compression (the gateway reads every packet),
 # session tracking and query attributes (state the gateway would have to follow), IGNORE_SPACE
@@ -237,7 +236,7 @@ class MySqlSession:
             connection_id=self.connection_id,
             auth_plugin_data=nonce,
             capabilities=GATEWAY_CAPABILITIES,
-            charset=UTF8MB4_GENERAL_CI,
+            charset=codec.UTF8MB4_GENERAL_CI,
             status=codec.SERVER_STATUS_AUTOCOMMIT,
             auth_plugin_name=codec.CACHING_SHA2_PASSWORD,
         )
@@ -938,17 +937,6 @@ def _statement_text(raw: bytes) -> str | None:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return None
-
-
-def _prepare_ok(payload: bytes) -> tuple[int, int, int]:
-    """COM_STMT_PREPARE_OK: (statement id, columns, parameters)."""
-    if len(payload) < 9:
-        raise codec.ProtocolViolation("a short COM_STMT_PREPARE_OK")
-    return (
-        int.from_bytes(payload[1:5], "little"),
-        int.from_bytes(payload[5:7], "little"),
-        int.from_bytes(payload[7:9], "little"),
-    )
 
 
 def _loads_local_file(operation: dict[str, Any], sql: str) -> str | None:
