@@ -38,6 +38,21 @@ class LiveSession(Protocol):
         ...
 
 
+async def first_to_end(tasks: list[asyncio.Task[None]]) -> None:
+    """The two directions of a relayed session: when one ends (or fails), the other is stopped;
+    a failure is raised (the session reports it in its protocol)."""
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            failure = None if task.cancelled() else task.exception()
+            if failure is not None:
+                raise failure
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class TooManySessions(Forbidden):
     code = "too_many_sessions"
 

@@ -44,7 +44,7 @@ from wardgate.tcp.mysql.backend import (
 )
 from wardgate.tcp.mysql.values import ResultMasker, parameter_text
 from wardgate.tcp.services import TcpServices
-from wardgate.tcp.sessions import TooManySessions
+from wardgate.tcp.sessions import TooManySessions, first_to_end
 
 READ_SIZE = 256 * 1024
 MYSQL_SCHEMES = ("mysql", "mariadb")
@@ -438,14 +438,8 @@ class MySqlSession:
             asyncio.create_task(self._from_backend()),
         ]
         try:
-            done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if not task.cancelled() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
+            await first_to_end(self._tasks)
         finally:
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
             if self.ending is not None:
                 with contextlib.suppress(Exception):
                     await self.client.drain()

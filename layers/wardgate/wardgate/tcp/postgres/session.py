@@ -40,7 +40,7 @@ from wardgate.tcp.postgres.backend import BackendLink, BackendUnavailable, PgTar
 from wardgate.tcp.postgres.backend import cancel as cancel_backend
 from wardgate.tcp.postgres.values import ResultMasker, render_binary
 from wardgate.tcp.services import TcpServices
-from wardgate.tcp.sessions import TooManySessions
+from wardgate.tcp.sessions import TooManySessions, first_to_end
 
 READ_SIZE = 256 * 1024
 REFUSED_PREFIX = "wardgate_refused_"
@@ -367,14 +367,8 @@ class PgSession:
             asyncio.create_task(self._from_backend()),
         ]
         try:
-            done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if not task.cancelled() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
+            await first_to_end(self._tasks)
         finally:
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
             if self.ending is not None:
                 with contextlib.suppress(Exception):
                     await self.client.drain()
