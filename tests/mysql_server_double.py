@@ -61,6 +61,7 @@ class Login:
     tls: bool = False
     outcome: str = ""  # fast, full-tls, full-rsa, clear, native, denied, error: ...
     clear_password: bytes = b""  # what came with mysql_clear_password (an RDS IAM token, say)
+    ended: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
 
 
 @dataclass
@@ -84,7 +85,7 @@ class MySql8Double:
         self.cache: set[bytes] = set()  # SHA256(SHA256(password)) of the passwords it has seen work
         if config.cached:
             self.cache.add(_sha256(_sha256(config.password.encode())))
-        self.logins: list[Login] = []
+        self._logins: list[Login] = []
         self._tls_context: ssl.SSLContext | None = None
         if config.tls is not None:
             self._tls_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -94,7 +95,7 @@ class MySql8Double:
         class Handler(socketserver.BaseRequestHandler):
             def handle(self) -> None:
                 login = Login()
-                double.logins.append(login)
+                double._logins.append(login)
                 connection = _Connection(double, self.request, login)
                 try:
                     connection.serve()
@@ -103,6 +104,7 @@ class MySql8Double:
                         login.outcome = f"error: {type(exc).__name__}: {exc}"
                 finally:
                     connection.sock.close()  # the TLS socket, when it became one
+                    login.ended.set()
 
         self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
@@ -116,6 +118,14 @@ class MySql8Double:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    @property
+    def logins(self) -> list[Login]:
+        """The logins so far, once each has ended: a client that gives up (a key that does not match
+        its pin, say) closes before the double's thread has written down how the login ended."""
+        for login in list(self._logins):
+            login.ended.wait(5)
+        return list(self._logins)
 
     @property
     def public_key_sha256(self) -> str:
