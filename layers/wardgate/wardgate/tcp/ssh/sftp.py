@@ -16,10 +16,20 @@ for the resolved paths. Only an allow rule that names the feature grants it (a b
 Recorded: ``file_operation`` per decided request (path, resolved path, decision; durable before
 anything changes on the target), ``file_transfer`` when a file handle closes (bytes, SHA-256 of
 the bytes read or written, in offset order).
+
+Downloads are read ahead (``_ReadAhead``): asyncssh's SFTP server answers a session's requests one
+at a time, so the many reads a client keeps in flight (OpenSSH: up to 64) would each wait for a
+round trip to the target. On a handle opened only for reading (its open decided like any other),
+while the client reads in order, the next reads are already made on the target, within a bounded
+window per handle and per session; the client is answered from them. Bytes read ahead are the
+client's only once it asks for them: the hash and byte count are taken from what is answered,
+and what was never asked for is dropped at close. Any write through the session drops what was
+read ahead (a later read sees the write, as when requests are served one by one).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
@@ -43,6 +53,10 @@ FEATURES = (READ, WRITE)
 SFTP_VERSION = 3  # what OpenSSH speaks
 WRITE_FLAGS = asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | asyncssh.FXF_TRUNC | asyncssh.FXF_APPEND
 HASH_WINDOW_BYTES = 4 * 1024 * 1024  # out-of-order chunks held per handle for the hash; beyond: none
+# Reads made on the target before the client asks (_ReadAhead). OpenSSH reads 255 KiB at a time
+# (sshd's largest read), so a handle's window is 16 of them: enough to keep a loopback target busy.
+READ_AHEAD_BYTES = 4 * 1024 * 1024  # per handle
+SESSION_READ_AHEAD_BYTES = 16 * 1024 * 1024  # per SFTP session, over all its handles
 
 
 def file_operation(path: str, feature: str) -> ShellOperation:
@@ -81,14 +95,120 @@ def sftp_enabled(session: SshSession, policy_set: PolicySet) -> bool:
     return False
 
 
+class _Budget:
+    """Bytes a session may have read ahead over all its handles (memory per session is bounded)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, size: int) -> bool:
+        if self.held + size > self.limit:
+            return False
+        self.held += size
+        return True
+
+    def give_back(self, size: int) -> None:
+        self.held -= size
+
+
+def _forget(task: asyncio.Task[bytes]) -> None:
+    """A read ahead nobody will ask for: stopped, its outcome (an error too) dropped."""
+    task.cancel()
+    task.add_done_callback(lambda done: None if done.cancelled() else done.exception())
+
+
+class _ReadAhead:
+    """A download handle's reads made on the target before the client asks for them (see the
+    module's docstring). Read ahead only follows a client reading in order: a read that starts
+    where the previous one ended (the first at offset 0 too) tops the window up with reads of the
+    same size at the offsets that follow; a read elsewhere (a seek) drops the window and is made
+    as asked. A read that came back short marks the end of the file: nothing is read beyond it."""
+
+    def __init__(self, remote: asyncssh.SFTPClientFile, budget: _Budget) -> None:
+        self.remote = remote
+        self.budget = budget
+        self.ahead: dict[int, tuple[int, asyncio.Task[bytes]]] = {}  # offset -> (size, the read)
+        self.held = 0  # bytes of the reads in self.ahead (done or in flight)
+        self.size = 0  # the size of each read ahead
+        self.next = 0  # where the next read ahead starts
+        self.last_end = 0  # where the client's previous read ended
+        self.end: int | None = None  # the end of the file, as a short read ahead found it
+
+    async def read(self, offset: int, size: int) -> bytes:
+        entry = self.ahead.pop(offset, None)
+        if entry is not None:
+            self._release(entry[0])
+        if entry is not None and entry[0] == size:
+            reading = entry[1]
+        else:
+            if entry is not None:
+                _forget(entry[1])
+            if offset != self.last_end and not (self.ahead and min(self.ahead) <= offset < self.next):
+                self.drop()  # a seek: what was read ahead will not be asked for
+            reading = asyncio.ensure_future(self._read(offset, size))
+        if offset == self.last_end:  # reading in order: keep the window ahead of the client full
+            self._top_up(offset + size, size)
+        data = await reading
+        self.last_end = offset + len(data)
+        return data
+
+    async def _read(self, offset: int, size: int) -> bytes:
+        data = cast(bytes, await self.remote.read(size, offset))
+        if len(data) < size:  # sshd reads a regular file short only at its end
+            self.end = offset + len(data) if self.end is None else min(self.end, offset + len(data))
+        elif self.end is not None and offset + size > self.end:  # it has grown since
+            self.end = None
+        return data
+
+    def _top_up(self, after: int, size: int) -> None:
+        if not self.ahead:
+            self.size = size  # the window's reads are all of one size: the client's
+        self.next = max(self.next, after)
+        while (
+            (self.end is None or self.next < self.end)
+            and self.held + self.size <= READ_AHEAD_BYTES
+            and self.budget.take(self.size)
+        ):
+            self.ahead[self.next] = (self.size, asyncio.ensure_future(self._read(self.next, self.size)))
+            self.held += self.size
+            self.next += self.size
+
+    def _release(self, size: int) -> None:
+        self.held -= size
+        self.budget.give_back(size)
+
+    def drop(self) -> None:
+        """Forget every read ahead (a seek, a write through the session, the handle closing)."""
+        for size, task in self.ahead.values():
+            self._release(size)
+            _forget(task)
+        self.ahead.clear()
+        self.next = 0
+
+    async def stop(self) -> None:
+        """Drop the window and wait for its reads to end (before the handle is closed on the target)."""
+        tasks = [task for _, task in self.ahead.values()]
+        self.drop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class _Transfer:
     """An open file: what went through it, hashed in offset order."""
 
-    def __init__(self, remote: asyncssh.SFTPClientFile, path: str, resolved: str, direction: str) -> None:
+    def __init__(
+        self,
+        remote: asyncssh.SFTPClientFile,
+        path: str,
+        resolved: str,
+        direction: str,
+        read_ahead: _ReadAhead | None = None,
+    ) -> None:
         self.remote = remote
         self.path = path
         self.resolved = resolved
         self.direction = direction  # "read" or "write" (what the handle may do)
+        self.read_ahead = read_ahead  # handles opened only for reading
         self.read = _Digest()
         self.written = _Digest()
 
@@ -156,6 +276,7 @@ class SftpProxy(asyncssh.SFTPServer):
         self.target = target
         self.channel_number = channel
         self.handles: set[_Transfer] = set()
+        self.read_ahead_budget = _Budget(SESSION_READ_AHEAD_BYTES)
 
     # ------------------------------------------------------------------ deciding
     async def _resolve(self, path: bytes) -> bytes:
@@ -181,6 +302,8 @@ class SftpProxy(asyncssh.SFTPServer):
     async def _decide(self, what: str, feature: str, path: bytes, durable: bool = True) -> str:
         """Decide ``what`` (open, remove...) on ``path``; refused: SFTP's permission denied with the
         reason. Returns the resolved path (text). Recorded before it is made on the target."""
+        if feature == WRITE:
+            self._drop_read_ahead()
         session = self.session
         resolved = _text(await self._resolve(path))
         policy_set = await session.services.policy_set()  # a grant withdrawn applies at once
@@ -229,20 +352,31 @@ class SftpProxy(asyncssh.SFTPServer):
         if writes and pflags & asyncssh.FXF_READ:  # read-write handles need both grants
             await self._decide("download", READ, path)
         remote = await self.target.open(path, pflags, attrs, encoding=None)
-        transfer = _Transfer(remote, _text(path), resolved, "write" if writes else "read")
+        read_ahead = None if writes else _ReadAhead(remote, self.read_ahead_budget)
+        transfer = _Transfer(remote, _text(path), resolved, "write" if writes else "read", read_ahead)
         self.handles.add(transfer)
         return transfer
 
     async def read(self, file_obj: object, offset: int, size: int) -> bytes:  # type: ignore[override]
         assert isinstance(file_obj, _Transfer)
-        data = cast(bytes, await file_obj.remote.read(size, offset))
-        file_obj.read.add(offset, data)
+        if file_obj.read_ahead is not None:
+            data = await file_obj.read_ahead.read(offset, size)
+        else:
+            data = cast(bytes, await file_obj.remote.read(size, offset))
+        file_obj.read.add(offset, data)  # what the client is answered, never what was read ahead
         return data
+
+    def _drop_read_ahead(self) -> None:
+        """A write through this session: later reads must see it, so nothing read before it is served."""
+        for transfer in self.handles:
+            if transfer.read_ahead is not None:
+                transfer.read_ahead.drop()
 
     async def write(self, file_obj: object, offset: int, data: bytes) -> int:  # type: ignore[override]
         assert isinstance(file_obj, _Transfer)
         if file_obj.direction != "write":
             raise asyncssh.SFTPPermissionDenied("wardgate: this file was opened for reading")
+        self._drop_read_ahead()
         written = int(await file_obj.remote.write(data, offset))
         file_obj.written.add(offset, data)
         return written
@@ -251,6 +385,8 @@ class SftpProxy(asyncssh.SFTPServer):
         assert isinstance(file_obj, _Transfer)
         self.handles.discard(file_obj)
         try:
+            if file_obj.read_ahead is not None:
+                await file_obj.read_ahead.stop()
             await file_obj.remote.close()
         finally:
             self._record_transfer(file_obj)
@@ -278,6 +414,7 @@ class SftpProxy(asyncssh.SFTPServer):
         assert isinstance(file_obj, _Transfer)
         if file_obj.direction != "write":
             raise asyncssh.SFTPPermissionDenied("wardgate: this file was opened for reading")
+        self._drop_read_ahead()
         await file_obj.remote.setstat(attrs)
 
     async def fsync(self, file_obj: object) -> None:  # type: ignore[override]
@@ -369,6 +506,8 @@ class SftpProxy(asyncssh.SFTPServer):
         """The client's SFTP session ended: handles left open are recorded, the target closed."""
         for transfer in list(self.handles):
             self.handles.discard(transfer)
+            if transfer.read_ahead is not None:
+                transfer.read_ahead.drop()
             self._record_transfer(transfer)
         self.target.exit()
         self.target_connection.close()

@@ -19,6 +19,15 @@ from wardgate.connections import Connection
 from wardgate.errors import ServiceUnavailable
 
 DEFAULT_PORT = 22
+# The target hop's bulk transfer (SFTP downloads, exec output), measured on loopback against
+# Debian's sshd (docs/benchmarks.md): asyncssh's ChaCha20-Poly1305 costs about twice AES-GCM's CPU
+# per MB (it builds a cipher per packet; AES-GCM is one OpenSSL call), and 32 KiB packets twice
+# 255 KiB ones. AES-256-GCM is as strong as ChaCha20-Poly1305; a target without it gets asyncssh's
+# usual list. Packets up to 255 KiB (what OpenSSH accepts) and a 4 MiB window per channel: the
+# memory one target channel may hold.
+TARGET_ENCRYPTION = ("aes256-gcm@openssh.com", "aes128-gcm@openssh.com")
+TARGET_MAX_PACKET = 255 * 1024
+TARGET_WINDOW = 4 * 1024 * 1024
 
 
 class TargetRefused(ServiceUnavailable):
@@ -70,6 +79,12 @@ class _PinnedHostClient(asyncssh.SSHClient):
         return False
 
 
+def _other_encryption() -> list[str]:
+    from asyncssh.encryption import get_default_encryption_algs
+
+    return [name.decode() for name in get_default_encryption_algs() if name.decode() not in TARGET_ENCRYPTION]
+
+
 async def connect_target(
     target: SshTarget, *, private_key: str | None, password: str | None, timeout: float
 ) -> asyncssh.SSHClientConnection:
@@ -86,6 +101,9 @@ async def connect_target(
         "password": password,
         "connect_timeout": timeout,
         "login_timeout": timeout,
+        "encryption_algs": [*TARGET_ENCRYPTION, *_other_encryption()],
+        "max_pktsize": TARGET_MAX_PACKET,
+        "window": TARGET_WINDOW,
     }
     try:
         connection, _ = await asyncssh.create_connection(lambda: client, target.host, target.port, **options)
