@@ -10,7 +10,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-PROTOCOLS = ("postgres", "mysql", "ssh")  # tcp/server.py maps each to its session (SSH: to its server)
+PROTOCOLS = ("postgres", "mysql", "ssh", "kubernetes")  # tcp/server.py maps each to its session or server
 
 
 @dataclass(frozen=True)

@@ -70,15 +70,24 @@ async def _ssh(services: TcpServices, host: str, port: int, track: Track) -> Any
     return await start_ssh_listener(services, host, port, host_key, authority, track)
 
 
-# Protocols whose library owns the listening socket (asyncssh): their server, not a session per
-# stream; ``track`` is given each session's lifetime, so shutdown waits for their last records.
-SERVERS: dict[str, Callable[[TcpServices, str, int, Track], Any]] = {"ssh": _ssh}
+async def _kubernetes(services: TcpServices, host: str, port: int, track: Track) -> Any:
+    from wardgate.tcp.kubernetes.listener import start_kubernetes_listener
+
+    return await start_kubernetes_listener(services, host, port, track)
 
 
-def server_tls_context(tcp: TcpSettings) -> ssl.SSLContext | None:
+# Protocols whose listening socket is their own (asyncssh; HTTPS from the first byte): their
+# server, not a session per stream; ``track`` is given each session's lifetime (or connection's
+# task), so shutdown waits for their last records.
+SERVERS: dict[str, Callable[[TcpServices, str, int, Track], Any]] = {"ssh": _ssh, "kubernetes": _kubernetes}
+
+
+def server_tls_context(tcp: TcpSettings, alpn: list[str] | None = None) -> ssl.SSLContext | None:
     """The certificate clients see: files (local mode) or the Secrets Manager secret (AWS)."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if alpn:
+        context.set_alpn_protocols(alpn)
     if tcp.tls_cert_file and tcp.tls_key_file:
         context.load_cert_chain(tcp.tls_cert_file, tcp.tls_key_file)
         return context
@@ -129,6 +138,11 @@ def build_services(
         sessions=SessionTable(tcp.limits),
         limits=tcp.limits,
         tls=server_tls_context(tcp),
+        http_tls=(
+            server_tls_context(tcp, ["http/1.1"])
+            if any(listener.protocol == "kubernetes" for listener in tcp.listeners)
+            else None
+        ),
         mysql_server_version=tcp.mysql_server_version,
     )
 

@@ -156,6 +156,8 @@ class TcpServices:
     sessions: SessionTable
     limits: SessionLimits
     tls: ssl.SSLContext | None  # None: no certificate, so every client is refused (TLS is required)
+    # The same certificate for HTTPS (the Kubernetes listener): ALPN http/1.1 only; None: no listener.
+    http_tls: ssl.SSLContext | None = None
     parses: ParseCache = field(default_factory=ParseCache)
     cancel_targets: dict[int, Any] = field(default_factory=dict)  # gateway process id -> its session
     # The MySQL greeting speaks before the client names its connection: it shows the configured
