@@ -62,6 +62,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         pg_port=args.pg_port,
         mysql_port=args.mysql_port,
         ssh_port=args.ssh_port,
+        kube_listener_port=args.kube_listener_port,
         aws_endpoint=f"http://127.0.0.1:{args.aws_port}",
     )
     try:
@@ -173,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--pg-port", type=int, default=15432, help="the TCP gateway's PostgreSQL port")
     dev.add_argument("--mysql-port", type=int, default=13306, help="the TCP gateway's MySQL port")
     dev.add_argument("--ssh-port", type=int, default=12222, help="the TCP gateway's SSH port")
+    dev.add_argument(
+        "--kube-listener-port", type=int, default=16443, help="the TCP gateway's Kubernetes (HTTPS) port"
+    )
     dev.set_defaults(func=cmd_dev)
 
     serve = sub.add_parser(

@@ -127,6 +127,7 @@ class DevStack:
     pg_port: int = 0
     mysql_port: int = 0
     ssh_port: int | None = None  # the TCP gateway's SSH listener (wardgate dev: 12222); None: none
+    kube_listener_port: int = 0  # the TCP gateway's Kubernetes listener, HTTPS (wardgate dev: 16443)
     aws_endpoint: str | None = None
     # Recording manifests signed after each delivery, as on AWS. The shared test fixture turns it off:
     # a few ms of moto work per object, for tests that never verify (test_recording_integrity.py does).
@@ -237,6 +238,7 @@ class DevStack:
                 Listener("postgres", self.pg_port, self.host),
                 Listener("mysql", self.mysql_port, self.host),
                 *([Listener("ssh", self.ssh_port, self.host)] if self.ssh_port is not None else []),
+                Listener("kubernetes", self.kube_listener_port, self.host),
             ),
             tls_cert_file=str(self.certificates.cert_file),
             tls_key_file=str(self.certificates.key_file),
@@ -324,12 +326,14 @@ class DevStack:
 
     def write_state(self) -> Path:
         """Let CLI commands in other shells find this stack (and know it is local)."""
-        state = {
+        state: dict[str, Any] = {
             "url": self.url,
             "aws_endpoint": self.aws_endpoint,
             "pid": os.getpid(),
             "env": self.function_env(),
         }
+        # The TCP gateway's Kubernetes listener: every verb, streaming ones too (kubeconfig's default).
+        state.setdefault("kubernetes", {})["listener_url"] = self.kube_listener_url
         path = self.state_dir / "dev.json"
         path.write_text(json.dumps(state, indent=2))
         self._stoppers.append(lambda: path.unlink(missing_ok=True))
@@ -367,6 +371,15 @@ class DevStack:
         if self.ssh_port is None:
             return None
         return int(self.tcp.port("ssh")) if self.tcp is not None else self.ssh_port
+
+    @property
+    def kube_listener_port_bound(self) -> int:
+        return int(self.tcp.port("kubernetes")) if self.tcp is not None else self.kube_listener_port
+
+    @property
+    def kube_listener_url(self) -> str:
+        """``https://127.0.0.1:<port>/k8s``: a kubeconfig's server is this plus ``/<connection>``."""
+        return f"https://{self.host}:{self.kube_listener_port_bound}/k8s"
 
     @property
     def url(self) -> str:
