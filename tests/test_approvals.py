@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import re
 import time
 from typing import Any
 
@@ -423,12 +424,17 @@ def test_a_kubernetes_delete_in_production_is_held_and_run_once(client, auth, st
         "/k8s/demo-k8s/api/v1/namespaces/prod/pods/web-1",
         headers={**auth, "accept": "application/vnd.kubernetes.protobuf,application/json"},
     )
-    assert held.status_code == 202, held.text
+    # kubectl cannot take a 202 (it would print "deleted"): a Status naming the request and its poll URL
+    assert held.status_code == 403, held.text
+    status = held.json()
+    assert status["kind"] == "Status" and status["details"]["causes"][0]["reason"] == "approval_pending"
+    poll_url = re.search(r"\((https?://\S+/requests/\w+)\)", held.json()["message"])
+    assert poll_url, held.json()["message"]
     [mail] = wait_for_mail(client, 1)
     assert "kubectl delete pods web-1 in namespace prod" in mail["text"]
     assert '"verb": "delete"' in mail["text"] and "demo-k8s (k8s)" in mail["text"]
     press(client, link_in(mail, stack))
-    result = client.get(held.json()["poll_url"] + "?wait=10", headers=auth).json()
+    result = client.get(poll_url.group(1) + "?wait=10", headers=auth).json()
     assert result["status"] == "executed" and result["result"]["status"] == 200
     seen = json.loads(result["result"]["body"])
     assert seen["method"] == "DELETE" and seen["path"] == "/api/v1/namespaces/prod/pods/web-1"

@@ -324,10 +324,14 @@ def _json(response: httpx.Response) -> dict[str, Any]:
 
 
 def _http_outcome(response: httpx.Response) -> Outcome:
-    error = _json(response).get("error") or {}
+    body = _json(response)
+    if body.get("kind") == "Status":  # a /k8s/ refusal: wardgate's code is its cause's reason
+        code = str(((body.get("details") or {}).get("causes") or [{}])[0].get("reason", ""))
+    else:
+        code = str((body.get("error") or {}).get("code", ""))
     return Outcome(
         response.status_code,
-        str(error.get("code", "")),
+        code,
         response.text[:2000],
         response.headers.get("x-wardgate-record-id", ""),
     )

@@ -213,5 +213,5 @@ def test_a_revoked_agent_is_refused_on_the_kubernetes_route_too(stack, client):
     response = client.get(
         "/k8s/cluster/api/v1/namespaces/default/pods", headers=agent_token(stack, "k8s-bot")
     )
-    assert response.status_code == 403
-    assert response.json()["error"]["code"] == "agent_revoked"
+    assert response.status_code == 403 and response.json()["reason"] == "Forbidden"  # a meta/v1 Status
+    assert response.json()["details"]["causes"][0]["reason"] == "agent_revoked"

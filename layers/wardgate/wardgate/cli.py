@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from wardgate import cli_agents, cli_policy, cli_recordings, cli_ssh
+from wardgate import cli_agents, cli_kube, cli_policy, cli_recordings, cli_ssh
 from wardgate.auditing import integrity
 
 STACK_OUTPUTS = {
@@ -223,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_policy.add_commands(sub, with_stack)
     cli_agents.add_commands(sub, with_stack)
     cli_ssh.add_commands(sub)
+    cli_kube.add_commands(sub)
     integrity.add_verify_command(cli_recordings.add_commands(sub, with_stack), with_stack)
     return parser
 

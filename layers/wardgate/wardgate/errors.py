@@ -40,6 +40,13 @@ class NotFound(GatewayError):
     code = "not_found"
 
 
+class NotAcceptable(GatewayError):
+    """The client accepts no representation wardgate serves (a protobuf-only Kubernetes client)."""
+
+    status = 406
+    code = "not_acceptable"
+
+
 class Conflict(GatewayError):
     status = 409
     code = "conflict"
@@ -48,6 +55,11 @@ class Conflict(GatewayError):
 class PayloadTooLarge(GatewayError):
     status = 413
     code = "payload_too_large"
+
+
+class UnsupportedMediaType(GatewayError):
+    status = 415
+    code = "unsupported_media_type"
 
 
 class BadGateway(GatewayError):

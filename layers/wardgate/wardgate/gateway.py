@@ -8,28 +8,73 @@ what is forwarded, the upstream is pinned, the credential injected, the response
 from __future__ import annotations
 
 import base64
+import contextlib
+import hashlib
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
 from wardgate.apigw import HttpRequest, HttpResponse, error_response
 from wardgate.approvals.model import ApprovalRequest
 from wardgate.approvals.service import ApprovalRequired
 from wardgate.connections import Connection
 from wardgate.credentials import CredentialStore
-from wardgate.errors import BadGateway, BadRequest, GatewayError, ServiceUnavailable
+from wardgate.errors import (
+    BadGateway,
+    BadRequest,
+    Forbidden,
+    GatewayError,
+    NotAcceptable,
+    ServiceUnavailable,
+    UnsupportedMediaType,
+)
 from wardgate.gate import Gate, Progress, masked_counts_header, masked_url_part, ms_since
+from wardgate.identity import Identity
 from wardgate.masking.engine import MaskingRefused, mask_body
 from wardgate.masking.kubernetes import mask_kubernetes_body
 from wardgate.masking.policy import AppliedMasking
 from wardgate.operations import UnparseableOperation
 from wardgate.operations.http import HttpOperation
-from wardgate.operations.k8s import K8sOperation, parse_k8s_request
+from wardgate.operations.k8s import CONNECT_SUBRESOURCES, K8sOperation, parse_k8s_request
 from wardgate.proxies import http as http_proxy
 from wardgate.proxies import kubernetes
 from wardgate.recording import Recording, recorded_body, recorded_headers
 
 Operation = HttpOperation | K8sOperation | UnparseableOperation
+
+# What the Lambda route cannot serve (API Gateway's HTTP API neither upgrades a connection nor
+# streams a response) and where it is served instead.
+STREAMING_ELSEWHERE = (
+    "through wardgate's Kubernetes listener (the TCP gateway), which `wardgate kubeconfig "
+    "--connection <name>` points at unless given --via lambda"
+)
+
+
+class KubernetesApprovalPending(Forbidden):
+    """A Kubernetes operation held for approval. kubectl cannot take a 202 (it would report a
+    delete or an apply as done), so the hold is a refusal naming the request; once approved, the
+    identical request by the same identity runs, once (or the poll URL runs it)."""
+
+    code = "approval_pending"
+
+    def __init__(self, reason: str, request_id: str, poll_url: str) -> None:
+        super().__init__(
+            f"{reason}: approval request {request_id} is pending ({poll_url}); once it is approved, "
+            "run the identical command again and it runs, once"
+        )
+        self.request_id = request_id
+
+
+def kubernetes_call_key(
+    identity: Identity, connection: str, rule: str, method: str, path: str, query: str, body: bytes
+) -> str:
+    """What makes two Kubernetes requests the same operation: who, where, which rule, and exactly
+    what would be forwarded (method, normalised path, query, body)."""
+    material = [identity.issuer, identity.subject, connection, rule, method, path, query]
+    material.append(hashlib.sha256(body).hexdigest())
+    return "k8s:" + hashlib.sha256(json.dumps(material).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -50,9 +95,21 @@ class HttpGateway(Gate):
     forwarder: http_proxy.HttpForwarder
 
     def handle(self, request: HttpRequest, deadline: float) -> HttpResponse:
-        return self.serve(
-            request, lambda rec, progress: self._proxy(request, deadline, rec, progress), error_response
-        )
+        if request.route != "k8s":
+            return self.serve(
+                request, lambda rec, progress: self._proxy(request, deadline, rec, progress), error_response
+            )
+        # kubectl prints a refusal only from a meta/v1 Status; its message names the record.
+        record_ids: list[str] = []
+
+        def work(recording: Recording, progress: Progress) -> HttpResponse:
+            record_ids.append(recording.record_id)
+            return self._proxy(request, deadline, recording, progress)
+
+        def render(error: GatewayError, request_id: str) -> HttpResponse:
+            return kubernetes.status_response(error, request_id, record_ids[0] if record_ids else "")
+
+        return self.serve(request, work, render)
 
     def _proxy(
         self, request: HttpRequest, deadline: float, recording: Recording, progress: Progress
@@ -62,6 +119,8 @@ class HttpGateway(Gate):
         path = http_proxy.normalise_path(request.proxy_path)  # refuses traversal tricks, both kinds
         query = http_proxy.check_query(request.raw_query)
         http_proxy.check_headers(request.headers)
+        if connection.kind == "k8s":
+            self._check_kubernetes_media(request)
         operation = self._operation(request, connection.kind, path, query)
         recording.operation = (
             {"protocol": connection.kind, "unparseable": operation.reason}
@@ -74,30 +133,92 @@ class HttpGateway(Gate):
             recording.operation["path"] = recorded["path"] if same_path else masked_url_part(path, "/")
             same_query = query == request.raw_query
             recording.operation["query"] = recorded["query"] if same_query else masked_url_part(query, "=&")
+        approval: ApprovalRequest | None = None
         try:
             policy_set = self.decide(identity, connection, operation, recording)
         except ApprovalRequired as required:
             if self.approvals is None:
                 raise
-            response = self.approvals.hold(
-                request, identity, connection.kind, path, query, required, recording
-            )
-            progress.held = True
-            return response
+            if connection.kind == "k8s":
+                approval = self._approved_call(request, identity, path, query, required, recording, progress)
+                policy_set = required.policy_set
+            else:
+                response = self.approvals.hold(
+                    request, identity, connection.kind, path, query, required, recording
+                )
+                progress.held = True
+                return response
         masking = policy_set.masking.for_caller(connection.name, identity.groups)
         body = http_proxy.check_request_body(request.body, self.limits.max_request_body)
         recording.timings_ms["guard"] = ms_since(started)
         outgoing = Outgoing(request.method, path, query, request.headers, request.cookies, body)
-        return self._forward(
-            connection,
-            outgoing,
-            request.request_id,
-            request.gateway_prefix,
-            masking,
-            recording,
-            progress,
-            deadline,
+        try:
+            response = self._forward(
+                connection,
+                outgoing,
+                request.request_id,
+                request.gateway_prefix,
+                masking,
+                recording,
+                progress,
+                deadline,
+            )
+        except GatewayError as error:
+            if approval is not None:
+                self._end_approved_call(approval, progress, error.status)
+            raise
+        if approval is not None:
+            self._end_approved_call(approval, progress, response.status)
+        return response
+
+    def _approved_call(
+        self,
+        request: HttpRequest,
+        identity: Identity,
+        path: str,
+        query: str,
+        required: ApprovalRequired,
+        recording: Recording,
+        progress: Progress,
+    ) -> ApprovalRequest:
+        """The approval that lets this very Kubernetes request run now (claimed: it runs once), or
+        ``KubernetesApprovalPending`` naming the approval request (a new one when there is none or
+        the last one is spent, denied or expired). A window approval never gets here."""
+        assert self.approvals is not None
+        key = kubernetes_call_key(
+            identity, request.connection, required.decision.rule, request.method, path, query, request.body
         )
+        approval = self.approvals.held_call(key, identity)
+        if approval is not None:
+            status = approval.effective_status(self.approvals.clock())
+            if status == "pending":
+                poll_url = f"{self.approvals.base_url(request)}/requests/{approval.request_id}"
+                progress.held = True
+                raise KubernetesApprovalPending(required.decision.reason, approval.request_id, poll_url)
+            if status == "approved" and approval.mode == "one-time" and self.approvals.claim_call(approval):
+                recording.decision = {
+                    **(recording.decision or {}),
+                    "outcome": "allow",
+                    "approval": approval.request_id,
+                    "approved_by": [v.approver for v in approval.approvals()],
+                }
+                return approval
+        held = json.loads(
+            self.approvals.hold(request, identity, "k8s", path, query, required, recording).body
+        )
+        self.approvals.store.remember_call(key, held["request_id"], int(self.approvals.clock()) + 30 * 86400)
+        progress.held = True
+        raise KubernetesApprovalPending(required.decision.reason, held["request_id"], held["poll_url"])
+
+    def _end_approved_call(self, approval: ApprovalRequest, progress: Progress, status: int) -> None:
+        """Spent once forwarded (whatever the cluster answered); released when nothing left."""
+        assert self.approvals is not None
+        if progress.forwarded:
+            self.approvals.finish_call(approval, status, {"status": status, "result": "in the response"})
+            return
+        # Best effort: a request left "executing" never runs, which is the safe side.
+        with contextlib.suppress(GatewayError):
+            self.approvals.store.release_execution(approval.request_id)
 
     def _forward(
         self,
@@ -249,7 +370,40 @@ class HttpGateway(Gate):
         if operation.verb == "watch":
             # A Lambda answers once, with the whole body: a watch would hang until the timeout.
             raise BadRequest(
-                "watch requests are not supported through wardgate's HTTP gateway; poll with list instead",
+                "watch requests are not served by wardgate's Lambda route (it answers once, with "
+                f"the whole body): watch {STREAMING_ELSEWHERE}, or poll with list",
                 code="watch_not_supported",
             )
+        if operation.subresource == "log" and any(
+            k == "follow" and v.lower() not in ("", "false", "0") for k, v in parse_qsl(query)
+        ):
+            raise BadRequest(
+                f"following logs is not served by wardgate's Lambda route: follow {STREAMING_ELSEWHERE}, "
+                "or read them without --follow",
+                code="follow_not_supported",
+            )
+        if operation.resource == "pods" and operation.subresource in CONNECT_SUBRESOURCES:
+            raise BadRequest(
+                f"{operation.subresource} needs an upgraded (WebSocket/SPDY) connection, which wardgate's "
+                f"Lambda route cannot hold: it is served {STREAMING_ELSEWHERE}",
+                code="upgrade_not_supported",
+            )
         return operation
+
+    @staticmethod
+    def _check_kubernetes_media(request: HttpRequest) -> None:
+        """JSON in and out: wardgate can neither decide on nor mask protobuf, so a client that
+        takes only protobuf is told so (406) and a protobuf body is refused (415)."""
+        if not kubernetes.accepts_json(request.headers.get("accept", "")):
+            raise NotAcceptable(
+                "wardgate serves the Kubernetes API as JSON only (it masks what it returns) and this "
+                f"client accepts only {kubernetes.PROTOBUF}: accept application/json "
+                "(client-go: ContentConfig.AcceptContentTypes; kubectl does by default)",
+                code="protobuf_not_served",
+            )
+        if request.body and kubernetes.is_protobuf(request.headers.get("content-type", "")):
+            raise UnsupportedMediaType(
+                "wardgate decides on and records Kubernetes request bodies as JSON: send "
+                f"application/json, not {kubernetes.PROTOBUF}",
+                code="protobuf_not_served",
+            )

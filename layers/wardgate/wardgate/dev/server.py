@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
+import socket
+import ssl
 import sys
 import threading
 import time
@@ -18,7 +20,7 @@ from html import escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import unquote
 
 from wardgate.dev.oidc import ISSUER_PATH, DevIssuer
@@ -27,6 +29,10 @@ from wardgate.dev.template import ACCOUNT, Route, Template
 MAX_PAYLOAD = 10 * 1024 * 1024  # API Gateway HTTP APIs accept at most 10 MB
 OUTBOX_PATH = "/_dev/outbox"  # local mode's mail: approval emails land here instead of SES
 MAX_ISSUER_FORM = 16 * 1024  # the development issuer's sign-in form and token requests
+TLS_HANDSHAKE_TIMEOUT_S = 10.0
+
+if TYPE_CHECKING:
+    from wardgate.dev.certs import DevCertificates
 
 
 class LoopbackServer(ThreadingHTTPServer):
@@ -38,6 +44,39 @@ class LoopbackServer(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         if not isinstance(sys.exc_info()[1], ConnectionResetError | BrokenPipeError):
             super().handle_error(request, client_address)
+
+
+class TlsLoopbackServer(LoopbackServer):
+    """The same server over TLS: each connection's handshake runs on its own thread (a slow or
+    broken client never holds up ``accept``), and one that fails is dropped quietly."""
+
+    def __init__(
+        self, address: tuple[str, int], handler_class: type[BaseHTTPRequestHandler], context: ssl.SSLContext
+    ) -> None:
+        super().__init__(address, handler_class)
+        self.context = context
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, address = super().get_request()
+        return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        try:
+            request.settimeout(TLS_HANDSHAKE_TIMEOUT_S)
+            request.do_handshake()
+            request.settimeout(None)
+        except (ssl.SSLError, OSError):
+            return  # a client that does not trust the CA, a port scan, a plain HTTP request
+        super().finish_request(request, client_address)
+
+
+def server_tls_context(certificates: DevCertificates) -> ssl.SSLContext:
+    """TLS 1.2+ with the development CA's server certificate (localhost, 127.0.0.1, ::1)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(certificates.cert_file), str(certificates.key_file))
+    context.set_alpn_protocols(["http/1.1"])  # no h2: kubectl and client-go fall back to HTTP/1.1
+    return context
 
 
 class LambdaContext:
@@ -131,7 +170,33 @@ class GatewayServer(LoopbackService):
         self.outbox: Path | None = None
         self._modules: dict[str, ModuleType] = {}
         self._lock = threading.Lock()
+        self.tls_server: TlsLoopbackServer | None = None
         super().__init__(self._handler_class(), host, port)
+
+    def serve_tls(self, certificates: DevCertificates, port: int = 0) -> str:
+        """Also serve every route over HTTPS (the development CA), as API Gateway does on AWS:
+        client-go sends no credentials to an ``http://`` server, so kubectl needs this one."""
+        host = str(self.server.server_address[0])
+        self.tls_server = TlsLoopbackServer(
+            (host, port), self._handler_class(), server_tls_context(certificates)
+        )
+        threading.Thread(
+            target=self.tls_server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+        return self.https_url
+
+    @property
+    def https_url(self) -> str:
+        """The HTTPS front door's URL (``serve_tls`` first)."""
+        assert self.tls_server is not None, "serve_tls() was not called"
+        host, port = self.tls_server.server_address[:2]
+        return f"https://{host!s}:{port}"
+
+    def stop(self) -> None:
+        if self.tls_server is not None:
+            self.tls_server.shutdown()
+            self.tls_server.server_close()
+        super().stop()
 
     def handler_for(self, route: Route) -> Any:
         module_name, _, function_name = route.handler.rpartition(".")

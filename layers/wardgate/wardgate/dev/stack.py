@@ -128,6 +128,10 @@ class DevStack:
     mysql_port: int = 0
     ssh_port: int | None = None  # the TCP gateway's SSH listener (wardgate dev: 12222); None: none
     kube_listener_port: int = 0  # the TCP gateway's Kubernetes listener, HTTPS (wardgate dev: 16443)
+    # The front door over HTTPS (development CA; wardgate dev: 8743) and the Kubernetes cluster
+    # double behind demo-k8s (wardgate dev: 8703); any free port unless asked.
+    https_port: int = 0
+    kube_port: int = 0
     aws_endpoint: str | None = None
     # Recording manifests signed after each delivery, as on AWS. The shared test fixture turns it off:
     # a few ms of moto work per object, for tests that never verify (test_recording_integrity.py does).
@@ -196,6 +200,10 @@ class DevStack:
         self.issuer.register_client(DEV_AUDIT_CLIENT, f"{self.gateway.url}/audit/callback")
         os.environ.update(AUDIT_ENGINE="local", AUDIT_CACHE_DIR=str(self.state_dir / "recordings-cache"))
 
+        from wardgate.dev.certs import make_dev_certificates
+
+        # One server certificate for the HTTPS front door, the TCP gateway and the cluster double.
+        self.certificates = make_dev_certificates(self.state_dir)
         demo_token = secrets.token_urlsafe(24)
         self.upstream = EchoUpstream(f"Bearer {demo_token}", self.host, self.upstream_port).start()
         self._stoppers.append(self.upstream.stop)
@@ -206,6 +214,7 @@ class DevStack:
 
         self.gateway.start()
         self._stoppers.append(self.gateway.stop)
+        self.gateway.serve_tls(self.certificates, self.https_port)
         self.start_notifier()
         self.start_tcp()
         return self
@@ -232,7 +241,7 @@ class DevStack:
         from wardgate.tcp.config import Listener, TcpSettings
         from wardgate.tcp.server import GatewayThread, build_services
 
-        self.certificates = make_dev_certificates(self.state_dir)
+        self.certificates = self.certificates or make_dev_certificates(self.state_dir)
         settings = TcpSettings(
             listeners=(
                 Listener("postgres", self.pg_port, self.host),
@@ -332,6 +341,11 @@ class DevStack:
             "pid": os.getpid(),
             "env": self.function_env(),
         }
+        # `wardgate kubeconfig` reads its endpoints and the CA to trust here (docs/kubernetes.md).
+        state["kubernetes"] = {
+            "lambda_url": f"{self.https_url}/k8s",
+            "ca_file": str(self.certificates.ca_file),
+        }
         # The TCP gateway's Kubernetes listener: every verb, streaming ones too (kubeconfig's default).
         state.setdefault("kubernetes", {})["listener_url"] = self.kube_listener_url
         path = self.state_dir / "dev.json"
@@ -385,6 +399,12 @@ class DevStack:
     def url(self) -> str:
         assert self.gateway is not None
         return self.gateway.url
+
+    @property
+    def https_url(self) -> str:
+        """The front door over HTTPS, with the development CA (``certificates.ca_file``)."""
+        assert self.gateway is not None
+        return self.gateway.https_url
 
     def scim_token(self) -> str:
         """The bearer token of the local SCIM endpoint (generated at start, like the stack's secret)."""
