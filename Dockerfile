@@ -42,9 +42,10 @@ RUN groupadd --gid 10001 wardgate \
         --shell /usr/sbin/nologin wardgate
 USER 10001:10001
 
-# 5432, 3306 and 2222: the PostgreSQL, MySQL and SSH listeners (WARDGATE_TCP_LISTENERS; SSH not on
-# 22, which the non-root user cannot bind); 8080: GET /healthz (WARDGATE_TCP_HEALTH_PORT).
-EXPOSE 5432 3306 2222 8080
+# 5432, 3306, 2222 and 6443: the PostgreSQL, MySQL, SSH and Kubernetes (HTTPS) listeners
+# (WARDGATE_TCP_LISTENERS; SSH and HTTPS not on 22 and 443, which the non-root user cannot bind);
+# 8080: GET /healthz (WARDGATE_TCP_HEALTH_PORT).
+EXPOSE 5432 3306 2222 6443 8080
 
 # The slim image has no curl: urllib raises (exit 1) on a refused connection or a non-2xx answer.
 # ECS does not read this HEALTHCHECK; the task definition repeats it (template.yaml).

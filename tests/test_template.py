@@ -28,6 +28,14 @@ LISTENERS = (
     ("postgres", "Postgres", "TcpGatewayTargetGroup", "TcpGatewayPostgresListener", "PostgresPort", 5432),
     ("mysql", "MySql", "TcpGatewayMySqlTargetGroup", "TcpGatewayMySqlListener", "MySqlPort", 3306),
     ("ssh", "Ssh", "TcpGatewaySshTargetGroup", "TcpGatewaySshListener", "SshPort", 22),
+    (
+        "kubernetes",
+        "Kubernetes",
+        "TcpGatewayKubernetesTargetGroup",
+        "TcpGatewayKubernetesListener",
+        "KubernetesPort",
+        443,
+    ),
 )
 
 
@@ -73,6 +81,8 @@ def test_the_tcp_gateway_is_optional_and_all_of_it_hangs_on_one_condition(templa
         "TcpGatewayMySqlPort",
         "TcpGatewaySshPort",
         "TcpGatewaySshEndpoint",
+        "TcpGatewayKubernetesPort",
+        "KubernetesEndpoint",
     ):
         assert template.doc["Outputs"][output]["Condition"] == "HasTcpGateway"
     for *_, parameter, _ in LISTENERS:  # each listener's port is an output, as agents connect to it
@@ -200,8 +210,9 @@ def test_ports_and_health_checks_agree_with_the_dockerfile(template):
     exposed = {int(p) for i in final if i.keyword == "EXPOSE" for p in i.args.split()}
     ports = template.doc["Mappings"]["TcpGateway"]["Ports"]
     mappings = {int(mapped(template, m["ContainerPort"])) for m in container(template)["PortMappings"]}
-    assert mappings == exposed == {ports["Postgres"], ports["MySql"], ports["Ssh"], ports["Health"]}
-    assert ports["Ssh"] >= 1024, "the task's user is not root: it cannot bind a port below 1024"
+    assert mappings == exposed == {*(ports[key] for _, key, *_ in LISTENERS), ports["Health"]}
+    for _, key, *_ in LISTENERS:
+        assert ports[key] >= 1024, "the task's user is not root: it cannot bind a port below 1024"
 
     env = environment(template)
     listeners_template, variables = env["WARDGATE_TCP_LISTENERS"]["Fn::Sub"]
