@@ -1096,7 +1096,7 @@ class Shell:
             with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as source:
                 for member in source:
                     if verbose or mode == "t":
-                        process.stdout(f"{member.name}\n".encode())
+                        process.stdout(f"{member.name}{'/' if member.isdir() else ''}\n".encode())
                     if mode == "t":
                         continue
                     target = self.fs.resolve(directory, member.name.lstrip("/"))
