@@ -591,7 +591,7 @@ def first_event_profile(path: Path, function: str) -> list[str]:
         ("token signature and claims (`TokenValidator._verify`)", cum(identity.TokenValidator._verify)),
         ("agent registry (`AgentRegistry.check`: client, GetItem)", cum(agents.AgentRegistry.check)),
         (
-            "connection from DynamoDB (`ConnectionStore._load`: pynamodb import, client, GetItem)",
+            "connection from DynamoDB (`ConnectionStore._load`: GetItem)",
             cum(connections.ConnectionStore._load),
         ),
         ("policy in force (`PolicyStore.current`: pointer and document)", cum(store.PolicyStore.current)),

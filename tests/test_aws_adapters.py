@@ -10,13 +10,21 @@ from wardgate import aws
 from wardgate.connections import ConnectionStore
 
 
-def test_pynamodb_uses_the_shared_session_and_short_timeouts(stack):
+def test_the_connection_store_reads_through_the_shared_client_with_short_timeouts(stack):
     store = ConnectionStore(os.environ["CONNECTIONS_TABLE"])
-    assert store.get("demo").name == "demo"
-    connection = store.model._get_connection().connection
-    assert connection.session is aws.botocore_session()
-    config = connection.client.meta.config
-    assert (config.connect_timeout, config.read_timeout) == (2, 5)
+    dynamodb = aws.client("dynamodb")
+    read: list[str] = []
+
+    def seen(params: dict[str, object], **_: object) -> None:
+        read.append(str(params["TableName"]))
+
+    dynamodb.meta.events.register("provide-client-params.dynamodb.GetItem", seen)
+    try:
+        assert store.get("demo").name == "demo"
+    finally:
+        dynamodb.meta.events.unregister("provide-client-params.dynamodb.GetItem", seen)
+    assert read == [os.environ["CONNECTIONS_TABLE"]]  # no second client of its own
+    assert dynamodb.meta.config.connect_timeout == 2 and dynamodb.meta.config.read_timeout == 5
 
 
 def test_boto3_clients_are_cached_and_fail_fast(stack):

@@ -2,7 +2,7 @@
 
 The package is shipped as a Lambda layer and imported by the thin handlers in ``functions/``,
 by the ``wardgate`` CLI and by the tests, from the same source. Modules stay light at import
-time: heavy dependencies (httpx, pyjwt, pynamodb) are imported where first used, because
+time: heavy dependencies (httpx, pyjwt, sqlglot) are imported where first used, because
 every import counts against a Lambda cold start.
 """
 

@@ -7,7 +7,6 @@ written, so a hand-edited item cannot widen what the gateway forwards to.
 
 from __future__ import annotations
 
-import functools
 import re
 import threading
 import time
@@ -155,50 +154,65 @@ class Connection:
         )
 
 
-@functools.cache  # one class (and one pynamodb connection) per table, however many stores
-def _model(table_name: str) -> Any:
-    """A pynamodb model bound to ``table_name`` (pynamodb reads the table name from class Meta)."""
-    from pynamodb.attributes import ListAttribute, UnicodeAttribute
-    from pynamodb.models import Model
+def _item_of(connection: Connection) -> dict[str, Any]:
+    """A connection as a DynamoDB item: strings, the groups as a list of strings, no attribute for
+    an empty credential or host key (the shape the table has always held)."""
+    item: dict[str, Any] = {
+        "name": {"S": connection.name},
+        "kind": {"S": connection.kind},
+        "upstream_url": {"S": connection.upstream_url},
+        "allowed_groups": {"L": [{"S": group} for group in connection.allowed_groups]},
+        "description": {"S": connection.description},
+    }
+    if connection.credential_secret:
+        item["credential_secret"] = {"S": connection.credential_secret}
+    if connection.host_key:
+        item["host_key"] = {"S": connection.host_key}
+    return item
 
-    class ConnectionModel(Model):
-        class Meta:
-            # Fail fast: pynamodb's defaults (15 s connect, 30 s read) outlast API Gateway's 30 s.
-            connect_timeout_seconds = aws.CLIENT_CONFIG["connect_timeout"]
-            read_timeout_seconds = aws.CLIENT_CONFIG["read_timeout"]
-            max_retry_attempts = 1
 
-        name = UnicodeAttribute(hash_key=True)
-        kind = UnicodeAttribute()
-        upstream_url = UnicodeAttribute()
-        credential_secret = UnicodeAttribute(null=True)
-        allowed_groups = ListAttribute(of=UnicodeAttribute, default=list)
-        description = UnicodeAttribute(default="")
-        host_key = UnicodeAttribute(null=True)
+def _connection_of(item: dict[str, Any]) -> Connection:
+    """A stored item back as a ``Connection``; a field of another type than it is written with (a
+    hand-edited item) is a ``ValueError``, never a guess."""
 
-    ConnectionModel.Meta.table_name = table_name  # type: ignore[attr-defined]
-    # pynamodb would build a botocore session of its own, loading the same endpoint and service
-    # data again (~50 ms of a cold start); it has no public hook, so hand it the shared one.
-    ConnectionModel._get_connection().connection._local.session = aws.botocore_session()
-    return ConnectionModel
+    def text(name: str) -> str | None:
+        value = item.get(name)
+        if value is None or value.get("NULL"):
+            return None
+        if set(value) != {"S"}:
+            raise ValueError(f"{name} must be a string")
+        return str(value["S"])
+
+    groups = item.get("allowed_groups", {"L": []})
+    if set(groups) != {"L"} or any(set(group) != {"S"} for group in groups["L"]):
+        raise ValueError("allowed_groups must be a list of strings")
+    name, kind, upstream_url = text("name"), text("kind"), text("upstream_url")
+    if name is None or kind is None or upstream_url is None:
+        raise ValueError("name, kind and upstream_url are required")
+    return Connection(
+        name=name,
+        kind=kind,
+        upstream_url=upstream_url,
+        credential_secret=text("credential_secret") or None,
+        allowed_groups=tuple(group["S"] for group in groups["L"]),
+        description=text("description") or "",
+        host_key=text("host_key") or "",
+    )
 
 
 @dataclass
 class ConnectionStore:
-    """Reads connections with a short cache: a changed connection takes effect within ``ttl_seconds``."""
+    """Reads connections with a short cache: a changed connection takes effect within ``ttl_seconds``.
+
+    Through the container's shared DynamoDB client (``aws.client``), not an ORM: one client and its
+    short timeouts for every table, and no ORM's imports and second client on a cold start.
+    """
 
     table_name: str
     ttl_seconds: float = 10.0
     clock: Any = time.monotonic
     _cache: dict[str, tuple[float, Connection | None]] = field(default_factory=dict, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
-    _model_class: Any = field(default=None, init=False)
-
-    @property
-    def model(self) -> Any:
-        if self._model_class is None:
-            self._model_class = _model(self.table_name)
-        return self._model_class
 
     def get(self, name: str) -> Connection:
         now = self.clock()
@@ -217,33 +231,34 @@ class ConnectionStore:
         return connection
 
     def _load(self, name: str) -> Connection | None:
-        from pynamodb.exceptions import DoesNotExist, PynamoDBException
-
         try:
-            item = self.model.get(name, consistent_read=False)
-        except DoesNotExist:
-            return None
-        except PynamoDBException as exc:
+            answer = aws.client("dynamodb").get_item(
+                TableName=self.table_name, Key={"name": {"S": name}}, ConsistentRead=False
+            )
+        except Exception as exc:  # botocore's ClientError, timeouts, connection errors
             raise ServiceUnavailable(
-                f"connection store unavailable ({type(exc.__cause__ or exc).__name__})",
-                code="store_unavailable",
+                f"connection store unavailable ({type(exc).__name__})", code="store_unavailable"
             ) from None
+        item = answer.get("Item")
+        if item is None:
+            return None
         try:
-            return Connection.from_dict(item.attribute_values)
+            return _connection_of(item)
         except (KeyError, ValueError) as exc:
             raise ServiceUnavailable(
                 f"connection {name!r} is misconfigured: {exc}", code="bad_connection"
             ) from None
 
     def put(self, connection: Connection) -> None:
-        self.model(**connection.to_dict()).save()
+        aws.client("dynamodb").put_item(TableName=self.table_name, Item=_item_of(connection))
         with self._lock:
             self._cache.pop(connection.name, None)
 
     def all(self) -> list[Connection]:
-        return [Connection.from_dict(item.attribute_values) for item in self.model.scan()]
+        pages = aws.client("dynamodb").get_paginator("scan").paginate(TableName=self.table_name)
+        return [_connection_of(item) for page in pages for item in page["Items"]]
 
     def delete(self, name: str) -> None:
-        self.model(name=name).delete()
+        aws.client("dynamodb").delete_item(TableName=self.table_name, Key={"name": {"S": name}})
         with self._lock:
             self._cache.pop(name, None)

@@ -176,14 +176,14 @@ def prepare(function: str) -> None:
     """Lambda's init phase (the handler module's import): do what the first event would do first.
 
     Init runs with more CPU than a 512 MB invocation and before the caller waits, so the first
-    event's imports and clients are made here: boto3's clients, pynamodb's connection model, the
-    upstream pool and its CA bundle (``http``), sqlglot and its PostgreSQL dialect (``sql``).
-    Meanwhile two threads fetch what every request needs and no request chooses, the trusted
-    issuers' keys and the policy in force, so their network waits overlap the imports; init
-    waits for them up to ``PREPARE_WAIT_S``. Nothing an agent sends is involved, nothing is
-    decided, and a failure is left for the first request, which redoes the work and fails
-    closed as before: this never raises. Only on Lambda (``AWS_LAMBDA_FUNCTION_NAME``): local
-    mode and tests build everything on first use.
+    event's imports and clients are made here: boto3's clients, the upstream pool and its CA
+    bundle (``http``), sqlglot and its PostgreSQL dialect (``sql``). Meanwhile two threads fetch
+    what every request needs and no request chooses, the trusted issuers' keys and the policy in
+    force, so their network waits overlap the imports; init waits for them up to
+    ``PREPARE_WAIT_S``. Nothing an agent sends is involved, nothing is decided, and a failure is
+    left for the first request, which redoes the work and fails closed as before: this never
+    raises. Only on Lambda (``AWS_LAMBDA_FUNCTION_NAME``): local mode and tests build everything
+    on first use.
     """
     import contextlib
     import os
@@ -212,7 +212,6 @@ def prepare(function: str) -> None:
     policy.start()
     for service in ("firehose", "secretsmanager", *(("rds-data",) if function == "sql" else ())):
         quietly(aws.client, service)
-    quietly(lambda: gateway.connections.model)
     if isinstance(gateway, HttpGateway):
         quietly(gateway.forwarder.pool_for, None)
     else:

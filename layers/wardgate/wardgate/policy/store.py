@@ -189,7 +189,7 @@ class PolicyStore:
 
 
 def _connection_item(connection: dict[str, Any]) -> dict[str, Any]:
-    """A connection as the connections table stores it (the pynamodb model's attributes)."""
+    """A connection as the connections table stores it (connections.py writes the same shape)."""
     item = {
         "name": connection["name"],
         "kind": connection["kind"],
