@@ -1,0 +1,74 @@
+"""What the functions' cold path imports (issue 16): each import left out is checked in a fresh
+interpreter, and what it was for still works when something asks for it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYER = ROOT / "layers" / "wardgate"
+
+
+def run_fresh(code: str, **env: str) -> str:
+    """``code`` in a new interpreter with the layer first on the path; its stdout."""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(LAYER), str(ROOT)]), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout
+
+
+def test_token_validation_does_not_import_x509_until_something_uses_it() -> None:
+    out = run_fresh(
+        "import sys, json\n"
+        "import wardgate.identity, jwt.algorithms\n"
+        "before = 'cryptography.x509' in sys.modules\n"
+        "from cryptography import x509\n"  # any other importer gets the real module
+        "real = type(x509) is type(sys) and hasattr(x509, 'load_pem_x509_certificate')\n"
+        "print(json.dumps([before, real, sys.modules['cryptography.x509'] is x509]))\n"
+    )
+    assert json.loads(out) == [False, True, True]
+
+
+def test_pyjwt_still_refuses_a_certificate_as_an_hmac_secret() -> None:
+    """The one thing PyJWT imports x509 for: an X.509 certificate must not be usable as an HMAC
+    secret. Through the stand-in the real module is imported on first use and the refusal holds."""
+    out = run_fresh(
+        "import sys, datetime\n"
+        "import wardgate.identity\n"
+        "from wardgate.identity import jwt\n"
+        "from cryptography import x509\n"
+        "from cryptography.hazmat.primitives import hashes, serialization\n"
+        "from cryptography.hazmat.primitives.asymmetric import ec\n"
+        "from cryptography.x509.oid import NameOID\n"
+        "key = ec.generate_private_key(ec.SECP256R1())\n"
+        "name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, 'test')])\n"
+        "now = datetime.datetime.now(datetime.UTC)\n"
+        "cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())\n"
+        "    .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))\n"
+        "    .sign(key, hashes.SHA256()))\n"
+        "der = cert.public_bytes(serialization.Encoding.DER)\n"
+        "try:\n"
+        "    jwt.encode({'sub': 'x'}, der, algorithm='HS256')\n"
+        "    print('accepted')\n"
+        "except jwt.InvalidKeyError:\n"
+        "    print('refused')\n"
+    )
+    assert out.strip() == "refused"
+
+
+def test_the_connection_store_needs_no_orm() -> None:
+    out = run_fresh(
+        "import sys\n"
+        "import wardgate.connections, wardgate.runtime\n"
+        "print(any(m == 'pynamodb' or m.startswith('pynamodb.') for m in sys.modules))\n"
+    )
+    assert out.strip() == "False"
