@@ -13,9 +13,10 @@ Served as a v1.32 API server serves them:
   ``fieldValidation`` query parameter, kubectl sends ``fieldValidation=Strict`` instead of
   validating the manifest itself (kubectl's ``QueryParamVerifierV3``);
 - ``/openapi/v2``: the Swagger 2.0 document, as JSON. kubectl asks it for protobuf only
-  (``application/com.github.proto-openapi.spec.v2@v1.0+protobuf``): the double answers 406, and
-  kubectl then works from v3 (client-go falls back to a ``/swagger-2.0.0.pb-v1`` that is not
-  there either, and kubectl's callers treat a missing v2 document as "use v3 or built-ins").
+  (``application/com.github.proto-openapi.spec.v2@v1.0+protobuf``): the double answers 406 with
+  a plain message. kubectl 1.32 only asks v2 when v3 fails it (apply's patcher then falls back to
+  its built-in merge keys, validation to the server) or for ``explain --output=plaintext-openapiv2``,
+  which prints the 406's message; everything else uses v3.
 
 Paths, operation ids and parameters follow https://kubernetes.io/docs/reference/kubernetes-api/
 (each resource's "Operations" section). Every document is built once and kept serialised.
@@ -673,7 +674,8 @@ def answer(path: str, query: str, accept: str) -> Answer | None:
         if not accepts_json(accept):
             return _not_acceptable("the OpenAPI v2 document")  # kubectl asks protobuf: it uses v3
         v2_body = _v2_body()
-        return Answer(200, JSON_TYPE, v2_body, (("ETag", f'"{_hash(v2_body)}"'), ("Vary", "Accept"), *_REVALIDATE))
+        headers = (("ETag", f'"{_hash(v2_body)}"'), ("Vary", "Accept"), *_REVALIDATE)
+        return Answer(200, JSON_TYPE, v2_body, headers)
     if path == "/openapi/v3":
         if not accepts_json(accept):
             return _not_acceptable("the OpenAPI v3 index")
