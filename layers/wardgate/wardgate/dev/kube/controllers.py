@@ -1,0 +1,617 @@
+"""The double's controllers: deployment → replica sets → pods, a kubelet, events, namespaces, garbage.
+
+They run synchronously after each write (``Cluster.reconcile``) until nothing changes, so the
+cluster is settled when a request returns: a scaled deployment already has its pods and a
+rollout is already complete (``kubectl rollout status`` finishes at once). What they write
+follows the shapes a real v1.32 control plane writes: a ReplicaSet per pod template named
+``<deployment>-<pod-template-hash>`` with ``deployment.kubernetes.io/revision`` (rollout history
+and undo read it), Deployment status with ``observedGeneration`` and Available/Progressing
+conditions (https://kubernetes.io/docs/reference/kubernetes-api/workload-resources/deployment-v1/#DeploymentStatus),
+Running pods with Ready conditions, and core/v1 Events for what happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+import secrets
+from typing import Any
+
+from wardgate.dev.kube.catalog import Resource, resource
+from wardgate.dev.kube.store import JSON, Store, StoreError, now_rfc3339
+
+NODE_NAME = "wardgate-double-node"
+HOST_IP = "10.0.0.10"
+# The alphabet Kubernetes uses for generated names and hashes (no vowels, no confusable digits).
+_SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+REVISION = "deployment.kubernetes.io/revision"
+_MAX_ROUNDS = 20  # reconcile passes before giving up (a loop would be a bug; it must not hang a request)
+
+
+def _resource(group: str, plural: str) -> Resource:
+    found = resource(group, "v1", plural)
+    assert found is not None, plural
+    return found
+
+
+PODS = _resource("", "pods")
+EVENTS = _resource("", "events")
+NAMESPACES = _resource("", "namespaces")
+REPLICASETS = _resource("apps", "replicasets")
+DEPLOYMENTS = _resource("apps", "deployments")
+SERVICE_ACCOUNTS = _resource("", "serviceaccounts")
+CONFIGMAPS = _resource("", "configmaps")
+SERVICES = _resource("", "services")
+ENDPOINTS = _resource("", "endpoints")
+
+
+def random_suffix(length: int = 5) -> str:
+    return "".join(secrets.choice(_SAFE_ALPHABET) for _ in range(length))
+
+
+def template_hash(template: JSON) -> str:
+    """A stable short hash of a pod template (the pod-template-hash label's role; not the same digits)."""
+    digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).digest()
+    return "".join(_SAFE_ALPHABET[b % len(_SAFE_ALPHABET)] for b in digest[:10])
+
+
+def owner_reference(owner: JSON, api_version: str) -> JSON:
+    return {
+        "apiVersion": api_version,
+        "kind": owner["kind"],
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def owned_by(obj: JSON, uid: str) -> bool:
+    return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
+
+
+def _template_without_hash(template: JSON) -> JSON:
+    template = copy.deepcopy(template)
+    labels = template.get("metadata", {}).get("labels") or {}
+    labels.pop("pod-template-hash", None)
+    return template
+
+
+def _selector_matches(selector: JSON, labels: dict[str, str]) -> bool:
+    """A LabelSelector object (matchLabels, matchExpressions) against labels."""
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
+        present = key in labels
+        if operator == "In" and not (present and labels[key] in values):
+            return False
+        if operator == "NotIn" and present and labels[key] in values:
+            return False
+        if operator == "Exists" and not present:
+            return False
+        if operator == "DoesNotExist" and present:
+            return False
+    return True
+
+
+def selector_string(selector: JSON) -> str:
+    """A LabelSelector as the string form Scale's status.selector carries."""
+    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for expression in selector.get("matchExpressions") or []:
+        operator = expression["operator"]
+        if operator in ("In", "NotIn"):
+            parts.append(
+                f"{expression['key']} {operator.lower()} ({','.join(expression.get('values') or [])})"
+            )
+        elif operator == "Exists":
+            parts.append(expression["key"])
+        else:
+            parts.append(f"!{expression['key']}")
+    return ",".join(parts)
+
+
+class Cluster:
+    """The control loops, run to a fixed point after each write (see the module's docstring)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._pod_ips = 0
+
+    # -- events --------------------------------------------------------------------------------
+
+    def record_event(
+        self,
+        involved: JSON,
+        reason: str,
+        message: str,
+        component: str,
+        type_: str = "Normal",
+        field_path: str = "",
+    ) -> None:
+        """A core/v1 Event about an object (what kubectl describe shows under Events)."""
+        meta = involved["metadata"]
+        now = now_rfc3339()
+        event: JSON = {
+            "metadata": {
+                "name": f"{meta['name']}.{secrets.token_hex(8)}",
+                "namespace": meta.get("namespace") or "default",
+            },
+            "involvedObject": {
+                "kind": involved["kind"],
+                "namespace": meta.get("namespace", ""),
+                "name": meta["name"],
+                "uid": meta.get("uid", ""),
+                "apiVersion": involved["apiVersion"],
+                "resourceVersion": meta.get("resourceVersion", ""),
+            },
+            "reason": reason,
+            "message": message,
+            "source": {"component": component},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "type": type_,
+            "eventTime": None,
+            "reportingComponent": component,
+            "reportingInstance": "",
+        }
+        if field_path:
+            event["involvedObject"]["fieldPath"] = field_path
+        with contextlib.suppress(StoreError):  # the namespace is going away: no event
+            self.store.create(EVENTS, event)
+
+    # -- the loops -----------------------------------------------------------------------------
+
+    def reconcile(self, namespace: str | None = None) -> None:
+        """Runs every loop over a namespace (or all) until nothing changes."""
+        with self.store.lock:
+            for _ in range(_MAX_ROUNDS):
+                before = self.store.revision
+                namespaces = [namespace] if namespace else self._namespace_names()
+                for ns in namespaces:
+                    for deployment in self.store.list_objects(DEPLOYMENTS, ns)[0]:
+                        self._reconcile_deployment(deployment)
+                    for replicaset in self.store.list_objects(REPLICASETS, ns)[0]:
+                        self._reconcile_replicaset(replicaset)
+                    for pod in self.store.list_objects(PODS, ns)[0]:
+                        self._run_pod(pod)
+                    self._reconcile_namespace_defaults(ns)
+                    self._reconcile_endpoints(ns)
+                if self.store.revision == before:
+                    return
+
+    def _namespace_names(self) -> list[str]:
+        return [ns["metadata"]["name"] for ns in self.store.list_objects(NAMESPACES, None)[0]]
+
+    def _reconcile_namespace_defaults(self, namespace: str) -> None:
+        """A new namespace gets its default ServiceAccount and the kube-root-ca.crt ConfigMap."""
+        if self.store.find(NAMESPACES, "", namespace) is None:
+            return
+        if self.store.find(SERVICE_ACCOUNTS, namespace, "default") is None:
+            self.store.create(SERVICE_ACCOUNTS, {"metadata": {"name": "default", "namespace": namespace}})
+        if self.store.find(CONFIGMAPS, namespace, "kube-root-ca.crt") is None:
+            self.store.create(
+                CONFIGMAPS,
+                {
+                    "metadata": {"name": "kube-root-ca.crt", "namespace": namespace},
+                    "data": {"ca.crt": "-----BEGIN CERTIFICATE-----\n(the double's cluster CA)\n"},
+                },
+            )
+
+    def _reconcile_deployment(self, deployment: JSON) -> None:
+        meta, spec = deployment["metadata"], deployment.get("spec") or {}
+        namespace, uid = meta["namespace"], meta["uid"]
+        template = spec.get("template") or {}
+        desired = int(spec.get("replicas", 1))
+        owned = [rs for rs in self.store.list_objects(REPLICASETS, namespace)[0] if owned_by(rs, uid)]
+        revisions = [int(rs["metadata"].get("annotations", {}).get(REVISION, "0")) for rs in owned]
+        current = next(
+            (
+                rs
+                for rs in owned
+                if _template_without_hash(rs["spec"]["template"]) == _template_without_hash(template)
+            ),
+            None,
+        )
+        if spec.get("paused"):
+            new_rs = current
+        elif current is None:
+            new_rs = self._new_replicaset(deployment, max(revisions, default=0) + 1, desired)
+        else:
+            new_rs = current
+            annotations = new_rs["metadata"].setdefault("annotations", {})
+            changed = False
+            if int(annotations.get(REVISION, "0")) < max(revisions, default=0):  # rollout undo
+                old_revision = annotations.get(REVISION, "0")
+                history = [r for r in annotations.get(f"{REVISION}-history", "").split(",") if r]
+                annotations[f"{REVISION}-history"] = ",".join([*history, old_revision])
+                annotations[REVISION] = str(max(revisions) + 1)
+                changed = True
+            if new_rs["spec"].get("replicas") != desired:
+                new_rs["spec"]["replicas"] = desired
+                changed = True
+                self.record_event(
+                    deployment,
+                    "ScalingReplicaSet",
+                    f"Scaled {'up' if desired > int(current['spec'].get('replicas', 0)) else 'down'} "
+                    "replica set "
+                    f"{new_rs['metadata']['name']} from {current['spec'].get('replicas', 0)} to {desired}",
+                    "deployment-controller",
+                )
+            if changed:
+                new_rs = self.store.update(REPLICASETS, new_rs)
+        if not spec.get("paused"):
+            for (
+                rs
+            ) in owned:  # the rollout: old replica sets scale to zero (Recreate or a settled RollingUpdate)
+                if new_rs is not None and rs["metadata"]["uid"] == new_rs["metadata"]["uid"]:
+                    continue
+                if rs["spec"].get("replicas", 0) != 0:
+                    old = rs["spec"].get("replicas", 0)
+                    rs["spec"]["replicas"] = 0
+                    self.store.update(REPLICASETS, rs)
+                    self.record_event(
+                        deployment,
+                        "ScalingReplicaSet",
+                        f"Scaled down replica set {rs['metadata']['name']} from {old} to 0",
+                        "deployment-controller",
+                    )
+        self._deployment_status(deployment, new_rs)
+
+    def _new_replicaset(self, deployment: JSON, revision: int, replicas: int) -> JSON:
+        meta, spec = deployment["metadata"], deployment["spec"]
+        pod_hash = template_hash(_template_without_hash(spec.get("template") or {}))
+        template = copy.deepcopy(spec.get("template") or {})
+        template.setdefault("metadata", {}).setdefault("labels", {})["pod-template-hash"] = pod_hash
+        selector = copy.deepcopy(spec.get("selector") or {})
+        selector.setdefault("matchLabels", {})["pod-template-hash"] = pod_hash
+        name = f"{meta['name']}-{pod_hash}"
+        annotations = {
+            REVISION: str(revision),
+            "deployment.kubernetes.io/desired-replicas": str(replicas),
+            "deployment.kubernetes.io/max-replicas": str(replicas + 1),
+        }
+        cause = (meta.get("annotations") or {}).get("kubernetes.io/change-cause")
+        if cause:
+            annotations["kubernetes.io/change-cause"] = cause
+        replicaset = {
+            "metadata": {
+                "name": name,
+                "namespace": meta["namespace"],
+                "labels": {**(template["metadata"].get("labels") or {})},
+                "annotations": annotations,
+                "ownerReferences": [owner_reference(deployment, "apps/v1")],
+            },
+            "spec": {"replicas": replicas, "selector": selector, "template": template},
+        }
+        created = self.store.create(REPLICASETS, replicaset)
+        self.record_event(
+            deployment,
+            "ScalingReplicaSet",
+            f"Scaled up replica set {name} from 0 to {replicas}",
+            "deployment-controller",
+        )
+        return created
+
+    def _deployment_status(self, deployment: JSON, new_rs: JSON | None) -> None:
+        meta, spec = deployment["metadata"], deployment.get("spec") or {}
+        owned = [
+            rs
+            for rs in self.store.list_objects(REPLICASETS, meta["namespace"])[0]
+            if owned_by(rs, meta["uid"])
+        ]
+        desired = int(spec.get("replicas", 1))
+        replicas = sum(int(rs.get("status", {}).get("replicas", 0)) for rs in owned)
+        ready = sum(int(rs.get("status", {}).get("readyReplicas", 0)) for rs in owned)
+        available = sum(int(rs.get("status", {}).get("availableReplicas", 0)) for rs in owned)
+        updated = int((new_rs or {}).get("status", {}).get("replicas", 0))
+        old_status = deployment.get("status") or {}
+        old_conditions = {c["type"]: c for c in old_status.get("conditions") or []}
+        now = now_rfc3339()
+
+        def condition(type_: str, status: str, reason: str, message: str) -> JSON:
+            previous = old_conditions.get(type_)
+            same = previous is not None and previous["status"] == status and previous["reason"] == reason
+            return {
+                "type": type_,
+                "status": status,
+                "lastUpdateTime": previous["lastUpdateTime"] if same and previous else now,
+                "lastTransitionTime": previous["lastTransitionTime"]
+                if previous is not None and previous["status"] == status
+                else now,
+                "reason": reason,
+                "message": message,
+            }
+
+        minimum = desired - _max_unavailable(spec, desired)
+        conditions = [
+            condition(
+                "Available",
+                "True" if available >= minimum else "False",
+                "MinimumReplicasAvailable" if available >= minimum else "MinimumReplicasUnavailable",
+                "Deployment has minimum availability."
+                if available >= minimum
+                else "Deployment does not have minimum availability.",
+            )
+        ]
+        if new_rs is not None:
+            complete = updated == desired and available == desired and replicas == desired
+            conditions.append(
+                condition(
+                    "Progressing",
+                    "True",
+                    "NewReplicaSetAvailable" if complete else "ReplicaSetUpdated",
+                    f'ReplicaSet "{new_rs["metadata"]["name"]}" has successfully progressed.'
+                    if complete
+                    else f'ReplicaSet "{new_rs["metadata"]["name"]}" is progressing.',
+                )
+            )
+        status: JSON = {
+            "observedGeneration": meta.get("generation", 1),
+            "replicas": replicas,
+            "updatedReplicas": updated,
+            "readyReplicas": ready,
+            "availableReplicas": available,
+            "conditions": conditions,
+        }
+        if replicas - available > 0:
+            status["unavailableReplicas"] = replicas - available
+        for key in ("readyReplicas", "availableReplicas", "updatedReplicas", "replicas"):
+            if status[key] == 0:  # omitempty, as the API server writes them
+                del status[key]
+        annotations = meta.setdefault("annotations", {})
+        revision = (new_rs or {}).get("metadata", {}).get("annotations", {}).get(REVISION)
+        changed = False
+        if revision is not None and annotations.get(REVISION) != revision:
+            annotations[REVISION] = revision
+            changed = True
+        if _comparable(old_status) != _comparable(status) or changed:
+            deployment["status"] = status
+            self.store.update(DEPLOYMENTS, deployment, check_version=False)
+
+    def _reconcile_replicaset(self, replicaset: JSON) -> None:
+        meta, spec = replicaset["metadata"], replicaset.get("spec") or {}
+        namespace, uid = meta["namespace"], meta["uid"]
+        pods = [pod for pod in self.store.list_objects(PODS, namespace)[0] if owned_by(pod, uid)]
+        desired = int(spec.get("replicas", 1))
+        for _ in range(desired - len(pods)):
+            pod = self._new_pod(replicaset)
+            self.record_event(
+                replicaset,
+                "SuccessfulCreate",
+                f"Created pod: {pod['metadata']['name']}",
+                "replicaset-controller",
+            )
+        if len(pods) > desired:
+            for pod in sorted(pods, key=lambda p: p["metadata"]["creationTimestamp"], reverse=True)[
+                : len(pods) - desired
+            ]:
+                self.store.delete(PODS, namespace, pod["metadata"]["name"])
+                self.record_event(
+                    replicaset,
+                    "SuccessfulDelete",
+                    f"Deleted pod: {pod['metadata']['name']}",
+                    "replicaset-controller",
+                )
+        pods = [pod for pod in self.store.list_objects(PODS, namespace)[0] if owned_by(pod, uid)]
+        ready = sum(1 for pod in pods if _pod_ready(pod))
+        status: JSON = {
+            "replicas": len(pods),
+            "fullyLabeledReplicas": len(pods),
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "observedGeneration": meta.get("generation", 1),
+        }
+        for key in ("fullyLabeledReplicas", "readyReplicas", "availableReplicas"):
+            if status[key] == 0:
+                del status[key]
+        if _comparable(replicaset.get("status") or {}) != _comparable(status):
+            replicaset["status"] = status
+            self.store.update(REPLICASETS, replicaset, check_version=False)
+
+    def _new_pod(self, replicaset: JSON) -> JSON:
+        meta = replicaset["metadata"]
+        template = copy.deepcopy(replicaset["spec"].get("template") or {})
+        pod_meta = template.get("metadata") or {}
+        pod = {
+            "metadata": {
+                "name": f"{meta['name']}-{random_suffix()}",
+                "generateName": f"{meta['name']}-",
+                "namespace": meta["namespace"],
+                "labels": pod_meta.get("labels") or {},
+                "ownerReferences": [owner_reference(replicaset, "apps/v1")],
+            },
+            "spec": template.get("spec") or {},
+        }
+        if pod_meta.get("annotations"):
+            pod["metadata"]["annotations"] = pod_meta["annotations"]
+        return self.store.create(PODS, pod)
+
+    def _run_pod(self, pod: JSON) -> None:
+        """The kubelet's part: a new pod is scheduled, its containers started, and it is Running."""
+        status = pod.get("status") or {}
+        if status.get("phase") in ("Running", "Succeeded", "Failed"):
+            return
+        spec = pod.setdefault("spec", {})
+        spec.setdefault("nodeName", NODE_NAME)
+        spec.setdefault("restartPolicy", "Always")
+        spec.setdefault("dnsPolicy", "ClusterFirst")
+        spec.setdefault("schedulerName", "default-scheduler")
+        spec.setdefault("serviceAccountName", "default")
+        spec.setdefault("terminationGracePeriodSeconds", 30)
+        now = now_rfc3339()
+        self._pod_ips += 1
+        containers = spec.get("containers") or []
+        pod["status"] = {
+            "phase": "Running",
+            "conditions": [
+                {"type": kind, "status": "True", "lastProbeTime": None, "lastTransitionTime": now}
+                for kind in (
+                    "PodReadyToStartContainers",
+                    "Initialized",
+                    "Ready",
+                    "ContainersReady",
+                    "PodScheduled",
+                )
+            ],
+            "hostIP": HOST_IP,
+            "hostIPs": [{"ip": HOST_IP}],
+            "podIP": f"10.244.0.{10 + self._pod_ips % 240}",
+            "podIPs": [{"ip": f"10.244.0.{10 + self._pod_ips % 240}"}],
+            "startTime": now,
+            "qosClass": "BestEffort",
+            "containerStatuses": [
+                {
+                    "name": container["name"],
+                    "state": {"running": {"startedAt": now}},
+                    "lastState": {},
+                    "ready": True,
+                    "restartCount": 0,
+                    "image": container.get("image", ""),
+                    "imageID": f"docker.io/library/{container.get('image', '')}@sha256:"
+                    + hashlib.sha256(container.get("image", "").encode()).hexdigest(),
+                    "containerID": f"containerd://{secrets.token_hex(32)}",
+                    "started": True,
+                }
+                for container in containers
+            ],
+        }
+        updated = self.store.update(PODS, pod, check_version=False)
+        self.record_event(
+            updated,
+            "Scheduled",
+            f"Successfully assigned {pod['metadata']['namespace']}/{pod['metadata']['name']} to {NODE_NAME}",
+            "default-scheduler",
+        )
+        for container in containers:
+            image, name = container.get("image", ""), container["name"]
+            path = f"spec.containers{{{name}}}"
+            pulled = f'Container image "{image}" already present on machine'
+            self.record_event(updated, "Pulled", pulled, "kubelet", field_path=path)
+            self.record_event(updated, "Created", f"Created container: {name}", "kubelet", field_path=path)
+            self.record_event(updated, "Started", f"Started container {name}", "kubelet", field_path=path)
+
+    def _reconcile_endpoints(self, namespace: str) -> None:
+        """Endpoints of each Service with a selector: the ready pods it selects (describe shows them)."""
+        pods = self.store.list_objects(PODS, namespace)[0]
+        for service in self.store.list_objects(SERVICES, namespace)[0]:
+            selector = (service.get("spec") or {}).get("selector")
+            if not selector:
+                continue
+            addresses = [
+                {
+                    "ip": pod["status"]["podIP"],
+                    "nodeName": NODE_NAME,
+                    "targetRef": {
+                        "kind": "Pod",
+                        "namespace": namespace,
+                        "name": pod["metadata"]["name"],
+                        "uid": pod["metadata"]["uid"],
+                    },
+                }
+                for pod in pods
+                if _pod_ready(pod)
+                and _selector_matches({"matchLabels": selector}, pod["metadata"].get("labels") or {})
+            ]
+            ports = [
+                {
+                    k: v
+                    for k, v in {
+                        "name": port.get("name"),
+                        "port": port.get("targetPort", port.get("port")),
+                        "protocol": port.get("protocol", "TCP"),
+                    }.items()
+                    if v is not None
+                }
+                for port in service["spec"].get("ports") or []
+            ]
+            subsets = [{"addresses": addresses, "ports": ports}] if addresses else []
+            name = service["metadata"]["name"]
+            current = self.store.find(ENDPOINTS, namespace, name)
+            if current is None:
+                self.store.create(
+                    ENDPOINTS,
+                    {
+                        "metadata": {
+                            "name": name,
+                            "namespace": namespace,
+                            "labels": service["metadata"].get("labels") or {},
+                        },
+                        "subsets": subsets,
+                    },
+                )
+            elif (current.get("subsets") or []) != subsets:
+                current["subsets"] = subsets
+                self.store.update(ENDPOINTS, current, check_version=False)
+
+    # -- deletion ------------------------------------------------------------------------------
+
+    def collect_garbage(self, deleted: JSON, propagation: str) -> None:
+        """After a delete: dependents go too (Background/Foreground) or lose their owner (Orphan)."""
+        uid = deleted["metadata"]["uid"]
+        if deleted["kind"] == "Namespace":
+            self._empty_namespace(deleted["metadata"]["name"])
+            return
+        namespace = deleted["metadata"].get("namespace", "")
+        for dependent_resource in (REPLICASETS, PODS):
+            for dependent in self.store.list_objects(dependent_resource, namespace or None)[0]:
+                if not owned_by(dependent, uid):
+                    continue
+                if propagation == "Orphan":
+                    dependent["metadata"]["ownerReferences"] = [
+                        ref for ref in dependent["metadata"]["ownerReferences"] if ref.get("uid") != uid
+                    ]
+                    if not dependent["metadata"]["ownerReferences"]:
+                        del dependent["metadata"]["ownerReferences"]
+                    self.store.update(dependent_resource, dependent, check_version=False)
+                else:
+                    try:
+                        removed = self.store.delete(
+                            dependent_resource, namespace, dependent["metadata"]["name"]
+                        )
+                    except StoreError:
+                        continue
+                    self.collect_garbage(removed, propagation)
+        if deleted["kind"] == "Service":
+            with contextlib.suppress(StoreError):
+                self.store.delete(ENDPOINTS, namespace, deleted["metadata"]["name"])
+
+    def _empty_namespace(self, namespace: str) -> None:
+        from wardgate.dev.kube.catalog import RESOURCES
+
+        for namespaced in RESOURCES:
+            if not namespaced.namespaced:
+                continue
+            for obj in self.store.list_objects(namespaced, namespace)[0]:
+                with contextlib.suppress(StoreError):
+                    self.store.delete(namespaced, namespace, obj["metadata"]["name"])
+
+
+def _pod_ready(pod: JSON) -> bool:
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )
+
+
+def _max_unavailable(spec: JSON, desired: int) -> int:
+    strategy = spec.get("strategy") or {}
+    if strategy.get("type") == "Recreate":
+        return desired
+    value: Any = (strategy.get("rollingUpdate") or {}).get("maxUnavailable", "25%")
+    if isinstance(value, str) and value.endswith("%"):
+        return desired * int(value[:-1]) // 100
+    return int(value)
+
+
+def _comparable(status: JSON) -> JSON:
+    """A status without timestamps, to tell whether a controller's write would change anything."""
+    result = copy.deepcopy(status)
+    for condition in result.get("conditions") or []:
+        condition.pop("lastUpdateTime", None)
+        condition.pop("lastTransitionTime", None)
+    return result
