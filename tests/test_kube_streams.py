@@ -7,14 +7,40 @@ directly against the double (``wardgate.dev.kube``) over TLS.
 
 from __future__ import annotations
 
+import base64
+import fcntl
+import io
 import json
+import os
+import pty
+import re
+import select
+import ssl
 import struct
+import subprocess
+import tarfile
+import termios
 import threading
+import time
+import urllib.request
 import zlib
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import websocket
+from kubernetes import client
+from kubernetes.stream import stream
 
-from wardgate.dev.kube import spdy
+from tests.kube_fixtures import (
+    DOUBLE_TOKEN,
+    kube_double,
+    kubectl,
+    kubectl_path,
+    start_kube_double,
+    write_kubeconfig,
+)
+from wardgate.dev.kube import spdy, streams
 from wardgate.dev.kube.container import (
     BytesInput,
     Container,
@@ -24,6 +50,7 @@ from wardgate.dev.kube.container import (
     parse,
     tokenize,
 )
+from wardgate.dev.kube.server import KubeDouble
 from wardgate.dev.kube.streams import (
     CHANNEL_PROTOCOLS,
     PortForwardSession,
@@ -138,9 +165,10 @@ def test_channel_framing_byte_by_byte() -> None:
     assert decode_channel(text, "0bHMK") == (0, b"ls\n")
     assert decode_channel(v5, close_signal(0)) == (255, b"\x00")
     assert close_signal(0) == b"\xff\x00"
-    for bad in (b"", "x"):
+    assert decode_channel(v5, "\x00typed") == (0, b"typed")  # a text frame on a binary protocol
+    for protocol, bad in ((v5, b""), (v5, ""), (text, "x"), (text, "0***")):
         with pytest.raises(ValueError):
-            decode_channel(v5, bad)
+            decode_channel(protocol, bad)
     # kubectl 1.32 offers v5 first, the Python client v5 then v4; an unknown-only offer is refused.
     assert negotiate(["v5.channel.k8s.io", "v4.channel.k8s.io"]) == v5
     assert negotiate(["v4.channel.k8s.io", "v5.channel.k8s.io"]) == v4
@@ -361,9 +389,6 @@ def test_tar_round_trip_as_kubectl_cp_runs_it() -> None:
         "data/sub/report.csv",
     ]
     # An archive that climbs out of -C is refused member by member.
-    import io
-    import tarfile
-
     evil = io.BytesIO()
     with tarfile.open(fileobj=evil, mode="w") as out:
         info = tarfile.TarInfo("../../etc/passwd")
@@ -373,3 +398,339 @@ def test_tar_round_trip_as_kubectl_cp_runs_it() -> None:
     assert status == 2 and b"Member name contains '..'" in err
     assert not other.fs.is_file("/etc/passwd")
     assert _run(other, ["tar", "xf", "-"], b"not a tar")[0] == 2
+
+
+# -- real kubectl and the Python client against the double -------------------------------------------
+
+__all__ = ["kube_double"]  # the module-scoped double (tests/kube_fixtures.py)
+
+
+@pytest.fixture(scope="module")
+def kubectl_env(kube_double: KubeDouble, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """An environment for kubectl runs that outlive one call (pty, attach, port-forward)."""
+    home = tmp_path_factory.mktemp("kubectl-home")
+    assert kube_double.certificates is not None
+    config = write_kubeconfig(
+        home / "config", kube_double.url, DOUBLE_TOKEN, kube_double.certificates.ca_file
+    )
+    return {"PATH": "/usr/bin:/bin", "HOME": str(home), "KUBECONFIG": str(config)}
+
+
+def _kubectl(double: KubeDouble, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    return kubectl(double, DOUBLE_TOKEN, None, *args, input=input, timeout=30)
+
+
+def test_kubectl_exec_output_and_exit_codes(kube_double: KubeDouble) -> None:
+    result = _kubectl(kube_double, "exec", "debug", "--", "echo", "hi")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "hi\n", "")
+    result = _kubectl(kube_double, "exec", "debug", "--", "sh", "-c", "exit 3")
+    assert (result.returncode, result.stderr) == (3, "command terminated with exit code 3\n")
+    result = _kubectl(kube_double, "exec", "debug", "-c", "shell", "--", "printenv", "DB_PASSWORD")
+    assert (result.returncode, result.stdout) == (0, "s3cr3t-Passw0rd!\n")
+
+
+def test_kubectl_exec_stdin_and_stderr(kube_double: KubeDouble) -> None:
+    # The v5 close signal ends cat's stdin: without it (v4) this would never end.
+    script = "cat; echo to-stderr >&2"
+    result = _kubectl(kube_double, "exec", "-i", "debug", "--", "sh", "-c", script, input="a\nb\n")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "a\nb\n", "to-stderr\n")
+    result = _kubectl(kube_double, "exec", "-i", "debug", "--", "sh", input="echo from stdin; nosuch\n")
+    assert (result.returncode, result.stdout) == (127, "from stdin\n")
+    assert result.stderr == "sh: 1: nosuch: not found\ncommand terminated with exit code 127\n"
+
+
+def test_kubectl_exec_refusals(kube_double: KubeDouble) -> None:
+    result = _kubectl(kube_double, "exec", "debug", "--", "nosuch")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: Internal error occurred: error executing command in container")
+    assert 'exec: "nosuch": executable file not found in $PATH' in result.stderr
+    result = _kubectl(kube_double, "exec", "debug", "-c", "nope", "--", "ls")
+    assert (result.returncode, result.stderr) == (
+        1,
+        "Error from server (BadRequest): container nope is not valid for pod debug\n",
+    )
+    result = _kubectl(kube_double, "exec", "missing", "--", "ls")
+    assert result.returncode == 1 and 'pods "missing" not found' in result.stderr
+
+
+def _read_until(fd: int, wanted: bytes, timeout: float = 10.0) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while wanted not in seen and (left := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            break
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the pty closed: kubectl exited
+            break
+        if not chunk:
+            break
+        seen += chunk
+    return seen
+
+
+def test_kubectl_exec_interactive_tty(kubectl_env: dict[str, str]) -> None:
+    main, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 111, 0, 0))  # rows, columns
+    process = subprocess.Popen(
+        [kubectl_path(), "exec", "-it", "debug", "--", "sh"],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env=kubectl_env,
+        close_fds=True,
+    )
+    os.close(terminal)
+    try:
+        assert _read_until(main, b"# ").endswith(b"# ")
+        os.write(main, b"echo $TERM on $(hostname)\r")  # $(...) is not expanded: a word stays a word
+        os.write(main, b"stty size\r")
+        seen = _read_until(main, b"33 111\r\n# ")
+        assert b"stty size\r\n33 111\r\n# " in seen  # kubectl's resize reached the shell
+        os.write(main, b"exit 7\r")
+        assert process.wait(timeout=10) == 7
+    finally:
+        process.kill()
+        os.close(main)
+
+
+def test_kubectl_cp_both_ways(kube_double: KubeDouble, tmp_path: Path) -> None:
+    upload = tmp_path / "report.txt"
+    upload.write_text("quarterly numbers\n")
+    result = _kubectl(kube_double, "cp", str(upload), "default/debug:/tmp/report.txt")
+    assert result.returncode == 0, result.stderr
+    assert (
+        _kubectl(kube_double, "exec", "debug", "--", "cat", "/tmp/report.txt").stdout == "quarterly numbers\n"
+    )
+    download = tmp_path / "back.txt"
+    result = _kubectl(kube_double, "cp", "default/debug:/tmp/report.txt", str(download))
+    assert result.returncode == 0, result.stderr
+    assert download.read_text() == "quarterly numbers\n"
+    # A directory both ways: kubectl tars it, the container untars it under the target.
+    (tmp_path / "tree" / "sub").mkdir(parents=True)
+    (tmp_path / "tree" / "sub" / "leaf.txt").write_text("leaf\n")
+    assert _kubectl(kube_double, "cp", str(tmp_path / "tree"), "default/debug:/tmp/tree").returncode == 0
+    assert _kubectl(kube_double, "exec", "debug", "--", "cat", "/tmp/tree/sub/leaf.txt").stdout == "leaf\n"
+
+
+def _lines(process: subprocess.Popen[bytes]) -> Iterator[str]:
+    assert process.stdout is not None
+    for raw in iter(process.stdout.readline, b""):
+        yield raw.decode()
+
+
+def test_kubectl_attach_follows_the_log_and_feeds_stdin(
+    kube_double: KubeDouble, kubectl_env: dict[str, str]
+) -> None:
+    process = subprocess.Popen(
+        [kubectl_path(), "attach", "-i", "debug"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=kubectl_env,
+    )
+    assert process.stdin is not None
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(_lines(process)), daemon=True)
+    reader.start()
+    try:
+        process.stdin.write(b"hello there\n")
+        process.stdin.flush()
+        deadline = time.monotonic() + 10
+        while "received: hello there\n" not in lines and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "received: hello there\n" in lines  # stdin reached the main process, which logged it
+        kube_double.store.append_log("default", "debug", "shell", "a new log line")
+        while "a new log line\n" not in lines and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert lines[-1] == "a new log line\n"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    logs = _kubectl(kube_double, "logs", "debug", "--tail", "2").stdout
+    assert logs == "received: hello there\na new log line\n"
+
+
+@pytest.fixture(scope="module")
+def web_pod(kube_double: KubeDouble) -> str:
+    names = _kubectl(kube_double, "get", "pods", "-n", "prod", "-o", "name").stdout.split()
+    assert names, "the seeded Deployment web has no pods"
+    return names[0].removeprefix("pod/")
+
+
+@pytest.mark.parametrize("websockets", ["true", "false"], ids=["tunnelled", "spdy-upgrade"])
+def test_kubectl_port_forward(
+    kubectl_env: dict[str, str], web_pod: str, websockets: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served: list[str] = []
+    for name in ("_serve_port_forward_tunnel", "_serve_port_forward_spdy"):
+        original = getattr(streams, name)
+
+        def spy(*args: object, _original: object = original, _name: str = name) -> None:
+            served.append(_name)
+            _original(*args)  # type: ignore[operator]
+
+        monkeypatch.setattr(streams, name, spy)
+    env = {**kubectl_env, "KUBECTL_PORT_FORWARD_WEBSOCKETS": websockets}
+    for port, expected in ((80, f"hello from {web_pod}:80\n"), (81, None)):
+        process = subprocess.Popen(
+            [kubectl_path(), "port-forward", "-n", "prod", f"pod/{web_pod}", f":{port}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        try:
+            assert process.stdout is not None
+            first = process.stdout.readline().decode()
+            match = re.match(rf"Forwarding from 127\.0\.0\.1:(\d+) -> {port}", first)
+            assert match, first
+            url = f"http://127.0.0.1:{match[1]}/"
+            if expected is not None:
+                with urllib.request.urlopen(url, timeout=10) as response:
+                    assert response.read().decode() == expected
+            else:
+                with pytest.raises(OSError):  # nothing listens on 81 in the pod: the connection drops
+                    urllib.request.urlopen(url, timeout=10)
+        finally:
+            process.terminate()
+            _, err = process.communicate(timeout=10)
+        if expected is None:
+            assert f"error forwarding port {port} to pod" in err.decode()
+            assert "connect: connection refused" in err.decode()
+    assert set(served) == {
+        "_serve_port_forward_tunnel" if websockets == "true" else "_serve_port_forward_spdy"
+    }
+
+
+def _core(double: KubeDouble) -> client.CoreV1Api:
+    configuration = client.Configuration()
+    configuration.host = double.url
+    assert double.certificates is not None
+    configuration.ssl_ca_cert = str(double.certificates.ca_file)
+    configuration.api_key = {"authorization": f"Bearer {DOUBLE_TOKEN}"}
+    return client.CoreV1Api(client.ApiClient(configuration))
+
+
+def test_python_client_exec(kube_double: KubeDouble) -> None:
+    core = _core(kube_double)
+    output = stream(
+        core.connect_get_namespaced_pod_exec,
+        "debug",
+        "default",
+        command=["sh", "-c", "echo out; echo err >&2"],
+        stdout=True,
+        stderr=True,
+        stdin=False,
+        tty=False,
+    )
+    assert output == "out\nerr\n"
+    session = stream(
+        core.connect_get_namespaced_pod_exec,
+        "debug",
+        "default",
+        command=["sh", "-c", "cat > /tmp/from-python; exit 4"],
+        stdout=True,
+        stderr=True,
+        stdin=True,
+        tty=False,
+        _preload_content=False,
+    )
+    try:
+        session.write_stdin("written by the client\n")
+        session.close_channel(0)  # v5: [255, 0] ends cat's stdin
+        session.run_forever(timeout=10)
+        assert (session.subprotocol, session.returncode) == ("v5.channel.k8s.io", 4)
+    finally:
+        session.close()
+    assert (
+        _kubectl(kube_double, "exec", "debug", "--", "cat", "/tmp/from-python").stdout
+        == "written by the client\n"
+    )
+
+
+def _raw_websocket(double: KubeDouble, path: str, protocols: list[str] | None) -> websocket.WebSocket:
+    """A WebSocket opened by an independent client (websocket-client), for the older protocols."""
+    assert double.certificates is not None
+    url = double.url.replace("https://", "wss://") + path
+    return websocket.create_connection(
+        url,
+        header=[f"Authorization: Bearer {DOUBLE_TOKEN}"],
+        subprotocols=protocols,
+        sslopt={"cert_reqs": ssl.CERT_REQUIRED, "ca_certs": str(double.certificates.ca_file)},
+        timeout=10,
+    )
+
+
+def _messages(connection: websocket.WebSocket) -> list[bytes | str]:
+    received: list[bytes | str] = []
+    while True:
+        opcode, data = connection.recv_data()
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            return received
+        received.append(data.decode() if opcode == websocket.ABNF.OPCODE_TEXT else data)
+
+
+EXEC_PATH = (
+    "/api/v1/namespaces/default/pods/debug/exec?command=sh&command=-c&command=echo+hi%3B+exit+2&stdout=1"
+)
+
+
+def test_v4_binary_and_base64_protocols(kube_double: KubeDouble) -> None:
+    connection = _raw_websocket(kube_double, EXEC_PATH, ["v4.channel.k8s.io"])
+    assert connection.getsubprotocol() == "v4.channel.k8s.io"
+    messages = _messages(connection)
+    assert messages[:2] == [b"\x01", b"\x01hi\n"]  # the kubelet's empty "connected" message first
+    error = messages[2]
+    assert isinstance(error, bytes) and error[:1] == b"\x03"
+    status = json.loads(error[1:])
+    assert (status["reason"], status["details"]["causes"]) == (
+        "NonZeroExitCode",
+        [{"reason": "ExitCode", "message": "2"}],
+    )
+
+    connection = _raw_websocket(kube_double, EXEC_PATH, ["v4.base64.channel.k8s.io"])
+    messages = _messages(connection)
+    assert messages[:2] == ["1", "1" + base64.b64encode(b"hi\n").decode()]
+    assert str(messages[2]).startswith("3")
+    assert json.loads(base64.b64decode(str(messages[2])[1:]))["status"] == "Failure"
+
+    # The unversioned protocol: the error channel carries the message as text, not a Status.
+    connection = _raw_websocket(kube_double, EXEC_PATH, None)
+    messages = _messages(connection)
+    assert messages[-1] == (
+        b"\x03command terminated with non-zero exit code: error executing command "
+        b"[sh -c echo hi; exit 2], exit code 2"
+    )
+
+
+def test_an_unknown_subprotocol_is_refused_before_upgrading(kube_double: KubeDouble) -> None:
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        _raw_websocket(kube_double, EXEC_PATH, ["v9.channel.k8s.io"])
+    assert refused.value.status_code == 400
+
+
+def test_stopping_the_double_ends_open_streams(tmp_path: Path) -> None:
+    double = start_kube_double(tmp_path)
+    try:
+        home = tmp_path / "home"
+        home.mkdir()
+        assert double.certificates is not None
+        config = write_kubeconfig(home / "config", double.url, DOUBLE_TOKEN, double.certificates.ca_file)
+        process = subprocess.Popen(
+            [kubectl_path(), "exec", "debug", "--", "sh", "-c", "echo started; sleep 60"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(home), "KUBECONFIG": str(config)},
+        )
+        assert process.stdout is not None
+        assert process.stdout.readline() == b"started\n"
+    finally:
+        started = time.monotonic()
+        double.stop()
+    try:
+        process.wait(timeout=10)
+        assert time.monotonic() - started < 10
+        assert process.returncode != 0
+    finally:
+        process.kill()

@@ -11,6 +11,7 @@ interactive shell that behaves like one behind a pty when the exec asks for a tt
 from __future__ import annotations
 
 import base64
+import dataclasses
 import fnmatch
 import io
 import posixpath
@@ -243,6 +244,8 @@ class ProcessIO:
     stopped: threading.Event
     tty: bool = False
     interrupted: threading.Event = field(default_factory=threading.Event)
+    # [columns, rows] of the client's terminal: the resize channel updates it in place.
+    terminal: list[int] = field(default_factory=lambda: [80, 24])
 
     def pause(self, seconds: float) -> bool:
         """Sleeps; False when interrupted (^C on a tty) or stopped first."""
@@ -279,6 +282,7 @@ class Operator:
 
 
 Token = Word | Operator
+_FD_OPERATORS = ("2>&1", "1>&2", ">&2", "2>")  # only where a word starts: "a2>b" is a word and ">"
 _PLAIN_OPERATORS = ("&&", "||", ">>", ";", "|", ">", "<", "&", "\n")  # longest first; "2>" is a word's
 
 
@@ -313,11 +317,11 @@ def tokenize(text: str) -> list[Token]:
             end_word()
             i += 1
             continue
-        if char == "2" and not started and text.startswith("2>", i):
+        fd_operator = "" if started else next((op for op in _FD_OPERATORS if text.startswith(op, i)), "")
+        if fd_operator:
             end_word()
-            operator = "2>&1" if text.startswith("2>&1", i) else "2>"
-            tokens.append(Operator(operator))
-            i += len(operator)
+            tokens.append(Operator(">&2" if fd_operator == "1>&2" else fd_operator))
+            i += len(fd_operator)
             continue
         operator = next((op for op in _PLAIN_OPERATORS if text.startswith(op, i)), "")
         if operator:
@@ -395,7 +399,7 @@ def parse(tokens: list[Token]) -> list[tuple[str, Pipeline]]:
             assert isinstance(target, Word)
             pipeline[-1].redirects.append((token.text, target))
             position += 1
-        elif token.text == "2>&1":
+        elif token.text in ("2>&1", ">&2"):
             pipeline[-1].redirects.append((token.text, None))
         elif token.text == "|":
             close_pipeline()
@@ -449,7 +453,6 @@ class Container:
             "KUBERNETES_SERVICE_PORT": "443",
             **env,
         }
-        self.terminal_size = (80, 24)
         for directory in ("/app", "/bin", "/etc", "/root", "/tmp", "/usr/bin", "/var/log"):  # noqa: S108
             self.fs.mkdir(directory, parents=True)
         self.fs.write("/etc/hostname", f"{pod}\n".encode())
@@ -459,9 +462,6 @@ class Container:
             b"# application settings\nlisten: 0.0.0.0:8080\ndatabase:\n  host: db.prod.svc\n"
             b"  user: app\n  password: s3cr3t-Passw0rd!\n",
         )
-
-    def resize(self, width: int, height: int) -> None:
-        self.terminal_size = (width, height)
 
     def exec(self, argv: list[str], process: ProcessIO) -> int:
         """Runs an exec's argv (no shell in between unless argv names one). Raises ExecNotFound."""
@@ -477,9 +477,7 @@ class Container:
             def to_terminal(data: bytes) -> None:
                 terminal(data.replace(b"\n", b"\r\n"))
 
-            process = ProcessIO(
-                process.stdin, to_terminal, to_terminal, process.stopped, True, process.interrupted
-            )
+            process = dataclasses.replace(process, stdout=to_terminal, stderr=to_terminal)
         shell = Shell(self, env, process)
         name = _command_name(argv[0])
         if name is None or (name not in shell.commands and name not in ("sh", "bash")):
@@ -488,6 +486,10 @@ class Container:
             return shell.run_argv([name, *argv[1:]], process)
         except ShellExit as done:
             return done.status
+
+
+def _discard(data: bytes) -> None:
+    pass
 
 
 def _command_name(argv0: str) -> str | None:
@@ -520,6 +522,7 @@ class Shell:
             "pwd": lambda args, p: self._say(p, self.cwd),
             "uname": self._uname,
             "sleep": self._sleep,
+            "stty": self._stty,
             "true": lambda args, p: 0,
             ":": lambda args, p: 0,
             "false": lambda args, p: 1,
@@ -571,9 +574,7 @@ class Shell:
             last = index == len(pipeline) - 1
             captured = bytearray()
             stdout: Output = process.stdout if last else captured.extend
-            stage = ProcessIO(
-                stdin, stdout, process.stderr, process.stopped, process.tty, process.interrupted
-            )
+            stage = dataclasses.replace(process, stdin=stdin, stdout=stdout)
             status = self._run_simple(command, stage)
             if not last:
                 stdin = BytesInput(bytes(captured))
@@ -634,10 +635,21 @@ class Shell:
         stdout, stderr, stdin = process.stdout, process.stderr, process.stdin
         files: list[tuple[str, bytearray, bool]] = []  # (path, captured, append): written at the end
         for operator, target in command.redirects:
-            if target is None:  # 2>&1
-                stderr = stdout
+            if target is None:
+                if operator == "2>&1":
+                    stderr = stdout
+                else:  # >&2
+                    stdout = stderr
                 continue
             path = self.fs.resolve(self.cwd, " ".join(self._expand(target)))
+            if path == "/dev/null":
+                if operator == "<":
+                    stdin = BytesInput()
+                elif operator == "2>":
+                    stderr = _discard
+                else:
+                    stdout = _discard
+                continue
             try:
                 if operator == "<":
                     stdin = BytesInput(self.fs.read(path))
@@ -660,9 +672,8 @@ class Shell:
         saved = dict(self.env)
         self.env.update(assignments)
         try:
-            status = self.run_argv(
-                argv, ProcessIO(stdin, stdout, stderr, process.stopped, process.tty, process.interrupted)
-            )
+            redirected = dataclasses.replace(process, stdin=stdin, stdout=stdout, stderr=stderr)
+            status = self.run_argv(argv, redirected)
         finally:
             if assignments:
                 self.env.clear()
@@ -859,6 +870,14 @@ class Shell:
         if not args[1:]:
             return self._fail(process, "sleep: missing operand")
         return 0 if process.pause(seconds) else 130
+
+    def _stty(self, args: list[str], process: ProcessIO) -> int:
+        if not process.tty:
+            return self._fail(process, "stty: 'standard input': Inappropriate ioctl for device")
+        if args[1:] == ["size"]:
+            columns, rows = process.terminal
+            return self._say(process, f"{rows} {columns}")
+        return 0  # settings (raw, -echo ...) are accepted and change nothing here
 
     def _cd(self, args: list[str], process: ProcessIO) -> int:
         target = args[1] if len(args) > 1 else self.env.get("HOME", "/")

@@ -104,9 +104,12 @@ def encode_channel(protocol: ChannelProtocol, channel: int, data: bytes) -> byte
 
 def decode_channel(protocol: ChannelProtocol, payload: bytes | str) -> tuple[int, bytes]:
     """A client's message as (channel, data). Raises ValueError on an empty or malformed message."""
+    if isinstance(payload, str) and protocol.binary:
+        # wsstream reads text frames as bytes too (the Python client sends str stdin as text frames).
+        payload = payload.encode()
     if isinstance(payload, str):
-        if protocol.binary or not payload or not payload[0].isdigit():
-            raise ValueError("unexpected text message")
+        if not payload or not payload[0].isdigit():
+            raise ValueError("malformed text message")
         try:
             return int(payload[0]), base64.b64decode(payload[1:], validate=True)
         except binascii.Error as error:
@@ -467,6 +470,7 @@ class _ChannelSession:
 
     def __post_init__(self) -> None:
         self.stdin = StreamInput(self.stopped)
+        self.terminal = [80, 24]  # [columns, rows], until the client's first resize message
         self.worker_done = threading.Event()
         self.reader_done = threading.Event()
 
@@ -523,7 +527,7 @@ class _ChannelSession:
             width, height = int(size["Width"]), int(size["Height"])
         except (ValueError, KeyError, TypeError):
             return
-        self._container().resize(width, height)
+        self.terminal[:] = [width, height]
 
     def _container(self) -> Container:
         store = self.double.store
@@ -553,6 +557,7 @@ class _ChannelSession:
             self.stopped,
             self.options.tty,
             self.stdin.interrupted,
+            self.terminal,
         )
         try:
             code = self._container().exec(self.options.command, process)
@@ -568,13 +573,13 @@ class _ChannelSession:
         metadata = self.pod.get("metadata", {})
         namespace, name = metadata.get("namespace", ""), metadata.get("name", "")
         container = self.options.container
+        start = len(store.log_lines(namespace, name, container))  # before stdin can add a line
         if self.options.stdin:
             threading.Thread(
                 target=self._attach_input, args=(store, namespace, name, container), daemon=True
             ).start()
         output = self._output(STDOUT, self.options.stdout)
         newline = b"\r\n" if self.options.tty else b"\n"
-        start = len(store.log_lines(namespace, name, container))
         for batch in store.follow_log(namespace, name, container, start, lambda: not self.stopped.is_set()):
             for line in batch:
                 output(line.text.encode() + newline)
