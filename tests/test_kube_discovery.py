@@ -609,6 +609,22 @@ def test_kubectl_short_names_resolve(double: KubeDouble) -> None:
     assert {"deployment.apps/web", "service/web", "configmap/web-config"} <= set(out.split())
 
 
+def test_kubectl_get_all_lists_the_all_category(double: KubeDouble) -> None:
+    code, out, err = run(double, "get", "all", "-n", "prod", "-o", "name")
+    assert code == 0, err
+    kinds = {name.split("/")[0] for name in out.split()}
+    assert kinds == {"pod", "service", "deployment.apps", "replicaset.apps"}
+
+
+@pytest.mark.parametrize("resource", catalog.RESOURCES, ids=resource_id)
+def test_kubectl_explains_every_kind(double: KubeDouble, resource: Resource) -> None:
+    name = f"{resource.plural}.{resource.group}" if resource.group else resource.plural
+    code, out, err = run(double, "explain", name, "--recursive")
+    assert code == 0, err
+    assert f"KIND:       {resource.kind}" in out
+    assert re.search(r"^  metadata\s+<ObjectMeta>( -required-)?$", out, re.MULTILINE)
+
+
 MANIFEST = """
 apiVersion: apps/v1
 kind: Deployment

@@ -50,7 +50,8 @@ def _versions_of(group: str) -> list[str]:
     return list(dict.fromkeys(r.version for r in catalog.RESOURCES if r.group == group))
 
 
-def _subresource_group_version(resource: Resource, kind: str) -> tuple[str, str]:
+def subresource_group_version(resource: Resource, kind: str) -> tuple[str, str]:
+    """The group and version of the kind a subresource answers (deployments/scale: autoscaling/v1)."""
     return _SUBRESOURCE_KIND_GROUP_VERSION.get(kind, (resource.group, resource.version))
 
 
@@ -83,7 +84,7 @@ def _api_subresource(resource: Resource, name: str, kind: str, verbs: tuple[str,
         "singularName": "",
         "namespaced": resource.namespaced,
     }
-    group, version = _subresource_group_version(resource, kind)
+    group, version = subresource_group_version(resource, kind)
     if (group, version) != (resource.group, resource.version):
         entry["group"], entry["version"] = group, version
     entry["kind"] = kind
@@ -169,7 +170,7 @@ def _resource_discovery(resource: Resource) -> JSON:
         entry["subresources"] = [
             {
                 "subresource": name,
-                "responseKind": _response_kind(*_subresource_group_version(resource, kind), kind),
+                "responseKind": _response_kind(*subresource_group_version(resource, kind), kind),
                 "verbs": list(verbs),
             }
             for name, (kind, verbs) in resource.subresources.items()

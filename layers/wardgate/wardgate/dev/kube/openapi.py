@@ -34,9 +34,9 @@ from typing import Any
 
 from wardgate.dev.kube import catalog
 from wardgate.dev.kube.catalog import Answer, Resource
-from wardgate.dev.kube.discovery import accepts_json
+from wardgate.dev.kube.discovery import accepts_json, subresource_group_version
 from wardgate.dev.kube.schemas import DEFINITIONS, schema_name
-from wardgate.dev.kube.schemas.fields import AUTOSCALING, META, REF_PREFIX
+from wardgate.dev.kube.schemas.fields import META, REF_PREFIX
 
 JSON = dict[str, Any]
 JSON_TYPE = "application/json"
@@ -50,8 +50,6 @@ _PATCH_TYPES = (
 )
 _RESPONSE_TYPES = (JSON_TYPE, "application/yaml", "application/vnd.kubernetes.protobuf")
 _WATCH_TYPES = ("application/json;stream=watch", "application/vnd.kubernetes.protobuf;stream=watch")
-# Kinds a subresource answers in another group (scale: autoscaling/v1 Scale).
-_SUBRESOURCE_SCHEMA = {"Scale": AUTOSCALING + "Scale"}
 _OPERATION_GROUP = {"": "Core", "apps": "Apps", "authorization.k8s.io": "Authorization"}
 
 
@@ -82,8 +80,7 @@ _FIELD_VALIDATION = _query(
     "fails the request with a BadRequest naming every such field.",
 )
 _FORCE = _query("force", "Forces an apply request to take conflicting fields from other managers.", "boolean")
-_LIST_PARAMETERS = (
-    _query("allowWatchBookmarks", "Requests watch events of type BOOKMARK.", "boolean"),
+_SELECTION_PARAMETERS = (  # which objects a list, watch or deletecollection is about
     _query("continue", "The continue token of a previous, limited list: fetch the next page."),
     _query("fieldSelector", "Restrict the returned objects by their fields (metadata.name=web)."),
     _query("labelSelector", "Restrict the returned objects by their labels (app=web,tier!=db)."),
@@ -96,6 +93,10 @@ _LIST_PARAMETERS = (
         "boolean",
     ),
     _query("timeoutSeconds", "How long a list or watch call may last.", "integer"),
+)
+_LIST_PARAMETERS = (
+    _query("allowWatchBookmarks", "Requests watch events of type BOOKMARK.", "boolean"),
+    *_SELECTION_PARAMETERS,
     _query("watch", "Watch for changes to the described resources and return them as a stream.", "boolean"),
 )
 _DELETE_PARAMETERS = (
@@ -263,7 +264,7 @@ def _collection_operations(resource: Resource) -> JSON:
             f"delete collection of {what}",
             target,
             resource,
-            parameters=(*_DELETE_PARAMETERS, *_LIST_PARAMETERS[1:9]),
+            parameters=(*_DELETE_PARAMETERS, *_SELECTION_PARAMETERS),
             request_types=("*/*",),
             request_schema=META + "DeleteOptions",
             responses=_ok(_schema_ref(META + "Status"), _RESPONSE_TYPES, "200"),
@@ -370,10 +371,10 @@ def _subresource_operations(resource: Resource, subresource: str, kind: str, ver
                 responses=text,
             )
         return operations
-    schema = _SUBRESOURCE_SCHEMA.get(kind) or schema_name(resource.group, resource.version, kind)
+    group, version = subresource_group_version(resource, kind)  # scale: autoscaling/v1 Scale
+    schema = schema_name(group, version, kind)
     if schema is None:
         return {}
-    group, version = ("autoscaling", "v1") if kind == "Scale" else (resource.group, resource.version)
     target = _Target(group, version, kind, schema)
     operations = {}
     if "get" in verbs:
