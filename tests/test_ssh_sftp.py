@@ -300,14 +300,171 @@ def test_a_hash_is_taken_in_offset_order_or_not_at_all():
     from wardgate.tcp.ssh.sftp import _Digest
 
     data = os.urandom(100_000)
-    in_order, shuffled, rewound = _Digest(), _Digest(), _Digest()
     chunks = [(offset, data[offset : offset + 32_768]) for offset in range(0, len(data), 32_768)]
-    for offset, chunk in chunks:
-        in_order.add(offset, chunk)
-    for offset, chunk in reversed(chunks):  # pipelined requests answered out of order
-        shuffled.add(offset, chunk)
-    for offset, chunk in [*chunks, chunks[0]]:  # the same bytes twice: not one file's content
-        rewound.add(offset, chunk)
+
+    async def digest(order: list[tuple[int, bytes]]) -> dict[str, Any]:
+        taken = _Digest()
+        for offset, chunk in order:
+            await taken.add(offset, chunk)
+        return await taken.summary()
+
     want = {"bytes": len(data), "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    assert in_order.summary() == want and shuffled.summary() == want
-    assert rewound.summary() == {"bytes": len(data) + 32_768, "size": None, "sha256": None}
+    assert asyncio.run(digest(chunks)) == want
+    assert asyncio.run(digest(chunks[::-1])) == want  # pipelined requests answered out of order
+    # the same bytes twice: not one file's content
+    assert asyncio.run(digest([*chunks, chunks[0]])) == {
+        "bytes": len(data) + 32_768,
+        "size": None,
+        "sha256": None,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Downloads read ahead (sftp._ReadAhead): the target is asked before the client, the client's
+# answers and hash stay exactly what it asked for
+
+
+@pytest.fixture
+def target_reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int, int]]:
+    """Every read the gateway makes on the target, as (handle id, offset, size): asyncssh's SFTP
+    client file, called through as it is, watched on the gateway's thread only (the test's own
+    asyncssh client uses the same class on the main thread)."""
+    import threading
+
+    made: list[tuple[int, int, int]] = []
+    read = asyncssh.SFTPClientFile.read
+
+    async def watched(self: asyncssh.SFTPClientFile, size: int = -1, offset: int | None = None) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            made.append((id(self), offset or 0, size))
+        return await read(self, size, offset)
+
+    monkeypatch.setattr(asyncssh.SFTPClientFile, "read", watched)
+    return made
+
+
+CHUNK = 32_768
+
+
+def test_a_download_is_read_ahead_and_only_what_the_client_asked_for_is_hashed(
+    gw: SshGateway, tree: Path, target_reads: list[tuple[int, int, int]]
+):
+    from wardgate.tcp.ssh.sftp import READ_AHEAD_BYTES
+
+    _grant(gw, tree, "sftp_read")
+    big = tree / "data" / "big.bin"
+    big.write_bytes(os.urandom(3 * READ_AHEAD_BYTES))
+    content = big.read_bytes()
+
+    async def run() -> list[bytes]:
+        async with (
+            await gw.client() as conn,
+            conn.start_sftp_client() as sftp,
+            sftp.open(str(big), "rb") as remote,
+        ):
+            return [bytes(await remote.read(CHUNK, offset)) for offset in (0, CHUNK, 2 * CHUNK)]
+
+    assert b"".join(asyncio.run(run())) == content[: 3 * CHUNK]
+    # the target was read ahead of the client, within the handle's window
+    furthest = max(offset + size for _, offset, size in target_reads)
+    assert 3 * CHUNK < furthest <= 3 * CHUNK + READ_AHEAD_BYTES
+    assert {size for _, _, size in target_reads} == {CHUNK}  # the client's own size
+    download = _transfers("download")[-1]
+    assert download["bytes"] == download["size"] == 3 * CHUNK  # what the client received, no more
+    assert download["sha256"] == hashlib.sha256(content[: 3 * CHUNK]).hexdigest()
+
+
+def test_reads_out_of_order_a_seek_and_a_close_with_reads_in_flight(
+    gw: SshGateway, tree: Path, target_reads: list[tuple[int, int, int]]
+):
+    _grant(gw, tree, "sftp_read")
+    source = tree / "data" / "report.bin"
+    content = source.read_bytes()
+    offsets = list(range(0, len(content), CHUNK))
+
+    async def run() -> None:
+        async with await gw.client() as conn, conn.start_sftp_client() as sftp:
+            # backwards: every read is a seek, answered as asked; the hash is still exact
+            async with sftp.open(str(source), "rb") as remote:
+                backwards = {offset: bytes(await remote.read(CHUNK, offset)) for offset in reversed(offsets)}
+            assert b"".join(backwards[offset] for offset in offsets) == content
+            # in order, then a seek back and forth: the window is dropped and started again
+            async with sftp.open(str(source), "rb") as remote:
+                assert await remote.read(CHUNK, 0) == content[:CHUNK]
+                assert await remote.read(CHUNK, CHUNK) == content[CHUNK : 2 * CHUNK]
+                assert await remote.read(1000, 250_000) == content[250_000:251_000]
+                assert await remote.read(CHUNK, 2 * CHUNK) == content[2 * CHUNK : 3 * CHUNK]
+            # closed at once while the reads ahead are on their way: the session goes on
+            before = len(target_reads)
+            async with sftp.open(str(source), "rb") as remote:
+                assert await remote.read(CHUNK, 0) == content[:CHUNK]
+            assert len(target_reads) - before > 1  # there were reads ahead to drop
+            async with sftp.open(str(source), "rb") as remote:
+                assert await remote.read() == content
+
+    asyncio.run(run())
+    backwards, sought, dropped, whole = _transfers("download")[-4:]
+    assert backwards["sha256"] == whole["sha256"] == _sha256(source) and whole["size"] == len(content)
+    assert sought["bytes"] == 3 * CHUNK + 1000 and sought["sha256"] is None  # not one run of bytes
+    assert dropped["bytes"] == CHUNK and dropped["sha256"] == hashlib.sha256(content[:CHUNK]).hexdigest()
+
+
+def test_nothing_is_read_ahead_that_was_refused_or_could_be_stale(
+    gw: SshGateway, tree: Path, target_reads: list[tuple[int, int, int]]
+):
+    """A refused open reads nothing; a handle that may write is read as asked only; a write
+    through the session drops what was read ahead, so a later read sees it."""
+    _grant(gw, tree, "sftp_read", "sftp_write")
+    source = tree / "data" / "report.bin"
+    content = bytearray(source.read_bytes())
+
+    async def run() -> None:
+        async with await gw.client() as conn, conn.start_sftp_client() as sftp:
+            with pytest.raises(asyncssh.SFTPPermissionDenied, match="wardgate: refused"):
+                await sftp.open(f"{tree}/outside/secret.txt", "rb")
+            assert target_reads == []
+            async with sftp.open(str(source), "r+b") as both:
+                assert await both.read(CHUNK, 0) == content[:CHUNK]
+                assert await both.read(CHUNK, CHUNK) == content[CHUNK : 2 * CHUNK]
+            assert [(offset, size) for _, offset, size in target_reads] == [(0, CHUNK), (CHUNK, CHUNK)]
+            async with sftp.open(str(source), "rb") as reader, sftp.open(str(source), "r+b") as writer:
+                assert await reader.read(CHUNK, 0) == content[:CHUNK]
+                assert await reader.read(CHUNK, CHUNK) == content[CHUNK : 2 * CHUNK]
+                assert max(offset for _, offset, _ in target_reads) > 2 * CHUNK  # read ahead
+                await writer.write(b"written after the read ahead", 3 * CHUNK)
+                content[3 * CHUNK : 3 * CHUNK + 28] = b"written after the read ahead"
+                assert await reader.read(CHUNK, 2 * CHUNK) == content[2 * CHUNK : 3 * CHUNK]
+                assert await reader.read(CHUNK, 3 * CHUNK) == content[3 * CHUNK : 4 * CHUNK]
+
+    asyncio.run(run())
+    assert source.read_bytes() == bytes(content)
+
+
+def test_read_ahead_is_bounded_per_session(
+    gw: SshGateway, tree: Path, target_reads: list[tuple[int, int, int]]
+):
+    from wardgate.tcp.ssh.sftp import READ_AHEAD_BYTES, SESSION_READ_AHEAD_BYTES
+
+    _grant(gw, tree, "sftp_read")
+    handles = SESSION_READ_AHEAD_BYTES // READ_AHEAD_BYTES + 2  # more than the session's budget holds
+    big = tree / "data" / "big.bin"
+    big.write_bytes(os.urandom(2 * READ_AHEAD_BYTES))
+
+    async def run() -> None:
+        async with await gw.client() as conn, conn.start_sftp_client() as sftp:
+            files = [await sftp.open(str(big), "rb") for _ in range(handles)]
+            for remote in files:
+                await remote.read(CHUNK, 0)
+            asked = handles * CHUNK
+            read_ahead = sum(size for _, _, size in target_reads) - asked
+            assert 0 < read_ahead <= SESSION_READ_AHEAD_BYTES
+            assert len({handle for handle, _, _ in target_reads}) == handles
+            for remote in files:
+                await remote.close()
+            # closing gave the budget back: a new handle reads ahead again
+            target_reads.clear()
+            async with sftp.open(str(big), "rb") as remote:
+                await remote.read(CHUNK, 0)
+                assert sum(size for _, _, size in target_reads) > CHUNK
+
+    asyncio.run(run())
