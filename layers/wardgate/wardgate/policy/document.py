@@ -18,6 +18,7 @@ from wardgate.masking.policy import MaskingPolicy, MaskingSettingsError
 from wardgate.policy.engine import PolicySet
 from wardgate.policy.packs import PACKS, expand
 from wardgate.policy.rules import (
+    ALSO_ENFORCED,
     ATTRIBUTE_CONDITIONS,
     DAYS,
     KIND_PROTOCOL,
@@ -172,7 +173,10 @@ def _rule(
             problems.append(
                 Problem((*where, "connections", j), f"{source} names unknown connection {name!r}")
             )
-        elif protocol and KIND_PROTOCOL.get(kinds[name], kinds[name]) != protocol:
+        elif protocol and protocol not in (
+            KIND_PROTOCOL.get(kinds[name], kinds[name]),
+            *ALSO_ENFORCED.get(kinds[name], ()),
+        ):
             problems.append(
                 Problem(
                     (*where, "connections", j),

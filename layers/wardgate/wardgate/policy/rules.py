@@ -22,6 +22,9 @@ SEVERITY: dict[str, int] = {"allow": 0, "require_approval": 1, "deny": 2}
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 PROTOCOLS = ("http", "k8s", "sql", "shell")
 KIND_PROTOCOL = {"ssh": "shell"}  # connection kinds whose operations are of another protocol
+# Connection kinds whose rules of another protocol are enforced too: a k8s connection's pod exec
+# commands are decided by its shell rules (tcp/kubernetes/upgrades.py), as an ssh connection's are.
+ALSO_ENFORCED: dict[str, tuple[str, ...]] = {"k8s": ("shell",)}
 COMPARISONS = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le}
 
 # condition key -> (attribute names in the unit, how values compare)

@@ -1,0 +1,352 @@
+"""The TCP gateway's Kubernetes listener with real kubectl (and the official Python client), through
+wardgate to the cluster double: every verb, streaming ones included, policy, masking, recordings,
+approvals, the kill switch, and bad input.
+
+One local stack and one double per module; each test reaches them with its own kubeconfig.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import queue
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from moto import mock_aws
+
+from tests.helpers import apply_policy_now, recorded_events
+from wardgate.dev.stack import DEV_POLICY, SFN_INTERPRETER, DevStack
+
+ROOT = Path(__file__).resolve().parent.parent
+KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
+CLUSTER = "cluster"  # exec, attach and port-forward allowed by rules
+LOCKED = "cluster-locked"  # the same cluster under the no-pod-exec pack
+CARD = "4111 1111 1111 1111"
+MASKED_CARD = "**** **** **** 1111"
+POLICY: dict[str, Any] = {
+    "version": 1,
+    "connections": [],
+    "rules": [
+        {
+            "name": "agents read the clusters",
+            "effect": "allow",
+            "connections": [CLUSTER, LOCKED],
+            "identity": {"groups": ["ci"]},
+            "match": {"k8s": {"verbs": ["get", "list", "watch"]}},
+        },
+        {
+            "name": "agents exec into and attach to pods",
+            "effect": "allow",
+            "connections": [CLUSTER, LOCKED],
+            "match": {
+                "k8s": {"verbs": ["create"], "resources": ["pods"], "subresources": ["exec", "attach"]}
+            },
+        },
+        {
+            "name": "agents forward ports of pods",
+            "effect": "allow",
+            "connections": [CLUSTER, LOCKED],
+            "match": {"k8s": {"verbs": ["create"], "resources": ["pods"], "subresources": ["portforward"]}},
+        },
+        {
+            "name": "harmless programs",
+            "effect": "allow",
+            "connections": [CLUSTER, LOCKED],
+            "match": {"shell": {"programs": ["echo", "cat", "tar", "sh", "ls", "sleep"]}},
+        },
+        {
+            "name": "terminals",
+            "effect": "allow",
+            "connections": [CLUSTER],
+            "match": {"shell": {"features": ["pty"]}},
+        },
+        {
+            "name": "nobody removes files in pods",
+            "effect": "deny",
+            "connections": [CLUSTER],
+            "message": "removing files in pods is not allowed through wardgate",
+            "match": {"shell": {"programs": ["rm"]}},
+        },
+        {
+            "name": "touching files needs a human",
+            "effect": "require_approval",
+            "connections": [CLUSTER],
+            "approvers": ["demo-approvers"],
+            "message": "creating files in pods needs an on-call engineer",
+            "match": {"shell": {"programs": ["touch"]}},
+        },
+    ],
+    "packs": [{"name": "no-pod-exec", "connections": [LOCKED]}],
+    "settings": DEV_POLICY["settings"],
+}
+
+
+@dataclasses.dataclass
+class Kube:
+    stack: DevStack
+    double: Any  # wardgate.dev.kube.server.KubeDouble
+    token: str
+    folder: Path
+    cluster_token: str  # the double's own (what wardgate's credential holds)
+
+    @property
+    def url(self) -> str:
+        return self.stack.kube_listener_url
+
+    @property
+    def ca_file(self) -> str:
+        return str(self.stack.certificates.ca_file)
+
+    @property
+    def services(self) -> Any:
+        return self.stack.tcp.services
+
+    def kubeconfig(
+        self, token: str | None = None, connection: str = CLUSTER, namespace: str = "prod"
+    ) -> Path:
+        token = self.token if token is None else token
+        path = self.folder / f"kubeconfig-{connection}-{abs(hash(token))}"
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "wardgate",
+                    "cluster": {"server": f"{self.url}/{connection}", "certificate-authority": self.ca_file},
+                }
+            ],
+            "users": [{"name": "agent", "user": {"token": token}}],
+            "contexts": [
+                {
+                    "name": "wardgate",
+                    "context": {"cluster": "wardgate", "user": "agent", "namespace": namespace},
+                }
+            ],
+            "current-context": "wardgate",
+        }
+        path.write_text(json.dumps(config))
+        return path
+
+    def argv(
+        self, *args: str, token: str | None = None, connection: str = CLUSTER, namespace: str = "prod"
+    ) -> list[str]:
+        config = self.kubeconfig(token, connection, namespace)
+        return [KUBECTL, "--kubeconfig", str(config), "--cache-dir", str(self.folder / "cache"), *args]
+
+    def kubectl(
+        self,
+        *args: str,
+        token: str | None = None,
+        connection: str = CLUSTER,
+        namespace: str = "prod",
+        input: bytes | None = None,
+        timeout: float = 30,
+    ) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            self.argv(*args, token=token, connection=connection, namespace=namespace),
+            input=input,
+            capture_output=True,
+            timeout=timeout,
+            env=self.env(),
+        )
+        return subprocess.CompletedProcess(
+            done.args, done.returncode, done.stdout.decode(), done.stderr.decode()
+        )
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "HOME": str(self.folder), "KUBECONFIG": ""}
+
+    def raw(self) -> ssl.SSLSocket:
+        """A TLS connection to the listener, as a hand-written client."""
+        context = ssl.create_default_context(cafile=self.ca_file)
+        context.set_alpn_protocols(["http/1.1"])
+        sock = socket.create_connection(("127.0.0.1", self.stack.kube_listener_port_bound), timeout=10)
+        return context.wrap_socket(sock, server_hostname="127.0.0.1")
+
+
+@pytest.fixture(scope="module")
+def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
+    if not Path(KUBECTL).exists():
+        pytest.fail("kubectl (v1.30 or later) is required for these tests: install it (Debian's is too old)")
+    from wardgate import aws
+    from wardgate.connections import Connection, ConnectionStore
+    from wardgate.dev.kube.server import KubeDouble
+
+    saved = dict(os.environ)
+    folder = tmp_path_factory.mktemp("kube-gateway")
+    os.environ.update({"WARDGATE_UPSTREAM_TIMEOUT_S": "5", "WARDGATE_HOME": str(folder)})
+    try:
+        with mock_aws(config=SFN_INTERPRETER):
+            stack = DevStack(
+                root=ROOT,
+                state_dir=folder,
+                port=0,
+                upstream_port=0,
+                pg_port=0,
+                mysql_port=0,
+                sign_manifests=False,
+            ).start()
+            double = None
+            try:
+                cluster_token = "double-" + os.urandom(8).hex()
+                double = KubeDouble(token=cluster_token, certificates=stack.certificates).start()
+                secret = {"type": "bearer", "token": cluster_token, "ca_pem": double.ca_pem}
+                aws.client("secretsmanager").create_secret(
+                    Name="wardgate/cluster", SecretString=json.dumps(secret)
+                )
+                store = ConnectionStore(os.environ["CONNECTIONS_TABLE"])
+                for name in (CLUSTER, LOCKED):
+                    store.put(
+                        Connection(name, "k8s", double.url, "wardgate/cluster", ("ci",), "the cluster double")
+                    )
+                apply_policy_now(stack, POLICY)
+                assert stack.issuer is not None
+                yield Kube(stack, double, stack.issuer.mint("agent-1", ["ci"]), folder, cluster_token)
+            finally:
+                if double is not None:
+                    double.stop()
+                stack.stop()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _events(kind: str | None = None) -> list[dict[str, Any]]:
+    events = [e for e in recorded_events() if e.get("protocol") == "kubernetes"]
+    return [e for e in events if kind is None or e["event"] == kind]
+
+
+def _wait_for(kind: str, predicate: Any = lambda e: True, timeout: float = 5) -> dict[str, Any]:
+    """The latest recorded event of ``kind`` meeting ``predicate`` (queued events land just after
+    the client is answered)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [e for e in _events(kind) if predicate(e)]
+        if found:
+            return found[-1]
+        assert time.monotonic() < deadline, f"no {kind} event recorded"
+        time.sleep(0.05)
+
+
+def _pod(kube: Kube, namespace: str, prefix: str) -> str:
+    names = kube.kubectl("get", "pods", "-n", namespace, "-o", "name").stdout.split()
+    return next(n.split("/", 1)[1] for n in names if n.split("/", 1)[1].startswith(prefix))
+
+
+# ---------------------------------------------------------------------------------------------------
+# request/response verbs: the Lambda path's own gateway
+
+
+def test_kubectl_gets_through_the_listener_masked(kube: Kube):
+    pods = kube.kubectl("get", "pods")
+    assert pods.returncode == 0, pods.stderr
+    assert "web-" in pods.stdout and "Running" in pods.stdout
+    secret = kube.kubectl("get", "secret", "db-credentials", "-o", "json")
+    assert secret.returncode == 0, secret.stderr
+    document = json.loads(secret.stdout)
+    assert set(document["data"]) == {"username", "password"}
+    assert "s3cr3t" not in secret.stdout and "czNjcjN0" not in secret.stdout  # nor its base64
+    denied = kube.kubectl("delete", "configmap", "web-config")
+    assert denied.returncode != 0
+    assert "Error from server (Forbidden)" in denied.stderr and "no rule allows delete" in denied.stderr
+
+
+# ---------------------------------------------------------------------------------------------------
+# watches and followed logs
+
+
+def test_a_watch_streams_masked_events_and_is_recorded(kube: Kube):
+    from kubernetes import client, watch
+
+    configuration = client.Configuration()
+    configuration.host = f"{kube.url}/{CLUSTER}"
+    configuration.ssl_ca_cert = kube.ca_file
+    configuration.api_key = {"authorization": f"Bearer {kube.token}"}
+    api = client.CoreV1Api(client.ApiClient(configuration))
+    events = []
+    for event in watch.Watch().stream(
+        api.list_namespaced_secret, "prod", timeout_seconds=1, _request_timeout=10
+    ):
+        events.append(event)
+        if len(events) == 1:
+            break
+    secret = events[0]["object"]
+    assert events[0]["type"] == "ADDED" and secret.metadata.name == "db-credentials"
+    assert set(secret.data.values()) == {"W21hc2tlZF0="}  # base64 of "[masked]"
+    start = _wait_for("session_start", lambda e: e.get("stream") == "watch")
+    assert start["operation"]["verb"] == "watch" and start["operation"]["resource"] == "secrets"
+    end = _wait_for("session_end", lambda e: e["record_id"] == start["record_id"])
+    assert end["events"] >= 1 and "s3cr3t" not in json.dumps(end["first_events"])
+    assert end["masked"]["kubernetes_secret"] >= 1
+
+
+def test_kubectl_get_watch_prints_changes_as_they_happen(kube: Kube):
+    with subprocess.Popen(
+        kube.argv("get", "configmaps", "-w", "--output-watch-events", "-o", "name"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=kube.env(),
+    ) as watching:
+        try:
+            lines = Lines(watching.stdout)
+            listed = [lines.next() for _ in range(2)]  # kube-root-ca.crt, web-config
+            assert "configmap/web-config\n" in listed, listed
+            _wait_live(kube, "WatchSession")  # the watch itself, after kubectl's list
+            _create_configmap(kube, "prod", "made-while-watching", {"owner": "ada@example.com"})
+            assert lines.next() == "configmap/made-while-watching\n"
+        finally:
+            watching.kill()
+
+
+def _live(kube: Kube, kind: str) -> list[Any]:
+    sessions = kube.stack.tcp.call(kube.services.sessions.live)
+    return [session for session in sessions if type(session).__name__ == kind]
+
+
+def _wait_live(kube: Kube, kind: str, timeout: float = 10) -> Any:
+    deadline = time.monotonic() + timeout
+    while not _live(kube, kind):
+        assert time.monotonic() < deadline, f"no live {kind}"
+        time.sleep(0.02)
+    return _live(kube, kind)[-1]
+
+
+def _create_configmap(kube: Kube, namespace: str, name: str, data: dict[str, str]) -> None:
+    """A change made in the cluster by someone else (straight to the double, with its own token)."""
+    response = httpx.post(
+        f"{kube.double.url}/api/v1/namespaces/{namespace}/configmaps",
+        json={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data},
+        headers={"authorization": f"Bearer {kube.cluster_token}"},
+        verify=kube.ca_file,
+    )
+    assert response.status_code == 201, response.text
+
+
+class Lines:
+    """A process's output, line by line as it comes (a thread reads it: pipes buffer)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.queue: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: Any) -> None:
+        for line in iter(stream.readline, b""):
+            self.queue.put(line.decode())
+        self.queue.put("")  # the end
+
+    def next(self, timeout: float = 15) -> str:
+        try:
+            return self.queue.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError("nothing arrived in time") from None
