@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client as k8s
+from kubernetes import dynamic
 
 from tests.kube_fixtures import DOUBLE_TOKEN, kubectl, start_kube_double
 from wardgate.dev.kube import catalog, discovery, openapi
@@ -722,3 +723,15 @@ def test_the_python_client_reads_legacy_discovery(python_client: k8s.ApiClient) 
     )
     version = k8s.VersionApi(python_client).get_code()
     assert (version.major, version.minor) == ("1", "32")
+
+
+def test_the_python_dynamic_client_discovers_resources_by_kind_and_short_name(
+    python_client: k8s.ApiClient,
+) -> None:
+    discovered = dynamic.DynamicClient(python_client)  # type: ignore[no-untyped-call]
+    deployments = discovered.resources.get(api_version="apps/v1", kind="Deployment")
+    assert [d.metadata.name for d in deployments.get(namespace="prod").items] == ["web"]
+    pods = discovered.resources.get(api_version="v1", short_names=["po"])
+    assert (pods.name, pods.namespaced) == ("pods", True)
+    review = discovered.resources.get(api_version="authorization.k8s.io/v1", kind="SelfSubjectAccessReview")
+    assert (review.name, review.namespaced, review.verbs) == ("selfsubjectaccessreviews", False, ["create"])
