@@ -334,7 +334,11 @@ class HttpGateway(Gate):
         masking_started = time.perf_counter()
         try:
             if connection.kind == "k8s":
-                masked = mask_kubernetes_body(upstream.body, headers.get("content-type"), masking.profile)
+                # The resource asked for: a Table of secrets embeds metadata objects that name no kind.
+                resource = (recording.operation or {}).get("resource")
+                masked = mask_kubernetes_body(
+                    upstream.body, headers.get("content-type"), masking.profile, resource=resource
+                )
             else:
                 masked = mask_body(upstream.body, headers.get("content-type"), None, masking.profile)
         except MaskingRefused as refused:

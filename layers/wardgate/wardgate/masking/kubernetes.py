@@ -10,6 +10,11 @@ holds a copy of the whole Secret as applied, so it is masked whole too.
 Secrets are found wherever the API server puts them: a Secret, the items of a SecretList or a
 List, watch events (one JSON document per line), and the objects of a Table. Everything else
 in the body is then masked by the detectors like any JSON body.
+
+A request for the ``secrets`` resource (``resource="secrets"``) can also come back as metadata
+only: the ``PartialObjectMetadata`` objects a Table embeds (what ``kubectl get secrets`` asks for)
+or a ``PartialObjectMetadataList``. They name no kind, yet their annotations hold the
+last-applied copy of the Secret, so in such a response every one of them is masked as a Secret.
 """
 
 from __future__ import annotations
@@ -26,18 +31,26 @@ MASKED_DATA = base64.b64encode(FIELD_MASK.encode()).decode("ascii")
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
-def mask_kubernetes_body(body: bytes, content_type: str | None, profile: MaskingProfile) -> MaskResult[bytes]:
-    """Mask a Kubernetes API response: Secret values by position, then the detectors everywhere."""
+def mask_kubernetes_body(
+    body: bytes, content_type: str | None, profile: MaskingProfile, *, resource: str | None = None
+) -> MaskResult[bytes]:
+    """Mask a Kubernetes API response: Secret values by position, then the detectors everywhere.
+    ``resource``: the resource the request named (``secrets``: metadata-only objects are Secrets)."""
     counts: dict[str, int] = {}
-    if profile.kubernetes_secrets and b"Secret" in body and "json" in (content_type or "").lower():
-        body = _mask_secrets(body, counts, profile.max_depth)
+    of_secrets = resource == "secrets"
+    if (
+        profile.kubernetes_secrets
+        and (of_secrets or b"Secret" in body)
+        and "json" in (content_type or "").lower()
+    ):
+        body = _mask_secrets(body, counts, profile.max_depth, of_secrets)
     result = mask_body(body, content_type, None, profile)
     for name, n in result.counts.items():
         counts[name] = counts.get(name, 0) + n
     return MaskResult(result.value, counts, result.truncated, result.content_type, result.content_encoding)
 
 
-def _mask_secrets(body: bytes, counts: dict[str, int], max_depth: int) -> bytes:
+def _mask_secrets(body: bytes, counts: dict[str, int], max_depth: int, of_secrets: bool = False) -> bytes:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -56,14 +69,17 @@ def _mask_secrets(body: bytes, counts: dict[str, int], max_depth: int) -> bytes:
     except RecursionError:
         raise MaskingRefused(f"JSON nesting is deeper than the masking limit of {max_depth}") from None
     for document in documents:
-        for secret in _secrets_in(document, max_depth):
+        for secret in _secrets_in(document, max_depth, of_secrets):
             _mask_secret(secret, counts)
     out = joiner.join(json.dumps(d, ensure_ascii=False, separators=(",", ":")) for d in documents)
     return (out + joiner).encode("utf-8")
 
 
-def _secrets_in(root: Any, max_depth: int) -> list[dict[str, Any]]:
-    """Every Secret object in a decoded response (no recursion: depth cannot crash this)."""
+def _secrets_in(root: Any, max_depth: int, of_secrets: bool = False) -> list[dict[str, Any]]:
+    """Every Secret object in a decoded response (no recursion: depth cannot crash this); with
+    ``of_secrets``, every metadata-only object too (they can only be Secrets' metadata)."""
+    kinds = ("Secret", "PartialObjectMetadata") if of_secrets else ("Secret",)
+    lists = ("SecretList", "PartialObjectMetadataList") if of_secrets else ("SecretList",)
     found: list[dict[str, Any]] = []
     stack: list[tuple[Any, int, bool]] = [(root, 1, False)]
     while stack:
@@ -71,9 +87,9 @@ def _secrets_in(root: Any, max_depth: int) -> list[dict[str, Any]]:
         if depth > max_depth:
             raise MaskingRefused(f"JSON nesting is deeper than the masking limit of {max_depth}")
         if isinstance(node, dict):
-            if is_secret_item or node.get("kind") == "Secret":
+            if is_secret_item or node.get("kind") in kinds:
                 found.append(node)
-            items_are_secrets = node.get("kind") == "SecretList"
+            items_are_secrets = node.get("kind") in lists
             for key, value in node.items():
                 if isinstance(value, dict | list):
                     stack.append((value, depth + 1, items_are_secrets and key == "items"))
