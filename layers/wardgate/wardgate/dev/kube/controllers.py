@@ -17,6 +17,7 @@ import copy
 import hashlib
 import json
 import secrets
+import time
 from typing import Any
 
 from wardgate.dev.kube.catalog import Resource, resource
@@ -120,8 +121,14 @@ class Cluster:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._pod_ips = 0
+        self._last_event_ns = 0
 
     # -- events --------------------------------------------------------------------------------
+
+    def _event_suffix(self) -> str:
+        """The recorder's name suffix: the time in nanoseconds in hex, so names sort by time."""
+        self._last_event_ns = max(time.time_ns(), self._last_event_ns + 1)
+        return f"{self._last_event_ns:x}"
 
     def record_event(
         self,
@@ -137,7 +144,7 @@ class Cluster:
         now = now_rfc3339()
         event: JSON = {
             "metadata": {
-                "name": f"{meta['name']}.{secrets.token_hex(8)}",
+                "name": f"{meta['name']}.{self._event_suffix()}",
                 "namespace": meta.get("namespace") or "default",
             },
             "involvedObject": {

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from wardgate.dev.kube import patches, tables
+from wardgate.dev.kube import patches, protobuf, tables
 from wardgate.dev.kube.catalog import Answer, Resource, by_kind, resource
 from wardgate.dev.kube.controllers import DEPLOYMENTS, PODS, REPLICASETS, Cluster, selector_string
 from wardgate.dev.kube.selectors import object_filter
@@ -393,13 +393,8 @@ class Api:
         if len(request.body) > MAX_BODY:
             raise StoreError(413, "RequestEntityTooLarge", "the request is too large")
         content_type = (request.headers.get("Content-Type") or "application/json").split(";")[0].strip()
-        if content_type == _PROTOBUF:
-            raise StoreError(
-                _UNSUPPORTED_MEDIA,
-                "UnsupportedMediaType",
-                "the body of the request was in an unknown format - accepted media types include: "
-                f"application/json, application/yaml (not {_PROTOBUF} on this double)",
-            )
+        if content_type == _PROTOBUF:  # kubectl's typed clients (create <generator>, auth can-i)
+            return protobuf.decode(request.body)
         try:
             if content_type == "application/yaml":
                 body = yaml.safe_load(request.body.decode())
@@ -657,11 +652,10 @@ class Api:
         options: JSON = {}
         if request.body:
             try:
-                decoded = json.loads(request.body)
-            except ValueError:
+                decoded = self._decode_body(request)
+            except StoreError:
                 raise StoreError(400, "BadRequest", "DeleteOptions could not be decoded") from None
-            if isinstance(decoded, dict):
-                options = decoded
+            options = decoded
         if request.param("propagationPolicy"):
             options["propagationPolicy"] = request.param("propagationPolicy")
         if request.param("dryRun"):
@@ -1050,10 +1044,12 @@ def _defaults(res: Resource, obj: JSON) -> None:
         spec.setdefault("replicas", 1)
         spec.setdefault("revisionHistoryLimit", 10)
         spec.setdefault("progressDeadlineSeconds", 600)
-        spec.setdefault(
-            "strategy",
-            {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}},
-        )
+        strategy = spec.setdefault("strategy", {})
+        strategy.setdefault("type", "RollingUpdate")
+        if strategy["type"] == "RollingUpdate":
+            rolling = strategy.setdefault("rollingUpdate", {})
+            rolling.setdefault("maxUnavailable", "25%")
+            rolling.setdefault("maxSurge", "25%")
     if res.plural == "replicasets":
         spec.setdefault("replicas", 1)
     if res.plural == "services":
@@ -1070,11 +1066,22 @@ def _defaults(res: Resource, obj: JSON) -> None:
         spec.setdefault("finalizers", ["kubernetes"])
         obj["status"] = {"phase": "Active"}
         obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
-    containers: list[JSON] = []
+    pod_spec: Any = None
     if res.plural == "pods":
-        containers = spec.get("containers") or []
+        pod_spec = spec
     elif res.plural in ("deployments", "replicasets"):
-        containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
+        pod_spec = (spec.get("template") or {}).get("spec")
+    if not isinstance(pod_spec, dict):
+        return
+    for key, value in (
+        ("restartPolicy", "Always"),
+        ("terminationGracePeriodSeconds", 30),
+        ("dnsPolicy", "ClusterFirst"),
+        ("securityContext", {}),
+        ("schedulerName", "default-scheduler"),
+    ):
+        pod_spec.setdefault(key, value)
+    containers: list[JSON] = pod_spec.get("containers") or []
     for container in containers:
         container.setdefault(
             "imagePullPolicy",
