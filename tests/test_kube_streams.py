@@ -26,6 +26,7 @@ import urllib.request
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import websocket
@@ -493,6 +494,49 @@ def test_kubectl_exec_interactive_tty(kubectl_env: dict[str, str]) -> None:
     finally:
         process.kill()
         os.close(main)
+
+
+def test_kubectl_exec_over_spdy(kubectl_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """kubectl's fallback (and clients before 1.30): remote command over SPDY/3.1 streams."""
+    served: list[str] = []
+    original = streams._serve_channels_spdy
+
+    def spy(*args: Any) -> None:
+        served.append("spdy")
+        original(*args)
+
+    monkeypatch.setattr(streams, "_serve_channels_spdy", spy)
+    env = {**kubectl_env, "KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"}
+
+    def run(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [kubectl_path(), *args], input=input, capture_output=True, text=True, env=env, timeout=30
+        )
+
+    assert run("exec", "debug", "--", "echo", "hi").stdout == "hi\n"
+    result = run("exec", "debug", "--", "sh", "-c", "exit 5")
+    assert (result.returncode, result.stderr) == (5, "command terminated with exit code 5\n")
+    result = run("exec", "-i", "debug", "--", "sh", "-c", "cat; echo e >&2", input="piped\n")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "piped\n", "e\n")  # stdin's FIN: EOF
+    main, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    process = subprocess.Popen(
+        [kubectl_path(), "exec", "-it", "debug", "--", "sh", "-c", "read line; stty size; exit 6"],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env=env,
+        close_fds=True,
+    )
+    os.close(terminal)
+    try:
+        os.write(main, b"go\r")
+        assert b"40 120\r\n" in _read_until(main, b"40 120\r\n")  # the resize stream's first size
+        assert process.wait(timeout=10) == 6
+    finally:
+        process.kill()
+        os.close(main)
+    assert served == ["spdy"] * 4
 
 
 def test_kubectl_cp_both_ways(kube_double: KubeDouble, tmp_path: Path) -> None:

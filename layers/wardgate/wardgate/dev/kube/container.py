@@ -523,6 +523,7 @@ class Shell:
             "uname": self._uname,
             "sleep": self._sleep,
             "stty": self._stty,
+            "read": self._read,
             "true": lambda args, p: 0,
             ":": lambda args, p: 0,
             "false": lambda args, p: 1,
@@ -870,6 +871,24 @@ class Shell:
         if not args[1:]:
             return self._fail(process, "sleep: missing operand")
         return 0 if process.pause(seconds) else 130
+
+    def _read(self, args: list[str], process: ProcessIO) -> int:
+        """``read [-r] NAME...``: one line of stdin into variables (on a tty, CR ends it: icrnl)."""
+        names = [a for a in args[1:] if not a.startswith("-")] or ["REPLY"]
+        line = bytearray()
+        ended = False
+        while not process.stopped.is_set():
+            byte = process.stdin.read(1)
+            if not byte:
+                break
+            if byte == b"\n" or (process.tty and byte == b"\r"):
+                ended = True
+                break
+            line += byte
+        words = line.decode(errors="replace").split(maxsplit=len(names) - 1)
+        for index, name in enumerate(names):
+            self.env[name] = words[index] if index < len(words) else ""
+        return 0 if ended else 1
 
     def _stty(self, args: list[str], process: ProcessIO) -> int:
         if not process.tty:

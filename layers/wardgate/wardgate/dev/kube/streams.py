@@ -439,9 +439,11 @@ def serve_upgrade(
     except Refused as refused:
         _reject(handler, refused.status)
         return
+    if upgrade.startswith("spdy/3.1"):
+        _serve_channels_spdy(handler, double, pod, subresource, options)
+        return
     if upgrade != "websocket":
-        # Exec and attach over SPDY are not served: kubectl 1.30+ and the Python client use WebSockets.
-        _reject(handler, bad_request(f"unsupported upgrade {upgrade!r}: use a WebSocket (v5.channel.k8s.io)"))
+        _reject(handler, bad_request(f"unsupported upgrade {upgrade!r}"))
         return
 
     def choose(offered: list[str]) -> str | None:
@@ -452,33 +454,81 @@ def serve_upgrade(
     if websocket is None:
         return
     protocol = CHANNEL_PROTOCOLS[websocket.subprotocol or "channel.k8s.io"]
-    _ChannelSession(double, pod, subresource, options, websocket, protocol).run()
+    _ChannelSession(double, pod, subresource, options, _WebSocketChannels(websocket, protocol, options)).run()
+
+
+def _offered_stream_protocols(handler: BaseHTTPRequestHandler) -> list[str]:
+    values = handler.headers.get_all("X-Stream-Protocol-Version") or []
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
+
+
+def _switch_to_spdy(handler: BaseHTTPRequestHandler, protocol: str) -> _Socket:
+    connection = _Socket(handler.connection)
+    connection.send(
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
+        + f"X-Stream-Protocol-Version: {protocol}\r\n\r\n".encode()
+    )
+    return connection
+
+
+def _serve_channels_spdy(
+    handler: BaseHTTPRequestHandler, double: Any, pod: JSON, subresource: str, options: StreamOptions
+) -> None:
+    # As httpstream.Handshake: the first protocol the client offers that the server speaks, else 403.
+    offered = _offered_stream_protocols(handler)
+    chosen = next((name for name in offered if name in SPDY_REMOTE_COMMAND_PROTOCOLS), None)
+    if chosen is None:
+        message = f"unable to upgrade: unable to negotiate protocol: client supports {offered}, server " + (
+            f"supports {list(SPDY_REMOTE_COMMAND_PROTOCOLS)}"
+        )
+        _reject(handler, bad_request(message, 403, "Forbidden"))
+        return
+    channels = _SpdyChannels(_switch_to_spdy(handler, chosen), SPDY_REMOTE_COMMAND_PROTOCOLS[chosen], options)
+    _ChannelSession(double, pod, subresource, options, channels).run()
 
 
 # -- exec and attach -----------------------------------------------------------------------------------
 
 
-@dataclass
-class _ChannelSession:
-    double: Any
-    pod: JSON
-    subresource: str
-    options: StreamOptions
-    websocket: WebSocket
-    protocol: ChannelProtocol
-    stopped: threading.Event = field(default_factory=threading.Event)
+class _Channels:
+    """How a session's channels travel: WebSocket messages (``_WebSocketChannels``) or SPDY streams
+    (``_SpdyChannels``)."""
 
-    def __post_init__(self) -> None:
+    connection: _Socket
+
+    def send(self, channel: int, data: bytes) -> None:
+        raise NotImplementedError
+
+    def finish(self, status: JSON, reader_done: threading.Event) -> None:
+        """Sends the final Status on the error channel and closes the stream."""
+        raise NotImplementedError
+
+    def read(self, session: _ChannelSession) -> None:
+        """Feeds the client's input to ``session`` until the client leaves; calls ``session.start()``."""
+        raise NotImplementedError
+
+
+class _ChannelSession:
+    """One exec or attach: the command's thread writes the output channels, the request's thread reads
+    the client's input (stdin, its close, resizes)."""
+
+    def __init__(self, double: Any, pod: JSON, subresource: str, options: StreamOptions, channels: _Channels):
+        self.double = double
+        self.pod = pod
+        self.subresource = subresource
+        self.options = options
+        self.channels = channels
+        self.stopped = threading.Event()
         self.stdin = StreamInput(self.stopped)
         self.terminal = [80, 24]  # [columns, rows], until the client's first resize message
-        self.worker_done = threading.Event()
         self.reader_done = threading.Event()
+        self._worker: threading.Thread | None = None
 
     def _send(self, channel: int, data: bytes) -> None:
-        if self.stopped.is_set() and channel != ERROR:
+        if self.stopped.is_set():
             return
         try:
-            self.websocket.send(encode_channel(self.protocol, channel, data))
+            self.channels.send(channel, data)
         except OSError:
             self.stopped.set()
 
@@ -489,43 +539,39 @@ class _ChannelSession:
 
     def run(self) -> None:
         store = self.double.store
-        connection = self.websocket.connection
+        connection = self.channels.connection
         _track(store, connection)
         try:
-            # The kubelet's first message: an empty one on the lowest writable channel ("connected").
-            first = STDOUT if self.options.stdout else STDERR if self.options.stderr else ERROR
-            self._send(first, b"")
-            target = self._attach if self.subresource == "attach" else self._exec
-            worker = threading.Thread(target=self._work, args=(target,), name="kube-double-exec", daemon=True)
-            worker.start()
-            self._read()
+            self.channels.read(self)
             self.reader_done.set()
             self.stopped.set()
             self.stdin.wake()
-            worker.join(timeout=5)
+            if self._worker is not None:
+                self._worker.join(timeout=5)
         finally:
             _untrack(store, connection)
             connection.shutdown()
 
-    def _read(self) -> None:
-        for message in self.websocket.messages():
-            try:
-                channel, data = decode_channel(self.protocol, message)
-            except ValueError:
-                continue
-            if channel == CLOSE_SIGNAL and self.protocol.version >= 5:
-                if data[:1] == bytes([STDIN]):
-                    self.stdin.close()
-            elif channel == STDIN and self.options.stdin:
-                self.stdin.feed(data, tty=self.options.tty)
-            elif channel == RESIZE:
-                self._resize(data)
+    def start(self) -> None:
+        """Starts the command (or the attached process) once the client's streams are all there."""
+        if self._worker is None:
+            target = self._attach if self.subresource == "attach" else self._exec
+            self._worker = threading.Thread(
+                target=self._work, args=(target,), name="kube-double-exec", daemon=True
+            )
+            self._worker.start()
 
-    def _resize(self, data: bytes) -> None:
+    def on_stdin(self, data: bytes) -> None:
+        if self.options.stdin:
+            self.stdin.feed(data, tty=self.options.tty)
+
+    def on_stdin_closed(self) -> None:
+        self.stdin.close()
+
+    def on_resize(self, size: Any) -> None:
         try:
-            size = json.loads(data)
             width, height = int(size["Width"]), int(size["Height"])
-        except (ValueError, KeyError, TypeError):
+        except (KeyError, TypeError, ValueError):
             return
         self.terminal[:] = [width, height]
 
@@ -535,18 +581,12 @@ class _ChannelSession:
         return container_for(store, self.pod, self.options.container, _lookup(store, namespace))
 
     def _work(self, target: Callable[[], JSON | None]) -> None:
-        try:
-            status = target()
-            if status is not None and not self.reader_done.is_set():
-                payload = error_channel_payload(self.protocol, status)
-                if payload is not None:
-                    self._send(ERROR, payload)
-                self.websocket.close()
-                # The client answers the close; if it does not within a moment, the connection ends.
-                if not self.reader_done.wait(timeout=2):
-                    self.websocket.connection.shutdown()
-        finally:
-            self.worker_done.set()
+        status = target()
+        if status is not None and not self.reader_done.is_set():
+            try:
+                self.channels.finish(status, self.reader_done)
+            except OSError:
+                self.channels.connection.shutdown()
 
     def _exec(self) -> JSON | None:
         stdin: Input = self.stdin if self.options.stdin else BytesInput()
@@ -600,6 +640,145 @@ class _ChannelSession:
                 store.append_log(namespace, name, container, "received: " + line.decode(errors="replace"))
         if pending:
             store.append_log(namespace, name, container, "received: " + pending.decode(errors="replace"))
+
+
+class _WebSocketChannels(_Channels):
+    def __init__(self, websocket: WebSocket, protocol: ChannelProtocol, options: StreamOptions) -> None:
+        self.websocket = websocket
+        self.connection = websocket.connection
+        self.protocol = protocol
+        self.options = options
+
+    def send(self, channel: int, data: bytes) -> None:
+        self.websocket.send(encode_channel(self.protocol, channel, data))
+
+    def finish(self, status: JSON, reader_done: threading.Event) -> None:
+        payload = error_channel_payload(self.protocol, status)
+        if payload is not None:
+            self.send(ERROR, payload)
+        self.websocket.close()
+        # The client answers the close; if it does not within a moment, the connection ends.
+        if not reader_done.wait(timeout=2):
+            self.connection.shutdown()
+
+    def read(self, session: _ChannelSession) -> None:
+        # The kubelet's first message: an empty one on the lowest writable channel ("connected").
+        first = STDOUT if self.options.stdout else STDERR if self.options.stderr else ERROR
+        self.send(first, b"")
+        session.start()
+        for message in self.websocket.messages():
+            try:
+                channel, data = decode_channel(self.protocol, message)
+            except ValueError:
+                continue
+            if channel == CLOSE_SIGNAL and self.protocol.version >= 5:
+                if data[:1] == bytes([STDIN]):
+                    session.on_stdin_closed()
+            elif channel == STDIN:
+                session.on_stdin(data)
+            elif channel == RESIZE:
+                try:
+                    session.on_resize(json.loads(data))
+                except ValueError:
+                    continue
+
+
+# Remote command over SPDY (kubectl's fallback, and clients before 1.30): one SPDY stream per channel,
+# named by its "streamtype" header; stdin's end is the stream's FIN; resize is a stream of JSON objects.
+SPDY_REMOTE_COMMAND_PROTOCOLS = {"v4.channel.k8s.io": 4, "v3.channel.k8s.io": 3, "v2.channel.k8s.io": 2}
+_STREAM_TYPES = {STDOUT: "stdout", STDERR: "stderr", ERROR: "error"}
+
+
+class _SpdyChannels(_Channels):
+    def __init__(self, connection: _Socket, version: int, options: StreamOptions) -> None:
+        self.connection = connection
+        self.version = version
+        self.options = options
+        self.encoder = spdy.FrameEncoder()
+        self.decoder = spdy.FrameDecoder()
+        self._lock = threading.Lock()  # one frame at a time: the encoder's zlib context is shared
+        self.streams: dict[str, int] = {}  # stream type -> stream id
+        self.expected = {"error"}
+        if options.stdin:
+            self.expected.add("stdin")
+        if options.stdout:
+            self.expected.add("stdout")
+        if options.stderr and not options.tty:
+            self.expected.add("stderr")
+        if options.tty and version >= 3:
+            self.expected.add("resize")
+        self._last_stream = 0
+
+    def _write(self, *frames: spdy.Frame) -> None:
+        with self._lock:
+            self.connection.send(b"".join(self.encoder.encode(frame) for frame in frames))
+
+    def send(self, channel: int, data: bytes) -> None:
+        stream_id = self.streams.get(_STREAM_TYPES.get(channel, ""))
+        if stream_id is not None:
+            self._write(spdy.Data(stream_id, data))
+
+    def finish(self, status: JSON, reader_done: threading.Event) -> None:
+        frames: list[spdy.Frame] = [
+            spdy.Data(self.streams[kind], b"", spdy.FLAG_FIN)
+            for kind in ("stdout", "stderr")
+            if kind in self.streams
+        ]
+        if self.version >= 4:
+            payload: bytes | None = json.dumps(status, separators=(",", ":")).encode()
+        else:  # v2, v3: the error's text, nothing on success
+            payload = None if status.get("status") == "Success" else str(status.get("message", "")).encode()
+        if "error" in self.streams:
+            frames.append(spdy.Data(self.streams["error"], payload or b"", spdy.FLAG_FIN))
+        frames.append(spdy.GoAway(self._last_stream))
+        self._write(*frames)
+        if not reader_done.wait(timeout=2):
+            self.connection.shutdown()
+
+    def read(self, session: _ChannelSession) -> None:
+        by_id: dict[int, str] = {}
+        resize = bytearray()
+        decoder = json.JSONDecoder()
+        while True:
+            data = self.connection.recv()
+            if not data:
+                return
+            try:
+                frames = self.decoder.receive(data)
+            except spdy.SpdyError:
+                self._write(spdy.GoAway(self._last_stream, spdy.GOAWAY_PROTOCOL_ERROR))
+                return
+            for frame in frames:
+                if isinstance(frame, spdy.SynStream):
+                    kind = spdy.header(frame.headers, "streamtype") or ""
+                    self._last_stream = max(self._last_stream, frame.stream_id)
+                    by_id[frame.stream_id] = kind
+                    self.streams[kind] = frame.stream_id
+                    self._write(spdy.SynReply(frame.stream_id))
+                    if self.expected <= set(self.streams):
+                        session.start()
+                elif isinstance(frame, spdy.Data):
+                    kind = by_id.get(frame.stream_id, "")
+                    if kind == "stdin":
+                        if frame.data:
+                            session.on_stdin(frame.data)
+                        if frame.fin:
+                            session.on_stdin_closed()
+                    elif kind == "resize":
+                        resize += frame.data
+                        while resize:
+                            text = resize.decode(errors="replace").lstrip()
+                            try:
+                                size, end = decoder.raw_decode(text)
+                            except ValueError:
+                                break
+                            resize[:] = text[end:].encode()
+                            session.on_resize(size)
+                elif isinstance(frame, spdy.Ping):
+                    if frame.ping_id % 2 == 1:
+                        self._write(frame)
+                elif isinstance(frame, spdy.GoAway):
+                    return
 
 
 def _lookup(store: Any, namespace: str) -> Callable[[str, str], Any]:
@@ -740,16 +919,14 @@ class PortForwardSession:
 
 
 def _serve_port_forward_spdy(handler: BaseHTTPRequestHandler, double: Any, pod: JSON) -> None:
-    version = handler.headers.get("X-Stream-Protocol-Version", "")
-    offered = [v.strip() for v in version.split(",") if v.strip()]
+    offered = _offered_stream_protocols(handler)
     if PORT_FORWARD_PROTOCOL not in offered:
-        _reject(handler, bad_request(f"port forwarding needs {PORT_FORWARD_PROTOCOL}, got {version!r}"))
+        _reject(
+            handler,
+            bad_request(f"port forwarding needs {PORT_FORWARD_PROTOCOL}, got {offered}", 403, "Forbidden"),
+        )
         return
-    connection = _Socket(handler.connection)
-    connection.send(
-        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
-        + f"X-Stream-Protocol-Version: {PORT_FORWARD_PROTOCOL}\r\n\r\n".encode()
-    )
+    connection = _switch_to_spdy(handler, PORT_FORWARD_PROTOCOL)
     session = PortForwardSession(pod)
     store = double.store
     _track(store, connection)
