@@ -12,7 +12,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncssh
 import pytest
@@ -58,6 +58,11 @@ def _openssh(
     return subprocess.run([program, *options, *args], env=env, input=stdin, capture_output=True, timeout=30)
 
 
+async def _read(remote: Any, size: int = -1, offset: int | None = None) -> bytes:
+    """``remote.read`` of a file opened in binary mode (asyncssh's annotations say str)."""
+    return cast(bytes, await remote.read(size, offset))
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -67,7 +72,7 @@ def _transfers(direction: str) -> list[dict[str, Any]]:
     return [e for e in _events("file_transfer") if e["direction"] == direction]
 
 
-def test_sftp_is_off_unless_policy_grants_it(gw: SshGateway, tree: Path, tmp_path: Path):
+def test_sftp_is_off_unless_policy_grants_it(gw: SshGateway, tree: Path, tmp_path: Path) -> None:
     async def run() -> None:
         async with await gw.client() as conn:
             with pytest.raises(asyncssh.Error):
@@ -82,7 +87,7 @@ def test_sftp_is_off_unless_policy_grants_it(gw: SshGateway, tree: Path, tmp_pat
     assert _last("channel_refused")["subsystem"] == "sftp"
 
 
-def test_read_only_downloads_and_nothing_else(gw: SshGateway, tree: Path, tmp_path: Path):
+def test_read_only_downloads_and_nothing_else(gw: SshGateway, tree: Path, tmp_path: Path) -> None:
     _grant(gw, tree, "sftp_read")
     source = tree / "data" / "report.bin"
     before = sorted(p.name for p in (tree / "data").iterdir())
@@ -91,7 +96,7 @@ def test_read_only_downloads_and_nothing_else(gw: SshGateway, tree: Path, tmp_pa
         async with await gw.client() as conn, conn.start_sftp_client() as sftp:
             assert sorted(await sftp.listdir(f"{tree}/data")) == sorted([".", "..", *before])
             async with sftp.open(f"{tree}/data/report.bin", "rb") as remote:
-                data = bytes(await remote.read())
+                data = await _read(remote)
             for refused in (
                 sftp.open(f"{tree}/data/new.txt", "wb"),
                 sftp.remove(f"{tree}/data/report.bin"),
@@ -101,7 +106,7 @@ def test_read_only_downloads_and_nothing_else(gw: SshGateway, tree: Path, tmp_pa
             ):
                 with pytest.raises(asyncssh.SFTPPermissionDenied, match="wardgate: refused"):
                     await refused
-            return data
+        return data
 
     assert asyncio.run(run()) == source.read_bytes()
     download = _transfers("download")[-1]
@@ -124,7 +129,7 @@ def test_read_only_downloads_and_nothing_else(gw: SshGateway, tree: Path, tmp_pa
     assert {e["operation"]["op"] for e in refused} >= {"upload", "remove", "rename", "mkdir", "download"}
 
 
-def test_read_write_inside_the_allowed_tree_only(gw: SshGateway, tree: Path, tmp_path: Path):
+def test_read_write_inside_the_allowed_tree_only(gw: SshGateway, tree: Path, tmp_path: Path) -> None:
     _grant(gw, tree, "sftp_read", "sftp_write")
     payload = os.urandom(200_000)
     local = tmp_path / "upload.bin"
@@ -188,7 +193,9 @@ def _allow_programs(gw: SshGateway, *programs: str) -> None:
     gw.tcp.services.gate.policies._cached = None
 
 
-def test_rsync_runs_where_policy_allows_its_server_command(gw: SshGateway, tree: Path, tmp_path: Path):
+def test_rsync_runs_where_policy_allows_its_server_command(
+    gw: SshGateway, tree: Path, tmp_path: Path
+) -> None:
     ssh, env = _ssh_command(gw)
     pulled, pushed = tmp_path / "pulled", tree / "data" / "pushed"
     pull = ["rsync", "-a", "-e", ssh, f"{CONNECTION}@127.0.0.1:{tree}/data/", f"{pulled}/"]
@@ -208,7 +215,7 @@ def test_rsync_runs_where_policy_allows_its_server_command(gw: SshGateway, tree:
     assert (pushed / "report.bin").read_bytes() == (tree / "data" / "report.bin").read_bytes()
 
 
-def test_git_clone_runs_where_policy_allows_upload_pack(gw: SshGateway, tmp_path: Path):
+def test_git_clone_runs_where_policy_allows_upload_pack(gw: SshGateway, tmp_path: Path) -> None:
     repo = tmp_path.resolve() / "repo.git"
     work = tmp_path / "work"
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"]
@@ -238,7 +245,7 @@ def test_git_clone_runs_where_policy_allows_upload_pack(gw: SshGateway, tmp_path
     assert push.returncode != 0 and b"wardgate: refused" in push.stderr
 
 
-def test_legacy_scp_stays_refused_when_sftp_is_granted(gw: SshGateway, tree: Path, tmp_path: Path):
+def test_legacy_scp_stays_refused_when_sftp_is_granted(gw: SshGateway, tree: Path, tmp_path: Path) -> None:
     _grant(gw, tree, "sftp_read", "sftp_write")  # scp -O is an exec of scp -f/-t: not governed per file
     got = tmp_path / "legacy.bin"
     result = _openssh(gw, "scp", "-O", f"{CONNECTION}@127.0.0.1:{tree}/data/report.bin", str(got))
@@ -248,7 +255,7 @@ def test_legacy_scp_stays_refused_when_sftp_is_granted(gw: SshGateway, tree: Pat
 
 def test_uploads_are_refused_while_they_cannot_be_recorded_and_a_withdrawn_grant_applies_at_once(
     gw: SshGateway, tree: Path
-):
+) -> None:
     """Fail closed: with the recording stream down an upload never reaches the target; the policy
     in force decides each operation, so withdrawing the grant refuses the next one."""
 
@@ -277,7 +284,7 @@ def test_uploads_are_refused_while_they_cannot_be_recorded_and_a_withdrawn_grant
     asyncio.run(run())
 
 
-def test_revoking_the_agent_ends_its_sftp_session(gw: SshGateway, tree: Path):
+def test_revoking_the_agent_ends_its_sftp_session(gw: SshGateway, tree: Path) -> None:
     from wardgate import cli
 
     register_agent(gw.stack, "agent-1", "alice@example.com", CONNECTION)
@@ -290,13 +297,13 @@ def test_revoking_the_agent_ends_its_sftp_session(gw: SshGateway, tree: Path):
             assert await asyncio.to_thread(cli.main, revoke) == 0
             revoked = time.monotonic()
             await asyncio.wait_for(conn.wait_closed(), 3)
-            return time.monotonic() - revoked
+        return time.monotonic() - revoked
 
     assert asyncio.run(run()) < 1.0
     assert _last("session_end")["outcome"] == "ended"
 
 
-def test_a_hash_is_taken_in_offset_order_or_not_at_all():
+def test_a_hash_is_taken_in_offset_order_or_not_at_all() -> None:
     from wardgate.tcp.ssh.sftp import _Digest
 
     data = os.urandom(100_000)
@@ -348,7 +355,7 @@ CHUNK = 32_768
 
 def test_a_download_is_read_ahead_and_only_what_the_client_asked_for_is_hashed(
     gw: SshGateway, tree: Path, target_reads: list[tuple[int, int, int]]
-):
+) -> None:
     from wardgate.tcp.ssh.sftp import READ_AHEAD_BYTES
 
     _grant(gw, tree, "sftp_read")
@@ -362,7 +369,8 @@ def test_a_download_is_read_ahead_and_only_what_the_client_asked_for_is_hashed(
             conn.start_sftp_client() as sftp,
             sftp.open(str(big), "rb") as remote,
         ):
-            return [bytes(await remote.read(CHUNK, offset)) for offset in (0, CHUNK, 2 * CHUNK)]
+            chunks = [await _read(remote, CHUNK, offset) for offset in (0, CHUNK, 2 * CHUNK)]
+        return chunks
 
     assert b"".join(asyncio.run(run())) == content[: 3 * CHUNK]
     # the target was read ahead of the client, within the handle's window
@@ -376,7 +384,7 @@ def test_a_download_is_read_ahead_and_only_what_the_client_asked_for_is_hashed(
 
 def test_reads_out_of_order_a_seek_and_a_close_with_reads_in_flight(
     gw: SshGateway, tree: Path, target_reads: list[tuple[int, int, int]]
-):
+) -> None:
     _grant(gw, tree, "sftp_read")
     source = tree / "data" / "report.bin"
     content = source.read_bytes()
@@ -386,21 +394,21 @@ def test_reads_out_of_order_a_seek_and_a_close_with_reads_in_flight(
         async with await gw.client() as conn, conn.start_sftp_client() as sftp:
             # backwards: every read is a seek, answered as asked; the hash is still exact
             async with sftp.open(str(source), "rb") as remote:
-                backwards = {offset: bytes(await remote.read(CHUNK, offset)) for offset in reversed(offsets)}
+                backwards = {offset: await _read(remote, CHUNK, offset) for offset in reversed(offsets)}
             assert b"".join(backwards[offset] for offset in offsets) == content
             # in order, then a seek back and forth: the window is dropped and started again
             async with sftp.open(str(source), "rb") as remote:
-                assert await remote.read(CHUNK, 0) == content[:CHUNK]
-                assert await remote.read(CHUNK, CHUNK) == content[CHUNK : 2 * CHUNK]
-                assert await remote.read(1000, 250_000) == content[250_000:251_000]
-                assert await remote.read(CHUNK, 2 * CHUNK) == content[2 * CHUNK : 3 * CHUNK]
+                assert await _read(remote, CHUNK, 0) == content[:CHUNK]
+                assert await _read(remote, CHUNK, CHUNK) == content[CHUNK : 2 * CHUNK]
+                assert await _read(remote, 1000, 250_000) == content[250_000:251_000]
+                assert await _read(remote, CHUNK, 2 * CHUNK) == content[2 * CHUNK : 3 * CHUNK]
             # closed at once while the reads ahead are on their way: the session goes on
             before = len(target_reads)
             async with sftp.open(str(source), "rb") as remote:
-                assert await remote.read(CHUNK, 0) == content[:CHUNK]
+                assert await _read(remote, CHUNK, 0) == content[:CHUNK]
             assert len(target_reads) - before > 1  # there were reads ahead to drop
             async with sftp.open(str(source), "rb") as remote:
-                assert await remote.read() == content
+                assert await _read(remote) == content
 
     asyncio.run(run())
     backwards, sought, dropped, whole = _transfers("download")[-4:]
@@ -411,7 +419,7 @@ def test_reads_out_of_order_a_seek_and_a_close_with_reads_in_flight(
 
 def test_nothing_is_read_ahead_that_was_refused_or_could_be_stale(
     gw: SshGateway, tree: Path, target_reads: list[tuple[int, int, int]]
-):
+) -> None:
     """A refused open reads nothing; a handle that may write is read as asked only; a write
     through the session drops what was read ahead, so a later read sees it."""
     _grant(gw, tree, "sftp_read", "sftp_write")
@@ -424,17 +432,17 @@ def test_nothing_is_read_ahead_that_was_refused_or_could_be_stale(
                 await sftp.open(f"{tree}/outside/secret.txt", "rb")
             assert target_reads == []
             async with sftp.open(str(source), "r+b") as both:
-                assert await both.read(CHUNK, 0) == content[:CHUNK]
-                assert await both.read(CHUNK, CHUNK) == content[CHUNK : 2 * CHUNK]
+                assert await _read(both, CHUNK, 0) == content[:CHUNK]
+                assert await _read(both, CHUNK, CHUNK) == content[CHUNK : 2 * CHUNK]
             assert [(offset, size) for _, offset, size in target_reads] == [(0, CHUNK), (CHUNK, CHUNK)]
             async with sftp.open(str(source), "rb") as reader, sftp.open(str(source), "r+b") as writer:
-                assert await reader.read(CHUNK, 0) == content[:CHUNK]
-                assert await reader.read(CHUNK, CHUNK) == content[CHUNK : 2 * CHUNK]
+                assert await _read(reader, CHUNK, 0) == content[:CHUNK]
+                assert await _read(reader, CHUNK, CHUNK) == content[CHUNK : 2 * CHUNK]
                 assert max(offset for _, offset, _ in target_reads) > 2 * CHUNK  # read ahead
                 await writer.write(b"written after the read ahead", 3 * CHUNK)
                 content[3 * CHUNK : 3 * CHUNK + 28] = b"written after the read ahead"
-                assert await reader.read(CHUNK, 2 * CHUNK) == content[2 * CHUNK : 3 * CHUNK]
-                assert await reader.read(CHUNK, 3 * CHUNK) == content[3 * CHUNK : 4 * CHUNK]
+                assert await _read(reader, CHUNK, 2 * CHUNK) == content[2 * CHUNK : 3 * CHUNK]
+                assert await _read(reader, CHUNK, 3 * CHUNK) == content[3 * CHUNK : 4 * CHUNK]
 
     asyncio.run(run())
     assert source.read_bytes() == bytes(content)
@@ -442,7 +450,7 @@ def test_nothing_is_read_ahead_that_was_refused_or_could_be_stale(
 
 def test_read_ahead_is_bounded_per_session(
     gw: SshGateway, tree: Path, target_reads: list[tuple[int, int, int]]
-):
+) -> None:
     from wardgate.tcp.ssh.sftp import READ_AHEAD_BYTES, SESSION_READ_AHEAD_BYTES
 
     _grant(gw, tree, "sftp_read")
@@ -454,7 +462,7 @@ def test_read_ahead_is_bounded_per_session(
         async with await gw.client() as conn, conn.start_sftp_client() as sftp:
             files = [await sftp.open(str(big), "rb") for _ in range(handles)]
             for remote in files:
-                await remote.read(CHUNK, 0)
+                await _read(remote, CHUNK, 0)
             asked = handles * CHUNK
             read_ahead = sum(size for _, _, size in target_reads) - asked
             assert 0 < read_ahead <= SESSION_READ_AHEAD_BYTES
@@ -464,7 +472,7 @@ def test_read_ahead_is_bounded_per_session(
             # closing gave the budget back: a new handle reads ahead again
             target_reads.clear()
             async with sftp.open(str(big), "rb") as remote:
-                await remote.read(CHUNK, 0)
+                await _read(remote, CHUNK, 0)
                 assert sum(size for _, _, size in target_reads) > CHUNK
 
     asyncio.run(run())
