@@ -350,3 +350,41 @@ class Lines:
             return self.queue.get(timeout=timeout)
         except queue.Empty:
             raise AssertionError("nothing arrived in time") from None
+
+
+# ---------------------------------------------------------------------------------------------------
+# exec, attach, cp
+
+
+def test_exec_runs_an_allowed_command_masked_and_recorded(kube: Kube):
+    ran = kube.kubectl("exec", "-n", "default", "debug", "--", "echo", f"card {CARD}")
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == f"card {MASKED_CARD}\n"
+    command = _wait_for("command", lambda e: "echo" in json.dumps(e["operation"]))
+    assert command["operation"]["verb"] == "create" and command["operation"]["subresource"] == "exec"
+    assert command["operation"]["shell"]["commands"][0]["program"] == "echo"
+    assert CARD not in json.dumps(command)  # the argv is recorded masked too
+    result = _wait_for("command_result", lambda e: e["record_id"] == command["record_id"])
+    assert result["exit_status"] == 0 and result["output"] == f"card {MASKED_CARD}\n"
+    assert result["masked"] == {"card": 1}
+    failed = kube.kubectl("exec", "-n", "default", "debug", "--", "sh", "-c", "cat /nowhere")
+    assert failed.returncode == 1 and "No such file or directory" in failed.stderr
+
+
+def test_a_refused_exec_never_reaches_the_pod(kube: Kube):
+    made = kube.kubectl("exec", "-n", "default", "debug", "--", "sh", "-c", "echo kept > /tmp/keep")
+    assert made.returncode == 0, made.stderr
+    for argv in (["rm", "/tmp/keep"], ["sh", "-c", "echo hi; rm -f /tmp/keep"]):
+        refused = kube.kubectl("exec", "-n", "default", "debug", "--", *argv)
+        assert refused.returncode == 1
+        assert "Error from server (Forbidden): removing files in pods is not allowed through wardgate" in (
+            refused.stderr
+        ), refused.stderr
+        refusal = _wait_for("session_refused", lambda e: "rm" in json.dumps(e.get("request", {})))
+        assert refusal["error"]["code"] == "denied_by_policy"
+    kept = kube.kubectl("exec", "-n", "default", "debug", "--", "cat", "/tmp/keep")
+    assert kept.stdout == "kept\n"
+    locked = kube.kubectl("exec", "-n", "default", "debug", "--", "echo", "hi", connection=LOCKED)
+    assert (
+        locked.returncode == 1 and "exec, attach and port-forward into pods are not allowed" in locked.stderr
+    )

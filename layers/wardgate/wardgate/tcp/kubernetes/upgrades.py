@@ -76,6 +76,14 @@ SWITCH_HEADERS = (
 HANDSHAKE_HEADERS = ("sec-websocket-key", "sec-websocket-version", "x-stream-protocol-version")
 
 
+def websocket_required() -> BadRequest:
+    return BadRequest(
+        "exec and attach are served over WebSocket (v5.channel.k8s.io or v4.channel.k8s.io): use kubectl "
+        "1.30 or later",
+        code="websocket_required",
+    )
+
+
 def _flag(params: list[tuple[str, str]], name: str) -> bool:
     values = [v for k, v in params if k == name]
     return bool(values) and values[-1].lower() in ("true", "1")
@@ -88,6 +96,14 @@ def _feature_operation(feature: str) -> ShellOperation:
         argv=(name,), program=name, effective_programs=(name,), operator=None, redirects=()
     )
     return ShellOperation(text=name, commands=(command,), features=(feature,))
+
+
+def _mask_shell_record(record: dict[str, Any]) -> None:
+    """A command as recorded: its text and arguments masked like a request body (values in argv
+    are values), as SQL statement texts are."""
+    record["text"] = mask_text(record["text"], RECORDED_REQUEST_MASKING).value
+    for command in record.get("commands", []):
+        command["argv"] = [mask_text(arg, RECORDED_REQUEST_MASKING).value for arg in command["argv"]]
 
 
 def _worst(decisions: list[Decision]) -> Decision:
@@ -111,6 +127,8 @@ class UpgradeSession(StreamSession):
         self.upstream: UpstreamStream | None = None
         self.bytes_in = 0
         self.bytes_out = 0
+        self.spdy_fallback = False  # an exec or attach asked over SPDY
+        self.offered: list[str] = []
 
     # ------------------------------------------------------------------ deciding
     async def serve(self, proxy_path: str, operation: K8sOperation | None) -> None:
@@ -127,6 +145,8 @@ class UpgradeSession(StreamSession):
             policy_set = await self.services.policy_set()
             operation = dataclasses.replace(operation, verb="create", authorized_verbs=("create",))
             recorded, decided, profile = await self._decide(policy_set, operation)
+            if self.spdy_fallback:
+                raise websocket_required()
             path = http_proxy.normalise_path(proxy_path)
             query = http_proxy.check_query(self.request.query)
             credential = await self._credential()
@@ -167,12 +187,15 @@ class UpgradeSession(StreamSession):
                     code="bad_upgrade",
                 )
             return
+        if upgrade == "spdy/3.1":
+            # kubectl 1.32 falls back to SPDY when its WebSocket upgrade is refused (any non-101): the
+            # SPDY attempt is decided again, so that a refusal reaches kubectl as the Status it prints
+            # ("Error from server (Forbidden): <the policy's message>"); allowed, it is refused all
+            # the same (SPDY exec is not relayed: wardgate could not mask it), see websocket_required.
+            self.spdy_fallback = True
+            return
         if upgrade != "websocket":
-            raise BadRequest(
-                "exec and attach are served over WebSocket (v5.channel.k8s.io or v4.channel.k8s.io): "
-                "use kubectl 1.30 or later",
-                code="websocket_required",
-            )
+            raise websocket_required()
         offered = [p.strip() for p in self.request.headers.get("sec-websocket-protocol", "").split(",")]
         served = [p for p in offered if p in channels.SERVED]
         if not served:
@@ -204,7 +227,7 @@ class UpgradeSession(StreamSession):
             except UnparseableOperation as unparseable:
                 shell = unparseable
                 recorded["shell"] = {"protocol": "shell", "text": command, "unparseable": unparseable.reason}
-            recorded["shell"]["text"] = mask_text(recorded["shell"]["text"], RECORDED_REQUEST_MASKING).value
+            _mask_shell_record(recorded["shell"])
             decisions.append(policy_set.decide(self.identity, self.connection.name, "shell", shell))
         features = [PTY] if tty and operation.subresource == "exec" else []
         if operation.subresource == "attach" and stdin:
