@@ -2,10 +2,8 @@
 
 from typing import Any
 
-from aws_lambda_powertools.logging import correlation_paths
-
 from wardgate.admin import handle_admin_event
-from wardgate.observability import logger, tracer
+from wardgate.observability import correlation_paths, logger, tracer
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

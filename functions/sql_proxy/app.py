@@ -2,9 +2,7 @@
 
 from typing import Any
 
-from aws_lambda_powertools.logging import correlation_paths
-
-from wardgate.observability import logger, tracer
+from wardgate.observability import correlation_paths, logger, tracer
 from wardgate.runtime import handle_sql_event, prepare
 
 

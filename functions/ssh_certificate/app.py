@@ -2,9 +2,7 @@
 
 from typing import Any
 
-from aws_lambda_powertools.logging import correlation_paths
-
-from wardgate.observability import logger, tracer
+from wardgate.observability import correlation_paths, logger, tracer
 from wardgate.ssh_certificates import handle_ssh_certificate_event
 
 
