@@ -74,9 +74,14 @@ def owned_by(obj: JSON, uid: str) -> bool:
 
 
 def _template_without_hash(template: JSON) -> JSON:
+    """A pod template as the deployment controller compares them: no hash label, no null timestamp."""
     template = copy.deepcopy(template)
-    labels = template.get("metadata", {}).get("labels") or {}
-    labels.pop("pod-template-hash", None)
+    metadata = template.get("metadata") or {}
+    (metadata.get("labels") or {}).pop("pod-template-hash", None)
+    if metadata.get("creationTimestamp") is None:  # kubectl rollout undo sends null; Go decodes it as zero
+        metadata.pop("creationTimestamp", None)
+    if not metadata:
+        template.pop("metadata", None)
     return template
 
 

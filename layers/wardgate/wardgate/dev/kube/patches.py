@@ -418,19 +418,17 @@ def _entries(obj: JSON) -> list[JSON]:
     return [entry for entry in obj.get("metadata", {}).get("managedFields") or [] if isinstance(entry, dict)]
 
 
-def _set_entry(
-    obj: JSON, manager: str, operation: str, api_version: str, paths: set[Path], subresource: str = ""
-) -> None:
-    entries = [
-        e
-        for e in _entries(obj)
-        if not (
-            e.get("manager") == manager
-            and e.get("operation") == operation
-            and e.get("subresource", "") == subresource
-        )
-    ]
+Identity = tuple[str, str, str]  # manager, operation (Apply|Update), subresource ("" for the main resource)
+
+
+def _identity(entry: JSON) -> Identity:
+    return (str(entry.get("manager", "")), str(entry.get("operation", "")), str(entry.get("subresource", "")))
+
+
+def _set_entry(obj: JSON, identity: Identity, api_version: str, paths: set[Path]) -> None:
+    entries = [e for e in _entries(obj) if _identity(e) != identity]
     if paths:
+        manager, operation, subresource = identity
         entry: JSON = {
             "manager": manager,
             "operation": operation,
@@ -445,11 +443,11 @@ def _set_entry(
     obj.setdefault("metadata", {})["managedFields"] = entries
 
 
-def _drop_from_others(obj: JSON, manager: str, operation: str, paths: set[Path]) -> None:
+def _drop_from_others(obj: JSON, identity: Identity, paths: set[Path]) -> None:
     """Ownership of ``paths`` moves to one manager: the others' entries lose them (empty ones go)."""
     kept = []
     for entry in _entries(obj):
-        if entry.get("manager") == manager and entry.get("operation") == operation:
+        if _identity(entry) == identity:
             kept.append(entry)
             continue
         owned = paths_of(entry.get("fieldsV1") or {}) - paths
@@ -462,8 +460,9 @@ def _owned(entry: JSON) -> set[Path]:
     return paths_of(entry.get("fieldsV1") or {})
 
 
-def record_update(new: JSON, old: JSON | None, manager: str, operation: str, api_version: str) -> None:
+def record_update(new: JSON, old: JSON | None, manager: str, api_version: str, subresource: str = "") -> None:
     """An Update (create, replace, patch): the fields it changed become the manager's."""
+    identity = (manager, "Update", subresource)
     new_paths = set(leaf_paths(new))
     if old is None:
         changed = new_paths
@@ -473,41 +472,36 @@ def record_update(new: JSON, old: JSON | None, manager: str, operation: str, api
         new.setdefault("metadata", {})["managedFields"] = copy.deepcopy(_entries(old))
     if not changed:
         return
-    _drop_from_others(new, manager, operation, changed)
-    mine = next(
-        (e for e in _entries(new) if e.get("manager") == manager and e.get("operation") == operation), None
-    )
+    _drop_from_others(new, identity, changed)
+    mine = next((e for e in _entries(new) if _identity(e) == identity), None)
     owned = (_owned(mine) if mine else set()) | changed
     owned = {path for path in owned if _lookup(new, path)[0]}  # removed fields are nobody's
-    _set_entry(new, manager, operation, api_version, owned)
+    _set_entry(new, identity, api_version, owned)
 
 
-def record_apply(
-    obj: JSON, current: JSON | None, config: JSON, manager: str, api_version: str, force: bool
-) -> None:
+def record_apply(obj: JSON, config: JSON, manager: str, api_version: str) -> None:
     """The first apply of an object (a create): the manager owns what it applied."""
     obj.setdefault("metadata", {})["managedFields"] = []
-    _set_entry(obj, manager, "Apply", api_version, set(leaf_paths(config)))
+    _set_entry(obj, (manager, "Apply", ""), api_version, set(leaf_paths(config)))
 
 
 def apply(current: JSON, config: JSON, manager: str, api_version: str, force: bool) -> JSON:
     """Server-side apply of ``config`` by ``manager`` onto ``current``: the merged object (409: conflicts)."""
+    identity = (manager, "Apply", "")
     applied = set(leaf_paths(config))
-    conflicts: list[tuple[str, Path]] = []
+    conflicts: list[tuple[Identity, Path]] = []
     for entry in _entries(current):
-        if entry.get("manager") == manager:
+        if _identity(entry) == identity:
             continue
         for path in applied & _owned(entry):
             if path[-1] == ".":
                 continue
             if _lookup(current, path) != _lookup(config, path):
-                conflicts.append((str(entry.get("manager")), path))
+                conflicts.append((_identity(entry), path))
     if conflicts and not force:
         raise _conflict_error(conflicts, api_version)
     merged: JSON = strategic_merge(current, _for_merge(config))
-    previous = next(
-        (e for e in _entries(current) if e.get("manager") == manager and e.get("operation") == "Apply"), None
-    )
+    previous = next((e for e in _entries(current) if _identity(e) == identity), None)
     if previous is not None:
         others: set[Path] = set()
         for entry in _entries(current):
@@ -517,8 +511,8 @@ def apply(current: JSON, config: JSON, manager: str, api_version: str, force: bo
             _delete_path(merged, path)
     merged["metadata"]["managedFields"] = copy.deepcopy(_entries(current))
     if force:
-        _drop_from_others(merged, manager, "Apply", {path for _, path in conflicts})
-    _set_entry(merged, manager, "Apply", api_version, applied)
+        _drop_from_others(merged, identity, {path for _, path in conflicts})
+    _set_entry(merged, identity, api_version, applied)
     return merged
 
 
@@ -541,23 +535,23 @@ def _render_path(path: Path) -> str:
     return text
 
 
-def _conflict_error(conflicts: list[tuple[str, Path]], api_version: str) -> StoreError:
+def _conflict_with(identity: Identity, api_version: str) -> str:
+    manager, _, subresource = identity
+    where = f' with subresource "{subresource}"' if subresource else ""
+    return f'conflict with "{manager}"{where} using {api_version}'
+
+
+def _conflict_error(conflicts: list[tuple[Identity, Path]], api_version: str) -> StoreError:
     """409 with FieldManagerConflict causes, as the API server words it for kubectl."""
-    lines = [
-        f'conflict with "{manager}" using {api_version}: {_render_path(path)}' for manager, path in conflicts
-    ]
+    lines = [f"{_conflict_with(identity, api_version)}: {_render_path(path)}" for identity, path in conflicts]
     count = len(conflicts)
-    message = (
-        f"Apply failed with {count} conflict{'s' if count != 1 else ''}: " + "\n".join(lines)
-        if count == 1
-        else (f"Apply failed with {count} conflicts: " + "\n".join(lines))
-    )
+    message = f"Apply failed with {count} conflict{'s' if count != 1 else ''}: " + "\n".join(lines)
     causes = [
         {
             "reason": "FieldManagerConflict",
-            "message": f'conflict with "{manager}" using {api_version}',
+            "message": _conflict_with(identity, api_version),
             "field": _render_path(path),
         }
-        for manager, path in conflicts
+        for identity, path in conflicts
     ]
     return StoreError(409, "Conflict", message, {}, causes)

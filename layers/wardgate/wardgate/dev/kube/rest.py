@@ -445,7 +445,7 @@ class Api:
                 raise StoreError(400, "BadRequest", f'unsupported dry run value: "{value}" (only "All")')
         return bool(values)
 
-    def _manager(self, request: Request, default_operation: str) -> str:
+    def _manager(self, request: Request) -> str:
         manager = request.param("fieldManager")
         if manager:
             return manager
@@ -492,7 +492,7 @@ class Api:
         warnings = self._field_validation(request, res, obj)
         dry_run = self._dry_run(request)
         _defaults(res, obj)
-        patches.record_update(obj, None, self._manager(request, "Update"), "Update", res.api_version)
+        patches.record_update(obj, None, self._manager(request), res.api_version)
         created = self.store.create(res, obj, dry_run=dry_run)
         if not dry_run:
             self.cluster.reconcile(created["metadata"].get("namespace") or None)
@@ -522,7 +522,7 @@ class Api:
         _validate(res, obj)
         _defaults(res, obj)
         obj["metadata"]["managedFields"] = current["metadata"].get("managedFields", [])
-        patches.record_update(obj, current, self._manager(request, "Update"), "Update", res.api_version)
+        patches.record_update(obj, current, self._manager(request), res.api_version, route.subresource or "")
         updated = self.store.update(res, obj, dry_run=self._dry_run(request))
         return self._after_write(res, updated, output, warnings, 200)
 
@@ -583,7 +583,9 @@ class Api:
         elif "status" in current and res.plural != "namespaces":
             patched["status"] = current["status"]
         _validate(res, patched)
-        patches.record_update(patched, current, self._manager(request, "Update"), "Update", res.api_version)
+        patches.record_update(
+            patched, current, self._manager(request), res.api_version, route.subresource or ""
+        )
         if "resourceVersion" not in (self._patch_body_or_empty(request, content_type).get("metadata") or {}):
             patched["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         updated = self.store.update(res, patched, dry_run=dry_run)
@@ -635,7 +637,7 @@ class Api:
         if current is None:
             obj = self._prepare_new(request, route, copy.deepcopy(config))
             _defaults(res, obj)
-            patches.record_apply(obj, None, config, manager, res.api_version, force)
+            patches.record_apply(obj, config, manager, res.api_version)
             created = self.store.create(res, obj, dry_run=dry_run)
             if dry_run:
                 return self._render(created, output, res, 201, warnings)
@@ -800,13 +802,14 @@ class Api:
                     f'Scale.autoscaling "{route.name}" is invalid: spec.replicas: Invalid value: {replicas}: '
                     "must be greater than or equal to 0",
                 )
+            scaled = copy.deepcopy(current)
+            scaled["spec"]["replicas"] = replicas
             if not self._dry_run(request):
-                current["spec"]["replicas"] = replicas
-                self.store.update(res, current, check_version=False)
+                patches.record_update(scaled, current, self._manager(request), res.api_version, "scale")
+                self.store.update(res, scaled, check_version=False)
                 self.cluster.reconcile(namespace)
-                current = self.store.get(res, namespace, route.name)
-            else:
-                current["spec"]["replicas"] = replicas
+                scaled = self.store.get(res, namespace, route.name)
+            current = scaled
         elif request.method != "GET":
             return self._method_not_allowed(request)
         return json_answer(200, _scale_of(current))
