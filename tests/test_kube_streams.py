@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import fcntl
+import http.client
 import io
 import json
 import os
@@ -31,7 +32,7 @@ from typing import Any
 import pytest
 import websocket
 from kubernetes import client
-from kubernetes.stream import stream
+from kubernetes.stream import portforward, stream
 
 from tests.kube_fixtures import (
     DOUBLE_TOKEN,
@@ -399,6 +400,9 @@ def test_tar_round_trip_as_kubectl_cp_runs_it() -> None:
     assert status == 2 and b"Member name contains '..'" in err
     assert not other.fs.is_file("/etc/passwd")
     assert _run(other, ["tar", "xf", "-"], b"not a tar")[0] == 2
+    # kubectl cp --retries resumes a download with "tar cf - <path> | tail -c+<offset>".
+    status, resumed, _ = _run(container, ["sh", "-c", "tar cf - /data | tail -c+513"])
+    assert (status, resumed) == (0, archive[512:])
 
 
 # -- real kubectl and the Python client against the double -------------------------------------------
@@ -691,6 +695,23 @@ def test_python_client_exec(kube_double: KubeDouble) -> None:
         _kubectl(kube_double, "exec", "debug", "--", "cat", "/tmp/from-python").stdout
         == "written by the client\n"
     )
+
+
+def test_python_client_port_forward(kube_double: KubeDouble, web_pod: str) -> None:
+    """The Python client forwards over WebSocket channels (v4.channel.k8s.io, two per port)."""
+    forward = portforward(
+        _core(kube_double).connect_get_namespaced_pod_portforward, web_pod, "prod", ports="80,81"
+    )
+    try:
+        connection = http.client.HTTPConnection("pod", 80, timeout=10)
+        connection.sock = forward.socket(80)
+        connection.request("GET", "/")
+        response = connection.getresponse()
+        assert (response.status, response.read()) == (200, f"hello from {web_pod}:80\n".encode())
+        assert forward.error(80) is None
+        assert "error forwarding port 81 to pod" in (forward.error(81) or "")
+    finally:
+        forward.close()
 
 
 def _raw_websocket(double: KubeDouble, path: str, protocols: list[str] | None) -> websocket.WebSocket:

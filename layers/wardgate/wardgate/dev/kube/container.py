@@ -538,6 +538,7 @@ class Shell:
             "tar": self._tar,
             "grep": self._grep,
             "head": self._head,
+            "tail": self._tail,
             "wc": self._wc,
             "sh": self._sh,
             "bash": self._sh,
@@ -1010,6 +1011,30 @@ class Shell:
                 names.append(item)
         data = process.stdin.read_all() if not names else self.fs.read(self._path(names[0]))
         process.stdout(b"".join(data.splitlines(keepends=True)[:count]))
+        return 0
+
+    def _tail(self, args: list[str], process: ProcessIO) -> int:
+        """``tail -c+N`` (what ``kubectl cp --retries`` pipes tar into), ``-c N``, ``-n N``, ``-n +N``."""
+        unit, count, names, rest = "n", "10", [], list(args[1:])
+        while rest:
+            item = rest.pop(0)
+            if item[:2] in ("-c", "-n"):
+                unit, count = item[1], item[2:] or (rest.pop(0) if rest else "")
+            else:
+                names.append(item)
+        try:
+            number = int(count.lstrip("+"))
+            data = process.stdin.read_all() if not names else self.fs.read(self._path(names[0]))
+        except ValueError:
+            return self._fail(process, f"tail: invalid number: '{count}'")
+        except FileSystemError as error:
+            return self._fail(process, f"tail: cannot open '{names[0]}' for reading: {error}")
+        if unit == "c":
+            process.stdout(data[number - 1 :] if count.startswith("+") else data[-number:] if number else b"")
+        else:
+            lines = data.splitlines(keepends=True)
+            chosen = lines[number - 1 :] if count.startswith("+") else lines[-number:] if number else []
+            process.stdout(b"".join(chosen))
         return 0
 
     def _wc(self, args: list[str], process: ProcessIO) -> int:

@@ -427,8 +427,10 @@ def serve_upgrade(
     """Serves one upgraded exec, attach or portforward request to its end (see the module docstring)."""
     upgrade = handler.headers.get("Upgrade", "").strip().lower()
     if subresource == "portforward":
-        if upgrade == "websocket":
+        if upgrade == "websocket" and PORT_FORWARD_TUNNEL_PROTOCOL in _offered_websocket_protocols(handler):
             _serve_port_forward_tunnel(handler, double, pod)
+        elif upgrade == "websocket":
+            _serve_port_forward_channels(handler, double, pod, query)
         elif upgrade.startswith("spdy/3.1"):
             _serve_port_forward_spdy(handler, double, pod)
         else:
@@ -455,6 +457,11 @@ def serve_upgrade(
         return
     protocol = CHANNEL_PROTOCOLS[websocket.subprotocol or "channel.k8s.io"]
     _ChannelSession(double, pod, subresource, options, _WebSocketChannels(websocket, protocol, options)).run()
+
+
+def _offered_websocket_protocols(handler: BaseHTTPRequestHandler) -> list[str]:
+    values = handler.headers.get_all("Sec-WebSocket-Protocol") or []
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
 
 
 def _offered_stream_protocols(handler: BaseHTTPRequestHandler) -> list[str]:
@@ -965,6 +972,78 @@ def _serve_port_forward_tunnel(handler: BaseHTTPRequestHandler, double: Any, pod
             if session.finished:
                 break
         websocket.close()
+    except OSError:
+        pass
+    finally:
+        _untrack(store, websocket.connection)
+        websocket.connection.shutdown()
+
+
+# Port-forward over WebSocket channels (the Python client's ``portforward``, older WebSocket clients):
+# two channels per forwarded port in the ``ports`` query, data (2i) and error (2i+1), each opened by the
+# port number as two little-endian bytes; one connection per port for the life of the WebSocket.
+PORT_FORWARD_CHANNEL_PROTOCOLS = ("v4.channel.k8s.io", "v4.base64.channel.k8s.io")
+
+
+def forwarded_ports(query: dict[str, list[str]]) -> list[int]:
+    """The ``ports`` query (repeated or comma-separated), or Refused as the kubelet answers a bad one."""
+    ports: list[int] = []
+    for value in query.get("ports") or []:
+        for item in value.split(","):
+            if not item.strip().isdigit() or not 0 < int(item) < 65536:
+                raise Refused(bad_request(f"invalid port {item!r}"))
+            ports.append(int(item))
+    if not ports:
+        raise Refused(bad_request('query parameter "ports" is required'))
+    return ports
+
+
+def _serve_port_forward_channels(
+    handler: BaseHTTPRequestHandler, double: Any, pod: JSON, query: dict[str, list[str]]
+) -> None:
+    try:
+        ports = forwarded_ports(query)
+    except Refused as refused:
+        _reject(handler, refused.status)
+        return
+
+    def choose(offered: list[str]) -> str | None:
+        if not offered:
+            return ""
+        return next((name for name in offered if name in PORT_FORWARD_CHANNEL_PROTOCOLS), None)
+
+    websocket = _accept_websocket(handler, choose)
+    if websocket is None:
+        return
+    protocol = CHANNEL_PROTOCOLS[websocket.subprotocol or "channel.k8s.io"]
+    store = double.store
+    _track(store, websocket.connection)
+    pod_name = pod.get("metadata", {}).get("name", "")
+    declared = declared_ports(pod)
+    requests = [bytearray() for _ in ports]
+    answered = [False for _ in ports]
+    try:
+        for index, port in enumerate(ports):
+            for channel in (2 * index, 2 * index + 1):
+                websocket.send(encode_channel(protocol, channel, port.to_bytes(2, "little")))
+            if port not in declared:
+                websocket.send(encode_channel(protocol, 2 * index + 1, _refused_message(pod, port).encode()))
+                answered[index] = True
+        for message in websocket.messages() if not all(answered) else iter(()):
+            try:
+                channel, data = decode_channel(protocol, message)
+            except ValueError:
+                continue
+            index = channel // 2
+            if channel % 2 or index >= len(ports) or answered[index]:
+                continue
+            requests[index] += data
+            if b"\r\n\r\n" in requests[index]:
+                websocket.send(encode_channel(protocol, channel, hello_response(pod_name, ports[index])))
+                answered[index] = True
+            if all(answered):
+                break
+        websocket.close()  # every forwarded connection ended: so does the WebSocket, as the kubelet's
     except OSError:
         pass
     finally:
