@@ -489,7 +489,11 @@ def test_kubectl_exec_interactive_tty(kubectl_env: dict[str, str]) -> None:
     os.close(terminal)
     try:
         assert _read_until(main, b"# ").endswith(b"# ")
-        os.write(main, b"echo $TERM on $(hostname)\r")  # $(...) is not expanded: a word stays a word
+        os.write(main, b"echo $TERM on $HOSTNAME\r")
+        # Typed input is echoed and lines end in CRLF, as behind a pty.
+        assert _read_until(main, b"xterm on debug\r\n# ").endswith(
+            b"echo $TERM on $HOSTNAME\r\nxterm on debug\r\n# "
+        )
         os.write(main, b"stty size\r")
         seen = _read_until(main, b"33 111\r\n# ")
         assert b"stty size\r\n33 111\r\n# " in seen  # kubectl's resize reached the shell

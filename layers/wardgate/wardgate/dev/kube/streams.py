@@ -1,4 +1,4 @@
-"""The cluster double's streaming subresources: pods/exec, pods/attach (WebSocket) and pods/portforward.
+"""The cluster double's streaming subresources: pods/exec, pods/attach and pods/portforward.
 
 The double's server hands a ``pods/<name>/{exec,attach,portforward}`` request that carries ``Upgrade``
 to ``serve_upgrade``, on the request's own thread; it answers the upgrade itself and returns when the
@@ -12,10 +12,14 @@ stream ends. What is on the wire, as a v1.32 API server and kubelet put it:
   channel as an ASCII digit, base64 data). References: k8s.io/apimachinery/pkg/util/remotecommand
   (constants), k8s.io/apiserver/pkg/util/wsstream (framing), KEP-4006 "Transition from SPDY to
   WebSockets" (v5 and the close signal), the kubelet's cri/streaming/remotecommand (the Status shapes).
+  Also over SPDY/3.1 (``Upgrade: SPDY/3.1``, ``X-Stream-Protocol-Version: v4.channel.k8s.io``): kubectl's
+  fallback when the WebSocket upgrade fails, and what clients before 1.30 speak; one SPDY stream per
+  channel, named by its ``streamtype`` header.
 * port-forward: SPDY/3.1 streams (``spdy.py``), a pair per forwarded connection (``streamtype`` ``error``
   and ``data``, with ``port`` and ``requestid``), either tunnelled in WebSocket binary messages under the
   subprotocol ``SPDY/3.1+portforward.k8s.io`` (what kubectl 1.31+ tries first, KEP-4006) or after a plain
-  ``Upgrade: SPDY/3.1`` (``X-Stream-Protocol-Version: portforward.k8s.io``), kubectl's fallback.
+  ``Upgrade: SPDY/3.1`` (``X-Stream-Protocol-Version: portforward.k8s.io``), kubectl's fallback. The
+  Python client forwards over WebSocket channels instead (``v4.channel.k8s.io``, two per port).
 
 Behind the streams is ``container.py``: no real process or socket is ever opened. A forwarded connection
 to a port the pod declares is answered by a one-response HTTP/1.1 responder; any other port gets the
@@ -519,7 +523,9 @@ class _ChannelSession:
     """One exec or attach: the command's thread writes the output channels, the request's thread reads
     the client's input (stdin, its close, resizes)."""
 
-    def __init__(self, double: Any, pod: JSON, subresource: str, options: StreamOptions, channels: _Channels):
+    def __init__(
+        self, double: Any, pod: JSON, subresource: str, options: StreamOptions, channels: _Channels
+    ) -> None:
         self.double = double
         self.pod = pod
         self.subresource = subresource
