@@ -10,7 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pty
 import queue
+import re
+import select
 import shutil
 import socket
 import ssl
@@ -388,3 +391,121 @@ def test_a_refused_exec_never_reaches_the_pod(kube: Kube):
     assert (
         locked.returncode == 1 and "exec, attach and port-forward into pods are not allowed" in locked.stderr
     )
+
+
+def test_an_exec_needing_approval_runs_once_after_it_is_approved(kube: Kube):
+    from tests.approval_helpers import link_in, mail_to, outbox, press, wait_for_mail, wait_status
+
+    marker = f"/tmp/approved-{time.time_ns()}"
+    with httpx.Client(base_url=kube.stack.url, timeout=10) as web:
+        mails = len(outbox(web))
+        held = kube.kubectl("exec", "-n", "default", "debug", "--", "touch", marker)
+        assert held.returncode == 1 and "Error from server (Forbidden)" in held.stderr, held.stderr
+        assert "creating files in pods needs an on-call engineer" in held.stderr
+        request_id = re.search(r"request (\w+) is pending", held.stderr).group(1)  # type: ignore[union-attr]
+        poll_url = re.search(r"\((https?://[^)\s]+/requests/\w+)\)", held.stderr).group(1)  # type: ignore[union-attr]
+        mail = mail_to(wait_for_mail(web, mails + 2), "oncall@example.com")
+        assert request_id in mail["text"] and "touch" in mail["text"]
+        assert press(web, link_in(mail, kube.stack)).status_code == 200
+        wait_status(web, poll_url, {"Authorization": f"Bearer {kube.token}"}, "approved")
+    ran = kube.kubectl("exec", "-n", "default", "debug", "--", "touch", marker)  # the identical command
+    assert ran.returncode == 0, ran.stderr
+    assert kube.kubectl("exec", "-n", "default", "debug", "--", "ls", marker).stdout == f"{marker}\n"
+    command = _wait_for("command", lambda e: "touch" in json.dumps(e["operation"]))
+    assert command["decision"]["approval"] == request_id
+    again = kube.kubectl("exec", "-n", "default", "debug", "--", "touch", marker)  # spent: a new request
+    assert again.returncode == 1 and "is pending" in again.stderr and request_id not in again.stderr
+
+
+def test_an_interactive_exec_through_a_pty_is_recorded_as_a_terminal(kube: Kube):
+    leader, follower = pty.openpty()
+    with subprocess.Popen(
+        kube.argv("exec", "-it", "-n", "default", "debug", "--", "sh"),
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env=kube.env(),
+        start_new_session=True,
+    ) as shell:
+        os.close(follower)
+        seen = _pty_until(leader, b"#", 15)  # the prompt
+        os.write(leader, f"echo {CARD}\r".encode())
+        seen += _pty_until(leader, MASKED_CARD.encode(), 10)
+        os.write(leader, b"exit\r")
+        seen += _pty_until(leader, None, 10)
+        assert shell.wait(10) == 0, seen
+    os.close(leader)
+    assert CARD.encode() not in seen.replace(f"echo {CARD}".encode(), b"")  # the echoed keystrokes aside
+    start = _wait_for("terminal_start")
+    frames = [
+        frame
+        for e in _events("terminal_output")
+        if e["record_id"] == start["record_id"]
+        for frame in e["frames"]
+    ]
+    assert {code for _, code, _ in frames} >= {"o", "i"}
+    assert CARD not in json.dumps(frames) and MASKED_CARD in json.dumps(frames)  # input recorded masked too
+    _wait_for("terminal_end", lambda e: e["record_id"] == start["record_id"])
+
+
+def _pty_until(leader: int, wanted: bytes | None, timeout: float) -> bytes:
+    """What the terminal showed until ``wanted`` (None: until the program closed it)."""
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while wanted is None or wanted not in seen:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, seen
+        ready, _, _ = select.select([leader], [], [], remaining)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the follower side is closed: the program is gone
+            chunk = b""
+        if not chunk:
+            assert wanted is None, seen
+            return seen
+        seen += chunk
+    return seen
+
+
+def test_kubectl_cp_copies_both_ways(kube: Kube):
+    local = kube.folder / "report.txt"
+    local.write_text("line one\nline two\n")
+    up = kube.kubectl("cp", str(local), "default/debug:/tmp/report.txt")
+    assert up.returncode == 0, up.stderr
+    back = kube.folder / "report-back.txt"
+    down = kube.kubectl("cp", "default/debug:/tmp/report.txt", str(back))
+    assert down.returncode == 0, down.stderr
+    assert back.read_text() == "line one\nline two\n"
+    tars = [e for e in _events("command") if "tar" in json.dumps(e["operation"].get("shell", {}))]
+    assert len(tars) >= 2  # one each way, each decided as a tar command
+
+
+# ---------------------------------------------------------------------------------------------------
+# port-forward
+
+
+def test_port_forward_is_refused_by_the_pack_and_relayed_where_a_rule_allows_it(kube: Kube):
+    web = _pod(kube, "prod", "web-")
+    refused = kube.kubectl("port-forward", f"pod/{web}", ":80", connection=LOCKED, timeout=20)
+    assert refused.returncode != 0
+    assert "exec, attach and port-forward into pods are not allowed" in refused.stderr, refused.stderr
+    with subprocess.Popen(
+        kube.argv("port-forward", f"pod/{web}", ":80"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=kube.env(),
+    ) as forwarding:
+        try:
+            lines = Lines(forwarding.stdout)
+            line = lines.next()
+            port = int(re.search(r"127\.0\.0\.1:(\d+) -> 80", line).group(1))  # type: ignore[union-attr]
+            answer = httpx.get(f"http://127.0.0.1:{port}/", timeout=10)
+            assert answer.status_code == 200
+        finally:
+            forwarding.kill()
+    start = _wait_for("session_start", lambda e: e.get("subresource") == "portforward")
+    assert start["pod"] == f"prod/{web}"
+    result = _wait_for("command_result", lambda e: e["record_id"] == start["record_id"])
+    assert result["bytes_from_client"] > 0 and result["bytes_to_client"] > 0

@@ -426,7 +426,7 @@ class Relay:
     async def run(self, result: dict[str, Any]) -> None:
         session = self.session
         if self.tty:
-            self._record("terminal_start", protocol=self.protocol)
+            self._record("terminal_start", subprotocol=self.protocol)
             self.terminal_open = True
         tasks = [
             asyncio.create_task(self._from_client(session.client_early)),
