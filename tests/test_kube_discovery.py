@@ -24,6 +24,7 @@ from kubernetes import dynamic
 from tests.kube_fixtures import DOUBLE_TOKEN, kubectl, start_kube_double
 from wardgate.dev.kube import catalog, discovery, openapi
 from wardgate.dev.kube.catalog import Answer, Resource
+from wardgate.dev.kube.schemas import swagger_protobuf
 from wardgate.dev.kube.server import KubeDouble
 
 JSON = dict[str, Any]
@@ -444,8 +445,18 @@ def test_v2_is_served_as_json_swagger_with_definitions_refs() -> None:
     assert "fieldValidation" in {p["name"] for p in patch["parameters"]}
 
 
-def test_v2_refuses_a_protobuf_only_client_in_plain_text() -> None:
+def test_v2_is_served_as_gnostic_protobuf_to_kubectl() -> None:
     answer = served("/openapi/v2", OPENAPI_V2_PROTOBUF)
+    assert answer.status == 200
+    # client-go parses the answer's type with mime.ParseMediaType, which refuses the "@" kubectl sends.
+    assert answer.content_type == "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+    assert answer.body.startswith(b"\x0a\x032.0")  # Document.swagger (field 1) = "2.0"
+    assert b"io.k8s.api.apps.v1.DeploymentSpec" in answer.body
+    assert header(answer, "ETag") == f'"{hashlib.sha512(answer.body).hexdigest().upper()}"'
+
+
+def test_v2_refuses_a_client_taking_neither_json_nor_its_protobuf() -> None:
+    answer = served("/openapi/v2", "application/vnd.kubernetes.protobuf")
     assert answer.status == 406
     assert answer.content_type.startswith("text/plain")
     assert b"application/json" in answer.body
@@ -626,6 +637,30 @@ def test_kubectl_explains_every_kind(double: KubeDouble, resource: Resource) -> 
     assert re.search(r"^  metadata\s+<ObjectMeta>( -required-)?$", out, re.MULTILINE)
 
 
+def test_kubectl_validates_a_list_manifest_client_side_from_the_v2_protobuf(double: KubeDouble) -> None:
+    # kubectl validates a v1/List itself, from /openapi/v2 (asked as protobuf only): a real server
+    # serves it, and kubectl apply -f of `kubectl get -o yaml`'s output depends on it.
+    code, listed, err = run(double, "get", "configmaps", "-n", "prod", "-o", "yaml")
+    assert code == 0, err
+    assert yaml.safe_load(listed)["kind"] == "List"
+    code, out, err = run(double, "apply", "-v=6", "-f", "-", input=listed)
+    assert code == 0, err
+    assert re.search(r"GET \S+/openapi/v2\S* 200 OK", err)
+    assert "configmap/web-config configured" in out
+    misspelt = yaml.safe_load(listed)
+    misspelt["items"][0]["dataa"] = {"k": "v"}
+    code, out, err = run(double, "apply", "-f", "-", input=yaml.safe_dump(misspelt))
+    assert code == 1, out
+    assert 'ValidationError(ConfigMap): unknown field "dataa" in io.k8s.api.core.v1.ConfigMap' in err
+
+
+def test_kubectl_explain_reads_the_v2_protobuf(double: KubeDouble) -> None:
+    code, out, err = run(double, "explain", "deploy.spec.strategy", "--output=plaintext-openapiv2")
+    assert code == 0, err
+    assert "How existing pods are replaced by new ones." in out
+    assert re.search(r"type\s+<string>", out) and re.search(r"rollingUpdate\s+<Object>", out)
+
+
 MANIFEST = """
 apiVersion: apps/v1
 kind: Deployment
@@ -735,3 +770,13 @@ def test_the_python_dynamic_client_discovers_resources_by_kind_and_short_name(
     assert (pods.name, pods.namespaced) == ("pods", True)
     review = discovered.resources.get(api_version="authorization.k8s.io/v1", kind="SelfSubjectAccessReview")
     assert (review.name, review.namespaced, review.verbs) == ("selfsubjectaccessreviews", False, ["create"])
+
+
+def test_the_protobuf_encoder_refuses_what_it_cannot_carry() -> None:
+    # description (field 4) "x", then type (field 22, a TypeItem whose field 1 is "string")
+    encoded = swagger_protobuf.schema({"type": "string", "description": "x"})
+    assert encoded == b"\x22\x01x" + b"\xb2\x01\x08" + b"\x0a\x06string"
+    with pytest.raises(ValueError, match="oneOf"):
+        swagger_protobuf.schema({"oneOf": [{"type": "string"}]})
+    with pytest.raises(ValueError, match="header"):
+        swagger_protobuf.parameter({"name": "X-Trace", "in": "header", "type": "string"})

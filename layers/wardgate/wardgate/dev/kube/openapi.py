@@ -12,11 +12,12 @@ Served as a v1.32 API server serves them:
   decide on server-side field validation: when a kind's PATCH operation declares the
   ``fieldValidation`` query parameter, kubectl sends ``fieldValidation=Strict`` instead of
   validating the manifest itself (kubectl's ``QueryParamVerifierV3``);
-- ``/openapi/v2``: the Swagger 2.0 document, as JSON. kubectl asks it for protobuf only
-  (``application/com.github.proto-openapi.spec.v2@v1.0+protobuf``): the double answers 406 with
-  a plain message. kubectl 1.32 only asks v2 when v3 fails it (apply's patcher then falls back to
-  its built-in merge keys, validation to the server) or for ``explain --output=plaintext-openapiv2``,
-  which prints the 406's message; everything else uses v3.
+- ``/openapi/v2``: the Swagger 2.0 document, as JSON or, for kubectl, which asks it as
+  ``application/com.github.proto-openapi.spec.v2@v1.0+protobuf`` only, as gnostic's protobuf
+  (``schemas/swagger_protobuf.py``). kubectl 1.32 reads v2 where v3 cannot answer: it validates a
+  ``kind: List`` manifest and kinds without a PATCH operation (SelfSubjectAccessReview) itself,
+  from v2 (a 406 there fails ``kubectl apply -f`` of ``kubectl get -o yaml``'s output), and
+  ``explain --output=plaintext-openapiv2`` prints from it.
 
 Paths, operation ids and parameters follow https://kubernetes.io/docs/reference/kubernetes-api/
 (each resource's "Operations" section). Every document is built once and kept serialised.
@@ -34,8 +35,8 @@ from typing import Any
 
 from wardgate.dev.kube import catalog
 from wardgate.dev.kube.catalog import Answer, Resource
-from wardgate.dev.kube.discovery import accepts_json, subresource_group_version
-from wardgate.dev.kube.schemas import DEFINITIONS, schema_name
+from wardgate.dev.kube.discovery import accepts_json, media_ranges, subresource_group_version
+from wardgate.dev.kube.schemas import DEFINITIONS, schema_name, swagger_protobuf
 from wardgate.dev.kube.schemas.fields import META, REF_PREFIX
 
 JSON = dict[str, Any]
@@ -645,6 +646,11 @@ def _v2_body() -> bytes:
     return _serialise(v2_document())
 
 
+@functools.cache
+def _v2_protobuf_body() -> bytes:
+    return swagger_protobuf.document(v2_document())
+
+
 # --- answers ---------------------------------------------------------------------------------
 
 # Hashed URLs never change content, so clients may keep them as long as they like.
@@ -672,11 +678,14 @@ def answer(path: str, query: str, accept: str) -> Answer | None:
     """
     path = path.rstrip("/")
     if path == "/openapi/v2":
-        if not accepts_json(accept):
-            return _not_acceptable("the OpenAPI v2 document")  # kubectl asks protobuf: it uses v3
-        v2_body = _v2_body()
+        if accepts_json(accept):
+            content_type, v2_body = JSON_TYPE, _v2_body()
+        elif any(media_type in swagger_protobuf.MEDIA_TYPES for media_type, _ in media_ranges(accept)):
+            content_type, v2_body = swagger_protobuf.MEDIA_TYPE, _v2_protobuf_body()  # what kubectl asks
+        else:
+            return _not_acceptable("the OpenAPI v2 document")
         headers = (("ETag", f'"{_hash(v2_body)}"'), ("Vary", "Accept"), *_REVALIDATE)
-        return Answer(200, JSON_TYPE, v2_body, headers)
+        return Answer(200, content_type, v2_body, headers)
     if path == "/openapi/v3":
         if not accepts_json(accept):
             return _not_acceptable("the OpenAPI v3 index")

@@ -627,8 +627,8 @@ DEFINITIONS: dict[str, JSON] = {
         x_kubernetes_group_version_kind=gvk("", "v1", "Pod"),
     ),
     CORE + "Service": struct(
-        "Service is a named abstraction of a software service: a port proxies and a selector that "
-        "picks the pods answering on it.",
+        "Service is a named abstraction of a software service: ports the cluster proxies and a "
+        "selector that picks the pods answering on them.",
         {
             **type_meta("Service"),
             "metadata": object_metadata(),
