@@ -7,6 +7,7 @@ One local stack and one double per module; each test reaches them with its own k
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -28,7 +29,7 @@ import httpx
 import pytest
 from moto import mock_aws
 
-from tests.helpers import apply_policy_now, recorded_events
+from tests.helpers import apply_policy_now, recorded_events, register_agent
 from wardgate.dev.stack import DEV_POLICY, SFN_INTERPRETER, DevStack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -509,3 +510,91 @@ def test_port_forward_is_refused_by_the_pack_and_relayed_where_a_rule_allows_it(
     assert start["pod"] == f"prod/{web}"
     result = _wait_for("command_result", lambda e: e["record_id"] == start["record_id"])
     assert result["bytes_from_client"] > 0 and result["bytes_to_client"] > 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# followed logs and attach
+
+
+def test_logs_follow_streams_new_lines_masked(kube: Kube):
+    web = _pod(kube, "prod", "web-")
+    argv = kube.argv("logs", "-f", "--tail", "0", web)
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=kube.env()) as following:
+        try:
+            lines = Lines(following.stdout)
+            _wait_live(kube, "WatchSession")
+            kube.double.store.append_log("prod", web, "nginx", f"payment by card {CARD} accepted")
+            assert lines.next() == f"payment by card {MASKED_CARD} accepted\n"
+        finally:
+            following.kill()
+    start = _wait_for("session_start", lambda e: e.get("stream") == "log")
+    end = _wait_for("session_end", lambda e: e["record_id"] == start["record_id"])
+    assert end["masked"] == {"card": 1} and CARD not in json.dumps(end)
+
+
+def test_attach_relays_output_and_stdin_needs_a_grant(kube: Kube):
+    web = _pod(kube, "prod", "web-")
+    refused = kube.kubectl("attach", "-i", web, timeout=20)
+    assert refused.returncode != 0 and "interactive_shell" in refused.stderr, refused.stderr
+    argv = kube.argv("attach", web)
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=kube.env()) as attached:
+        try:
+            lines = Lines(attached.stdout)
+            _wait_live(kube, "UpgradeSession")
+            line = ""
+            for _ in range(40):  # the attached process's output starts once the double's side is up
+                kube.double.store.append_log(
+                    "prod", web, "nginx", f"GET /pay?card={CARD.replace(' ', '')} 200"
+                )
+                with contextlib.suppress(AssertionError):
+                    line = lines.next(timeout=0.25)
+                    break
+            assert line.startswith("GET /pay?card=") and CARD.replace(" ", "") not in line, line
+        finally:
+            attached.kill()
+
+
+# ---------------------------------------------------------------------------------------------------
+# the kill switch and lifetimes
+
+
+def test_revoking_the_agent_ends_its_live_exec(kube: Kube):
+    from wardgate import cli
+
+    assert kube.stack.issuer is not None
+    register_agent(kube.stack, "agent-doomed", "bob@example.com", CLUSTER)
+    doomed = kube.stack.issuer.mint("agent-doomed", ["ci"])
+    argv = kube.argv("exec", "-n", "default", "debug", "--", "sleep", "30", token=doomed)
+    with subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=kube.env()
+    ) as session:
+        _wait_live(kube, "UpgradeSession")
+        assert (
+            cli.main(["revoke", "--owner", "bob@example.com", "--reason", "offboarded", "--by", "root"]) == 0
+        )
+        revoked = time.monotonic()
+        _, stderr = session.communicate(timeout=10)
+        assert time.monotonic() - revoked < 3
+    assert session.returncode != 0 and b"revoked" in stderr, stderr
+    end = _wait_for("session_end", lambda e: e.get("identity", {}).get("subject") == "agent-doomed")
+    assert end["outcome"] == "ended"
+    again = kube.kubectl("get", "pods", token=doomed)
+    assert again.returncode != 0 and "revoked" in again.stderr
+
+
+def test_a_watch_ends_when_its_token_expires(kube: Kube):
+    services = kube.services
+    saved = services.limits
+    services.limits = services.sessions.limits = dataclasses.replace(saved, token_grace_s=0.0)
+    try:
+        assert kube.stack.issuer is not None
+        short = kube.stack.issuer.mint("agent-1", ["ci"], ttl=3)
+        started = time.monotonic()
+        watched = kube.kubectl("get", "pods", "-w", token=short, timeout=20)
+        assert time.monotonic() - started < 10
+    finally:
+        services.limits = services.sessions.limits = saved
+    # kubectl prints the ERROR event's Status (as a row of its table) and ends
+    assert "the session's token expired" in watched.stdout + watched.stderr, watched
+    end = _wait_for("session_end", lambda e: e["reason"].startswith("the session's token expired"))
+    assert end["outcome"] == "ended"

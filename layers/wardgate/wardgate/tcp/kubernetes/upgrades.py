@@ -570,6 +570,9 @@ class Relay:
 
     def _cluster_message(self, message: bytes) -> None:
         frame = channels.decode(message, self.protocol)
+        if frame.channel in self.streams and not frame.data:
+            self._send_client(message)  # the kubelet's empty first message: "connected"
+            return
         if frame.channel in self.streams:
             text = self.streams[frame.channel].feed(self.decoders[frame.channel].decode(frame.data))
             self._output(frame.channel, text)
