@@ -544,6 +544,22 @@ def test_maps_hold_any_keys_and_free_form_fields_anything() -> None:
     assert openapi.unknown_fields(SECRETS, {"datta": {}}) == [".datta"]
 
 
+def test_a_subresource_body_is_checked_against_its_own_kind() -> None:
+    assert DEPLOYMENTS is not None
+    scale: JSON = {
+        "apiVersion": "autoscaling/v1",
+        "kind": "Scale",
+        "metadata": {"name": "web", "namespace": "prod"},
+        "spec": {"replicas": 3},
+        "status": {"replicas": 2, "selector": "app=web"},
+    }
+    assert openapi.unknown_fields(DEPLOYMENTS, scale) == []
+    scale["spec"]["replica"] = 3
+    assert openapi.unknown_fields(DEPLOYMENTS, scale) == [".spec.replica"]
+    # A kind the double does not know: the resource's own schema decides.
+    assert openapi.unknown_fields(DEPLOYMENTS, {"apiVersion": "x/v1", "kind": "Y", "spek": {}}) == [".spek"]
+
+
 def test_patch_meta_gives_the_merge_rules_of_nested_lists() -> None:
     assert DEPLOYMENTS is not None
     ports = openapi.patch_meta(DEPLOYMENTS, ("spec", "template", "spec", "containers", "ports"))

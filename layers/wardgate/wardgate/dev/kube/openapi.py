@@ -731,6 +731,17 @@ def _kind_schema(resource: Resource) -> JSON | None:
     return None if name is None else DEFINITIONS[name]
 
 
+def _object_schema(obj: JSON) -> JSON | None:
+    """The schema of the kind an object names itself, if known: a subresource's body is another
+    kind than its resource's (``deployments/scale`` takes an autoscaling/v1 Scale)."""
+    api_version, kind = obj.get("apiVersion"), obj.get("kind")
+    if not isinstance(api_version, str) or not isinstance(kind, str):
+        return None
+    group, _, version = api_version.rpartition("/")
+    name = schema_name(group, version, kind)
+    return None if name is None else DEFINITIONS[name]
+
+
 def _walk_unknown(schema: JSON, value: Any, path: str, found: list[str]) -> None:
     schema = _resolve(schema)
     if schema.get("x-kubernetes-preserve-unknown-fields"):
@@ -762,9 +773,11 @@ def unknown_fields(resource: Resource, obj: JSON) -> list[str]:
     field "spec.foo"``) or warns about (``Warn``). Follows refs, list items (``.spec.containers[0].foo``)
     and map values (``additionalProperties``); fields marked ``x-kubernetes-preserve-unknown-fields``
     (free-form objects the double does not model) hold anything. Type mismatches are not reported
-    here. Paths come in the object's own order.
+    here. Paths come in the object's own order. An object that names its kind (apiVersion and kind)
+    is checked against that kind's schema when the double has it (a Scale sent to
+    ``deployments/scale``), else against the resource's.
     """
-    schema = _kind_schema(resource)
+    schema = _object_schema(obj) or _kind_schema(resource)
     if schema is None:
         return []
     found: list[str] = []
