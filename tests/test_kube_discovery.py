@@ -612,6 +612,12 @@ def test_kubectl_api_versions(double: KubeDouble) -> None:
     assert out.split() == ["apps/v1", "authorization.k8s.io/v1", "v1"]
 
 
+def test_kubectl_version_reads_the_server_version(double: KubeDouble) -> None:
+    code, out, err = run(double, "version", "-o", "json")
+    assert code == 0, err
+    assert json.loads(out)["serverVersion"] == catalog.SERVER_VERSION
+
+
 def test_kubectl_explain_reads_the_v3_document(double: KubeDouble) -> None:
     code, out, err = run(double, "explain", "pods.spec.containers")
     assert code == 0, err
