@@ -458,6 +458,30 @@ def test_kubectl_exec_refusals(kube_double: KubeDouble) -> None:
     assert result.returncode == 1 and 'pods "missing" not found' in result.stderr
 
 
+ENV_POD = """
+apiVersion: v1
+kind: Pod
+metadata: {name: env-demo, namespace: prod}
+spec:
+  containers:
+  - name: app
+    image: busybox:1.36
+    envFrom:
+    - {configMapRef: {name: web-config}, prefix: CFG_}
+    env:
+    - {name: DB_PASSWORD, valueFrom: {secretKeyRef: {name: db-credentials, key: password}}}
+    - {name: MISSING, valueFrom: {configMapKeyRef: {name: web-config, key: nope, optional: true}}}
+    - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+"""
+
+
+def test_exec_sees_the_environment_the_kubelet_would_build(kube_double: KubeDouble) -> None:
+    assert _kubectl(kube_double, "apply", "-f", "-", input=ENV_POD).returncode == 0
+    script = "printenv DB_PASSWORD POD_NAME CFG_LOG_LEVEL; echo [$MISSING]"
+    result = _kubectl(kube_double, "exec", "-n", "prod", "env-demo", "--", "sh", "-c", script)
+    assert (result.returncode, result.stdout) == (0, "s3cr3t-Passw0rd!\nenv-demo\ninfo\n[]\n")
+
+
 def _read_until(fd: int, wanted: bytes, timeout: float = 10.0) -> bytes:
     seen = b""
     deadline = time.monotonic() + timeout
@@ -606,7 +630,7 @@ def test_kubectl_attach_follows_the_log_and_feeds_stdin(
 
 @pytest.fixture(scope="module")
 def web_pod(kube_double: KubeDouble) -> str:
-    names = _kubectl(kube_double, "get", "pods", "-n", "prod", "-o", "name").stdout.split()
+    names = _kubectl(kube_double, "get", "pods", "-n", "prod", "-l", "app=web", "-o", "name").stdout.split()
     assert names, "the seeded Deployment web has no pods"
     return names[0].removeprefix("pod/")
 

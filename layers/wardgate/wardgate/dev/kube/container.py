@@ -1196,12 +1196,44 @@ _containers: weakref.WeakKeyDictionary[Any, dict[tuple[str, str, str, str], Cont
 _containers_lock = threading.Lock()
 
 
+def _data_of(obj: Any, kind: str) -> dict[str, str]:
+    """A ConfigMap's ``data``, or a Secret's ``data`` decoded (a value that is not base64 is skipped)."""
+    data: dict[str, str] = {}
+    for key, value in ((obj or {}).get("data") or {}).items():
+        if kind != "Secret":
+            data[key] = str(value)
+            continue
+        try:
+            data[key] = base64.b64decode(str(value), validate=True).decode(errors="replace")
+        except ValueError:
+            continue
+    return data
+
+
 def container_env(
     pod: dict[str, Any], spec: dict[str, Any], lookup: Callable[[str, str], Any]
 ) -> dict[str, str]:
-    """A container's environment from its spec: ``value`` entries and ``valueFrom`` references the double
-    can resolve (``lookup(kind, name)`` returns a ConfigMap or Secret object of the pod's namespace)."""
+    """A container's environment from its spec, as the kubelet builds it: ``envFrom`` sources first, then
+    ``env`` (``value``, or ``valueFrom`` a Secret or ConfigMap key or a pod field). ``lookup(kind, name)``
+    returns a ConfigMap or Secret of the pod's namespace, or None (the variable is then left out)."""
     env: dict[str, str] = {}
+    for source in spec.get("envFrom") or []:
+        prefix = str(source.get("prefix") or "")
+        for kind, field_name in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
+            ref = source.get(field_name)
+            if ref:
+                values = _data_of(lookup(kind, ref.get("name", "")), kind)
+                env.update({prefix + key: value for key, value in values.items()})
+    metadata, status = pod.get("metadata", {}), pod.get("status", {})
+    fields = {
+        "metadata.name": metadata.get("name", ""),
+        "metadata.namespace": metadata.get("namespace", ""),
+        "metadata.uid": metadata.get("uid", ""),
+        "spec.nodeName": pod.get("spec", {}).get("nodeName", ""),
+        "spec.serviceAccountName": pod.get("spec", {}).get("serviceAccountName", ""),
+        "status.podIP": status.get("podIP", ""),
+        "status.hostIP": status.get("hostIP", ""),
+    }
     for item in spec.get("env") or []:
         name = item.get("name")
         if not name:
@@ -1212,20 +1244,13 @@ def container_env(
         source = item.get("valueFrom") or {}
         for kind, field_name in (("Secret", "secretKeyRef"), ("ConfigMap", "configMapKeyRef")):
             ref = source.get(field_name)
-            if not ref:
-                continue
-            obj = lookup(kind, ref.get("name", "")) or {}
-            raw = (obj.get("data") or {}).get(ref.get("key", ""))
-            if raw is not None:
-                env[name] = base64.b64decode(raw).decode(errors="replace") if kind == "Secret" else str(raw)
+            if ref:
+                value = _data_of(lookup(kind, ref.get("name", "")), kind).get(ref.get("key", ""))
+                if value is not None:
+                    env[name] = value
         field_ref = source.get("fieldRef")
         if field_ref:
-            paths = {
-                "metadata.name": pod.get("metadata", {}).get("name", ""),
-                "metadata.namespace": pod.get("metadata", {}).get("namespace", ""),
-                "status.podIP": pod.get("status", {}).get("podIP", ""),
-            }
-            env[name] = str(paths.get(field_ref.get("fieldPath", ""), ""))
+            env[name] = str(fields.get(field_ref.get("fieldPath", ""), ""))
     return env
 
 
