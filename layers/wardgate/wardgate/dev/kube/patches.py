@@ -398,7 +398,19 @@ def _lookup(obj: Any, path: Path) -> tuple[bool, Any]:
 
 
 def _delete_path(obj: Any, path: Path) -> None:
-    if not path or path[-1] == ".":
+    """Removes the field at ``path``; ``<item>/.``: the list item itself, ``<map>/.``: the map if empty."""
+    if not path:
+        return
+    if path[-1] == ".":
+        if len(path) >= 2 and path[-2][:2] in ("k:", "v:"):
+            _delete_path(obj, path[:-1])
+            found, rest = _lookup(obj, path[:-2])
+            if found and rest == []:  # its last item gone, the list goes too
+                _delete_path(obj, path[:-2])
+        else:
+            found, value = _lookup(obj, path[:-1])
+            if found and value in ({}, []):
+                _delete_path(obj, path[:-1])
         return
     found, parent = _lookup(obj, path[:-1])
     if not found:
@@ -507,13 +519,19 @@ def apply(current: JSON, config: JSON, manager: str, api_version: str, force: bo
         for entry in _entries(current):
             if entry is not previous:
                 others |= _owned(entry)
-        for path in sorted(_owned(previous) - applied - others, key=len, reverse=True):
+        # Whole list items first (their fields go with them), then fields from the deepest up.
+        for path in sorted(_owned(previous) - applied - others, key=_removal_order):
             _delete_path(merged, path)
     merged["metadata"]["managedFields"] = copy.deepcopy(_entries(current))
     if force:
         _drop_from_others(merged, identity, {path for _, path in conflicts})
     _set_entry(merged, identity, api_version, applied)
     return merged
+
+
+def _removal_order(path: Path) -> tuple[bool, int]:
+    is_item = len(path) >= 2 and path[-1] == "." and path[-2][:2] in ("k:", "v:")
+    return (not is_item, -len(path))
 
 
 def _for_merge(config: JSON) -> JSON:

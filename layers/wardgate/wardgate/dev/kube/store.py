@@ -123,6 +123,7 @@ class Store:
         self._objects: dict[tuple[str, str, str, str], JSON] = {}
         self._revision = 1
         self._history: deque[Change] = deque(maxlen=HISTORY_LENGTH)
+        self._compacted = 0  # the revision up to which history is gone (compact())
         self._watchers: set[Watcher] = set()
         self._logs: dict[tuple[str, str, str], deque[LogLine]] = {}
         self.logs_changed = threading.Condition(self.lock)
@@ -280,8 +281,8 @@ class Store:
         with self.lock:
             backlog: list[Change] = []
             if since is not None and since < self._revision:
-                oldest = self._history[0].revision if self._history else self._revision + 1
-                if since < oldest - 1:
+                oldest = self._history[0].revision - 1 if self._history else self._revision
+                if since < max(oldest, self._compacted):
                     raise StoreError(410, "Expired", f"too old resource version: {since} ({self._revision})")
                 backlog = [
                     change
@@ -295,6 +296,12 @@ class Store:
                 watcher.close()
             self._watchers.add(watcher)
             return watcher, backlog
+
+    def compact(self) -> None:
+        """Forgets the change history, as etcd's compaction does: older resourceVersions are then too old."""
+        with self.lock:
+            self._history.clear()
+            self._compacted = self._revision
 
     def unwatch(self, watcher: Watcher) -> None:
         with self.lock:
