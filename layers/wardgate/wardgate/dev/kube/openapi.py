@@ -25,7 +25,6 @@ Paths, operation ids and parameters follow https://kubernetes.io/docs/reference/
 
 from __future__ import annotations
 
-import copy
 import functools
 import hashlib
 import json
@@ -839,9 +838,3 @@ def patch_meta(resource: Resource, field_path: Sequence[str]) -> PatchMeta | Non
         list_type=str(field.get("x-kubernetes-list-type", "")),
         map_keys=tuple(field.get("x-kubernetes-list-map-keys", ())),
     )
-
-
-def schema_of(resource: Resource) -> JSON | None:
-    """A deep copy of the resource kind's schema (refs under #/components/schemas/), for tests and tools."""
-    schema = _kind_schema(resource)
-    return None if schema is None else copy.deepcopy(schema)
