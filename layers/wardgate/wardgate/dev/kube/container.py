@@ -551,7 +551,12 @@ class Shell:
         if command is None:
             process.stderr(f"sh: 1: {argv[0]}: not found\n".encode())
             return 127
-        return command(argv, process)
+        try:
+            return command(argv, process)
+        except FileSystemError as error:  # a path the command did not check itself
+            return self._fail(process, f"{argv[0]}: {error}")
+        except ValueError:  # a malformed number or option the command did not check itself
+            return self._fail(process, f"{argv[0]}: invalid argument", 2)
 
     def run_script(self, script: str, process: ProcessIO) -> int:
         """Runs a script; ``exit`` raises ShellExit to the caller that owns the shell."""
@@ -983,7 +988,12 @@ class Shell:
         if not rest:
             return self._fail(process, "Usage: grep [OPTION]... PATTERNS [FILE]...", 2)
         flags = "".join(o[1:] for o in options)
-        pattern = re.compile(rest[0], re.IGNORECASE if "i" in flags else 0)
+        try:
+            pattern = re.compile(
+                rest[0] if "F" not in flags else re.escape(rest[0]), re.I if "i" in flags else 0
+            )
+        except re.error as error:
+            return self._fail(process, f"grep: {error}", 2)
         sources = rest[1:] or ["-"]
         matched = False
         for name in sources:
@@ -1009,7 +1019,10 @@ class Shell:
                 count = int(item[1:])
             else:
                 names.append(item)
-        data = process.stdin.read_all() if not names else self.fs.read(self._path(names[0]))
+        try:
+            data = process.stdin.read_all() if not names else self.fs.read(self._path(names[0]))
+        except FileSystemError as error:
+            return self._fail(process, f"head: cannot open '{names[0]}' for reading: {error}")
         process.stdout(b"".join(data.splitlines(keepends=True)[:count]))
         return 0
 

@@ -32,6 +32,7 @@ import base64
 import binascii
 import contextlib
 import json
+import logging
 import socket
 import threading
 import weakref
@@ -63,6 +64,7 @@ from wardgate.dev.kube.container import (
 )
 
 JSON = dict[str, Any]
+_log = logging.getLogger(__name__)
 
 STDIN, STDOUT, STDERR, ERROR, RESIZE = 0, 1, 2, 3, 4
 CLOSE_SIGNAL = 255  # v5: [255, channel] says the client closed that channel (its stdin)
@@ -594,7 +596,11 @@ class _ChannelSession:
         return container_for(store, self.pod, self.options.container, _lookup(store, namespace))
 
     def _work(self, target: Callable[[], JSON | None]) -> None:
-        status = target()
+        try:
+            status = target()
+        except Exception:  # a fault of the double must not leave the client waiting on a silent stream
+            _log.exception("the cluster double's %s failed", self.subresource)
+            status = internal_error_status(f"the cluster double's {self.subresource} failed")
         if status is not None and not self.reader_done.is_set():
             try:
                 self.channels.finish(status, self.reader_done)
