@@ -16,6 +16,7 @@ import pytest
 from tests.approval_helpers import form_of, link_in, mail_to, press, wait_for_mail, wait_status
 from tests.helpers import apply_policy_now, index_entries, raw_recordings, recorded_events, register_agent
 from wardgate import cli
+from wardgate.dev.kube.catalog import resource
 from wardgate.dev.stack import DEV_POLICY, DevStack
 
 REFUND = {"amount": 900, "order": "o-17"}
@@ -421,7 +422,7 @@ def test_a_kubernetes_delete_in_production_is_held_and_run_once(client, auth, st
     )
     apply_policy_now(stack, document)
     held = client.delete(
-        "/k8s/demo-k8s/api/v1/namespaces/prod/pods/web-1",
+        "/k8s/demo-k8s/api/v1/namespaces/prod/configmaps/web-config",
         headers={**auth, "accept": "application/vnd.kubernetes.protobuf,application/json"},
     )
     # kubectl cannot take a 202 (it would print "deleted"): a Status naming the request and its poll URL
@@ -430,16 +431,16 @@ def test_a_kubernetes_delete_in_production_is_held_and_run_once(client, auth, st
     assert status["kind"] == "Status" and status["details"]["causes"][0]["reason"] == "approval_pending"
     poll_url = re.search(r"\((https?://\S+/requests/\w+)\)", held.json()["message"])
     assert poll_url, held.json()["message"]
+    configmaps = resource("", "v1", "configmaps")
+    assert configmaps is not None and stack.kube.store.find(configmaps, "prod", "web-config") is not None
     [mail] = wait_for_mail(client, 1)
-    assert "kubectl delete pods web-1 in namespace prod" in mail["text"]
+    assert "kubectl delete configmaps web-config in namespace prod" in mail["text"]
     assert '"verb": "delete"' in mail["text"] and "demo-k8s (k8s)" in mail["text"]
     press(client, link_in(mail, stack))
     result = client.get(poll_url.group(1) + "?wait=10", headers=auth).json()
     assert result["status"] == "executed" and result["result"]["status"] == 200
-    seen = json.loads(result["result"]["body"])
-    assert seen["method"] == "DELETE" and seen["path"] == "/api/v1/namespaces/prod/pods/web-1"
-    assert "protobuf" not in seen["headers"]["accept"]  # JSON only, as on the direct path
-    assert upstream_calls(stack, "/api/v1/namespaces/prod/pods/web-1") == 1
+    assert result["result"]["headers"]["content-type"].startswith("application/json")  # JSON only
+    assert stack.kube.store.find(configmaps, "prod", "web-config") is None  # deleted, once
 
 
 def test_revoking_an_agent_withdraws_its_window_grant(client, stack):

@@ -63,6 +63,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
         mysql_port=args.mysql_port,
         ssh_port=args.ssh_port,
         kube_listener_port=args.kube_listener_port,
+        https_port=args.https_port,
+        kube_port=args.kube_port,
         aws_endpoint=f"http://127.0.0.1:{args.aws_port}",
     )
     try:
@@ -177,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument(
         "--kube-listener-port", type=int, default=16443, help="the TCP gateway's Kubernetes (HTTPS) port"
     )
+    dev.add_argument("--https-port", type=int, default=8743, help="every route over HTTPS (the dev CA)")
+    # 8702 is moto's (--aws-port): the cluster double behind demo-k8s takes the next free number.
+    dev.add_argument("--kube-port", type=int, default=8703, help="the cluster double behind demo-k8s")
     dev.set_defaults(func=cmd_dev)
 
     serve = sub.add_parser(

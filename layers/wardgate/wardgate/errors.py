@@ -57,11 +57,6 @@ class PayloadTooLarge(GatewayError):
     code = "payload_too_large"
 
 
-class UnsupportedMediaType(GatewayError):
-    status = 415
-    code = "unsupported_media_type"
-
-
 class BadGateway(GatewayError):
     status = 502
     code = "upstream_unavailable"

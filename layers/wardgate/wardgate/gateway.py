@@ -28,7 +28,6 @@ from wardgate.errors import (
     GatewayError,
     NotAcceptable,
     ServiceUnavailable,
-    UnsupportedMediaType,
 )
 from wardgate.gate import Gate, Progress, masked_counts_header, masked_url_part, ms_since
 from wardgate.identity import Identity
@@ -396,18 +395,14 @@ class HttpGateway(Gate):
 
     @staticmethod
     def _check_kubernetes_media(request: HttpRequest) -> None:
-        """JSON in and out: wardgate can neither decide on nor mask protobuf, so a client that
-        takes only protobuf is told so (406) and a protobuf body is refused (415)."""
+        """JSON out: wardgate can mask only JSON, so a client that takes only protobuf is told so
+        (406). A protobuf request body (kubectl 1.32 sends one for built-in types: ``create
+        configmap``, ``auth can-i``) is forwarded: policy decides on the request's RBAC
+        attributes, never its body, and the recording keeps its size only (not readable)."""
         if not kubernetes.accepts_json(request.headers.get("accept", "")):
             raise NotAcceptable(
                 "wardgate serves the Kubernetes API as JSON only (it masks what it returns) and this "
                 f"client accepts only {kubernetes.PROTOBUF}: accept application/json "
                 "(client-go: ContentConfig.AcceptContentTypes; kubectl does by default)",
-                code="protobuf_not_served",
-            )
-        if request.body and kubernetes.is_protobuf(request.headers.get("content-type", "")):
-            raise UnsupportedMediaType(
-                "wardgate decides on and records Kubernetes request bodies as JSON: send "
-                f"application/json, not {kubernetes.PROTOBUF}",
                 code="protobuf_not_served",
             )

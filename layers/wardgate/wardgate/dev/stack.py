@@ -27,6 +27,7 @@ DEMO_SQL_URL = "postgresql://postgres@127.0.0.1:5432/postgres"  # a local Postgr
 # (scripts/mysql-test-auth) with an application's privileges there and nothing else; local only.
 DEMO_MYSQL_URL = "mysql://wardgate_native@127.0.0.1:3306/wardgate_test"
 DEMO_MYSQL_SECRET = "wardgate/demo-mysql"
+DEMO_K8S_SECRET = "wardgate/demo-k8s"  # the cluster double's bearer token and CA (dev/kube)
 DEMO_MYSQL_LOGIN = {"type": "basic", "username": "wardgate_native", "password": "wardgate-login-pw"}
 DEMO_APPROVERS = ("oncall@example.com", "lead@example.com")
 DEV_AUDIT_CLIENT = "wardgate-audit"  # the replay page's client at the development issuer (PKCE, no secret)
@@ -144,6 +145,7 @@ class DevStack:
     tcp: Any = field(default=None, init=False)  # tcp.server.GatewayThread
     certificates: Any = field(default=None, init=False)  # dev.certs.DevCertificates
     manifests: Any = field(default=None, init=False)  # dev.manifests.LocalManifestSigner
+    kube: Any = field(default=None, init=False)  # dev.kube.server.KubeDouble, behind demo-k8s
     _stoppers: list[Callable[[], None]] = field(default_factory=list, init=False)
 
     def start(self) -> DevStack:
@@ -207,6 +209,14 @@ class DevStack:
         demo_token = secrets.token_urlsafe(24)
         self.upstream = EchoUpstream(f"Bearer {demo_token}", self.host, self.upstream_port).start()
         self._stoppers.append(self.upstream.stop)
+        from wardgate.dev.kube.server import KubeDouble
+
+        # demo-k8s: a cluster double with its own token, over TLS with the development CA.
+        kube_token = secrets.token_urlsafe(24)
+        self.kube = KubeDouble(
+            token=kube_token, certificates=self.certificates, host=self.host, port=self.kube_port
+        ).start()
+        self._stoppers.append(self.kube.stop)
         self.seed_demo(demo_token)
         self.apply_policy(DEV_POLICY)
         if self.sign_manifests:
@@ -278,6 +288,11 @@ class DevStack:
         aws.client("secretsmanager").create_secret(
             Name=DEMO_MYSQL_SECRET, SecretString=json.dumps(DEMO_MYSQL_LOGIN)
         )
+        assert self.kube is not None
+        aws.client("secretsmanager").create_secret(
+            Name=DEMO_K8S_SECRET,
+            SecretString=json.dumps({"type": "bearer", "token": self.kube.token, "ca_pem": self.kube.ca_pem}),
+        )
         store = ConnectionStore(Settings.from_env().connections_table)
         upstream = self.upstream.url
         sql_url = os.environ.get("WARDGATE_DEV_SQL_URL", DEMO_SQL_URL)
@@ -293,10 +308,10 @@ class DevStack:
             Connection(
                 "demo-k8s",
                 "k8s",
-                upstream,
-                DEMO_SECRET,
+                self.kube.url,
+                DEMO_K8S_SECRET,
                 DEMO_GROUPS,
-                "The demo upstream answering a few Kubernetes API paths (Secrets)",
+                "The local cluster double (namespaces default and prod: a Deployment, pods, a Secret...)",
             ),
             Connection(
                 "demo-sql",

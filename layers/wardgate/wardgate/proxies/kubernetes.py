@@ -55,10 +55,6 @@ def accepts_json(accept: str) -> bool:
     return not ranges or any(r != PROTOBUF for r in ranges)
 
 
-def is_protobuf(content_type: str) -> bool:
-    return content_type.split(";", 1)[0].strip().lower() == PROTOBUF
-
-
 def status_object(status: int, message: str, code: str, record_id: str = "") -> dict[str, object]:
     """A ``meta/v1 Status`` failure, the shape kubectl and client-go decode and print.
 
