@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeVar, overload
 
+import orjson
+
 NAMESPACE = "wardgate"
 SERVICE = "wardgate"
 Handler = TypeVar("Handler", bound=Callable[..., Any])
@@ -208,4 +210,4 @@ def count(name: str, **dimensions: str) -> None:
         **values,
         name: [1.0],
     }
-    print(json.dumps(line, separators=(",", ":")))
+    sys.stdout.write(orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE).decode())  # one write a line

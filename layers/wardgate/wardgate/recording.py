@@ -229,14 +229,20 @@ class Recorder:
         """``kind`` is ``response`` for a forwarded request, ``refused`` for one the gateway refused.
 
         The event and the index entry are independent writes, so they go out together: the agent
-        waits for one AWS round trip instead of two.
+        waits for one AWS round trip instead of two. When the event is written before a worker
+        has taken the index entry up (a fast stream, or no CPU for the worker yet), the entry is
+        written here instead: waiting for a thread to wake would only add its switch.
         """
-        index_write = _background().submit(self.index.put, recording.index_entry())
+        entry = recording.index_entry()
+        index_write = _background().submit(self.index.put, entry)
         try:
             self._put(recording.event(kind))
         finally:
             try:
-                index_write.result()
+                if index_write.cancel():  # not started: no worker will run it now
+                    self.index.put(entry)
+                else:
+                    index_write.result()
             except Exception as exc:
                 raise ServiceUnavailable(
                     f"recording index unavailable ({type(exc).__name__})", code="recording_unavailable"
