@@ -9,8 +9,8 @@ connection, answered by moto's rds-data with canned rows (as deployed, the funct
 databases through the Data API only: the layer has no database driver).
 
 The floor is a fresh process running a bare handler that imports boto3 and creates the AWS
-clients the functions need (dynamodb, firehose, secretsmanager from one boto3 session, plus the
-second dynamodb client pynamodb builds, with its own config, from that same session), and returns.
+clients the functions need (dynamodb, firehose, secretsmanager... from one boto3 session, plus,
+while the layer's requirements name pynamodb, the second dynamodb client it builds), and returns.
 
 Both kinds of child run like a Lambda sandbox as far as possible:
 - ``python -S`` with PYTHONPATH = function code, the layer's source (layers/wardgate) and a
