@@ -598,3 +598,121 @@ def test_a_watch_ends_when_its_token_expires(kube: Kube):
     assert "the session's token expired" in watched.stdout + watched.stderr, watched
     end = _wait_for("session_end", lambda e: e["reason"].startswith("the session's token expired"))
     assert end["outcome"] == "ended"
+
+
+# ---------------------------------------------------------------------------------------------------
+# bad input: each a clear answer, and nothing else is disturbed
+
+
+def _exchange(kube: Kube, data: bytes, *, wait: float = 10) -> bytes:
+    """Send ``data`` on a new TLS connection; what comes back until the listener closes it."""
+    with kube.raw() as sock:
+        sock.settimeout(wait)
+        sock.sendall(data)
+        answer = b""
+        with contextlib.suppress(TimeoutError, ssl.SSLError, ConnectionError):
+            while chunk := sock.recv(65536):
+                answer += chunk
+    return answer
+
+
+def _status_of(answer: bytes) -> tuple[int, dict[str, Any]]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), json.loads(body)
+
+
+def test_garbage_oversized_and_unfinished_requests_are_answered_and_closed(kube: Kube):
+    code, status = _status_of(_exchange(kube, b"\x00\x01\x02 not http at all\r\n\r\n"))
+    assert code == 400 and status["kind"] == "Status" and status["reason"] == "BadRequest"
+    huge = b"GET /k8s/cluster/api HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n"
+    code, status = _status_of(_exchange(kube, huge))
+    assert code == 431 and "too large" in status["message"]
+    services = kube.services
+    saved = services.limits
+    services.limits = dataclasses.replace(saved, startup_timeout_s=0.5)
+    try:
+        started = time.monotonic()
+        code, status = _status_of(_exchange(kube, b"GET /k8s/cluster/api HTTP/1.1\r\nHost: x\r\n"))
+        assert code == 408 and "not complete in time" in status["message"]
+        assert time.monotonic() - started < 3
+    finally:
+        services.limits = saved
+    assert kube.kubectl("get", "configmap", "web-config", "-o", "name").stdout == "configmap/web-config\n"
+
+
+def test_bad_and_expired_tokens_unknown_connections_and_routes_are_refused_as_statuses(kube: Kube):
+    bad = kube.kubectl("get", "pods", token="not-a-token")
+    assert bad.returncode == 1 and "You must be logged in to the server" in bad.stderr, bad.stderr
+    assert kube.stack.issuer is not None
+    expired = kube.stack.issuer.mint("agent-1", ["ci"], ttl=-120)
+    stale = kube.kubectl("get", "pods", token=expired)
+    assert stale.returncode == 1 and "You must be logged in to the server" in stale.stderr, stale.stderr
+    auth = {"authorization": f"Bearer {kube.token}"}
+    with httpx.Client(base_url=kube.url.removesuffix("/k8s"), verify=kube.ca_file, timeout=10) as http:
+        answer = http.get("/k8s/nope/api/v1/namespaces/prod/pods", headers=auth)
+        assert answer.status_code == 404 and answer.json()["reason"] == "NotFound"
+        assert "no connection named 'nope'" in answer.json()["message"]
+        answer = http.get("/k8s/nope/api/v1/namespaces/prod/pods?watch=true", headers=auth)
+        assert answer.status_code == 404 and answer.json()["kind"] == "Status"
+        answer = http.get("/elsewhere", headers=auth)
+        assert answer.status_code == 404 and "/k8s/<connection>" in answer.json()["message"]
+        answer = http.get("/k8s/cluster/api/v1/namespaces/prod/pods", headers={"authorization": "Bearer x"})
+        assert answer.status_code == 401 and answer.json()["reason"] == "Unauthorized"
+        assert answer.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_a_protobuf_only_client_is_refused_clearly_and_json_clients_are_served(kube: Kube):
+    auth = {"authorization": f"Bearer {kube.token}"}
+    protobuf = "application/vnd.kubernetes.protobuf"
+    with httpx.Client(base_url=kube.url, verify=kube.ca_file, timeout=10) as http:
+        for query in ("", "?watch=true&timeoutSeconds=1"):
+            answer = http.get(
+                f"/{CLUSTER}/api/v1/namespaces/prod/pods{query}", headers={**auth, "accept": protobuf}
+            )
+            assert answer.status_code == 406 and answer.json()["reason"] == "NotAcceptable", answer.text
+        both = http.get(
+            f"/{CLUSTER}/api/v1/namespaces/prod/pods",
+            headers={**auth, "accept": f"{protobuf}, application/json"},
+        )
+        assert both.status_code == 200 and both.headers["content-type"].startswith("application/json")
+
+
+def test_a_websocket_frame_error_ends_that_exec_only(kube: Kube):
+    import base64
+
+    from wsproto import ConnectionType
+    from wsproto.connection import Connection as WebSocket
+    from wsproto.events import CloseConnection, TextMessage
+
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        "GET /k8s/cluster/api/v1/namespaces/default/pods/debug/exec?command=cat&stdin=true&stdout=true "
+        f"HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {kube.token}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n"
+    ).encode()
+    with kube.raw() as sock:
+        sock.settimeout(10)
+        sock.sendall(request)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        websocket = WebSocket(ConnectionType.CLIENT)
+        with kube.raw() as other:  # another client of the listener meanwhile
+            other.sendall(
+                b"GET /k8s/cluster/version HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                + kube.token.encode()
+                + b"\r\n\r\n"
+            )
+            sock.sendall(websocket.send(TextMessage(data="text is not part of the channel protocol")))
+            closed = None
+            with contextlib.suppress(TimeoutError, ssl.SSLError, ConnectionError):
+                while closed is None and (data := sock.recv(65536)):
+                    websocket.receive_data(data)
+                    closed = next((e for e in websocket.events() if isinstance(e, CloseConnection)), None)
+            assert closed is not None
+            other.settimeout(10)
+            assert other.recv(65536).startswith(b"HTTP/1.1 200")
+    result = _wait_for("command_result", lambda e: "channel protocol" in json.dumps(e))
+    assert result["error"]["code"] == "channel_error"

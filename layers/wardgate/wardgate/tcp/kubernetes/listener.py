@@ -33,7 +33,7 @@ from wardgate.observability import logger
 from wardgate.operations import UnparseableOperation
 from wardgate.operations.k8s import K8sOperation, parse_k8s_request
 from wardgate.proxies.http import DROPPED_RESPONSE_HEADERS, HttpForwarder
-from wardgate.tcp.kubernetes.status import as_status, error_status, status_response
+from wardgate.tcp.kubernetes.status import error_status, status_response
 from wardgate.tcp.services import TcpServices
 
 PREFIX = "/k8s/"
@@ -184,6 +184,9 @@ class KubeConnection:
                 continue
             if isinstance(event, h11.Request):
                 request = event
+                head = len(event.target) + sum(len(name) + len(value) + 4 for name, value in event.headers)
+                if head > MAX_HEAD:  # h11 checks only heads that arrive in several pieces
+                    raise RequestRefused(431, "the request head is too large", "bad_request")
                 if deadline is None:
                     deadline = time.monotonic() + limits.startup_timeout_s
             elif isinstance(event, h11.Data):
@@ -293,17 +296,6 @@ class KubeConnection:
         raw_name, _, rest = path[len(PREFIX) :].partition("/")
         connection = unquote(raw_name)
         proxy_path = "/" + rest
-        content_type = request.headers.get("content-type", "").lower()
-        if "protobuf" in content_type:
-            refused = status_response(
-                415,
-                "wardgate reads and records request bodies as JSON or YAML: send JSON "
-                "(kubectl and client-go do unless told to use protobuf)",
-                "protobuf_not_served",
-                request_id,
-            )
-            await self.respond(refused, method=request.method)
-            return
         operation: K8sOperation | None
         try:
             operation = parse_k8s_request(request.method, proxy_path, request.query)
@@ -335,7 +327,7 @@ class KubeConnection:
         gateway = self.listener.gateway
         deadline = time.monotonic() + gateway.limits.upstream_timeout
         response = await asyncio.to_thread(gateway.handle, http_request, deadline)
-        await self.respond(as_status(response), method=request.method)
+        await self.respond(response, method=request.method)
 
 
 def _follows_log(operation: K8sOperation, query: str) -> bool:

@@ -15,7 +15,8 @@ import asyncio
 import json
 from typing import Any
 
-from wardgate.errors import BadGateway, Forbidden, GatewayError
+from wardgate.apigw import HttpResponse
+from wardgate.errors import BadGateway, Forbidden, GatewayError, NotAcceptable
 from wardgate.gate import decide_on
 from wardgate.masking.engine import MaskingProfile, MaskingRefused, mask_text
 from wardgate.masking.kubernetes import mask_kubernetes_body
@@ -25,7 +26,7 @@ from wardgate.proxies import kubernetes
 from wardgate.tcp.guard import cut
 from wardgate.tcp.kubernetes.listener import Incoming, KubeConnection
 from wardgate.tcp.kubernetes.session import StreamSession, operation_record, recorded_request
-from wardgate.tcp.kubernetes.status import error_status, status_object, status_response
+from wardgate.tcp.kubernetes.status import error_status, status_object
 from wardgate.tcp.sessions import first_to_end
 
 RECORDED_EVENTS = 10  # the first events (or log lines) of a stream, as the agent saw them
@@ -94,6 +95,11 @@ class WatchSession(StreamSession):
         what = recorded_request(self.request.method, proxy_path, self.request.query)
         try:
             await self.admit(self.request.headers.get("authorization"))
+            if not kubernetes.accepts_json(self.request.headers.get("accept", "")):
+                raise NotAcceptable(
+                    "wardgate streams JSON only (it masks what it relays): accept application/json",
+                    code="protobuf_not_served",
+                )
             policy_set = await self.services.policy_set()
             decision = decide_on(policy_set, self.identity, self.connection, operation)
             if decision.outcome == "require_approval":
@@ -190,12 +196,8 @@ class WatchSession(StreamSession):
         Status), then the end of the body; the connection is not kept."""
         self.client.keep_open = False
         if watch:
-            status = status_object(
-                410 if self.record.reason == "token_expired" else 403, self.ended_reason or ""
-            )
-            if self.record.reason == "token_expired":
-                status["reason"] = "Unauthorized"
-                status["code"] = 401
+            code = 401 if self.record.reason == "token_expired" else 403
+            status = status_object(code, self.ended_reason or "", self.record.reason, self.record.record_id)
             event = json.dumps({"type": "ERROR", "object": status}).encode() + b"\n"
             await self.client.send_data(event)
         await self.client.end_stream()
@@ -215,9 +217,7 @@ class WatchSession(StreamSession):
             )
             return
         self.record.outcome, self.record.reason = "refused_by_cluster", str(status)
-        response = status_response(status, "", "")
-        response.body = masked.value
-        response.headers["content-type"] = content_type or "application/json"
+        response = HttpResponse(status, {"content-type": content_type or "application/json"}, masked.value)
         await self.client.respond(response)
 
 

@@ -447,6 +447,7 @@ class Relay:
                 )
             )
         elif failure is not None:
+            result["error"] = {"code": "channel_error", "message": str(failure)}
             self._send_client(
                 channels.encode(channels.ERROR, channels.failure(f"wardgate: {failure}", "BadRequest", 400))
             )
