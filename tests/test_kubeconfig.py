@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
+import shlex
 import stat
 import subprocess
 import sys
@@ -280,3 +282,41 @@ def test_the_https_front_door_serves_every_route_with_the_dev_ca(stack: DevStack
         httpx.get(f"{stack.https_url}/http/demo/anything", timeout=5)
     plain = httpx.get(f"{stack.url}/http/demo/anything", headers={"Authorization": f"Bearer {token}"})
     assert plain.status_code == 200  # plain HTTP stays for the rest
+
+
+def test_the_quick_starts_kubernetes_lines_work(
+    stack: DevStack, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """What `wardgate dev` prints for Kubernetes, run as printed (kubectl through both endpoints)."""
+    from wardgate.dev.stack import quick_start
+
+    text = quick_start(stack)
+    block = text[text.index("Kubernetes with kubectl unchanged") :].split("\n\n", 1)[0]
+    env = {"HOME": str(tmp_path)}
+    ran = 0
+    for line in block.splitlines()[1:]:
+        command = re.split(r"\s{2,}\(", line.strip())[0]  # without the explanation in parentheses
+        if command.startswith("export WARDGATE_TOKEN=$("):
+            argv = shlex.split(command[len("export WARDGATE_TOKEN=$(") : -1])
+            assert argv[0] == "wardgate" and cli.main(argv[1:]) == 0
+            env["WARDGATE_TOKEN"] = capsys.readouterr().out.strip()
+        elif command.startswith("wardgate kubeconfig"):
+            argv, _, target = command.partition(" > ")
+            assert cli.main(shlex.split(argv)[1:]) == 0
+            (tmp_path / target).write_text(capsys.readouterr().out)
+        else:
+            assignment, _, kubectl = command.partition(" ")
+            name, _, value = assignment.partition("=")
+            assert name == "KUBECONFIG" and kubectl.startswith("kubectl "), command
+            done = subprocess.run(
+                shlex.split(kubectl),
+                env={**os.environ, **env, "KUBECONFIG": str(tmp_path / value)},
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert done.returncode == 0, f"{command}: {done.stderr}"
+            assert "s3cr3t" not in done.stdout
+        ran += 1
+    assert ran == 6

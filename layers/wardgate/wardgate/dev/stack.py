@@ -438,7 +438,7 @@ def quick_start(stack: DevStack) -> str:
     return f"""
 wardgate dev is running.
 
-  gateway        {stack.url}
+  gateway        {stack.url}   (and every route over HTTPS: {stack.https_url}, the dev CA)
   OIDC issuer    {stack.url}{ISSUER_PATH}   (discovery and JWKS; audience "wardgate")
   demo upstream  {stack.upstream.url if stack.upstream else "-"}   (connection "demo", groups {groups})
   AWS (moto)     {stack.aws_endpoint or "in-process"}
@@ -469,6 +469,14 @@ the database, the token is the password, TLS is required):
   {mariadb_command(stack)}
   python -c {shlex.quote(pymysql_snippet(stack))}
 {ssh_lines(stack)}
+Kubernetes with kubectl unchanged (demo-k8s is a local cluster double; docs/kubernetes.md):
+  export WARDGATE_TOKEN=$(wardgate token --sub agent-1 --group ci)
+  wardgate kubeconfig --connection demo-k8s > kubeconfig                (every verb, via the TCP gateway)
+  KUBECONFIG=kubeconfig kubectl get pods -n prod
+  KUBECONFIG=kubeconfig kubectl get secret db-credentials -n prod -o yaml   (values masked)
+  wardgate kubeconfig --connection demo-k8s --via lambda > kubeconfig-lambda   (request/response verbs)
+  KUBECONFIG=kubeconfig-lambda kubectl describe deployment web -n prod
+
 Approvals (refunds on demo need a human; the mail lands in {stack.url}/_dev/outbox and here):
   curl -H "Authorization: Bearer $TOKEN" -d '{{"amount": 900}}' {stack.url}/http/demo/v1/refunds
                                                         (202 Accepted, with a poll_url)
