@@ -301,8 +301,8 @@ def test_the_quick_starts_kubernetes_lines_work(
             assert argv[0] == "wardgate" and cli.main(argv[1:]) == 0
             env["WARDGATE_TOKEN"] = capsys.readouterr().out.strip()
         elif command.startswith("wardgate kubeconfig"):
-            argv, _, target = command.partition(" > ")
-            assert cli.main(shlex.split(argv)[1:]) == 0
+            line_argv, _, target = command.partition(" > ")
+            assert cli.main(shlex.split(line_argv)[1:]) == 0
             (tmp_path / target).write_text(capsys.readouterr().out)
         else:
             assignment, _, kubectl = command.partition(" ")
