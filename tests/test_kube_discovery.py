@@ -659,6 +659,22 @@ def test_kubectl_explains_every_kind(double: KubeDouble, resource: Resource) -> 
     assert re.search(r"^  metadata\s+<ObjectMeta>( -required-)?$", out, re.MULTILINE)
 
 
+def test_every_object_the_double_serves_passes_strict_validation(double: KubeDouble) -> None:
+    # What `kubectl get -o yaml` prints must go back through `kubectl replace`/`apply` unchanged:
+    # no field the double writes may be missing from its schemas.
+    listable = [r for r in catalog.RESOURCES if "list" in r.verbs]
+    kinds = ",".join(r.plural + (f".{r.group}" if r.group else "") for r in listable)
+    code, out, err = run(double, "get", kinds, "--all-namespaces", "-o", "json")
+    assert code == 0, err
+    items = json.loads(out)["items"]
+    served_kinds = {item["kind"] for item in items}
+    assert served_kinds >= {"Pod", "ReplicaSet", "Deployment", "Service", "Secret", "Event", "Endpoints"}
+    for item in items:
+        resource = catalog.by_kind(item["apiVersion"], item["kind"])
+        assert resource is not None
+        assert openapi.unknown_fields(resource, item) == [], f"{item['kind']} {item['metadata']['name']}"
+
+
 def test_kubectl_validates_a_list_manifest_client_side_from_the_v2_protobuf(double: KubeDouble) -> None:
     # kubectl validates a v1/List itself, from /openapi/v2 (asked as protobuf only): a real server
     # serves it, and kubectl apply -f of `kubectl get -o yaml`'s output depends on it.
