@@ -816,6 +816,23 @@ def test_v4_binary_and_base64_protocols(kube_double: KubeDouble) -> None:
     )
 
 
+def test_v5_close_signal_and_pings_byte_by_byte(kube_double: KubeDouble) -> None:
+    path = "/api/v1/namespaces/default/pods/debug/exec?command=cat&stdin=true&stdout=true"
+    connection = _raw_websocket(kube_double, path, ["v5.channel.k8s.io"])
+    assert connection.getsubprotocol() == "v5.channel.k8s.io"
+    assert connection.recv_data() == (websocket.ABNF.OPCODE_BINARY, b"\x01")  # connected
+    connection.ping(b"are you there")
+    assert connection.recv_data(control_frame=True) == (websocket.ABNF.OPCODE_PONG, b"are you there")
+    connection.send_binary(b"\x00hello ")
+    connection.send_binary(b"\x00world")
+    connection.send_binary(b"\xff\x00")  # stdin closed: cat ends
+    messages = _messages(connection)
+    assert b"".join(m[1:] for m in messages if isinstance(m, bytes) and m[:1] == b"\x01") == b"hello world"
+    error = messages[-1]
+    assert isinstance(error, bytes) and error[:1] == b"\x03"
+    assert json.loads(error[1:])["status"] == "Success"
+
+
 def test_an_unknown_subprotocol_is_refused_before_upgrading(kube_double: KubeDouble) -> None:
     with pytest.raises(websocket.WebSocketBadStatusException) as refused:
         _raw_websocket(kube_double, EXEC_PATH, ["v9.channel.k8s.io"])

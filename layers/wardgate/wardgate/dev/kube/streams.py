@@ -327,7 +327,10 @@ class WebSocket:
             if self._closing:
                 return
             event = TextMessage(payload) if isinstance(payload, str) else BytesMessage(payload)
-            data = self.ws.send(event)
+            try:
+                data = self.ws.send(event)
+            except LocalProtocolError as error:  # the WebSocket is no longer open
+                raise ConnectionError(str(error)) from error
         self.connection.send(data)
 
     def close(self, code: int = 1000) -> None:
