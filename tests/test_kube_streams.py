@@ -310,6 +310,8 @@ def test_shell_commands_and_exit_codes() -> None:
     assert _run(container, ["sh", "-c", "echo 'unclosed"])[0] == 2
     with pytest.raises(ExecNotFound, match='exec: "nosuch": executable file not found in \\$PATH'):
         _run(container, ["nosuch"])
+    with pytest.raises(ExecNotFound, match='exec: "cd"'):  # a shell builtin is no program
+        _run(container, ["cd", "/tmp"])
     assert "password: s3cr3t-Passw0rd!" in _run(container, ["cat", "/app/config.yaml"])[1].decode()
     assert _run(container, ["ls", "/tmp"]) == (0, b"", b"")
     assert _run(container, ["id"])[1] == b"uid=0(root) gid=0(root) groups=0(root)\n"

@@ -26,6 +26,8 @@ from typing import Any
 
 Output = Callable[[bytes], None]
 
+# Commands only a shell has: an exec cannot start them as programs.
+_SHELL_BUILTINS = frozenset({"cd", "exit", "export", "read", ":"})
 # The binary directories a path-qualified command may name (/bin/ls, /usr/bin/env ...).
 _BIN_DIRS = ("/bin", "/usr/bin", "/usr/local/bin", "/sbin", "/usr/sbin")
 
@@ -470,7 +472,6 @@ class Container:
         env = dict(self.env)
         if process.tty:
             env.setdefault("TERM", "xterm")
-        if process.tty:
             # A pty merges stderr into stdout and turns each "\n" into "\r\n" (the onlcr line discipline).
             terminal = process.stdout
 
@@ -480,7 +481,7 @@ class Container:
             process = dataclasses.replace(process, stdout=to_terminal, stderr=to_terminal)
         shell = Shell(self, env, process)
         name = _command_name(argv[0])
-        if name is None or (name not in shell.commands and name not in ("sh", "bash")):
+        if name is None or name not in shell.commands or name in _SHELL_BUILTINS:
             raise ExecNotFound(argv[0])
         try:
             return shell.run_argv([name, *argv[1:]], process)
