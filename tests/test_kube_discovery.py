@@ -24,7 +24,7 @@ from kubernetes import dynamic
 from tests.kube_fixtures import DOUBLE_TOKEN, kubectl, start_kube_double
 from wardgate.dev.kube import catalog, discovery, openapi
 from wardgate.dev.kube.catalog import Answer, Resource
-from wardgate.dev.kube.schemas import swagger_protobuf
+from wardgate.dev.kube.schemas import DEFINITIONS, swagger_protobuf
 from wardgate.dev.kube.server import KubeDouble
 
 JSON = dict[str, Any]
@@ -36,6 +36,7 @@ KUBECTL_DISCOVERY_ACCEPT = (
 AGGREGATED_V2_TYPE = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 OPENAPI_V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
 REF = "#/components/schemas/"
+PACKAGES = {"": "core", "apps": "apps", "authorization.k8s.io": "authorization"}  # schema name parts
 GROUP_VERSIONS = sorted({(r.group, r.version) for r in catalog.RESOURCES})
 
 
@@ -256,8 +257,7 @@ def test_each_v3_document_is_self_contained(group_version: tuple[str, str]) -> N
 @pytest.mark.parametrize("resource", catalog.RESOURCES, ids=resource_id)
 def test_each_kind_has_its_schema_named_as_a_real_server_names_it(resource: Resource) -> None:
     schemas = v3_document(resource.group, resource.version)["components"]["schemas"]
-    package = {"": "core", "apps": "apps", "authorization.k8s.io": "authorization"}[resource.group]
-    schema = schemas[f"io.k8s.api.{package}.{resource.version}.{resource.kind}"]
+    schema = schemas[f"io.k8s.api.{PACKAGES[resource.group]}.{resource.version}.{resource.kind}"]
     assert schema["x-kubernetes-group-version-kind"] == [
         {"group": resource.group, "kind": resource.kind, "version": resource.version}
     ]
@@ -659,6 +659,23 @@ def test_kubectl_explains_every_kind(double: KubeDouble, resource: Resource) -> 
     assert re.search(r"^  metadata\s+<ObjectMeta>( -required-)?$", out, re.MULTILINE)
 
 
+def missing_required(schema: JSON, value: Any, path: str = "") -> list[str]:
+    """Required fields absent from ``value``: what kubectl's client-side (v2) validation reports."""
+    resolved = schema
+    while "allOf" in resolved or "$ref" in resolved:
+        resolved = resolved["allOf"][0] if "allOf" in resolved else DEFINITIONS[resolved["$ref"][len(REF) :]]
+    missing: list[str] = []
+    if isinstance(value, dict):
+        missing += [f"{path}.{name}" for name in resolved.get("required", ()) if name not in value]
+        for name, field in resolved.get("properties", {}).items():
+            if name in value:
+                missing += missing_required(field, value[name], f"{path}.{name}")
+    elif isinstance(value, list) and isinstance(resolved.get("items"), dict):
+        for index, item in enumerate(value):
+            missing += missing_required(resolved["items"], item, f"{path}[{index}]")
+    return missing
+
+
 def test_every_object_the_double_serves_passes_strict_validation(double: KubeDouble) -> None:
     # What `kubectl get -o yaml` prints must go back through `kubectl replace`/`apply` unchanged:
     # no field the double writes may be missing from its schemas.
@@ -672,7 +689,10 @@ def test_every_object_the_double_serves_passes_strict_validation(double: KubeDou
     for item in items:
         resource = catalog.by_kind(item["apiVersion"], item["kind"])
         assert resource is not None
-        assert openapi.unknown_fields(resource, item) == [], f"{item['kind']} {item['metadata']['name']}"
+        name = f"{item['kind']} {item['metadata']['name']}"
+        assert openapi.unknown_fields(resource, item) == [], name
+        schema = DEFINITIONS[f"io.k8s.api.{PACKAGES[resource.group]}.{resource.version}.{resource.kind}"]
+        assert missing_required(schema, item) == [], name
 
 
 def test_kubectl_validates_a_list_manifest_client_side_from_the_v2_protobuf(double: KubeDouble) -> None:
