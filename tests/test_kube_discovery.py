@@ -752,6 +752,9 @@ def test_kubectl_apply_with_an_unknown_field_fails_strict_validation(
     assert 'unknown field "spec.template.spec.containers[0].imagePullPolicyy"' in err
     code, out, err = run(double, "get", "deployment", clean_deployment, "-n", "default")
     assert code == 1 and "NotFound" in err
+    code, out, err = run(double, "apply", "--validate=warn", "--dry-run=server", "-f", "-", input=misspelt)
+    assert code == 0, err
+    assert 'Warning: unknown field "spec.replica"' in err
     code, out, err = run(double, "apply", "--validate=false", "-f", "-", input=misspelt)
     assert code == 0, err
     assert "deployment.apps/validated created" in out
