@@ -421,6 +421,11 @@ def test_tar_round_trip_as_kubectl_cp_runs_it() -> None:
     assert status == 2 and b"Member name contains '..'" in err
     assert not other.fs.is_file("/etc/passwd")
     assert _run(other, ["tar", "xf", "-"], b"not a tar")[0] == 2
+    assert _run(other, ["tar", "cf", "-", "nope"])[1:] == (
+        b"\x00" * 10240,  # GNU tar still writes an (empty) archive
+        b"tar: nope: Cannot stat: No such file or directory\n"
+        b"tar: Exiting with failure status due to previous errors\n",
+    )
     # kubectl cp --retries resumes a download with "tar cf - <path> | tail -c+<offset>".
     status, resumed, _ = _run(container, ["sh", "-c", "tar cf - /data | tail -c+513"])
     assert (status, resumed) == (0, archive[512:])

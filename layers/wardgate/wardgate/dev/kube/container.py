@@ -1157,6 +1157,8 @@ class Shell:
                 self.fs.write(self._path(archive), data)
             except FileSystemError as error:
                 return self._fail(process, f"tar: {archive}: Cannot open: {error}", 2)
+        if status:
+            self._fail(process, "tar: Exiting with failure status due to previous errors", status)
         return status
 
     def _tar_read(
