@@ -313,6 +313,13 @@ def test_kubectl_get_watch_prints_changes_as_they_happen(kube: Kube):
             watching.kill()
 
 
+def test_rollout_status_follows_the_deployment_through_a_watch(kube: Kube):
+    done = kube.kubectl("rollout", "status", "deployment/web", "--timeout=20s")
+    assert done.returncode == 0, done.stderr
+    assert 'deployment "web" successfully rolled out' in done.stdout
+    assert _wait_for("session_start", lambda e: e["operation"].get("resource") == "deployments")
+
+
 def _live(kube: Kube, kind: str) -> list[Any]:
     sessions = kube.stack.tcp.call(kube.services.sessions.live)
     return [session for session in sessions if type(session).__name__ == kind]

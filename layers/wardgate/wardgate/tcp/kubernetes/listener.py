@@ -20,6 +20,7 @@ import secrets
 import ssl
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -41,6 +42,7 @@ MAX_HEAD = 64 * 1024  # a request's line and headers (h11 answers 431 beyond)
 IDLE_S = 120.0  # a kept-alive connection with no request for this long is closed
 READ_CHUNK = 64 * 1024
 SERVER = "wardgate"
+REQUEST_THREADS = 64  # request/response verbs in flight per task (each holds a thread while it waits)
 
 
 @dataclass
@@ -86,6 +88,9 @@ class KubeListener:
             credentials=services.credentials,
             forwarder=HttpForwarder(gate.limits.connect_timeout, gate.limits.max_response_body),
         )
+        # Request/response verbs block on the cluster (up to the upstream timeout): their own
+        # threads, so that they never queue the worker threads the other sessions use for records.
+        self.pool = ThreadPoolExecutor(max_workers=REQUEST_THREADS, thread_name_prefix="wardgate-k8s")
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -326,7 +331,8 @@ class KubeConnection:
         )
         gateway = self.listener.gateway
         deadline = time.monotonic() + gateway.limits.upstream_timeout
-        response = await asyncio.to_thread(gateway.handle, http_request, deadline)
+        loop = asyncio.get_running_loop()
+        response = await loop.run_in_executor(self.listener.pool, gateway.handle, http_request, deadline)
         await self.respond(response, method=request.method)
 
 
