@@ -68,6 +68,8 @@ from wardgate.dev.kube.streams import (
     success_status,
 )
 
+__all__ = ["kube_double"]  # the module-scoped double (tests/kube_fixtures.py), imported for pytest
+
 # -- SPDY/3.1, byte by byte ----------------------------------------------------------------------------
 
 
@@ -432,8 +434,6 @@ def test_tar_round_trip_as_kubectl_cp_runs_it() -> None:
 
 
 # -- real kubectl and the Python client against the double -------------------------------------------
-
-__all__ = ["kube_double"]  # the module-scoped double (tests/kube_fixtures.py)
 
 
 @pytest.fixture(scope="module")
