@@ -313,6 +313,29 @@ def test_kubectl_get_watch_prints_changes_as_they_happen(kube: Kube):
             watching.kill()
 
 
+def test_one_kubeconfig_from_wardgate_kubeconfig_serves_every_verb(kube: Kube):
+    from wardgate import cli
+
+    token_file = kube.folder / "agent-token"
+    token_file.write_text(kube.token)
+    config = kube.folder / "generated-kubeconfig"
+    base = kube.url.removesuffix("/k8s")
+    argv = ["kubeconfig", "--connection", CLUSTER, "--server", base, "--ca-file", kube.ca_file]
+    argv += ["--user-credential", "token-file", "--token-file", str(token_file), "-o", str(config)]
+    assert cli.main(argv) == 0
+    env = {**kube.env(), "KUBECONFIG": str(config)}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([KUBECTL, *args], env=env, capture_output=True, text=True, timeout=30)
+
+    web = _pod(kube, "prod", "web-")
+    assert run("get", "deployments", "-n", "prod", "-o", "name").stdout == "deployment.apps/web\n"
+    assert run("logs", "-n", "prod", web).returncode == 0
+    assert run("exec", "-n", "default", "debug", "--", "echo", "hello").stdout == "hello\n"
+    watched = run("get", "pods", "-n", "prod", "-w", "--request-timeout=2s")
+    assert web in watched.stdout  # the watch's list, then it ends at the request timeout
+
+
 def test_rollout_status_follows_the_deployment_through_a_watch(kube: Kube):
     done = kube.kubectl("rollout", "status", "deployment/web", "--timeout=20s")
     assert done.returncode == 0, done.stderr
