@@ -8,7 +8,7 @@ Use in a test module::
         result = kubectl(kube_double, DOUBLE_TOKEN, None, "get", "pods", "-n", "prod")
 
 Each kubectl run gets its own KUBECONFIG and HOME (so ~/.kube/cache is never shared between tests
-or with a developer's own cluster) and fails the test with a clear message if the machine has no
+or with a developer's own cluster; pass ``home`` to share one cache within a test module) and fails the test with a clear message if the machine has no
 kubectl or only Debian's far older one.
 """
 
@@ -100,6 +100,7 @@ def kubectl(
     *args: str,
     input: str | None = None,
     timeout: float = 60.0,
+    home: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """``kubectl <args>`` against a double (its CA by default) or a URL, with a fresh kubeconfig and HOME."""
     if isinstance(target, KubeDouble):
@@ -109,13 +110,15 @@ def kubectl(
     else:
         server = target
     binary = kubectl_path()
-    with tempfile.TemporaryDirectory(prefix="kubectl-") as home:
-        config = write_kubeconfig(Path(home) / "config", server, token, ca_file)
+    with tempfile.TemporaryDirectory(prefix="kubectl-") as fresh_home:
+        # A caller's own home (one per test module) keeps kubectl's discovery cache between its runs.
+        folder = home or Path(fresh_home)
+        config = write_kubeconfig(Path(fresh_home) / "config", server, token, ca_file)
         environment = {
             "PATH": "/usr/bin:/bin",
-            "HOME": home,
+            "HOME": str(folder),
             "KUBECONFIG": str(config),
-            "KUBECACHEDIR": str(Path(home) / "cache"),
+            "KUBECACHEDIR": str(folder / "cache"),
         }
         return subprocess.run(
             [binary, *args], input=input, capture_output=True, text=True, timeout=timeout, env=environment

@@ -8,13 +8,18 @@ API reference).
 from __future__ import annotations
 
 import base64
+import json
+import re
+import ssl
+import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from kubernetes import client, config
+from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from tests.kube_fixtures import (
@@ -22,6 +27,7 @@ from tests.kube_fixtures import (
     ca_file_of,
     kube_double,
     kubectl,
+    kubectl_path,
     start_kube_double,
     write_kubeconfig,
 )
@@ -108,9 +114,18 @@ def test_stop_leaves_no_threads(tmp_path: Path) -> None:
 # -- kubectl ------------------------------------------------------------------------------------
 
 
+KUBECTL_HOME = Path()  # this module's kubectl home (its discovery cache), set by the fixture below
+
+
+@pytest.fixture(scope="module", autouse=True)
+def kubectl_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    global KUBECTL_HOME
+    KUBECTL_HOME = tmp_path_factory.mktemp("kubectl-home")
+
+
 def run(double: KubeDouble, *args: str, input: str | None = None, ok: bool = True) -> str:
     """kubectl against the double; its output, or (ok=False) its error output, which must be a failure."""
-    result = kubectl(double, DOUBLE_TOKEN, None, *args, input=input)
+    result = kubectl(double, DOUBLE_TOKEN, None, *args, input=input, home=KUBECTL_HOME)
     if ok:
         assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
         return result.stdout
@@ -175,8 +190,6 @@ def test_kubectl_get_prints_the_api_servers_columns(kube_double: KubeDouble) -> 
 
 
 def test_kubectl_get_json_and_yaml(kube_double: KubeDouble) -> None:
-    import json
-
     import yaml
 
     listed = json.loads(run(kube_double, "get", "pods", "-n", "prod", "-o", "json"))
@@ -240,7 +253,7 @@ def test_field_selectors(kube_double: KubeDouble) -> None:
 
 def run_both(double: KubeDouble, *args: str) -> str:
     """stdout and stderr together (kubectl prints "No resources found" on stderr)."""
-    result = kubectl(double, DOUBLE_TOKEN, None, *args)
+    result = kubectl(double, DOUBLE_TOKEN, None, *args, home=KUBECTL_HOME)
     assert result.returncode == 0, result.stderr
     return result.stdout + result.stderr
 
@@ -350,8 +363,6 @@ def test_client_side_apply_creates_then_patches_with_the_last_applied(kube_doubl
         "        ports:\n        - containerPort: 8080\n", ""
     )
     assert "deployment.apps/api configured" in run(kube_double, "apply", "-f", "-", input=second)
-    import json
-
     deployment = json.loads(run(kube_double, "get", "deployment", "api", "-n", namespace, "-o", "json"))
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "nginx:1.28" and "ports" not in container  # dropped from the file: removed
@@ -366,8 +377,6 @@ def test_client_side_apply_creates_then_patches_with_the_last_applied(kube_doubl
 
 
 def test_server_side_apply_owns_fields_and_conflicts(kube_double: KubeDouble) -> None:
-    import json
-
     namespace = fresh_namespace(kube_double, "serverside")
     manifest = DEPLOYMENT.format(namespace=namespace, replicas=2, image="nginx:1.27")
     assert "serverside-applied" in run(kube_double, "apply", "--server-side", "-f", "-", input=manifest)
@@ -417,8 +426,6 @@ def test_dry_run_server_stores_nothing(kube_double: KubeDouble) -> None:
 
 
 def test_patch_types_label_and_annotate(kube_double: KubeDouble) -> None:
-    import json
-
     namespace = fresh_namespace(kube_double, "patches")
     run(
         kube_double,
@@ -485,3 +492,407 @@ def test_patch_types_label_and_annotate(kube_double: KubeDouble) -> None:
     assert metadata["annotations"]["owner"] == "ops@example.com"
     run(kube_double, "label", "deployment", "api", "-n", namespace, "tier-")
     assert "tier" not in run(kube_double, "get", "deployment", "api", "-n", namespace, "--show-labels")
+
+
+def test_delete_cascades_and_orphans(kube_double: KubeDouble) -> None:
+    namespace = fresh_namespace(kube_double, "deletes")
+    run(kube_double, "create", "deployment", "gone", "-n", namespace, "--image=nginx:1.27", "--replicas=2")
+    run(kube_double, "create", "deployment", "kept", "-n", namespace, "--image=nginx:1.27", "--replicas=1")
+    assert len(names(run(kube_double, "get", "pods", "-n", namespace))) == 3
+    # kubectl delete waits until the object is gone: deletion is immediate, so this returns at once.
+    assert 'deployment.apps "gone" deleted' in run(
+        kube_double, "delete", "deployment", "gone", "-n", namespace
+    )
+    remaining = names(run(kube_double, "get", "replicasets,pods", "-n", namespace, "-o", "name"))
+    assert all("gone" not in name for name in remaining) and any("kept" in name for name in remaining)
+    run(kube_double, "delete", "deployment", "kept", "-n", namespace, "--cascade=orphan")
+    replica_sets = json.loads(run(kube_double, "get", "replicasets", "-n", namespace, "-o", "json"))["items"]
+    assert len(replica_sets) == 1 and "ownerReferences" not in replica_sets[0]["metadata"]
+    assert len(names(run(kube_double, "get", "pods", "-n", namespace))) == 1  # still owned by the replica set
+    error = run(kube_double, "delete", "configmap", "nothing", "-n", namespace, ok=False)
+    assert 'Error from server (NotFound): configmaps "nothing" not found' in error
+    run(kube_double, "delete", "namespace", namespace)
+    assert "No resources found" in run_both(kube_double, "get", "replicasets,pods", "-n", namespace)
+
+
+def test_scale_subresource_and_events(kube_double: KubeDouble, api_client: client.ApiClient) -> None:
+    namespace = fresh_namespace(kube_double, "scales")
+    run(kube_double, "create", "deployment", "web", "-n", namespace, "--image=nginx:1.27", "--replicas=1")
+    assert "deployment.apps/web scaled" in run(
+        kube_double, "scale", "deployment", "web", "-n", namespace, "--replicas=3"
+    )
+    scale = wire(client.AppsV1Api(api_client).read_namespaced_deployment_scale("web", namespace))
+    assert scale["kind"] == "Scale" and scale["apiVersion"] == "autoscaling/v1"
+    assert scale["spec"] == {"replicas": 3}
+    assert scale["status"] == {"replicas": 3, "selector": "app=web"}
+    client.AppsV1Api(api_client).patch_namespaced_deployment_scale(
+        "web", namespace, {"spec": {"replicas": 2}}
+    )
+    assert len(names(run(kube_double, "get", "pods", "-n", namespace, "-l", "app=web"))) == 2
+    events = run(
+        kube_double, "get", "events", "-n", namespace, "--field-selector", "involvedObject.kind=Deployment"
+    )
+    assert "Scaled up replica set web-" in events and "from 1 to 3" in events and "from 3 to 2" in events
+    pod_events = run(
+        kube_double, "get", "events", "-n", namespace, "--field-selector", "reason=SuccessfulCreate"
+    )
+    assert pod_events.count("Created pod: web-") == 3
+
+
+def test_rollout_status_history_and_undo(kube_double: KubeDouble) -> None:
+    namespace = fresh_namespace(kube_double, "rollouts")
+    run(
+        kube_double,
+        "apply",
+        "-f",
+        "-",
+        input=DEPLOYMENT.format(namespace=namespace, replicas=2, image="nginx:1.27"),
+    )
+    run(kube_double, "set", "image", "deployment/api", "-n", namespace, "api=nginx:1.28")
+    assert 'deployment "api" successfully rolled out' in run(
+        kube_double, "rollout", "status", "deployment/api", "-n", namespace, "--timeout=30s"
+    )
+    history = run(kube_double, "rollout", "history", "deployment/api", "-n", namespace)
+    assert [line.split()[0] for line in history.splitlines()[2:] if line.strip()] == ["1", "2"]
+    replica_sets = run(kube_double, "get", "replicasets", "-n", namespace, "-o", "wide")
+    assert {line.split()[1] for line in replica_sets.splitlines()[1:]} == {"0", "2"}  # the old one at zero
+    assert "deployment.apps/api rolled back" in run(
+        kube_double, "rollout", "undo", "deployment/api", "-n", namespace
+    )
+    image = run(
+        kube_double,
+        "get",
+        "deployment",
+        "api",
+        "-n",
+        namespace,
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    )
+    assert image == "nginx:1.27"
+    history = run(kube_double, "rollout", "history", "deployment/api", "-n", namespace)
+    assert [line.split()[0] for line in history.splitlines()[2:] if line.strip()] == ["2", "3"]  # 1 became 3
+    revision = run(
+        kube_double, "get", "deployment", "api", "-n", namespace, "-o", "jsonpath={.metadata.annotations}"
+    )
+    assert '"deployment.kubernetes.io/revision":"3"' in revision
+    assert "successfully rolled out" in run(
+        kube_double, "rollout", "status", "deployment/api", "-n", namespace
+    )
+
+
+def test_auth_can_i(kube_double: KubeDouble) -> None:
+    assert run(kube_double, "auth", "can-i", "delete", "secrets", "-n", "prod") == "yes\n"
+
+
+# -- watches, logs and the wire --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def http(kube_double: KubeDouble) -> Iterator[httpx.Client]:
+    """Raw HTTPS to the double with its token: for what neither client shows plainly."""
+    with httpx.Client(
+        base_url=kube_double.url,
+        verify=ssl.create_default_context(cafile=str(ca_file_of(kube_double))),
+        headers={"Authorization": f"Bearer {DOUBLE_TOKEN}"},
+        timeout=10,
+    ) as raw:
+        yield raw
+
+
+class LineReader:
+    """Reads a process's output on a thread; ``wait_for`` blocks until a line matches (no sleeps)."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_for(self, predicate: Callable[[list[str]], bool], timeout: float = 20.0) -> list[str]:
+        with self._changed:
+            if not self._changed.wait_for(lambda: predicate(self.lines), timeout):
+                raise AssertionError(f"never saw it; output so far: {self.lines}")
+            return list(self.lines)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        self._thread.join(timeout=10)
+
+
+def kubectl_process(double: KubeDouble, home: Path, *args: str) -> LineReader:
+    config = write_kubeconfig(home / "config", double.url, DOUBLE_TOKEN, ca_file_of(double))
+    environment = {"PATH": "/usr/bin:/bin", "HOME": str(home), "KUBECONFIG": str(config)}
+    process = subprocess.Popen(
+        [kubectl_path(), *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=environment
+    )
+    return LineReader(process)
+
+
+def test_kubectl_get_watch_streams_changes(kube_double: KubeDouble, tmp_path: Path) -> None:
+    namespace = fresh_namespace(kube_double, "watched")
+    run(kube_double, "create", "configmap", "first", "-n", namespace, "--from-literal=a=1")
+    watch = kubectl_process(
+        kube_double, tmp_path, "get", "configmaps", "-n", namespace, "-w", "--output-watch-events"
+    )
+    try:
+        watch.wait_for(lambda lines: any("first" in line for line in lines))
+        run(kube_double, "create", "configmap", "second", "-n", namespace, "--from-literal=a=1")
+        run(kube_double, "label", "configmap", "second", "-n", namespace, "seen=yes")
+        run(kube_double, "delete", "configmap", "second", "-n", namespace)
+        lines = watch.wait_for(lambda lines: any(line.startswith("DELETED") for line in lines))
+    finally:
+        watch.stop()
+    assert lines[0].split()[:3] == ["EVENT", "NAME", "DATA"]  # the first event's Table carries the columns
+    events = [(line.split()[0], line.split()[1]) for line in lines[1:]]
+    assert events[-3:] == [("ADDED", "second"), ("MODIFIED", "second"), ("DELETED", "second")]
+
+
+def test_watch_from_a_resource_version(kube_double: KubeDouble, api_client: client.ApiClient) -> None:
+    namespace = fresh_namespace(kube_double, "resumed")
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_config_map(
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="before", labels={"keep": "yes"}))
+    )
+    listed = core.list_namespaced_config_map(namespace, label_selector="keep=yes")
+    since = wire(listed)["metadata"]["resourceVersion"]
+    core.create_namespaced_config_map(
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="after", labels={"keep": "yes"}))
+    )
+    core.patch_namespaced_config_map("before", namespace, {"metadata": {"labels": {"keep": "no"}}})
+    core.delete_namespaced_config_map("after", namespace)
+    stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
+        core.list_namespaced_config_map,
+        namespace,
+        label_selector="keep=yes",
+        resource_version=since,
+        timeout_seconds=1,
+    )
+    seen = [(event["type"], event["object"].metadata.name) for event in stream]
+    # Only changes after the list's resourceVersion; leaving the selector is a DELETED (as upstream).
+    assert seen == [("ADDED", "after"), ("DELETED", "before"), ("DELETED", "after")]
+
+
+def test_a_too_old_resource_version_is_410_gone(kube_double: KubeDouble, http: httpx.Client) -> None:
+    listed = http.get("/api/v1/namespaces/prod/configmaps").json()
+    old = listed["metadata"]["resourceVersion"]
+    run(kube_double, "create", "configmap", "compacted", "-n", "default", "--from-literal=a=1")
+    kube_double.store.compact()
+    with http.stream(
+        "GET", f"/api/v1/namespaces/prod/configmaps?watch=true&resourceVersion={old}"
+    ) as response:
+        assert response.status_code == 200
+        events = [json.loads(line) for line in response.iter_lines() if line]
+    assert events == [
+        {
+            "type": "ERROR",
+            "object": {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Failure",
+                "message": events[0]["object"]["message"],
+                "reason": "Expired",
+                "code": 410,
+            },
+        }
+    ]
+    assert events[0]["object"]["message"].startswith(f"too old resource version: {old} (")
+
+
+def test_watch_initial_events_bookmark_and_timeout(http: httpx.Client) -> None:
+    query = "watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true"
+    query += "&timeoutSeconds=1"
+    with http.stream("GET", f"/api/v1/namespaces/prod/services?{query}") as response:
+        assert response.headers["content-type"] == "application/json"
+        assert response.headers["transfer-encoding"] == "chunked"
+        events = [json.loads(line) for line in response.iter_lines() if line]  # ends after timeoutSeconds
+    assert [(e["type"], e["object"]["metadata"].get("name")) for e in events[:2]] == [
+        ("ADDED", "web"),
+        ("BOOKMARK", None),
+    ]
+    bookmark = events[1]["object"]
+    assert bookmark["kind"] == "Service" and bookmark["metadata"]["annotations"] == {
+        "k8s.io/initial-events-end": "true"
+    }
+    assert int(bookmark["metadata"]["resourceVersion"]) >= int(
+        events[0]["object"]["metadata"]["resourceVersion"]
+    )
+
+
+def test_logs_tail_timestamps_container_and_previous(kube_double: KubeDouble, http: httpx.Client) -> None:
+    namespace = fresh_namespace(kube_double, "logs")
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "two", "namespace": namespace},
+        "spec": {
+            "containers": [
+                {"name": "app", "image": "busybox:1.36"},
+                {"name": "side", "image": "busybox:1.36"},
+            ]
+        },
+    }
+    run(kube_double, "create", "-f", "-", input=json.dumps(pod))
+    for index in range(5):
+        kube_double.store.append_log(namespace, "two", "app", f"app line {index}")
+    kube_double.store.append_log(namespace, "two", "side", "side line")
+    assert (
+        run(kube_double, "logs", "two", "-n", namespace, "-c", "app", "--tail=2")
+        == "app line 3\napp line 4\n"
+    )
+    assert run(kube_double, "logs", "two", "-n", namespace, "-c", "side") == "side line\n"
+    stamped = run(kube_double, "logs", "two", "-n", namespace, "-c", "side", "--timestamps").split(" ", 1)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z", stamped[0]) and stamped[1] == "side line\n"
+    choose = http.get(f"/api/v1/namespaces/{namespace}/pods/two/log")  # kubectl itself picks the first
+    assert choose.status_code == 400
+    assert (
+        choose.json()["message"]
+        == "a container name must be specified for pod two, choose one of: [app side]"
+    )
+    previous = run(kube_double, "logs", "two", "-n", namespace, "-c", "app", "--previous", ok=False)
+    assert 'previous terminated container "app" in pod "two" not found' in previous
+    seeded = run(kube_double, "logs", "deployment/web", "-n", "prod")
+    assert "start worker processes" in seeded
+
+
+def test_logs_follow_streams_until_the_pod_goes(kube_double: KubeDouble, tmp_path: Path) -> None:
+    namespace = fresh_namespace(kube_double, "follow")
+    run(kube_double, "run", "tail", "-n", namespace, "--image=busybox:1.36")
+    kube_double.store.append_log(namespace, "tail", "tail", "before")
+    follow = kubectl_process(kube_double, tmp_path, "logs", "-f", "tail", "-n", namespace)
+    try:
+        follow.wait_for(lambda lines: lines == ["before"])
+        kube_double.store.append_log(namespace, "tail", "tail", "while following")
+        follow.wait_for(lambda lines: lines == ["before", "while following"])
+        run(kube_double, "delete", "pod", "tail", "-n", namespace)
+        assert follow.process.wait(timeout=20) == 0  # the stream ends with the pod
+    finally:
+        follow.stop()
+
+
+TABLE = (  # what kubectl get asks for
+    "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+)
+
+
+def test_table_rows_carry_metadata_or_the_object(http: httpx.Client) -> None:
+    table = http.get("/api/v1/namespaces/prod/secrets", headers={"Accept": TABLE}).json()
+    assert (table["kind"], table["apiVersion"]) == ("Table", "meta.k8s.io/v1")
+    assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Type", "Data", "Age"]
+    assert table["columnDefinitions"][0]["format"] == "name"
+    row = table["rows"][0]
+    assert row["cells"][:3] == ["db-credentials", "Opaque", 2]
+    assert row["object"]["kind"] == "PartialObjectMetadata" and "data" not in row["object"]
+    assert row["object"]["metadata"]["name"] == "db-credentials"
+    full = http.get("/api/v1/namespaces/prod/secrets?includeObject=Object", headers={"Accept": TABLE}).json()
+    assert full["rows"][0]["object"]["kind"] == "Secret" and "password" in full["rows"][0]["object"]["data"]
+    wide = http.get("/apis/apps/v1/namespaces/prod/deployments", headers={"Accept": TABLE}).json()
+    assert [(c["name"], c["priority"]) for c in wide["columnDefinitions"]][-3:] == [
+        ("Containers", 1),
+        ("Images", 1),
+        ("Selector", 1),
+    ]
+
+
+def test_list_pages_with_limit_and_continue(api_client: client.ApiClient) -> None:
+    core = client.CoreV1Api(api_client)
+    first = wire(core.list_event_for_all_namespaces(limit=3))
+    assert len(first["items"]) == 3 and first["metadata"]["remainingItemCount"] > 0
+    second = wire(core.list_event_for_all_namespaces(limit=3, _continue=first["metadata"]["continue"]))
+    assert {e["metadata"]["name"] for e in first["items"]}.isdisjoint(
+        e["metadata"]["name"] for e in second["items"]
+    )
+
+
+def test_errors_are_status_objects(kube_double: KubeDouble, http: httpx.Client) -> None:
+    unknown = http.get("/api/v1/namespaces/prod/widgets")
+    assert unknown.status_code == 404 and unknown.json()["reason"] == "NotFound"
+    not_allowed = http.put("/api/v1/namespaces/prod/configmaps", json={})
+    assert not_allowed.status_code == 405 and not_allowed.json()["reason"] == "MethodNotAllowed"
+    bad_deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "mismatch"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "a"}},
+            "template": {
+                "metadata": {"labels": {"app": "b"}},
+                "spec": {"containers": [{"name": "c", "image": "i"}]},
+            },
+        },
+    }
+    invalid = http.post("/apis/apps/v1/namespaces/prod/deployments", json=bad_deployment)
+    assert invalid.status_code == 422
+    status = invalid.json()
+    assert status["reason"] == "Invalid" and status["message"].startswith(
+        'Deployment.apps "mismatch" is invalid:'
+    )
+    assert status["details"]["causes"][0]["field"] == "spec.template.metadata.labels"
+    error = run(
+        kube_double,
+        "create",
+        "-f",
+        "-",
+        input=json.dumps(bad_deployment | {"metadata": {"name": "mismatch", "namespace": "prod"}}),
+        ok=False,
+    )
+    assert "`selector` does not match template `labels`" in error
+    protobuf_only = http.get(
+        "/api/v1/namespaces/prod/pods", headers={"Accept": "application/vnd.kubernetes.protobuf"}
+    )
+    assert protobuf_only.status_code == 406 and protobuf_only.json()["reason"] == "NotAcceptable"
+    exec_without_upgrade = http.post("/api/v1/namespaces/default/pods/debug/exec?command=id&stdout=true")
+    assert exec_without_upgrade.status_code == 400
+    assert exec_without_upgrade.json()["message"] == "Upgrade request required"
+    missing_pod_exec = http.get(
+        "/api/v1/namespaces/default/pods/nobody/exec", headers={"Upgrade": "websocket"}
+    )
+    assert missing_pod_exec.status_code == 404
+
+
+def test_field_validation_strict_warn_and_ignore(kube_double: KubeDouble, http: httpx.Client) -> None:
+    unknown_field = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "typo"}, "dta": {"a": "b"}}
+    strict = http.post("/api/v1/namespaces/prod/configmaps?fieldValidation=Strict", json=unknown_field)
+    assert strict.status_code == 400
+    assert strict.json()["message"] == (
+        'ConfigMap in version "v1" cannot be handled as a ConfigMap: '
+        'strict decoding error: unknown field "dta"'
+    )
+    warned = http.post("/api/v1/namespaces/prod/configmaps?fieldValidation=Warn", json=unknown_field)
+    assert warned.status_code == 201 and warned.headers["Warning"] == '299 - "unknown field \\"dta\\""'
+    http.delete("/api/v1/namespaces/prod/configmaps/typo")
+    ignored = http.post("/api/v1/namespaces/prod/configmaps?fieldValidation=Ignore", json=unknown_field)
+    assert ignored.status_code == 201 and "Warning" not in ignored.headers
+    http.delete("/api/v1/namespaces/prod/configmaps/typo")
+    manifest = json.dumps(unknown_field | {"metadata": {"name": "typo", "namespace": "prod"}})
+    assert 'strict decoding error: unknown field "dta"' in run(
+        kube_double, "apply", "-f", "-", input=manifest, ok=False
+    )
+
+
+def test_stop_ends_open_watches_and_log_streams(tmp_path: Path) -> None:
+    double = start_kube_double(tmp_path)
+    context = ssl.create_default_context(cafile=str(ca_file_of(double)))
+    headers = {"Authorization": f"Bearer {DOUBLE_TOKEN}"}
+    with (
+        httpx.Client(base_url=double.url, verify=context, headers=headers, timeout=10) as raw,
+        raw.stream("GET", "/api/v1/pods?watch=true") as watching,
+        raw.stream("GET", "/api/v1/namespaces/default/pods/debug/log?follow=true") as following,
+    ):
+        assert watching.status_code == following.status_code == 200
+        double.stop()
+        assert [line for line in following.iter_lines() if line] == ["debug shell ready"]
+        assert all(json.loads(line)["type"] == "ADDED" for line in watching.iter_lines() if line)
+    assert [t.name for t in threading.enumerate() if t.name.startswith(f"kube-double:{double.port}")] == []

@@ -243,15 +243,16 @@ class Cluster:
                 annotations[f"{REVISION}-history"] = ",".join([*history, old_revision])
                 annotations[REVISION] = str(max(revisions) + 1)
                 changed = True
-            if new_rs["spec"].get("replicas") != desired:
+            old_replicas = int(new_rs["spec"].get("replicas", 0))
+            if old_replicas != desired:
                 new_rs["spec"]["replicas"] = desired
                 changed = True
+                direction = "up" if desired > old_replicas else "down"
+                name = new_rs["metadata"]["name"]
                 self.record_event(
                     deployment,
                     "ScalingReplicaSet",
-                    f"Scaled {'up' if desired > int(current['spec'].get('replicas', 0)) else 'down'} "
-                    "replica set "
-                    f"{new_rs['metadata']['name']} from {current['spec'].get('replicas', 0)} to {desired}",
+                    f"Scaled {direction} replica set {name} from {old_replicas} to {desired}",
                     "deployment-controller",
                 )
             if changed:

@@ -29,6 +29,7 @@ from wardgate.dev.kube.status import status_answer
 from wardgate.dev.kube.store import Store, StoreError
 
 HANDSHAKE_TIMEOUT_S = 10.0
+STREAM_END_TIMEOUT_S = 5.0  # stop() waits this long for watches and followed logs to end cleanly
 MAX_REQUEST_BODY = 3 * 1024 * 1024 + 1024
 _PROBES = ("/healthz", "/livez", "/readyz")  # readable without a token (system:public-info-viewer)
 _UPGRADED = ("exec", "attach", "portforward")
@@ -143,6 +144,8 @@ class KubeDouble:
             daemon=True,
         )
         self._started = False
+        self._open_streams = 0
+        self._streams_changed = threading.Condition()
 
     @property
     def url(self) -> str:
@@ -164,8 +167,10 @@ class KubeDouble:
         if self._started:
             self._server.shutdown()
             self._thread.join()
-        self.store.close()
-        self._server.drop_connections()
+        self.store.close()  # watches and followed logs end their chunked answers cleanly...
+        with self._streams_changed:
+            self._streams_changed.wait_for(lambda: self._open_streams == 0, timeout=STREAM_END_TIMEOUT_S)
+        self._server.drop_connections()  # ...then idle keep-alive connections and upgraded streams close
         self._server.server_close()
 
     def __enter__(self) -> Self:
@@ -288,6 +293,8 @@ class KubeDouble:
 
     def _stream(self, h: BaseHTTPRequestHandler, stream: Stream) -> None:
         """Chunked transfer encoding; an empty chunk from the stream: a pause to check the client is there."""
+        with self._streams_changed:
+            self._open_streams += 1
         try:
             h.send_response(200)
             h.send_header("Content-Type", stream.content_type)
@@ -315,6 +322,9 @@ class KubeDouble:
                 close()
             for callback in stream.on_close:
                 callback()
+            with self._streams_changed:
+                self._open_streams -= 1
+                self._streams_changed.notify_all()
 
 
 def _peer_gone(connection: socket.socket) -> bool:
