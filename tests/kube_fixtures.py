@@ -8,8 +8,8 @@ Use in a test module::
         result = kubectl(kube_double, DOUBLE_TOKEN, None, "get", "pods", "-n", "prod")
 
 Each kubectl run gets its own KUBECONFIG and HOME (so ~/.kube/cache is never shared between tests
-or with a developer's own cluster; pass ``home`` to share one cache within a test module) and fails the test with a clear message if the machine has no
-kubectl or only Debian's far older one.
+or with a developer's own cluster; pass ``home`` to share one cache within a test module) and
+fails the test with a clear message if the machine has no kubectl or only Debian's far older one.
 """
 
 from __future__ import annotations
