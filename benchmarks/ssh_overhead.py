@@ -162,16 +162,22 @@ def serve_gateway(config: dict[str, Any]) -> None:
 
 
 class SshGatewayProcess(GatewayProcess):
-    """pg_overhead's gateway child, started as this script's ``--serve-gateway`` (the SSH listener)."""
+    """pg_overhead's gateway child, started as this script's ``--serve-gateway`` (the SSH listener);
+    ``root``: the source tree whose gateway runs (--compare: an earlier commit's)."""
 
     def start(self) -> SshGatewayProcess:
         with self.logfile.open("wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, __file__, "--serve-gateway", json.dumps(self.config)],
+                [
+                    sys.executable,
+                    str(self.root / "benchmarks" / Path(__file__).name),
+                    "--serve-gateway",
+                    json.dumps(self.config),
+                ],
                 stdin=subprocess.PIPE,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                cwd=ROOT,
+                cwd=self.root,
             )
         deadline = time.monotonic() + 60
         while not self.ready.exists():
@@ -282,6 +288,7 @@ class Results:
     round_trip_ms: dict[str, list[float]] = field(default_factory=dict)  # path -> every call
     copy_s: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # (path, direction) -> each copy
     gateway_cpu_s: dict[str, list[float]] = field(default_factory=dict)  # direction -> per wardgate copy
+    compared_cpu_s: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # --compare paths
     facts: dict[str, Any] = field(default_factory=dict)
 
 
@@ -387,6 +394,16 @@ def run(args: argparse.Namespace) -> Results:
                 gateway.port, CONNECTION, agent_key_file, gateway_known_hosts, certificate, KEX
             ),
         }
+        gateways = {"wardgate": gateway}
+        for revision, tree in archived_trees(args.compare, work).items():
+            earlier = SshGatewayProcess(work, certs, "memory", loop, root=tree).start()
+            cleanup.callback(earlier.stop)
+            with gateway_known_hosts.open("a") as known:
+                known.write(f"[127.0.0.1]:{earlier.port} {algorithm} {data}\n")
+            name = f"wardgate at {revision}"
+            gateways[name] = earlier
+            clients[name] = dataclasses.replace(clients["wardgate"], port=earlier.port)
+        results.facts["gateways"] = gateways
         results.facts["default_kex"] = negotiated_kex(clients["direct-default"])
         results.facts["gateway_kex"] = negotiated_kex(dataclasses.replace(clients["wardgate"], kex=None))
         try:
@@ -418,7 +435,9 @@ def measure(
     # scp (SFTP underneath) where the listener serves it; otherwise (--method auto), said in the
     # report, the file through an exec channel, for both paths alike.
     method = "scp" if args.method == "auto" else args.method
-    for name, client in ((n, clients[n]) for n in COPY_PATHS):
+    copy_paths = [n for n in clients if n in COPY_PATHS or n.startswith("wardgate at ")]
+    gateways: dict[str, SshGatewayProcess] = results.facts["gateways"]
+    for name, client in ((n, clients[n]) for n in copy_paths):
         try:
             copy(client, method, "upload", source, remote / f"warm-{name}.bin")
         except RuntimeError as exc:
@@ -442,10 +461,10 @@ def measure(
                 results.round_trip_ms.setdefault(name, []).append(timed(clients[name].ssh("true")) * 1000)
             order.reverse()
         for direction in DIRECTIONS:
-            for name in [n for n in order if n in COPY_PATHS]:
-                uploaded = remote / f"{name}-{round_no}.bin"
-                downloaded = work / f"back-{name}-{round_no}.bin"
-                cpu = gateway.cpu_s()
+            for name in [n for n in order if n in copy_paths]:
+                uploaded = remote / f"{name.replace(' ', '-')}-{round_no}.bin"
+                downloaded = work / f"back-{name.replace(' ', '-')}-{round_no}.bin"
+                cpu = gateways[name].cpu_s() if name in gateways else 0.0
                 seconds = (
                     copy(clients[name], method, direction, source, uploaded)
                     if direction == "upload"
@@ -454,6 +473,9 @@ def measure(
                 results.copy_s.setdefault((name, direction), []).append(seconds)
                 if name == "wardgate":
                     results.gateway_cpu_s.setdefault(direction, []).append(gateway.cpu_s() - cpu)
+                if name in gateways:
+                    used = gateways[name].cpu_s() - cpu
+                    results.compared_cpu_s.setdefault((name, direction), []).append(used)
                 copied = uploaded if direction == "upload" else downloaded
                 if sha256(copied) != want:
                     raise RuntimeError(f"{name} {direction}: the copy differs from the file")
@@ -461,6 +483,53 @@ def measure(
             order.reverse()
         log(f"round {round_no + 1}/{args.rounds} done")
     results.facts["rounds"] = args.rounds
+
+
+def archived_trees(revisions: str | None, work: Path) -> dict[str, Path]:
+    """--compare: each commit's layers and benchmarks (git archive), by its short hash."""
+    trees: dict[str, Path] = {}
+    for revision in [r.strip() for r in (revisions or "").split(",") if r.strip()]:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", revision], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        tree = work / f"tree-{commit}"
+        tree.mkdir()
+        archive = subprocess.run(
+            ["git", "archive", commit, "layers", "benchmarks"], cwd=ROOT, capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+        trees[commit] = tree
+    return trees
+
+
+def compare_report(results: Results) -> str:
+    """--compare: this tree's gateway and earlier commits', measured in the same run."""
+    trips = results.round_trip_ms
+    base50 = percentile(trips["direct"], 50)
+
+    def rate(name: str, direction: str) -> float:
+        return FILE_MB / median(results.copy_s[(name, direction)])
+
+    rows = []
+    for name in [n for n in trips if n.startswith("wardgate")]:
+        label = "this tree" if name == "wardgate" else name.removeprefix("wardgate at ")
+        ratios = [f"{rate(name, d) / rate('direct', d):.2f}x" for d in DIRECTIONS]
+        cpu = [f"{median(results.compared_cpu_s[(name, d)]) * 1000 / FILE_MB:.1f}" for d in DIRECTIONS]
+        rows.append(
+            f"| {label} | {percentile(trips[name], 50) - base50:+.1f} | {ratios[0]} | {ratios[1]} | "
+            f"{cpu[0]} | {cpu[1]} |"
+        )
+    return "\n".join(
+        [
+            f"Gateways compared in one run ({code_version()}, {machine()}; {results.facts['rounds']} rounds; "
+            f"the direct path's `ssh host true` p50 {base50:.1f} ms):",
+            "",
+            "| gateway | added p50 ms | upload x direct | download x direct | CPU ms/MB up "
+            "| CPU ms/MB down |",
+            "|---|---:|---:|---:|---:|---:|",
+            *rows,
+        ]
+    )
 
 
 # ------------------------------------------------------------------------------------------ profile
@@ -710,6 +779,11 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="only sample the gateway process (py-spy) during scp"
     )
+    parser.add_argument(
+        "--compare",
+        metavar="REV[,REV...]",
+        help="also run those commits' gateways (git archive) in the same run and print how they compare",
+    )
     parser.add_argument("--profile-top", type=int, default=25, help="frames listed per order (default 25)")
     parser.add_argument(
         "--profile-loop", choices=("uvloop", "asyncio"), help="default: uvloop when installed"
@@ -717,6 +791,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.profile and args.write:
         parser.error("--profile does not measure what --write writes")
+    if args.compare and (args.write or args.profile):
+        parser.error("--compare is a run of its own: without --write or --profile")
     if args.rounds < 1 or args.calls < 2:
         parser.error("--rounds must be at least 1 and --calls at least 2")
     results = run(args)
@@ -725,6 +801,8 @@ def main() -> None:
         return
     summary, text = report(results, args)
     print(summary, text, sep="\n\n")
+    if args.compare:
+        print("", compare_report(results), sep="\n")
     if args.write:
         ensure_sections()
         write_section(SUMMARY_MARKERS, summary)

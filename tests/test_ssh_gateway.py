@@ -218,7 +218,7 @@ def test_a_refused_command_never_reaches_the_target(gw: SshGateway):
     result = gw.ssh("rm", "-rf", "/tmp/nothing")
     assert result.returncode == 126
     assert b"removing files on the box is not allowed" in result.stderr and b"record " in result.stderr
-    assert _target_log(gw).count("Accepted publickey") == before  # no connection was even made
+    assert _target_log(gw).count("Accepted publickey") == before  # it never logged in there
     refused = _events("command_refused")[-1]
     assert refused["error"]["code"] == "denied_by_policy"
     assert refused["operation"]["commands"][0]["program"] == "rm"
@@ -616,3 +616,71 @@ def test_a_session_ends_once_its_token_has_expired(gw: SshGateway):
     while not _events("session_end") and time.monotonic() < deadline:  # written as the connection ends
         time.sleep(0.02)
     assert _events("session_end")[-1]["reason"].startswith("the session's token expired")
+
+
+# ---------------------------------------------------------------------------------------------------
+# The target's connection begun at login (target.EarlyConnection): its key exchange overlaps the
+# session's admission and first decision; it logs in only for an allowed command
+
+
+def _target_connections(gw: SshGateway) -> int:
+    return _target_log(gw).count("Connection from 127.0.0.1")
+
+
+def _logins(gw: SshGateway) -> int:
+    return _target_log(gw).count("Accepted publickey")
+
+
+def _wait_for(condition: Any, what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_the_target_connection_begins_at_login_and_logs_in_only_for_an_allowed_command(
+    gw: SshGateway,
+) -> None:
+    connections, logins = _target_connections(gw), _logins(gw)
+
+    async def run() -> None:
+        async with await gw.client() as conn:
+            # admitted, nothing asked yet: the target's key exchange has begun
+            await asyncio.to_thread(_wait_for, lambda: _target_connections(gw) > connections, "a connection")
+            refused = await conn.run("rm -rf /tmp/nothing", encoding=None)
+            assert refused.exit_status == 126
+            # meanwhile a whole other session logs in and runs: this one's connection still waits
+            other = await asyncio.to_thread(gw.ssh, "echo", "other")
+            assert other.stdout == b"other\n" and _logins(gw) == logins + 1
+            first = await conn.run("echo first", encoding=None)  # logs in on the connection begun
+            assert first.stdout == b"first\n"
+            assert (_target_connections(gw), _logins(gw)) == (connections + 2, logins + 2)
+            second = await conn.run("echo second", encoding=None)  # a connection of its own
+            assert second.stdout == b"second\n"
+            assert (_target_connections(gw), _logins(gw)) == (connections + 3, logins + 3)
+
+    asyncio.run(run())
+
+
+def test_a_session_that_asks_nothing_or_is_refused_never_logs_in_to_the_target(gw: SshGateway) -> None:
+    logins = _logins(gw)
+    assert gw.stack.issuer is not None
+    outsider = gw.stack.issuer.mint("agent-9", ["strangers"])  # proven, but not admitted on the connection
+
+    async def idle() -> None:
+        async with await gw.client() as conn:
+            await asyncio.to_thread(_wait_for, lambda: "Connection from" in _target_log(gw), "a connection")
+            # while it idles, a refused session, then a whole allowed one
+            assert (await asyncio.to_thread(gw.ssh, "echo", "hi", token=outsider)).returncode == 255
+            assert (await asyncio.to_thread(gw.ssh, "echo", "hi")).stdout == b"hi\n"
+            conn.close()
+
+    asyncio.run(idle())
+    assert _logins(gw) == logins + 1  # the allowed command's alone
+
+
+def test_an_unauthenticated_client_never_causes_a_target_connection(gw: SshGateway) -> None:
+    connections = _target_connections(gw)
+    assert gw.ssh("echo", "hi", token="not-a-token").returncode == 255
+    assert gw.ssh("echo", "hi").stdout == b"hi\n"  # by now an early connection would have shown
+    assert _target_connections(gw) == connections + 1

@@ -50,7 +50,7 @@ from wardgate.tcp.guard import HeldOperation, claim_or_hold_approval
 from wardgate.tcp.recorder import SessionRecord
 from wardgate.tcp.services import TcpServices
 from wardgate.tcp.ssh.sftp import SftpProxy, sftp_enabled
-from wardgate.tcp.ssh.target import SshTarget, connect_target
+from wardgate.tcp.ssh.target import Begun, EarlyConnection, SshTarget, connect_target
 
 PROTOCOL = "ssh"
 ROUTE = "ssh"  # the connection kind this listener serves
@@ -86,6 +86,7 @@ class SshSession(asyncssh.SSHServer):
         self.ended_reason: str | None = None
         self.conn: asyncssh.SSHServerConnection | None = None
         self.target: SshTarget | None = None
+        self.early: EarlyConnection | None = None  # the target's connection, begun at login (target.py)
         self.channels = 0
         self.open_channels: set[asyncssh.SSHServerProcess[bytes]] = set()
         self._channel_tasks: set[asyncio.Task[Any]] = set()
@@ -109,6 +110,7 @@ class SshSession(asyncssh.SSHServer):
             setattr(conn, "validate_public_key", validate_public_key)  # noqa: B010 - see above
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._abandon_early()
         for task in self._channel_tasks:  # the client is gone: so is what it ran (target closed)
             task.cancel()
         if self.admitted and self._closing is None:
@@ -226,6 +228,50 @@ class SshSession(asyncssh.SSHServer):
         return True
 
     async def _admit(self, identity: Identity, connection_name: str) -> None:
+        await self._begin_target(connection_name)
+        try:
+            await self._admitted(identity, connection_name)
+        except BaseException:
+            self._abandon_early()
+            raise
+
+    async def _begin_target(self, connection_name: str) -> None:
+        """The client has proven its identity: the target's TCP connect and key exchange begin now,
+        while the session is admitted and its first command decided (about a handshake's time
+        saved per connection); it logs in only for an allowed command (``EarlyConnection``)."""
+        try:
+            connection = await asyncio.to_thread(self.services.gate.connections.get, connection_name)
+            target = SshTarget.of(connection)
+        except (GatewayError, ValueError):
+            return  # admission says why
+        secret = connection.credential_secret
+
+        async def connect(login: asyncio.Event) -> asyncssh.SSHClientConnection:
+            credential = await self._credential_of(secret)
+            return await connect_target(
+                target, timeout=self.limits.backend_connect_timeout_s, login=login, **credential
+            )
+
+        self.early = EarlyConnection(Begun(target, secret), connect)
+
+    def _abandon_early(self) -> None:
+        if self.early is not None:
+            self.early.abandon()
+            self.early = None
+
+    async def _connect_target(self) -> asyncssh.SSHClientConnection:
+        """The target's connection for an allowed command: the one begun at login when it is still
+        for this target and credential (the first command's), otherwise a new one."""
+        assert self.target is not None
+        early, self.early = self.early, None
+        if early is not None:
+            connection = await early.take(Begun(self.target, self.connection.credential_secret))
+            if connection is not None:
+                return connection
+        credential = await self._credential_of(self.connection.credential_secret)
+        return await connect_target(self.target, timeout=self.limits.backend_connect_timeout_s, **credential)
+
+    async def _admitted(self, identity: Identity, connection_name: str) -> None:
         gate = self.services.gate
         self.identity, self.connection = await asyncio.to_thread(
             gate.admit_identity, identity, connection_name, ROUTE, self.record
@@ -372,10 +418,7 @@ class SshSession(asyncssh.SSHServer):
             _end_sftp(chan, why, EXIT_REFUSED)
         assert self.target is not None
         try:
-            credential = await self._credential()
-            target = await connect_target(
-                self.target, timeout=self.limits.backend_connect_timeout_s, **credential
-            )
+            target = await self._connect_target()
         except GatewayError as failed:
             _end_sftp(chan, failed.message, EXIT_TARGET)
         try:
@@ -560,10 +603,7 @@ class SshSession(asyncssh.SSHServer):
         profile = policy_set.masking.for_caller(self.connection.name, self.identity.groups).profile
         result: dict[str, Any] = {"command_seq": seq}
         try:
-            credential = await self._credential()
-            target = await connect_target(
-                self.target, timeout=self.limits.backend_connect_timeout_s, **credential
-            )
+            target = await self._connect_target()
         except GatewayError as failed:
             process.stderr.write(f"wardgate: {failed.message}\r\n".encode())
             process.exit(EXIT_TARGET)
@@ -625,9 +665,8 @@ class SshSession(asyncssh.SSHServer):
             )
         self._finish(result, started, output=output)
 
-    async def _credential(self) -> dict[str, str | None]:
+    async def _credential_of(self, secret: str | None) -> dict[str, Any]:
         """The private key (``ssh_key``) or password (``basic``) wardgate logs in to the target with."""
-        secret = self.connection.credential_secret
         if not secret:
             return {"private_key": None, "password": None}
         credential = await asyncio.to_thread(self.services.credentials.get, secret)

@@ -5,10 +5,18 @@ A connection of the ``ssh`` kind names ``ssh://user@host:port`` and pins the tar
 trust on first use: a host presenting any other key is refused during the key exchange, before
 wardgate authenticates to it, so the credential is never offered to an impostor. The credential
 (Secrets Manager) is the private key (``ssh_key``), or a password (``basic``).
+
+A connection may be begun early (``EarlyConnection``): its TCP connect and key exchange (the
+pinned host key checked) run while the client's session is admitted and its first command
+decided, but it logs in only once a command is allowed, so a refused command still never logs in
+to the target.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -66,11 +74,19 @@ class SshTarget:
 
 class _PinnedHostClient(asyncssh.SSHClient):
     """Validates the target's host key against the pin (asyncssh asks this for every key not in its
-    empty trusted list)."""
+    empty trusted list), and offers the private key only once ``login`` is set."""
 
-    def __init__(self, target: SshTarget) -> None:
+    def __init__(self, target: SshTarget, key: asyncssh.SSHKey | None, login: asyncio.Event) -> None:
         self.target = target
+        self.key = key
+        self.login = login
         self.mismatch = False
+
+    async def public_key_auth_requested(self) -> asyncssh.SSHKey | None:
+        key, self.key = self.key, None  # offered once
+        if key is not None:
+            await self.login.wait()
+        return key
 
     def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
         if self.target.accepts(key):
@@ -85,11 +101,32 @@ def _other_encryption() -> list[str]:
     return [name.decode() for name in get_default_encryption_algs() if name.decode() not in TARGET_ENCRYPTION]
 
 
+@functools.lru_cache(maxsize=64)
+def _private_key(text: str) -> asyncssh.SSHKey:
+    """A credential's private key, parsed once (a passphrase-protected one costs a bcrypt KDF)."""
+    return asyncssh.import_private_key(text)
+
+
 async def connect_target(
-    target: SshTarget, *, private_key: str | None, password: str | None, timeout: float
+    target: SshTarget,
+    *,
+    private_key: str | None,
+    password: str | None,
+    timeout: float,
+    login: asyncio.Event | None = None,
 ) -> asyncssh.SSHClientConnection:
-    """An authenticated connection to ``target``, or ``TargetRefused`` saying why not."""
-    client = _PinnedHostClient(target)
+    """An authenticated connection to ``target``, or ``TargetRefused`` saying why not. With
+    ``login``, the credential is offered only once it is set (the key exchange goes ahead)."""
+    if login is None:
+        login = asyncio.Event()
+        login.set()
+    client = _PinnedHostClient(target, _private_key(private_key) if private_key else None, login)
+    gate = login
+
+    async def gated_password() -> str | None:
+        await gate.wait()
+        return password
+
     options: dict[str, Any] = {
         "username": target.user,
         "known_hosts": ([], [], []),  # nothing trusted but what validate_host_public_key accepts
@@ -97,8 +134,8 @@ async def connect_target(
         "agent_path": None,  # never the gateway's own agent, keys or config
         "config": [],
         "preferred_auth": "publickey" if private_key else "password,keyboard-interactive",
-        "client_keys": [asyncssh.import_private_key(private_key)] if private_key else [],
-        "password": password,
+        "client_keys": None,  # the key is offered by the client object, once login is set
+        "password": gated_password if password is not None else None,
         "connect_timeout": timeout,
         "login_timeout": timeout,
         "encryption_algs": [*TARGET_ENCRYPTION, *_other_encryption()],
@@ -124,3 +161,49 @@ async def connect_target(
             f"the target {target.host}:{target.port} cannot be reached ({type(exc).__name__}: {exc})"
         ) from None
     return connection
+
+
+@dataclass(frozen=True)
+class Begun:
+    """What an early connection was begun for: it serves a command only if that is still so."""
+
+    target: SshTarget
+    credential_secret: str | None
+
+
+class EarlyConnection:
+    """A connection to the target begun before a command needs it: the client has proven its
+    identity and its session is being admitted. ``take`` lets it log in and returns it; ``abandon``
+    closes it (the session was refused, or ended before a command was allowed): it never logged in."""
+
+    def __init__(
+        self, begun: Begun, connect: Callable[[asyncio.Event], Awaitable[asyncssh.SSHClientConnection]]
+    ) -> None:
+        self.begun = begun
+        self.login = asyncio.Event()
+        self.task = asyncio.ensure_future(connect(self.login))
+        self.task.add_done_callback(_seen)
+
+    async def take(self, wanted: Begun) -> asyncssh.SSHClientConnection | None:
+        """The connection, logged in, or raise why not (``TargetRefused``). None: connect afresh
+        (it was begun for another target or credential, since changed, or it failed before it was
+        asked for, e.g. its login timed out while the client's first command was refused)."""
+        if wanted != self.begun or (self.task.done() and not self._connected()):
+            self.abandon()
+            return None
+        self.login.set()
+        return await self.task
+
+    def _connected(self) -> bool:
+        return not self.task.cancelled() and self.task.exception() is None
+
+    def abandon(self) -> None:
+        self.task.cancel()
+        if self.task.done() and self._connected():
+            self.task.result().close()
+
+
+def _seen(task: asyncio.Future[asyncssh.SSHClientConnection]) -> None:
+    """A failure is reported by ``take`` (or of no interest when it is abandoned): never unretrieved."""
+    if not task.cancelled():
+        task.exception()
