@@ -320,3 +320,40 @@ def test_the_quick_starts_kubernetes_lines_work(
             assert "s3cr3t" not in done.stdout
         ran += 1
     assert ran == 6
+
+
+def test_a_deployed_stacks_outputs_name_both_endpoints(
+    stack: DevStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--stack reads CloudFormation's outputs (moto here): the listener's KubernetesEndpoint by
+    default, the HTTP API (its custom domain first) with --via lambda; no CA for a public one."""
+    import boto3
+
+    def deploy(name: str, outputs: dict[str, str]) -> None:
+        template = {
+            "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},  # any resource moto makes
+            "Outputs": {key: {"Value": value} for key, value in outputs.items()},
+        }
+        boto3.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
+
+    deploy(
+        "wardgate-prod",
+        {
+            "ApiUrl": "https://abc123.execute-api.us-east-1.amazonaws.com/",
+            "KubernetesEndpoint": "https://wardgate-nlb.elb.us-east-1.amazonaws.com:443/k8s",
+        },
+    )
+    listener = kubeconfig_of(capsys, "--stack", "wardgate-prod", "--connection", "prod-cluster")
+    assert listener["clusters"][0]["cluster"] == {
+        "server": "https://wardgate-nlb.elb.us-east-1.amazonaws.com:443/k8s/prod-cluster"
+    }
+    via_lambda = kubeconfig_of(
+        capsys, "--stack", "wardgate-prod", "--connection", "prod-cluster", "--via", "lambda"
+    )
+    assert via_lambda["clusters"][0]["cluster"] == {
+        "server": "https://abc123.execute-api.us-east-1.amazonaws.com/k8s/prod-cluster"
+    }
+
+    deploy("wardgate-http-only", {"ApiUrl": "https://def456.execute-api.us-east-1.amazonaws.com/"})
+    code, out, err = run_cli(capsys, "kubeconfig", "--stack", "wardgate-http-only", "--connection", "c")
+    assert code == 2 and out == "" and "no KubernetesEndpoint output" in err and "--via lambda" in err
