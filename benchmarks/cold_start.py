@@ -636,7 +636,7 @@ def first_event_profile(path: Path, function: str) -> list[str]:
             handle - sum(ms for _, ms in steps),
         )
     )
-    steps.append(("Powertools decorators around the handler (logger context, tracer)", total - handle))
+    steps.append(("decorators around the handler (log context, tracer)", total - handle))
     lines = [
         f"Where the first event of {function} goes (one extra run under cProfile, which inflates every "
         f"step; {total:.0f} ms profiled; the index write runs in a thread, outside the handler's time):",
