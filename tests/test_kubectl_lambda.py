@@ -433,3 +433,17 @@ def test_a_held_delete_runs_once_after_approval(
     once_more = kubectl("delete", "configmap", "web-config", "-n", "prod", ok=False)
     assert "is pending" in once_more.stderr and request_id not in once_more.stderr  # spent: a new request
     assert store_find(stack, "configmaps", "prod", "web-config") is not None
+
+
+def test_a_refusal_before_any_request_exists_is_a_status_too(stack: DevStack) -> None:
+    """A broken event (or configuration) on the Kubernetes route, answered by the handler itself."""
+    from wardgate import runtime
+
+    answer = runtime.handle_http_event(
+        {"routeKey": "ANY /k8s/{connection}/{proxy+}", "requestContext": {"requestId": "r-1"}}, None
+    )
+    status = json.loads(answer["body"])
+    assert (answer["statusCode"], status["kind"], status["reason"]) == (400, "Status", "BadRequest")
+    assert status["details"]["causes"][0]["reason"] == "bad_event"
+    other = runtime.handle_http_event({"routeKey": "ANY /http/{connection}/{proxy+}"}, None)
+    assert json.loads(other["body"])["error"]["code"] == "bad_event"  # wardgate's own shape elsewhere

@@ -236,7 +236,12 @@ def handle_http_event(event: dict[str, Any], context: Any) -> dict[str, Any]:
         gateway = http_gateway()
         response = gateway.handle(request, deadline_for(context, gateway.limits.upstream_timeout))
     except GatewayError as error:  # before a request exists to record: a broken event or configuration
-        response = error_response(error, request_id)
+        if str(event.get("routeKey", "")).startswith("ANY /k8s/"):  # kubectl reads only a Status
+            from wardgate.proxies.kubernetes import status_response
+
+            response = status_response(error, request_id)
+        else:
+            response = error_response(error, request_id)
     return response.to_apigw_v2()
 
 
