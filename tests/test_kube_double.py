@@ -31,6 +31,7 @@ from tests.kube_fixtures import (
     start_kube_double,
     write_kubeconfig,
 )
+from wardgate.dev.certs import make_dev_certificates
 from wardgate.dev.kube.server import KubeDouble
 
 __all__ = ["kube_double"]  # the module-scoped fixture, imported for pytest
@@ -896,3 +897,23 @@ def test_stop_ends_open_watches_and_log_streams(tmp_path: Path) -> None:
         assert [line for line in following.iter_lines() if line] == ["debug shell ready"]
         assert all(json.loads(line)["type"] == "ADDED" for line in watching.iter_lines() if line)
     assert [t.name for t in threading.enumerate() if t.name.startswith(f"kube-double:{double.port}")] == []
+
+
+def test_rollout_status_watches_a_rollout_in_progress(tmp_path: Path) -> None:
+    """With pods that take a while to start, rollout status waits on a watch until the rollout is done."""
+    double = KubeDouble(
+        token=DOUBLE_TOKEN, certificates=make_dev_certificates(tmp_path), pod_start_seconds=1.5
+    ).start()
+    try:
+        image = '{"spec":{"template":{"spec":{"containers":[{"name":"nginx","image":"nginx:1.28"}]}}}}'
+        run(double, "patch", "deployment", "web", "-n", "prod", "-p", image)
+        pods = run(double, "get", "pods", "-n", "prod")
+        assert "ContainerCreating" in pods and "Running" in pods  # the old pods serve until the new ones run
+        status = run(double, "rollout", "status", "deployment/web", "-n", "prod", "--timeout=30s")
+        assert 'Waiting for deployment "web" rollout to finish' in status
+        assert status.rstrip().endswith('deployment "web" successfully rolled out')
+        replica_sets = run(double, "get", "replicasets", "-n", "prod")
+        assert sorted(line.split()[1] for line in replica_sets.splitlines()[1:]) == ["0", "2"]
+    finally:
+        double.stop()
+    assert [t.name for t in threading.enumerate() if t.name == "kube-double-kubelet"] == []

@@ -17,6 +17,7 @@ import copy
 import hashlib
 import json
 import secrets
+import threading
 import time
 from typing import Any
 
@@ -123,9 +124,17 @@ def selector_string(selector: JSON) -> str:
 class Cluster:
     """The control loops, run to a fixed point after each write (see the module's docstring)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, pod_start_seconds: float = 0.0) -> None:
         self.store = store
+        # 0: a pod is Running as soon as it is made; more: it stays Pending (ContainerCreating) that
+        # long, so a rollout takes time and kubectl rollout status watches it progress.
+        self.pod_start_seconds = pod_start_seconds
         self._pod_ips = 0
+        self._starting: set[tuple[str, str]] = set()
+        self._kubelet_queue: list[tuple[float, tuple[str, str]]] = []
+        self._kubelet: threading.Thread | None = None
+        self._kubelet_wakeup = threading.Event()
+        self._stopping = threading.Event()
         self._last_event_ns = 0
 
     # -- events --------------------------------------------------------------------------------
@@ -258,22 +267,35 @@ class Cluster:
             if changed:
                 new_rs = self.store.update(REPLICASETS, new_rs)
         if not spec.get("paused"):
-            for (
-                rs
-            ) in owned:  # the rollout: old replica sets scale to zero (Recreate or a settled RollingUpdate)
-                if new_rs is not None and rs["metadata"]["uid"] == new_rs["metadata"]["uid"]:
-                    continue
-                if rs["spec"].get("replicas", 0) != 0:
-                    old = rs["spec"].get("replicas", 0)
-                    rs["spec"]["replicas"] = 0
-                    self.store.update(REPLICASETS, rs)
-                    self.record_event(
-                        deployment,
-                        "ScalingReplicaSet",
-                        f"Scaled down replica set {rs['metadata']['name']} from {old} to 0",
-                        "deployment-controller",
-                    )
+            self._scale_down_old(deployment, owned, new_rs, desired)
         self._deployment_status(deployment, new_rs)
+
+    def _scale_down_old(self, deployment: JSON, owned: list[JSON], new_rs: JSON | None, desired: int) -> None:
+        """Old replica sets give way as the new one's pods become available (a rolling update keeps
+        the deployment available); with Recreate they go to zero at once."""
+        recreate = (deployment["spec"].get("strategy") or {}).get("type") == "Recreate"
+        new_uid = (new_rs or {}).get("metadata", {}).get("uid")
+        new_available = int((new_rs or {}).get("status", {}).get("availableReplicas", 0))
+        allowed = 0 if recreate else max(0, desired - new_available)  # old pods still needed
+        old = sorted(
+            (rs for rs in owned if rs["metadata"]["uid"] != new_uid),
+            key=lambda rs: int(rs["metadata"].get("annotations", {}).get(REVISION, "0")),
+            reverse=True,  # the newest old one keeps its pods longest
+        )
+        for replicaset in old:
+            current = int(replicaset["spec"].get("replicas", 0))
+            target = min(current, allowed)
+            allowed -= target
+            if target == current:
+                continue
+            replicaset["spec"]["replicas"] = target
+            self.store.update(REPLICASETS, replicaset)
+            self.record_event(
+                deployment,
+                "ScalingReplicaSet",
+                f"Scaled down replica set {replicaset['metadata']['name']} from {current} to {target}",
+                "deployment-controller",
+            )
 
     def _new_replicaset(self, deployment: JSON, revision: int, replicas: int) -> JSON:
         meta, spec = deployment["metadata"], deployment["spec"]
@@ -445,68 +467,132 @@ class Cluster:
         return self.store.create(PODS, pod)
 
     def _run_pod(self, pod: JSON) -> None:
-        """The kubelet's part: a new pod is scheduled, its containers started, and it is Running."""
+        """The scheduler's and kubelet's part: a new pod is bound to the node, then its containers start."""
         status = pod.get("status") or {}
-        if status.get("phase") in ("Running", "Succeeded", "Failed"):
+        key = (pod["metadata"]["namespace"], pod["metadata"]["name"])
+        if status.get("phase") in ("Running", "Succeeded", "Failed") or key in self._starting:
             return
         spec = pod.setdefault("spec", {})
-        spec.setdefault("nodeName", NODE_NAME)
-        spec.setdefault("restartPolicy", "Always")
-        spec.setdefault("dnsPolicy", "ClusterFirst")
-        spec.setdefault("schedulerName", "default-scheduler")
-        spec.setdefault("serviceAccountName", "default")
-        spec.setdefault("terminationGracePeriodSeconds", 30)
+        for field, default in (
+            ("nodeName", NODE_NAME),
+            ("restartPolicy", "Always"),
+            ("dnsPolicy", "ClusterFirst"),
+            ("schedulerName", "default-scheduler"),
+            ("serviceAccountName", "default"),
+            ("terminationGracePeriodSeconds", 30),
+        ):
+            spec.setdefault(field, default)
         now = now_rfc3339()
-        self._pod_ips += 1
         containers = spec.get("containers") or []
         pod["status"] = {
-            "phase": "Running",
+            "phase": "Pending",
             "conditions": [
-                {"type": kind, "status": "True", "lastProbeTime": None, "lastTransitionTime": now}
-                for kind in (
-                    "PodReadyToStartContainers",
-                    "Initialized",
-                    "Ready",
-                    "ContainersReady",
-                    "PodScheduled",
+                {"type": kind, "status": value, "lastProbeTime": None, "lastTransitionTime": now}
+                for kind, value in (
+                    ("PodReadyToStartContainers", "False"),
+                    ("Initialized", "True"),
+                    ("Ready", "False"),
+                    ("ContainersReady", "False"),
+                    ("PodScheduled", "True"),
                 )
             ],
             "hostIP": HOST_IP,
             "hostIPs": [{"ip": HOST_IP}],
-            "podIP": f"10.244.0.{10 + self._pod_ips % 240}",
-            "podIPs": [{"ip": f"10.244.0.{10 + self._pod_ips % 240}"}],
             "startTime": now,
             "qosClass": "BestEffort",
             "containerStatuses": [
                 {
                     "name": container["name"],
-                    "state": {"running": {"startedAt": now}},
+                    "state": {"waiting": {"reason": "ContainerCreating"}},
                     "lastState": {},
-                    "ready": True,
+                    "ready": False,
                     "restartCount": 0,
                     "image": container.get("image", ""),
-                    "imageID": f"docker.io/library/{container.get('image', '')}@sha256:"
-                    + hashlib.sha256(container.get("image", "").encode()).hexdigest(),
-                    "containerID": f"containerd://{secrets.token_hex(32)}",
-                    "started": True,
+                    "imageID": "",
+                    "started": False,
                 }
                 for container in containers
             ],
         }
-        updated = self.store.update(PODS, pod, check_version=False)
+        scheduled = self.store.update(PODS, pod, check_version=False)
         self.record_event(
-            updated,
+            scheduled,
             "Scheduled",
-            f"Successfully assigned {pod['metadata']['namespace']}/{pod['metadata']['name']} to {NODE_NAME}",
+            f"Successfully assigned {key[0]}/{key[1]} to {NODE_NAME}",
             "default-scheduler",
         )
-        for container in containers:
+        if self.pod_start_seconds <= 0:
+            self._start_pod(scheduled)
+        else:
+            self._starting.add(key)
+            self._kubelet_queue.append((time.monotonic() + self.pod_start_seconds, key))
+            self._ensure_kubelet()
+
+    def _start_pod(self, pod: JSON) -> None:
+        """The containers run: the pod is Running and Ready, with the kubelet's events."""
+        now = now_rfc3339()
+        self._pod_ips += 1
+        ip = f"10.244.{self._pod_ips // 240}.{10 + self._pod_ips % 240}"
+        status = pod["status"]
+        status["phase"] = "Running"
+        for condition in status["conditions"]:
+            if condition["status"] != "True":
+                condition["status"], condition["lastTransitionTime"] = "True", now
+        status["podIP"], status["podIPs"] = ip, [{"ip": ip}]
+        for container_status in status["containerStatuses"]:
+            image = container_status["image"]
+            container_status.update(
+                {
+                    "state": {"running": {"startedAt": now}},
+                    "ready": True,
+                    "started": True,
+                    "imageID": f"docker.io/library/{image}@sha256:"
+                    + hashlib.sha256(image.encode()).hexdigest(),
+                    "containerID": f"containerd://{secrets.token_hex(32)}",
+                }
+            )
+        started = self.store.update(PODS, pod, check_version=False)
+        for container in pod["spec"].get("containers") or []:
             image, name = container.get("image", ""), container["name"]
             path = f"spec.containers{{{name}}}"
             pulled = f'Container image "{image}" already present on machine'
-            self.record_event(updated, "Pulled", pulled, "kubelet", field_path=path)
-            self.record_event(updated, "Created", f"Created container: {name}", "kubelet", field_path=path)
-            self.record_event(updated, "Started", f"Started container {name}", "kubelet", field_path=path)
+            self.record_event(started, "Pulled", pulled, "kubelet", field_path=path)
+            self.record_event(started, "Created", f"Created container: {name}", "kubelet", field_path=path)
+            self.record_event(started, "Started", f"Started container {name}", "kubelet", field_path=path)
+
+    # -- the delayed kubelet (pod_start_seconds > 0) ---------------------------------------------
+
+    def _ensure_kubelet(self) -> None:
+        if self._kubelet is None and not self._stopping.is_set():
+            self._kubelet = threading.Thread(
+                target=self._run_kubelet, name="kube-double-kubelet", daemon=True
+            )
+            self._kubelet.start()
+        self._kubelet_wakeup.set()
+
+    def _run_kubelet(self) -> None:
+        """Starts pods once their delay has passed, then lets the controllers react."""
+        while not self._stopping.is_set():
+            with self.store.lock:
+                now = time.monotonic()
+                due = [entry for entry in self._kubelet_queue if entry[0] <= now]
+                self._kubelet_queue = [entry for entry in self._kubelet_queue if entry[0] > now]
+                for _, (namespace, name) in due:
+                    self._starting.discard((namespace, name))
+                    pod = self.store.find(PODS, namespace, name)
+                    if pod is not None and (pod.get("status") or {}).get("phase") == "Pending":
+                        self._start_pod(pod)
+                for namespace in {key[0] for _, key in due}:
+                    self.reconcile(namespace)
+                wait = min((entry[0] for entry in self._kubelet_queue), default=now + 1.0) - now
+            self._kubelet_wakeup.wait(timeout=max(wait, 0.01))
+            self._kubelet_wakeup.clear()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._kubelet_wakeup.set()
+        if self._kubelet is not None:
+            self._kubelet.join()
 
     def _reconcile_endpoints(self, namespace: str) -> None:
         """Endpoints of each Service with a selector: the ready pods it selects (describe shows them)."""

@@ -148,7 +148,11 @@ def seed(store: Store, cluster: Cluster) -> None:
             },
         },
     )
-    cluster.reconcile()
+    start_delay, cluster.pod_start_seconds = cluster.pod_start_seconds, 0.0  # the seeded pods run at once
+    try:
+        cluster.reconcile()
+    finally:
+        cluster.pod_start_seconds = start_delay
     deployment = store.get(DEPLOYMENTS, "prod", "web")
     replica_sets = resource("apps", "v1", "replicasets")
     assert replica_sets is not None

@@ -120,11 +120,12 @@ class KubeDouble:
         host: str = "127.0.0.1",
         port: int = 0,
         seed: bool = True,
+        pod_start_seconds: float = 0.0,
     ) -> None:
         self.token = token
         self.certificates = certificates
         self.store = Store()
-        self.cluster = Cluster(self.store)
+        self.cluster = Cluster(self.store, pod_start_seconds)
         self.api = Api(self.store, self.cluster)
         if seed:
             seed_store(self.store, self.cluster)
@@ -167,6 +168,7 @@ class KubeDouble:
         if self._started:
             self._server.shutdown()
             self._thread.join()
+        self.cluster.stop()
         self.store.close()  # watches and followed logs end their chunked answers cleanly...
         with self._streams_changed:
             self._streams_changed.wait_for(lambda: self._open_streams == 0, timeout=STREAM_END_TIMEOUT_S)
