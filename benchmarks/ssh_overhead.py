@@ -85,8 +85,10 @@ PATHS = {  # the rows of the tables, in this order ({loop}: the gateway's event 
     "direct": "sshd directly, key exchange " + "{kex}",
     "direct-default": "sshd directly, OpenSSH's default key exchange ({default_kex})",
     "wardgate": "wardgate, {loop}, recording in memory",
+    "wardgate-gcm": "wardgate as above, AES-GCM only to the client (`WARDGATE_SSH_CIPHERS`)",
 }
-COPY_PATHS = ("direct", "wardgate")
+COPY_PATHS = ("direct", "wardgate", "wardgate-gcm")
+GCM_ONLY = "aes256-gcm@openssh.com,aes128-gcm@openssh.com"  # the wardgate-gcm path's WARDGATE_SSH_CIPHERS
 # The key exchange both compared paths' clients use: what the gateway negotiates with OpenSSH
 # (asyncssh has no sntrup761x25519 without liboqs), so the direct path is not charged for a
 # costlier post-quantum exchange the gateway path does not do. "direct-default" shows that cost.
@@ -98,6 +100,8 @@ def serve_gateway(config: dict[str, Any]) -> None:
     """The child: what ``wardgate serve-tcp`` runs, with only the SSH listener and an in-memory
     recording sink that counts what it is given (written to ``<ready>.stats`` when it stops)."""
     import asyncio
+
+    os.environ.update(config.get("env") or {})  # the gateway's own settings (the wardgate-gcm path's)
 
     from wardgate.config import Settings
     from wardgate.recording import MemoryIndex, MemoryStream
@@ -394,7 +398,14 @@ def run(args: argparse.Namespace) -> Results:
                 gateway.port, CONNECTION, agent_key_file, gateway_known_hosts, certificate, KEX
             ),
         }
-        gateways = {"wardgate": gateway}
+        gcm = SshGatewayProcess(work, certs, "memory", loop)
+        gcm.config["env"] = {"WARDGATE_SSH_CIPHERS": GCM_ONLY}
+        gcm.start()
+        cleanup.callback(gcm.stop)
+        with gateway_known_hosts.open("a") as known:
+            known.write(f"[127.0.0.1]:{gcm.port} {algorithm} {data}\n")
+        clients["wardgate-gcm"] = dataclasses.replace(clients["wardgate"], port=gcm.port)
+        gateways = {"wardgate": gateway, "wardgate-gcm": gcm}
         for revision, tree in archived_trees(args.compare, work).items():
             earlier = SshGatewayProcess(work, certs, "memory", loop, root=tree).start()
             cleanup.callback(earlier.stop)
@@ -618,19 +629,20 @@ def report(results: Results, args: argparse.Namespace) -> tuple[str, str]:
             per_round = sorted(
                 d / w
                 for d, w in zip(
-                    results.copy_s[("direct", direction)],
-                    results.copy_s[("wardgate", direction)],
-                    strict=True,
+                    results.copy_s[("direct", direction)], results.copy_s[(name, direction)], strict=True
                 )
             )
             ratio = (
                 "-"
                 if name == "direct"
-                else f"**{ratios[direction]:.2f}x** ({per_round[0]:.2f}-{per_round[-1]:.2f})"
+                else f"{rate(name, direction) / rate('direct', direction):.2f}x "
+                f"({per_round[0]:.2f}-{per_round[-1]:.2f})"
             )
+            if name == "wardgate":
+                ratio = f"**{ratio.replace(' ', '** ', 1)}"
             cpu = (
-                f"{median(results.gateway_cpu_s[direction]) * 1000 / FILE_MB:.1f}"
-                if name == "wardgate" and results.gateway_cpu_s.get(direction)
+                f"{median(results.compared_cpu_s[(name, direction)]) * 1000 / FILE_MB:.1f}"
+                if results.compared_cpu_s.get((name, direction))
                 else "-"
             )
             copy_rows.append(

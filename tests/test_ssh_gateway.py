@@ -684,3 +684,23 @@ def test_an_unauthenticated_client_never_causes_a_target_connection(gw: SshGatew
     assert gw.ssh("echo", "hi", token="not-a-token").returncode == 255
     assert gw.ssh("echo", "hi").stdout == b"hi\n"  # by now an early connection would have shown
     assert _target_connections(gw) == connections + 1
+
+
+@pytest.fixture
+def aes_gcm_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WARDGATE_SSH_CIPHERS", "aes256-gcm@openssh.com, aes128-gcm@openssh.com")
+
+
+def test_the_ciphers_offered_to_clients_can_be_narrowed(aes_gcm_only: None, gw: SshGateway) -> None:
+    from wardgate.tcp.ssh.session import client_ciphers
+
+    argv, env = gw.ssh_argv("echo", "hi")
+    chosen = subprocess.run([argv[0], "-v", *argv[1:]], env=env, capture_output=True, timeout=20)
+    assert chosen.stdout == b"hi\n" and b"cipher: aes128-gcm@openssh.com" in chosen.stderr
+    chacha = subprocess.run(
+        [argv[0], "-c", "chacha20-poly1305@openssh.com", *argv[1:]], env=env, capture_output=True, timeout=20
+    )
+    assert chacha.returncode == 255 and b"no matching cipher" in chacha.stderr
+    os.environ["WARDGATE_SSH_CIPHERS"] = "aes256-gcm@openssh.com,rot13"
+    with pytest.raises(ValueError, match="unknown ciphers rot13"):
+        client_ciphers()
