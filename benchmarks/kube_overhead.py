@@ -1,0 +1,756 @@
+"""Kubernetes through wardgate (issue 17's "Speed"): a list of 100 pods with the official Python
+``kubernetes`` client, directly to the cluster double and through both of wardgate's Kubernetes
+paths, in one run.
+
+Paths, interleaved in alternating blocks whose order rotates (a noisy machine slows them alike):
+
+- **direct**: the cluster double (``wardgate.dev.kube.server.KubeDouble``, TLS with the
+  development CA, its own bearer token);
+- **Lambda path**: the local front door's HTTPS route ``/k8s/<connection>`` (``DevStack.https_url``):
+  an API Gateway payload 2.0 event, the HTTP function's handler (``runtime.handle_http_event``:
+  token, agent registry, policy on RBAC attributes, recording, forwarding, masking), the answer
+  turned back into HTTP, as API Gateway does;
+- **Fargate listener**: the TCP gateway's Kubernetes listener (``wardgate serve-tcp``'s
+  ``kubernetes`` listener, in the local stack's thread): TLS, h11, the same ``HttpGateway`` code
+  on the listener's worker threads.
+
+The client is ``CoreV1Api().list_namespaced_pod`` with the default deserialisation into
+``V1PodList``, configured by ``kubernetes.config.load_kube_config`` from a kubeconfig that
+``wardgate kubeconfig`` writes (the token-file form; ``--via lambda`` for the Lambda path); the
+direct one is written here (the double's URL, its CA, its token). The double holds, in namespace
+``bench``, a Deployment of 100 replicas that its controllers turn into 100 Running pods (one
+container, probes, resources, an environment holding an on-call email address that the default
+policy's masking hides through wardgate). Each list answer is checked: 100 pods, the same names
+every way, the email masked through wardgate and not directly.
+
+Masking is the development policy's (the default one); recording is on, into in-memory sinks
+(events serialised in full, counted, then dropped), as ``overhead.py`` and ``pg_overhead.py``
+record. The local stack runs in this process with moto mocked in-process (the stores are read on
+cache misses only). Also timed, with the same interleaving: the same list with
+``_preload_content=False`` (the HTTP exchange alone, body read, no deserialisation), and
+``kubectl get pods`` (Table output, a new process each time, discovery cached) as a secondary line.
+
+    .venv/bin/python benchmarks/kube_overhead.py             # print the tables (about 1 minute)
+    .venv/bin/python benchmarks/kube_overhead.py --write     # and update docs/benchmarks.md
+    .venv/bin/python benchmarks/kube_overhead.py --profile   # only: cProfile of the gateway side
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import cProfile
+import io
+import json
+import os
+import pstats
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+import summary
+from common import DOC, ROOT, code_version, machine, write_section
+from overhead import log, percentile, stdout_to_devnull
+
+sys.path.insert(0, str(ROOT / "layers" / "wardgate"))
+
+MARKERS = ("<!-- kubeoverhead:start -->", "<!-- kubeoverhead:end -->")
+SUMMARY_MARKERS = ("<!-- kubesummary:start -->", "<!-- kubesummary:end -->")
+SECTION_HEADING = "## Kubernetes through wardgate"
+COMMAND = ".venv/bin/python benchmarks/kube_overhead.py --write"
+CONNECTION = "demo-k8s"  # the local stack's connection to its cluster double
+NAMESPACE = "bench"
+PODS = 100
+ONCALL_EMAIL = "web-oncall@example.com"  # in every pod's environment: the default masking hides it
+TARGET_RATIO = 1.5  # issue 17: each path's p50 at most 1.5x the direct p50
+PATHS = ("direct", "lambda", "listener")
+LABELS = {
+    "direct": "the cluster double directly",
+    "lambda": "wardgate, Lambda path (front door HTTPS `/k8s/<connection>`)",
+    "listener": "wardgate, Fargate listener (TCP gateway, `kubernetes`)",
+}
+PROFILE_TOP = 18
+
+
+# ------------------------------------------------------------------------------------ the local stack
+class CountingStream:
+    """The in-memory sink, counting serialised events instead of keeping them (the run's recordings
+    would otherwise be the process's memory, which is not the gateway's)."""
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.bytes = 0
+        self.lock = threading.Lock()
+
+    def put(self, line: bytes) -> None:
+        with self.lock:
+            self.events += 1
+            self.bytes += len(line)
+
+    def put_batch(self, lines: list[bytes]) -> None:
+        with self.lock:
+            self.events += len(lines)
+            self.bytes += sum(map(len, lines))
+
+
+class CountingIndex:
+    def __init__(self) -> None:
+        self.entries = 0
+
+    def put(self, entry: dict[str, Any]) -> None:
+        self.entries += 1
+
+
+def make_bench_stack(folder: Path, stream: CountingStream, index: CountingIndex) -> Any:
+    """The local stack (``DevStack``) with its TCP gateway serving only the Kubernetes listener,
+    recording into the counting sinks, and without the approval notifier (it polls SQS 20 times a
+    second: noise the Fargate task does not have)."""
+    from wardgate.dev.stack import DevStack
+
+    class BenchStack(DevStack):
+        def start_tcp(self) -> None:
+            from wardgate.config import Settings
+            from wardgate.tcp.config import Listener, TcpSettings
+            from wardgate.tcp.server import GatewayThread, build_services
+
+            settings = TcpSettings(
+                listeners=(Listener("kubernetes", 0, self.host),),
+                tls_cert_file=str(self.certificates.cert_file),
+                tls_key_file=str(self.certificates.key_file),
+                health_port=None,
+            )
+            self.tcp = GatewayThread(
+                lambda: build_services(
+                    Settings.from_env(), settings, stream=stream, index=index, inline_recording=True
+                ),
+                settings,
+            ).start()
+            self._stoppers.append(self.tcp.stop)
+
+        def start_notifier(self) -> None:
+            pass
+
+    return BenchStack(root=ROOT, state_dir=folder, port=0, upstream_port=0, sign_manifests=False)
+
+
+def seed_pods(double: Any) -> None:
+    """Namespace ``bench`` with a Deployment of PODS replicas; the double's controllers make the
+    ReplicaSet and the Running pods (status, conditions, IPs) as a control plane would."""
+    from wardgate.dev.kube.controllers import DEPLOYMENTS, NAMESPACES
+
+    store = double.store
+    store.create(
+        NAMESPACES,
+        {
+            "metadata": {"name": NAMESPACE, "labels": {"kubernetes.io/metadata.name": NAMESPACE}},
+            "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": "Active"},
+        },
+    )
+    labels = {"app": "api", "tier": "backend"}
+    container = {
+        "name": "api",
+        "image": "registry.example.com/shop/api:2.14.1",
+        "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
+        "env": [
+            {"name": "LOG_LEVEL", "value": "info"},
+            {"name": "ONCALL_EMAIL", "value": ONCALL_EMAIL},
+        ],
+        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 10},
+        "imagePullPolicy": "IfNotPresent",
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "File",
+    }
+    store.create(
+        DEPLOYMENTS,
+        {
+            "metadata": {"name": "api", "namespace": NAMESPACE, "labels": labels},
+            "spec": {
+                "replicas": PODS,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [container], "restartPolicy": "Always"},
+                },
+            },
+        },
+    )
+    double.cluster.reconcile(NAMESPACE)
+
+
+# ------------------------------------------------------------------------------------------ clients
+def direct_kubeconfig(path: Path, double: Any) -> Path:
+    """What an operator's kubeconfig for the double holds: its URL, its CA and its token."""
+    assert double.ca_pem is not None
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "double",
+                "cluster": {
+                    "server": double.url,
+                    "certificate-authority-data": base64.b64encode(double.ca_pem.encode()).decode(),
+                },
+            }
+        ],
+        "users": [{"name": "operator", "user": {"token": double.token}}],
+        "contexts": [{"name": "double", "context": {"cluster": "double", "user": "operator"}}],
+        "current-context": "double",
+    }
+    path.write_text(json.dumps(config))
+    path.chmod(0o600)
+    return path
+
+
+def wardgate_kubeconfig(path: Path, token_file: Path, *via: str) -> Path:
+    """``wardgate kubeconfig`` (to the listener; ``--via lambda`` to the Lambda route)."""
+    from wardgate import cli
+
+    argv = ["kubeconfig", "--connection", CONNECTION, "-o", str(path), "--force"]
+    argv += ["--user-credential", "token-file", "--token-file", str(token_file), *via]
+    if cli.main(argv) != 0:
+        raise RuntimeError(f"wardgate {' '.join(argv)} failed")
+    return path
+
+
+@dataclass
+class ClusterPath:
+    """One way to the cluster: a kubeconfig, and the Python client loaded from it."""
+
+    name: str
+    kubeconfig: Path
+    api: Any = None
+
+    def load(self) -> ClusterPath:
+        from kubernetes import client, config
+
+        configuration = client.Configuration()
+        load_kube_config: Callable[..., None] = config.load_kube_config  # the package has no hints
+        load_kube_config(config_file=str(self.kubeconfig), client_configuration=configuration)
+        self.api = client.CoreV1Api(client.ApiClient(configuration))
+        return self
+
+    def close(self) -> None:
+        """Closes the client's kept-alive connections (before the servers stop)."""
+        if self.api is not None:
+            self.api.api_client.close()
+
+    def list_pods(self) -> Any:
+        return self.api.list_namespaced_pod(NAMESPACE)
+
+    def list_raw(self) -> bytes:
+        response = self.api.list_namespaced_pod(NAMESPACE, _preload_content=False)
+        data: bytes = response.data
+        if response.status != 200:
+            raise RuntimeError(f"{self.name}: HTTP {response.status}")
+        return data
+
+
+def check(paths: dict[str, ClusterPath]) -> dict[str, Any]:
+    """Every path answers the same 100 pods; wardgate's answers have the email masked."""
+    facts: dict[str, Any] = {}
+    names: dict[str, list[str]] = {}
+    for name, path in paths.items():
+        pods = path.list_pods()
+        names[name] = sorted(pod.metadata.name for pod in pods.items)
+        if len(pods.items) != PODS:
+            raise RuntimeError(f"{name}: {len(pods.items)} pods listed, not {PODS}")
+        raw = path.list_raw()
+        facts[f"{name}_bytes"] = len(raw)
+        shown = ONCALL_EMAIL.encode() in raw
+        if shown != (name == "direct"):
+            raise RuntimeError(f"{name}: the on-call email is {'shown' if shown else 'masked'}")
+    if len({tuple(n) for n in names.values()}) != 1:
+        raise RuntimeError("the paths list different pods")
+    return facts
+
+
+# ------------------------------------------------------------------------------------------ kubectl
+def kubectl_binary() -> str | None:
+    found = shutil.which("kubectl") or ("/usr/bin/kubectl" if Path("/usr/bin/kubectl").exists() else None)
+    if found is None:
+        return None
+    version = json.loads(
+        subprocess.run(
+            [found, "version", "--client", "-o", "json"], capture_output=True, text=True, timeout=30
+        ).stdout
+        or "{}"
+    ).get("clientVersion", {})
+    return f"{found}\t{version.get('gitVersion', '?')}"
+
+
+def kubectl_get(binary: str, kubeconfig: Path, home: Path) -> float:
+    """Seconds for ``kubectl get pods`` (Table), a new process, its discovery cache warm."""
+    start = time.perf_counter()
+    done = subprocess.run(
+        [binary, "--kubeconfig", str(kubeconfig), "get", "pods", "-n", NAMESPACE],
+        env={**os.environ, "HOME": str(home), "KUBECONFIG": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0 or done.stdout.count("Running") != PODS:
+        raise RuntimeError(f"kubectl get pods failed: {done.stderr.strip()[:300]}")
+    return elapsed
+
+
+# ------------------------------------------------------------------------------------------ the run
+@dataclass
+class Results:
+    client: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PATHS})
+    raw: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PATHS})
+    kubectl: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PATHS})
+    facts: dict[str, Any] = field(default_factory=dict)
+    profile: dict[str, str] = field(default_factory=dict)
+
+
+def timed_blocks(
+    paths: dict[str, ClusterPath],
+    call: Callable[[ClusterPath], Any],
+    out: dict[str, list[float]],
+    blocks: int,
+    size: int,
+) -> None:
+    """``blocks`` rounds; in each, ``size`` calls per path, the paths' order rotated each round."""
+    perf = time.perf_counter_ns
+    names = list(paths)
+    for block in range(blocks):
+        shift = block % len(names)
+        for name in names[shift:] + names[:shift]:
+            path, samples = paths[name], out[name]
+            for _ in range(size):
+                start = perf()
+                call(path)
+                samples.append((perf() - start) / 1e6)
+
+
+@contextlib.contextmanager
+def local_stack(folder: Path) -> Iterator[tuple[Any, CountingStream, CountingIndex]]:
+    from moto import mock_aws
+
+    from wardgate import runtime
+    from wardgate.dev.stack import SFN_INTERPRETER
+    from wardgate.recording import Recorder
+
+    stream, index = CountingStream(), CountingIndex()
+    with mock_aws(config=SFN_INTERPRETER):  # type: ignore[call-overload]
+        stack = make_bench_stack(folder, stream, index)
+        try:
+            with stdout_to_devnull():
+                stack.start()
+            stack.write_state()  # wardgate kubeconfig reads the endpoints and the CA from here
+            # The Lambda path's recorder into the same in-memory sinks (Firehose + DynamoDB on AWS).
+            runtime.http_gateway().recorder = Recorder(stream, index)
+            seed_pods(stack.kube)
+            yield stack, stream, index
+        finally:
+            with stdout_to_devnull():
+                stack.stop()
+
+
+def run(args: argparse.Namespace) -> Results:
+    results = Results()
+    # As on Lambda: logs at INFO and metrics on (written to /dev/null while timing).
+    for key in ("POWERTOOLS_LOG_LEVEL", "POWERTOOLS_METRICS_DISABLED", "POWERTOOLS_DEV"):
+        os.environ.pop(key, None)
+    os.environ["AWS_LAMBDA_LOG_LEVEL"] = "INFO"
+    saved_env = dict(os.environ)
+    with tempfile.TemporaryDirectory(prefix="kube-bench-") as tmp:
+        folder = Path(tmp)
+        os.environ["WARDGATE_HOME"] = str(folder)
+        try:
+            with local_stack(folder) as (stack, stream, index):
+                token_file = folder / "agent-token"
+                token_file.write_text(stack.issuer.mint("bench-agent", ["ci"], ttl=6 * 3600))
+                token_file.chmod(0o600)
+                paths = {
+                    "direct": ClusterPath(
+                        "direct", direct_kubeconfig(folder / "direct.kubeconfig", stack.kube)
+                    ),
+                    "lambda": ClusterPath(
+                        "lambda",
+                        wardgate_kubeconfig(folder / "lambda.kubeconfig", token_file, "--via", "lambda"),
+                    ),
+                    "listener": ClusterPath(
+                        "listener", wardgate_kubeconfig(folder / "listener.kubeconfig", token_file)
+                    ),
+                }
+                try:
+                    for path in paths.values():
+                        path.load()
+                    with stdout_to_devnull():
+                        results.facts.update(check(paths))
+                        if args.profile:
+                            results.profile = profile(stack, paths, args.profile_calls)
+                            return results
+                        measure(paths, results, args, stream, index, folder)
+                    if args.profile_on_miss and missed(results):
+                        log("a target was missed: profiling the gateway side ...")
+                        with stdout_to_devnull():
+                            results.profile = profile(stack, paths, args.profile_calls)
+                finally:
+                    for path in paths.values():
+                        path.close()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved_env)
+    return results
+
+
+def measure(
+    paths: dict[str, ClusterPath],
+    results: Results,
+    args: argparse.Namespace,
+    stream: CountingStream,
+    index: CountingIndex,
+    folder: Path,
+) -> None:
+    for _ in range(args.warmup):
+        for path in paths.values():
+            path.list_pods()
+            path.list_raw()
+    events_before = stream.events
+    bytes_before = stream.bytes
+    blocks = max(1, args.calls // args.block)
+    log(f"Python client: {blocks} blocks of {args.block} lists per path ...")
+    timed_blocks(paths, ClusterPath.list_pods, results.client, blocks, args.block)
+    log(f"HTTP alone: {blocks} blocks of {args.block} lists per path ...")
+    timed_blocks(paths, ClusterPath.list_raw, results.raw, blocks, args.block)
+    results.facts["recorded_events"] = stream.events - events_before
+    results.facts["recorded_bytes"] = stream.bytes - bytes_before
+    results.facts["index_entries"] = index.entries
+    results.facts["blocks"], results.facts["block"] = blocks, args.block
+
+    found = kubectl_binary() if args.kubectl else None
+    if found is None:
+        results.facts["kubectl"] = None
+        return
+    binary, version = found.split("\t")
+    results.facts["kubectl"] = version
+    homes = {name: folder / f"home-{name}" for name in paths}
+    for name, home in homes.items():
+        home.mkdir()
+        kubectl_get(binary, paths[name].kubeconfig, home)  # discovery into the cache
+    log(f"kubectl get pods: {args.kubectl} per path ...")
+    for round_ in range(args.kubectl):
+        names = list(paths)
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            results.kubectl[name].append(kubectl_get(binary, paths[name].kubeconfig, homes[name]) * 1000)
+
+
+# ------------------------------------------------------------------------------------------ profile
+class ThreadProfiles:
+    """cProfile of chosen functions wherever they run: a profiler per thread (cProfile profiles the
+    thread that enables it), merged at the end."""
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+        self.profilers: list[cProfile.Profile] = []
+        self.lock = threading.Lock()
+
+    def mine(self) -> cProfile.Profile:
+        found: cProfile.Profile | None = getattr(self.local, "profiler", None)
+        if found is None:
+            found = cProfile.Profile()
+            self.local.profiler = found
+            with self.lock:
+                self.profilers.append(found)
+        return found
+
+    def wrap(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        def profiled(*args: Any, **kwargs: Any) -> Any:
+            profiler = self.mine()
+            profiler.enable()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                profiler.disable()
+
+        return profiled
+
+    def table(self, calls: int) -> str:
+        out = io.StringIO()
+        stats = pstats.Stats(self.profilers[0], stream=out)
+        for profiler in self.profilers[1:]:
+            stats.add(profiler)
+        stats.sort_stats("tottime").print_stats(PROFILE_TOP)
+        return summarise_profile(out.getvalue(), calls)
+
+
+def summarise_profile(text: str, calls: int) -> str:
+    """pstats' lines as a markdown table: own time per list call (µs), cumulative per call, where."""
+    rows: list[str] = []
+    total = ""
+    for line in text.splitlines():
+        parts = line.split(None, 5)
+        if "function calls" in line:
+            total = line.strip()
+        if len(parts) == 6 and parts[0].replace("/", "").isdigit():
+            ncalls, tottime, _, cumtime, _, where = parts
+            where = where.replace(str(ROOT) + "/", "").replace(sys.prefix + "/", "")
+            where = where.replace("layers/wardgate/", "")
+            own, cumulative = float(tottime) / calls * 1e6, float(cumtime) / calls * 1e6
+            rows.append(f"| `{where}` | {ncalls} | {own:.0f} | {cumulative:.0f} |")
+    head = ["| function | calls | own µs per list | cumulative µs per list |", "|---|---:|---:|---:|"]
+    return "\n".join([f"({total}; {calls} lists)", "", *head, *rows])
+
+
+def profile(stack: Any, paths: dict[str, ClusterPath], calls: int) -> dict[str, str]:
+    """cProfile of the gateway side of each wardgate path, while the Python client lists pods:
+
+    - Lambda path: the front door's whole handling of a request (``GatewayServer.dispatch``: the
+      API Gateway event, the handler, ``HttpGateway.handle`` with its call to the double, the
+      answer back; the double's own work runs in its thread and is not counted);
+    - listener: its event loop thread (TLS, h11, routing, responses) and ``HttpGateway.handle`` on
+      its worker threads.
+    """
+    from wardgate.gateway import HttpGateway
+
+    tables: dict[str, str] = {}
+    front_door = ThreadProfiles()
+    original_dispatch = stack.gateway.dispatch
+    stack.gateway.dispatch = front_door.wrap(original_dispatch)
+    try:
+        for _ in range(calls):
+            paths["lambda"].list_pods()
+    finally:
+        stack.gateway.dispatch = original_dispatch
+    tables["lambda"] = front_door.table(calls)
+
+    listener = ThreadProfiles()
+    loop_profiler = cProfile.Profile()
+    listener.profilers.append(loop_profiler)
+    loop = stack.tcp._loop
+    original_handle = HttpGateway.handle
+    HttpGateway.handle = listener.wrap(original_handle)  # type: ignore[method-assign]
+    enabled = threading.Event()
+
+    def enable_on_loop() -> None:
+        loop_profiler.enable()
+        enabled.set()
+
+    try:
+        loop.call_soon_threadsafe(enable_on_loop)
+        if not enabled.wait(10):
+            raise RuntimeError("the TCP gateway's loop did not start profiling")
+        for _ in range(calls):
+            paths["listener"].list_pods()
+    finally:
+        disabled = threading.Event()
+
+        def disable_on_loop() -> None:
+            loop_profiler.disable()
+            disabled.set()
+
+        loop.call_soon_threadsafe(disable_on_loop)
+        disabled.wait(10)
+        HttpGateway.handle = original_handle  # type: ignore[method-assign]
+    tables["listener"] = listener.table(calls)
+    return tables
+
+
+# ------------------------------------------------------------------------------------------ report
+def p(values: list[float], q: int) -> float:
+    return percentile(sorted(values), q)
+
+
+def missed(results: Results) -> bool:
+    base = p(results.client["direct"], 50)
+    return any(p(results.client[name], 50) / base > TARGET_RATIO for name in ("lambda", "listener"))
+
+
+def verdict(ok: bool) -> str:
+    return "**met**" if ok else "**missed**"
+
+
+def latency_rows(samples: dict[str, list[float]]) -> list[str]:
+    base50, base99 = p(samples["direct"], 50), p(samples["direct"], 99)
+    rows = []
+    for name in PATHS:
+        values = samples[name]
+        p50, p99 = p(values, 50), p(values, 99)
+        ratio = "-" if name == "direct" else f"**{p50 / base50:.2f}x** / {p99 / base99:.2f}x"
+        added = "-" if name == "direct" else f"{p50 - base50:+.2f} / {p99 - base99:+.2f}"
+        rows.append(f"| {LABELS[name]} | {len(values)} | {p50:.2f} | {p99:.2f} | {ratio} | {added} |")
+    return rows
+
+
+def report(results: Results, args: argparse.Namespace) -> tuple[str, str]:
+    facts = results.facts
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    base = p(results.client["direct"], 50)
+    ratios = {name: p(results.client[name], 50) / base for name in ("lambda", "listener")}
+    target_rows = [
+        f"| list of {PODS} pods, Python client, through the {label}: p50 ≤ {TARGET_RATIO:g}x direct "
+        f"| {ratios[name]:.2f}x ({p(results.client[name], 50):.1f} vs {base:.1f} ms) "
+        f"| {verdict(ratios[name] <= TARGET_RATIO)} |"
+        for name, label in (("lambda", "Lambda path"), ("listener", "Fargate listener"))
+    ]
+    summary_text = "\n".join(
+        [
+            f"**Kubernetes through wardgate** (issue 17; `{COMMAND}`, {when}, {code_version()}; details in "
+            "[its section](#kubernetes-through-wardgate)):",
+            "",
+            "| target | measured | |",
+            "|---|---|---|",
+            *target_rows,
+        ]
+    )
+    per_path = facts["blocks"] * facts["block"]
+    kb = {name: facts[f"{name}_bytes"] / 1024 for name in PATHS}
+    lines = [
+        f"Run {when} of {code_version()} on {machine()}; `{COMMAND}`. {per_path} lists per path and "
+        f"kind, after {args.warmup} untimed ones, in {facts['blocks']} rounds of {facts['block']} per path "
+        f"(the paths' order rotated each round). The answer: a PodList of {PODS} Running pods, "
+        f"{kb['direct']:.0f} KB directly, {kb['lambda']:.0f} KB through the Lambda path and "
+        f"{kb['listener']:.0f} KB through the listener (every pod's on-call email masked). Recording: "
+        f"{facts['recorded_events']:,} events ({facts['recorded_bytes'] / 1e6:.1f} MB serialised) and "
+        f"{facts['index_entries']:,} index entries over the run, into memory. The machine was shared "
+        "with other work (see the load average): read the ratios.",
+        "",
+        f"`CoreV1Api().list_namespaced_pod` of {PODS} pods, default deserialisation into `V1PodList` "
+        "(ms; x direct at p50 / p99; added p50 / p99 in ms):",
+        "",
+        "| path | lists | p50 | p99 | x direct p50 / p99 | added p50 / p99 |",
+        "|---|---:|---:|---:|---:|---:|",
+        *latency_rows(results.client),
+        "",
+        "The same list with `_preload_content=False` (the HTTP exchange alone: request, answer read, "
+        "no deserialisation; what the gateway's own cost is measured against):",
+        "",
+        "| path | lists | p50 | p99 | x direct p50 / p99 | added p50 / p99 |",
+        "|---|---:|---:|---:|---:|---:|",
+        *latency_rows(results.raw),
+    ]
+    if facts.get("kubectl"):
+        k = results.kubectl
+        base_k = median(k["direct"])
+        lines += [
+            "",
+            f"Secondary: `kubectl get pods -n {NAMESPACE}` (kubectl {facts['kubectl']}, Table output, "
+            f"a new process each time, discovery cached; wall time, ms, {len(k['direct'])} per path, "
+            "alternated):",
+            "",
+            "| path | runs | median | max | x direct (median) |",
+            "|---|---:|---:|---:|---:|",
+            *[
+                f"| {LABELS[name]} | {len(k[name])} | {median(k[name]):.0f} | {max(k[name]):.0f} | "
+                + ("-" if name == "direct" else f"{median(k[name]) / base_k:.2f}x")
+                + " |"
+                for name in PATHS
+            ],
+        ]
+    lines += ["", "Targets (issue 17):", "", "| target | measured | |", "|---|---|---|", *target_rows]
+    if results.profile:
+        lines += [
+            "",
+            f"A target was missed, so the run went on to profile the gateway side (cProfile, "
+            f"{args.profile_calls} lists per path, own time sorted; `--profile` prints the same):",
+        ]
+        for name in ("lambda", "listener"):
+            lines += ["", f"{LABELS[name]}:", "", results.profile[name]]
+    lines += [
+        "",
+        "<!-- figures "
+        + json.dumps(
+            {
+                "direct_p50": round(base, 3),
+                "lambda_p50": round(p(results.client["lambda"], 50), 3),
+                "listener_p50": round(p(results.client["listener"], 50), 3),
+            }
+        )
+        + " -->",
+    ]
+    return summary_text, "\n".join(lines)
+
+
+SECTION_INTRO = f"""{SECTION_HEADING}
+
+Issue 17's "Speed" (`benchmarks/kube_overhead.py`): a list of {PODS} pods with the official Python
+`kubernetes` client (`CoreV1Api().list_namespaced_pod`, default deserialisation, a kubeconfig written
+by `wardgate kubeconfig`), directly to the local cluster double and through wardgate's two
+Kubernetes paths, interleaved in one run: the Lambda path (the local front door's HTTPS route
+`/k8s/<connection>`: an API Gateway event into the HTTP function's handler) and the Fargate
+listener (the TCP gateway's `kubernetes` listener, running the same `HttpGateway` on its worker
+threads). The default policy's masking is on and recording goes to in-memory sinks; the local stack,
+the double and the client share this process (moto mocked in-process). Target: each path's p50 at
+most 1.5x direct. `--profile` prints where the gateway side spends its time (cProfile).
+
+{MARKERS[0]}
+{MARKERS[1]}
+"""
+
+
+def ensure_sections() -> None:
+    """Add this benchmark's section at the end of the doc, and its summary markers after the SSH
+    one (or, without it, before "## How to run")."""
+    doc = DOC.read_text()
+    if MARKERS[0] not in doc or MARKERS[1] not in doc:
+        doc = doc.rstrip("\n") + "\n\n" + SECTION_INTRO
+    if SUMMARY_MARKERS[0] not in doc or SUMMARY_MARKERS[1] not in doc:
+        block = f"{SUMMARY_MARKERS[0]}\n{SUMMARY_MARKERS[1]}"
+        previous = "<!-- sshsummary:end -->"
+        if previous in doc:
+            doc = doc.replace(previous, f"{previous}\n\n{block}", 1)
+        else:
+            head, sep, tail = doc.partition("\n## How to run")
+            doc = f"{head.rstrip()}\n\n{block}\n{sep}{tail}"
+    DOC.write_text(doc)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--write", action="store_true", help=f"update the Kubernetes section of {DOC.name}")
+    parser.add_argument("--calls", type=int, default=200, help="timed lists per path and kind (default 200)")
+    parser.add_argument("--block", type=int, default=10, help="lists per path per round (default 10)")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed lists per path first (default 20)")
+    parser.add_argument(
+        "--kubectl", type=int, default=10, help="`kubectl get pods` runs per path (default 10; 0: none)"
+    )
+    parser.add_argument("--profile", action="store_true", help="only profile the gateway side (cProfile)")
+    parser.add_argument(
+        "--profile-calls", type=int, default=100, help="lists profiled per path (default 100)"
+    )
+    parser.add_argument(
+        "--no-profile-on-miss",
+        dest="profile_on_miss",
+        action="store_false",
+        help="do not profile after a missed target (by default the section then says where the time goes)",
+    )
+    args = parser.parse_args()
+    if args.profile and args.write:
+        parser.error("--profile does not measure what --write writes")
+    if args.calls < args.block or args.block < 1:
+        parser.error("--calls must be at least --block, and --block at least 1")
+    results = run(args)
+    if args.profile:
+        for name in ("lambda", "listener"):
+            print(f"{LABELS[name]}:\n\n{results.profile[name]}\n")
+        return
+    summary_text, text = report(results, args)
+    print(summary_text, text, sep="\n\n")
+    if args.write:
+        ensure_sections()
+        write_section(SUMMARY_MARKERS, summary_text)
+        write_section(MARKERS, text)
+        summary.update()
+
+
+if __name__ == "__main__":
+    main()
