@@ -72,3 +72,17 @@ def test_the_connection_store_needs_no_orm() -> None:
         "print(any(m == 'pynamodb' or m.startswith('pynamodb.') for m in sys.modules))\n"
     )
     assert out.strip() == "False"
+
+
+def test_an_rds_data_backend_does_not_import_the_local_backends() -> None:
+    """The SQL function reaches databases through rds-data only: the PostgreSQL and MySQL backends'
+    modules (and their transaction machinery) stay out of its process."""
+    out = run_fresh(
+        "import sys\n"
+        "from wardgate.dataapi.factory import backend_from_url\n"
+        "url = 'rds-data:///db?resourceArn=arn:cluster&secretArn=arn:secret'\n"
+        "backend = backend_from_url('c', url, binding_key=b'k' * 32)\n"
+        "local = ('wardgate.dataapi.postgres', 'wardgate.dataapi.mysql', 'wardgate.dataapi.local')\n"
+        "print(type(backend).__name__, [m for m in local if m in sys.modules])\n"
+    )
+    assert out.strip() == "RdsDataBackend []"

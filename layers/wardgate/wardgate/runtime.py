@@ -215,9 +215,12 @@ def prepare(function: str) -> None:
     if isinstance(gateway, HttpGateway):
         quietly(gateway.forwarder.pool_for, None)
     else:
+        import importlib
+
         from wardgate.operations.sql import parse_sql
 
         quietly(parse_sql, "SELECT 1", "postgres")
+        quietly(importlib.import_module, "wardgate.dataapi.rdsdata")  # the one backend Lambda uses
     for thread in (keys, policy):
         thread.join(max(0.0, started + PREPARE_WAIT_S - time.monotonic()))
 

@@ -13,9 +13,6 @@ from __future__ import annotations
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from wardgate.dataapi.backends import Backend, Limits
-from wardgate.dataapi.mysql import MySqlBackend
-from wardgate.dataapi.postgres import PostgresBackend
-from wardgate.dataapi.rdsdata import RdsDataBackend
 
 SCHEMES = ("postgresql", "postgres", "mysql", "mariadb", "rds-data")
 
@@ -43,6 +40,10 @@ def backend_from_url(
             raise ValueError("an rds-data upstream needs resourceArn and secretArn query parameters")
         if binding_key is None:
             raise ValueError("an rds-data backend needs a binding_key for its transaction ids")
+        # Each backend's module is imported for its scheme only: the SQL function reaches databases
+        # through rds-data alone, and the local backends' modules are a cold start's to skip.
+        from wardgate.dataapi.rdsdata import RdsDataBackend
+
         return RdsDataBackend(
             connection=connection,
             resource_arn=query["resourceArn"],
@@ -55,9 +56,13 @@ def backend_from_url(
         raise ValueError(f"SQL upstream {url!r} must name a user and a host")
     user, host = unquote(parts.username), parts.hostname
     if parts.scheme in ("postgresql", "postgres"):
+        from wardgate.dataapi.postgres import PostgresBackend
+
         return PostgresBackend(
             host=host, port=parts.port or 5432, dbname=database, user=user, password=password, limits=limits
         )
+    from wardgate.dataapi.mysql import MySqlBackend
+
     return MySqlBackend(
         host=host,
         port=parts.port or 3306,
