@@ -578,8 +578,9 @@ def test_kubectl_exec_over_spdy(kubectl_env: dict[str, str], monkeypatch: pytest
     assert (result.returncode, result.stdout, result.stderr) == (0, "piped\n", "e\n")  # stdin's FIN: EOF
     main, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    script = "echo ready; read line; stty size; exit 6"
     process = subprocess.Popen(
-        [kubectl_path(), "exec", "-it", "debug", "--", "sh", "-c", "read line; stty size; exit 6"],
+        [kubectl_path(), "exec", "-it", "debug", "--", "sh", "-c", script],
         stdin=terminal,
         stdout=terminal,
         stderr=terminal,
@@ -588,6 +589,9 @@ def test_kubectl_exec_over_spdy(kubectl_env: dict[str, str], monkeypatch: pytest
     )
     os.close(terminal)
     try:
+        # Typing waits for the command's first output: by then kubectl's first resize has been sent (on
+        # its own stream, which could otherwise overtake stdin).
+        assert b"ready\r\n" in _read_until(main, b"ready\r\n")
         os.write(main, b"go\r")
         assert b"40 120\r\n" in _read_until(main, b"40 120\r\n")  # the resize stream's first size
         assert process.wait(timeout=10) == 6
