@@ -917,3 +917,52 @@ def test_rollout_status_watches_a_rollout_in_progress(tmp_path: Path) -> None:
     finally:
         double.stop()
     assert [t.name for t in threading.enumerate() if t.name == "kube-double-kubelet"] == []
+
+
+def test_updates_keep_immutable_fields_and_convert_string_data(kube_double: KubeDouble) -> None:
+    namespace = fresh_namespace(kube_double, "immutable")
+    run(kube_double, "create", "deployment", "web", "-n", namespace, "--image=nginx:1.27")
+    other = {"matchLabels": {"app": "other"}}
+    selector = json.dumps(
+        {"spec": {"selector": other, "template": {"metadata": {"labels": other["matchLabels"]}}}}
+    )
+    error = run(kube_double, "patch", "deployment", "web", "-n", namespace, "-p", selector, ok=False)
+    assert (
+        'The Deployment "web" is invalid: spec.selector: Invalid value: {"matchLabels":{"app":"other"}}'
+        in error
+    )
+    assert "field is immutable" in error
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "plain", "namespace": namespace},
+        "stringData": {"token": "abc"},
+    }
+    run(kube_double, "apply", "-f", "-", input=json.dumps(secret))
+    secret["stringData"] = {"token": "xyz"}
+    run(kube_double, "apply", "-f", "-", input=json.dumps(secret))  # a strategic patch carrying stringData
+    stored = json.loads(run(kube_double, "get", "secret", "plain", "-n", namespace, "-o", "json"))
+    assert stored["data"] == {"token": base64.b64encode(b"xyz").decode()} and "stringData" not in stored
+    run(kube_double, "delete", "pod", "-n", namespace, "-l", "app=web")
+    killing = run(kube_double, "get", "events", "-n", namespace, "--field-selector", "reason=Killing")
+    assert "Stopping container nginx" in killing
+
+
+def test_a_bug_in_the_double_is_a_500_status(
+    kube_double: KubeDouble, http: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object) -> None:
+        raise KeyError("s3cr3t-Passw0rd!")
+
+    monkeypatch.setattr(kube_double.api, "_list", broken)
+    answer = http.get("/api/v1/namespaces/prod/secrets")
+    assert answer.status_code == 500
+    assert answer.json() == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": "Internal error occurred: KeyError",
+        "reason": "InternalError",
+        "code": 500,
+    }

@@ -425,7 +425,7 @@ class Cluster:
             for pod in sorted(pods, key=lambda p: p["metadata"]["creationTimestamp"], reverse=True)[
                 : len(pods) - desired
             ]:
-                self.store.delete(PODS, namespace, pod["metadata"]["name"])
+                self.pod_stopped(self.store.delete(PODS, namespace, pod["metadata"]["name"]))
                 self.record_event(
                     replicaset,
                     "SuccessfulDelete",
@@ -649,9 +649,23 @@ class Cluster:
 
     # -- deletion ------------------------------------------------------------------------------
 
+    def pod_stopped(self, pod: JSON) -> None:
+        """The kubelet's Killing events for a deleted pod's containers."""
+        for container in (pod.get("spec") or {}).get("containers") or []:
+            name = container.get("name", "")
+            self.record_event(
+                pod,
+                "Killing",
+                f"Stopping container {name}",
+                "kubelet",
+                field_path=f"spec.containers{{{name}}}",
+            )
+
     def collect_garbage(self, deleted: JSON, propagation: str) -> None:
         """After a delete: dependents go too (Background/Foreground) or lose their owner (Orphan)."""
         uid = deleted["metadata"]["uid"]
+        if deleted["kind"] == "Pod":
+            self.pod_stopped(deleted)
         if deleted["kind"] == "Namespace":
             self._empty_namespace(deleted["metadata"]["name"])
             return

@@ -13,6 +13,7 @@ import base64
 import copy
 import datetime
 import json
+import logging
 import queue
 import re
 import time
@@ -27,9 +28,10 @@ from wardgate.dev.kube import patches, protobuf, tables
 from wardgate.dev.kube.catalog import Answer, Resource, by_kind, resource
 from wardgate.dev.kube.controllers import DEPLOYMENTS, PODS, REPLICASETS, Cluster, selector_string
 from wardgate.dev.kube.selectors import object_filter
-from wardgate.dev.kube.status import error_answer, json_answer, status_answer, status_object
+from wardgate.dev.kube.status import error_answer, internal_error, json_answer, status_answer, status_object
 from wardgate.dev.kube.store import JSON, Change, Store, StoreError, now_rfc3339
 
+LOG = logging.getLogger(__name__)
 MAX_BODY = 3 * 1024 * 1024  # the API server's request body limit (3 MiB)
 BOOKMARK_INTERVAL_S = 5.0  # an idle watch that asked for bookmarks gets one this often
 IDLE_CHECK_S = 1.0  # an idle stream checks this often that its client is still there
@@ -153,6 +155,9 @@ class Api:
             return self._handle(request)
         except StoreError as error:
             return error_answer(error)
+        except Exception as error:  # a bug of the double: a Status, never a traceback on the wire
+            LOG.exception("cluster double: %s %s failed", request.method, request.path)
+            return internal_error(error)
 
     def _handle(self, request: Request) -> Answer | Stream:
         route = parse_route(request.path)
@@ -519,8 +524,7 @@ class Api:
             obj = current
         elif route.subresource is None and "status" in current and res.plural not in ("namespaces",):
             obj["status"] = current["status"]  # the main resource ignores status (the strategies reset it)
-        _validate(res, obj)
-        _defaults(res, obj)
+        _validate_update(res, current, obj)
         obj["metadata"]["managedFields"] = current["metadata"].get("managedFields", [])
         patches.record_update(obj, current, self._manager(request), res.api_version, route.subresource or "")
         updated = self.store.update(res, obj, dry_run=self._dry_run(request))
@@ -582,7 +586,7 @@ class Api:
             patched = current
         elif "status" in current and res.plural != "namespaces":
             patched["status"] = current["status"]
-        _validate(res, patched)
+        _validate_update(res, current, patched)
         patches.record_update(
             patched, current, self._manager(request), res.api_version, route.subresource or ""
         )
@@ -645,7 +649,7 @@ class Api:
         merged = patches.apply(current, config, manager, res.api_version, force)
         if route.subresource != "status" and "status" in current and res.plural != "namespaces":
             merged["status"] = current["status"]
-        _validate(res, merged)
+        _validate_update(res, current, merged)
         merged["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         updated = self.store.update(res, merged, dry_run=dry_run)
         return self._after_write(res, updated, output, warnings, 200)
@@ -1023,6 +1027,44 @@ def _validate(res: Resource, obj: JSON) -> None:
                 base64.b64decode(value, validate=True)
             except (ValueError, TypeError):
                 causes.append((f"data[{key}]", "FieldValueInvalid", "Invalid value: illegal base64 data"))
+    if causes:
+        raise _invalid(res, name, causes)
+
+
+def _validate_update(res: Resource, current: JSON, new: JSON) -> None:
+    """An update's checks: the object's own, defaults, then the fields that may not change once set."""
+    _validate(res, new)
+    name = new["metadata"].get("name", "")
+    old_spec, new_spec = current.get("spec") or {}, new.get("spec") or {}
+    if res.plural == "services" and old_spec.get("clusterIP") and not new_spec.get("clusterIP"):
+        # An update that leaves the address out keeps the allocated one.
+        new_spec["clusterIP"], new_spec["clusterIPs"] = old_spec["clusterIP"], old_spec.get("clusterIPs")
+    _defaults(res, new)
+    causes: list[tuple[str, str, str]] = []
+    if res.plural in ("deployments", "replicasets") and new_spec.get("selector") != old_spec.get("selector"):
+        selector = json.dumps(new_spec.get("selector"), separators=(",", ":"))
+        causes.append(
+            ("spec.selector", "FieldValueInvalid", f"Invalid value: {selector}: field is immutable")
+        )
+    if (
+        res.plural == "services"
+        and old_spec.get("clusterIP")
+        and new_spec["clusterIP"] != old_spec["clusterIP"]
+    ):
+        value = new_spec["clusterIP"]
+        causes.append(
+            ("spec.clusterIP", "FieldValueInvalid", f'Invalid value: "{value}": field is immutable')
+        )
+    if res.plural in ("configmaps", "secrets") and current.get("immutable"):
+        for field in ("data", "binaryData"):
+            if new.get(field) != current.get(field):
+                causes.append(
+                    (field, "FieldValueForbidden", "Forbidden: field is immutable when `immutable` is set")
+                )
+    if res.plural == "secrets" and new.get("type", "Opaque") != current.get("type", "Opaque"):
+        causes.append(
+            ("type", "FieldValueInvalid", f'Invalid value: "{new.get("type")}": field is immutable')
+        )
     if causes:
         raise _invalid(res, name, causes)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import logging
 import select
 import socket
 import ssl
@@ -25,14 +26,16 @@ from wardgate.dev.kube.catalog import Answer
 from wardgate.dev.kube.controllers import PODS, Cluster
 from wardgate.dev.kube.rest import Api, Request, Stream, parse_route
 from wardgate.dev.kube.seed import seed as seed_store
-from wardgate.dev.kube.status import status_answer
+from wardgate.dev.kube.status import internal_error, status_answer
 from wardgate.dev.kube.store import Store, StoreError
 
+LOG = logging.getLogger(__name__)
 HANDSHAKE_TIMEOUT_S = 10.0
 STREAM_END_TIMEOUT_S = 5.0  # stop() waits this long for watches and followed logs to end cleanly
 MAX_REQUEST_BODY = 3 * 1024 * 1024 + 1024
 _PROBES = ("/healthz", "/livez", "/readyz")  # readable without a token (system:public-info-viewer)
 _UPGRADED = ("exec", "attach", "portforward")
+_ANSWERING = "kube_double_answering"  # set on a handler once its answer has begun
 
 
 class _DoubleHTTPServer(ThreadingHTTPServer):
@@ -209,6 +212,18 @@ class KubeDouble:
         )
 
     def dispatch(self, h: BaseHTTPRequestHandler) -> None:
+        setattr(h, _ANSWERING, False)
+        try:
+            self._dispatch(h)
+        except (ConnectionError, ssl.SSLError, TimeoutError):
+            h.close_connection = True
+        except Exception as error:  # a bug of the double: a Status (if nothing was sent yet), no traceback
+            LOG.exception("cluster double: %s failed", h.command)
+            if not getattr(h, _ANSWERING):
+                self._write(h, internal_error(error), close=True)
+            h.close_connection = True
+
+    def _dispatch(self, h: BaseHTTPRequestHandler) -> None:
         split = urlsplit(h.path)
         path, query = unquote(split.path), split.query
         length = int(h.headers.get("Content-Length") or 0)
@@ -268,6 +283,7 @@ class KubeDouble:
             return
         from wardgate.dev.kube import streams
 
+        setattr(h, _ANSWERING, True)  # the streams write their own 101 or refusal
         try:
             streams.serve_upgrade(h, self, pod, subresource, parse_qs(query, keep_blank_values=True))
         finally:
@@ -276,6 +292,7 @@ class KubeDouble:
     # -- writing -------------------------------------------------------------------------------
 
     def _write(self, h: BaseHTTPRequestHandler, answer: Answer, close: bool = False) -> None:
+        setattr(h, _ANSWERING, True)
         try:
             h.send_response(answer.status)
             h.send_header("Content-Type", answer.content_type)
@@ -295,6 +312,7 @@ class KubeDouble:
 
     def _stream(self, h: BaseHTTPRequestHandler, stream: Stream) -> None:
         """Chunked transfer encoding; an empty chunk from the stream: a pause to check the client is there."""
+        setattr(h, _ANSWERING, True)
         with self._streams_changed:
             self._open_streams += 1
         try:

@@ -40,3 +40,8 @@ def status_answer(code: int, reason: str, message: str, details: JSON | None = N
 
 def error_answer(error: StoreError) -> Answer:
     return status_answer(error.code, error.reason, error.message, error.details)
+
+
+def internal_error(error: BaseException) -> Answer:
+    """500 InternalError, naming only the kind of failure (its message could hold a request's values)."""
+    return status_answer(500, "InternalError", f"Internal error occurred: {type(error).__name__}")
