@@ -483,30 +483,32 @@ class ThreadProfiles:
         return profiled
 
     def table(self, calls: int) -> str:
-        out = io.StringIO()
-        stats = pstats.Stats(self.profilers[0], stream=out)
+        """The functions with the most own time, per list call (µs), as a markdown table."""
+        stats = pstats.Stats(self.profilers[0], stream=io.StringIO())
         for profiler in self.profilers[1:]:
             stats.add(profiler)
-        stats.sort_stats("tottime").print_stats(PROFILE_TOP)
-        return summarise_profile(out.getvalue(), calls)
-
-
-def summarise_profile(text: str, calls: int) -> str:
-    """pstats' lines as a markdown table: own time per list call (µs), cumulative per call, where."""
-    rows: list[str] = []
-    total = ""
-    for line in text.splitlines():
-        parts = line.split(None, 5)
-        if "function calls" in line:
-            total = line.strip()
-        if len(parts) == 6 and parts[0].replace("/", "").isdigit():
-            ncalls, tottime, _, cumtime, _, where = parts
-            where = where.replace(str(ROOT) + "/", "").replace(sys.prefix + "/", "")
-            where = where.replace("layers/wardgate/", "")
-            own, cumulative = float(tottime) / calls * 1e6, float(cumtime) / calls * 1e6
-            rows.append(f"| `{where}` | {ncalls} | {own:.0f} | {cumulative:.0f} |")
-    head = ["| function | calls | own µs per list | cumulative µs per list |", "|---|---:|---:|---:|"]
-    return "\n".join([f"({total}; {calls} lists)", "", *head, *rows])
+        entries: dict[tuple[str, int, str], tuple[int, int, float, float, Any]] = stats.stats  # type: ignore[attr-defined]
+        top = sorted(entries.items(), key=lambda item: item[1][2], reverse=True)[:PROFILE_TOP]
+        total_s: float = stats.total_tt  # type: ignore[attr-defined]
+        rows = []
+        for (filename, line, function), (_, ncalls, own_s, cumulative_s, _) in top:
+            where = filename.replace(str(ROOT) + "/", "").replace("layers/wardgate/", "")
+            where = where.split("site-packages/", 1)[-1].split("/lib/python3.11/", 1)[-1]
+            name = f"{where}:{line}({function})" if line else function
+            rows.append(
+                f"| `{name}` | {ncalls / calls:.0f} | {own_s / calls * 1e6:,.0f} | "
+                f"{cumulative_s / calls * 1e6:,.0f} |"
+            )
+        return "\n".join(
+            [
+                f"Profiled time per list: {total_s / calls * 1000:.1f} ms (cProfile's own overhead "
+                f"included; {calls} lists). The {PROFILE_TOP} functions with the most own time:",
+                "",
+                "| function | calls per list | own µs per list | cumulative µs per list |",
+                "|---|---:|---:|---:|",
+                *rows,
+            ]
+        )
 
 
 def profile(stack: Any, paths: dict[str, ClusterPath], calls: int) -> dict[str, str]:
