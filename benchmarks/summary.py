@@ -3,8 +3,8 @@
 Read from the sections the benchmark scripts wrote (their ``--write``): ``overhead.py``,
 ``sql_overhead.py`` and ``cold_start.py`` leave their figures in a ``<!-- figures {...} -->``
 comment; the others' are read from their text. Targets that have a summary block of their own
-(``<!-- NAMEsummary:start -->``: the TCP gateways, the load test, the recordings...) stay in it,
-and are named under this one. Nothing is measured here.
+(``<!-- NAMEsummary:start -->``: the TCP gateways, Kubernetes, the load test, the recordings...)
+stay in it, and are named under this one. Nothing is measured here.
 
     .venv/bin/python benchmarks/summary.py            # print the summary
     .venv/bin/python benchmarks/summary.py --write    # and replace it in docs/benchmarks.md
@@ -223,7 +223,8 @@ def summary(doc: str) -> str:
     lines = [
         "**Every target, latest figures** (`.venv/bin/python benchmarks/summary.py --write` gathers them "
         "from the sections below; each figure is from one run against its same-run baseline; the TCP "
-        "gateways, the load test, the recordings and others have their own blocks after this one):",
+        "gateways, Kubernetes, the load test, the recordings and others have their own blocks after "
+        "this one):",
         "",
         "| target | latest | | command |",
         "|---|---|---|---|",
