@@ -96,7 +96,10 @@ class KubeListener:
         task = asyncio.current_task()
         if task is not None and self.track is not None:
             self.track(task)
-        await KubeConnection(self, reader, writer).run()
+        # Shutdown cancels connections still open (kept-alive clients): that is their end, not an
+        # error for asyncio to report about the server's callback.
+        with contextlib.suppress(asyncio.CancelledError):
+            await KubeConnection(self, reader, writer).run()
 
 
 class KubeConnection:

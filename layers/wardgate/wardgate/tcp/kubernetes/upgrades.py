@@ -128,6 +128,7 @@ class UpgradeSession(StreamSession):
         self.bytes_in = 0
         self.bytes_out = 0
         self.spdy_fallback = False  # an exec or attach asked over SPDY
+        self.client_early = b""  # what the client sent after its upgrade request (the new protocol's)
         self.offered: list[str] = []
 
     # ------------------------------------------------------------------ deciding
