@@ -403,6 +403,12 @@ def test_exec_runs_an_allowed_command_masked_and_recorded(kube: Kube):
     assert result["masked"] == {"card": 1}
     failed = kube.kubectl("exec", "-n", "default", "debug", "--", "sh", "-c", "cat /nowhere")
     assert failed.returncode == 1 and "No such file or directory" in failed.stderr
+    status = kube.kubectl("exec", "-n", "default", "debug", "--", "sh", "-c", "exit 3")
+    assert status.returncode == 3 and "command terminated with exit code 3" in status.stderr
+    # The cluster's own refusal reaches kubectl, also when it retries over SPDY (remembered briefly)
+    wrong = kube.kubectl("exec", "-n", "default", "debug", "-c", "nope", "--", "echo", "hi")
+    assert wrong.returncode == 1
+    assert "Error from server (BadRequest): container nope is not valid for pod debug" in wrong.stderr
 
 
 def test_a_refused_exec_never_reaches_the_pod(kube: Kube):

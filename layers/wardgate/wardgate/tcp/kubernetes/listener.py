@@ -42,6 +42,8 @@ MAX_HEAD = 64 * 1024  # a request's line and headers (h11 answers 431 beyond)
 IDLE_S = 120.0  # a kept-alive connection with no request for this long is closed
 READ_CHUNK = 64 * 1024
 SERVER = "wardgate"
+REFUSAL_MEMORY_S = 10.0  # kubectl's SPDY retry follows its refused WebSocket upgrade at once
+REMEMBERED_REFUSALS = 1024
 REQUEST_THREADS = 64  # request/response verbs in flight per task (each holds a thread while it waits)
 
 
@@ -91,6 +93,20 @@ class KubeListener:
         # Request/response verbs block on the cluster (up to the upstream timeout): their own
         # threads, so that they never queue the worker threads the other sessions use for records.
         self.pool = ThreadPoolExecutor(max_workers=REQUEST_THREADS, thread_name_prefix="wardgate-k8s")
+        # The cluster's refusals of WebSocket exec/attach upgrades, briefly (see upgrades.py: kubectl
+        # retries a refused upgrade over SPDY, and that retry is answered with the cluster's reason).
+        self._cluster_refusals: dict[tuple[str, ...], tuple[float, HttpResponse]] = {}
+
+    def remember_refusal(self, key: tuple[str, ...], response: HttpResponse) -> None:
+        now = time.monotonic()
+        for stale in [k for k, (until, _) in self._cluster_refusals.items() if until < now]:
+            del self._cluster_refusals[stale]
+        if len(self._cluster_refusals) < REMEMBERED_REFUSALS:
+            self._cluster_refusals[key] = (now + REFUSAL_MEMORY_S, response)
+
+    def cluster_refusal(self, key: tuple[str, ...]) -> HttpResponse | None:
+        until, response = self._cluster_refusals.pop(key, (0.0, None))
+        return response if until >= time.monotonic() else None
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

@@ -39,6 +39,7 @@ from wsproto.connection import ConnectionState
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from wsproto.utilities import LocalProtocolError
 
+from wardgate.apigw import HttpResponse
 from wardgate.approvals.service import ApprovalRequired
 from wardgate.errors import BadRequest, Forbidden, GatewayError
 from wardgate.gate import RECORDED_REQUEST_MASKING, decide_on
@@ -143,6 +144,14 @@ class UpgradeSession(StreamSession):
             if operation.name is None or operation.namespace is None:
                 raise BadRequest("exec, attach and portforward name a pod in a namespace", code="bad_upgrade")
             self._check_handshake(operation.subresource or "")
+            if self.spdy_fallback:
+                remembered = self.client.listener.cluster_refusal(self._refusal_key(proxy_path))
+                if remembered is not None:  # the cluster refused this very exec over WebSocket
+                    await self.refused(
+                        GatewayError("the cluster refused the upgrade", code="cluster_refused"), request=what
+                    )
+                    await self.client.respond(remembered, close=True)
+                    return
             policy_set = await self.services.policy_set()
             operation = dataclasses.replace(operation, verb="create", authorized_verbs=("create",))
             recorded, decided, profile = await self._decide(policy_set, operation)
@@ -178,6 +187,12 @@ class UpgradeSession(StreamSession):
             result["bytes_from_client"], result["bytes_to_client"] = self.bytes_in, self.bytes_out
             self.services.recorder.write_later(self.record, "command_result", self.recording_failed, **result)
             await self.close()
+
+    def _refusal_key(self, path: str) -> tuple[str, ...]:
+        """Who asked for which exec: kubectl's SPDY retry asks for the very same path and query."""
+        normalised = http_proxy.normalise_path(path)
+        identity = (self.identity.issuer, self.identity.subject)
+        return (*identity, self.connection.name, normalised, self.request.query)
 
     def _check_handshake(self, subresource: str) -> None:
         upgrade = self.request.headers.get("upgrade", "").lower()
@@ -342,12 +357,9 @@ class UpgradeSession(StreamSession):
                 "message": cut(masked.value, 1024),
                 "status": upstream.status,
             }
-            from wardgate.apigw import HttpResponse
-
-            await self.client.respond(
-                HttpResponse(upstream.status, {"content-type": content_type}, masked.value.encode()),
-                close=True,
-            )
+            refusal = HttpResponse(upstream.status, {"content-type": content_type}, masked.value.encode())
+            self.client.listener.remember_refusal(self._refusal_key(path), refusal)
+            await self.client.respond(refusal, close=True)
             return
         self.protocol = upstream.header("sec-websocket-protocol")
         if operation.subresource != "portforward" and self.protocol not in channels.SERVED:
