@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from wardgate.dev.kube.catalog import Resource, resource
-from wardgate.dev.kube.store import JSON, Store, StoreError, now_rfc3339
+from wardgate.dev.kube.store import JSON, Store, StoreError, clone, now_rfc3339
 
 NODE_NAME = "wardgate-double-node"
 HOST_IP = "10.0.0.10"
@@ -198,15 +198,16 @@ class Cluster:
                         self._reconcile_deployment(deployment)
                     for replicaset in self.store.list_objects(REPLICASETS, ns)[0]:
                         self._reconcile_replicaset(replicaset)
-                    for pod in self.store.list_objects(PODS, ns)[0]:
-                        self._run_pod(pod)
+                    for pod in self.store.peek(PODS, ns):
+                        if not (pod.get("status") or {}).get("phase"):  # new: the scheduler's
+                            self._run_pod(clone(pod))
                     self._reconcile_namespace_defaults(ns)
                     self._reconcile_endpoints(ns)
                 if self.store.revision == before:
                     return
 
     def _namespace_names(self) -> list[str]:
-        return [ns["metadata"]["name"] for ns in self.store.list_objects(NAMESPACES, None)[0]]
+        return sorted(ns["metadata"]["name"] for ns in self.store.peek(NAMESPACES, None))
 
     def _reconcile_namespace_defaults(self, namespace: str) -> None:
         """A new namespace gets its default ServiceAccount and the kube-root-ca.crt ConfigMap."""
@@ -228,7 +229,7 @@ class Cluster:
         namespace, uid = meta["namespace"], meta["uid"]
         template = spec.get("template") or {}
         desired = int(spec.get("replicas", 1))
-        owned = [rs for rs in self.store.list_objects(REPLICASETS, namespace)[0] if owned_by(rs, uid)]
+        owned = [clone(rs) for rs in self.store.peek(REPLICASETS, namespace) if owned_by(rs, uid)]
         revisions = [int(rs["metadata"].get("annotations", {}).get(REVISION, "0")) for rs in owned]
         current = next(
             (
@@ -334,11 +335,7 @@ class Cluster:
 
     def _deployment_status(self, deployment: JSON, new_rs: JSON | None) -> None:
         meta, spec = deployment["metadata"], deployment.get("spec") or {}
-        owned = [
-            rs
-            for rs in self.store.list_objects(REPLICASETS, meta["namespace"])[0]
-            if owned_by(rs, meta["uid"])
-        ]
+        owned = [rs for rs in self.store.peek(REPLICASETS, meta["namespace"]) if owned_by(rs, meta["uid"])]
         desired = int(spec.get("replicas", 1))
         replicas = sum(int(rs.get("status", {}).get("replicas", 0)) for rs in owned)
         ready = sum(int(rs.get("status", {}).get("readyReplicas", 0)) for rs in owned)
@@ -411,7 +408,7 @@ class Cluster:
     def _reconcile_replicaset(self, replicaset: JSON) -> None:
         meta, spec = replicaset["metadata"], replicaset.get("spec") or {}
         namespace, uid = meta["namespace"], meta["uid"]
-        pods = [pod for pod in self.store.list_objects(PODS, namespace)[0] if owned_by(pod, uid)]
+        pods = [pod for pod in self.store.peek(PODS, namespace) if owned_by(pod, uid)]
         desired = int(spec.get("replicas", 1))
         for _ in range(desired - len(pods)):
             pod = self._new_pod(replicaset)
@@ -432,7 +429,7 @@ class Cluster:
                     f"Deleted pod: {pod['metadata']['name']}",
                     "replicaset-controller",
                 )
-        pods = [pod for pod in self.store.list_objects(PODS, namespace)[0] if owned_by(pod, uid)]
+        pods = [pod for pod in self.store.peek(PODS, namespace) if owned_by(pod, uid)]
         ready = sum(1 for pod in pods if _pod_ready(pod))
         status: JSON = {
             "replicas": len(pods),
@@ -596,8 +593,8 @@ class Cluster:
 
     def _reconcile_endpoints(self, namespace: str) -> None:
         """Endpoints of each Service with a selector: the ready pods it selects (describe shows them)."""
-        pods = self.store.list_objects(PODS, namespace)[0]
-        for service in self.store.list_objects(SERVICES, namespace)[0]:
+        pods = self.store.peek(PODS, namespace)
+        for service in self.store.peek(SERVICES, namespace):
             selector = (service.get("spec") or {}).get("selector")
             if not selector:
                 continue

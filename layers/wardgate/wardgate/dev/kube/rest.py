@@ -476,6 +476,7 @@ class Api:
             from wardgate.dev.kube.controllers import random_suffix
 
             meta["name"] = meta["generateName"] + random_suffix()
+        obj.pop("status", None)  # a create ignores status: the controllers and the kubelet write it
         for server_field in (
             "uid",
             "resourceVersion",

@@ -12,7 +12,6 @@ https://kubernetes.io/docs/reference/using-api/api-concepts/#efficient-detection
 from __future__ import annotations
 
 import contextlib
-import copy
 import datetime
 import queue
 import threading
@@ -21,6 +20,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from wardgate.dev.kube.catalog import Resource
 
@@ -33,6 +34,12 @@ GENERATION_TRACKED = ("deployments", "replicasets")
 
 def now_rfc3339() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def clone(obj: JSON) -> JSON:
+    """A deep copy of a JSON object (a JSON round trip: several times faster than copy.deepcopy)."""
+    copied: JSON = orjson.loads(orjson.dumps(obj))
+    return copied
 
 
 def _comparable(obj: JSON) -> JSON:
@@ -120,7 +127,8 @@ class Store:
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
-        self._objects: dict[tuple[str, str, str, str], JSON] = {}
+        # (group, plural) -> (namespace, name) -> the stored object, never handed out (copies are)
+        self._objects: dict[tuple[str, str], dict[tuple[str, str], JSON]] = {}
         self._revision = 1
         self._history: deque[Change] = deque(maxlen=HISTORY_LENGTH)
         self._compacted = 0  # the revision up to which history is gone (compact())
@@ -138,26 +146,36 @@ class Store:
         with self.lock:
             return self._revision
 
+    def _table(self, resource: Resource) -> dict[tuple[str, str], JSON]:
+        return self._objects.setdefault((resource.group, resource.plural), {})
+
+    def peek(self, resource: Resource, namespace: str | None) -> list[JSON]:
+        """The stored objects themselves, unsorted and uncopied: for the controllers' scans, which
+        must not change them (they copy what they update)."""
+        with self.lock:
+            return [
+                obj for (ns, _), obj in self._table(resource).items() if namespace is None or ns == namespace
+            ]
+
     def get(self, resource: Resource, namespace: str, name: str) -> JSON:
         with self.lock:
-            obj = self._objects.get((resource.group, resource.plural, namespace, name))
+            obj = self._table(resource).get((namespace, name))
             if obj is None:
                 raise not_found(resource, name)
-            return copy.deepcopy(obj)
+            return clone(obj)
 
     def find(self, resource: Resource, namespace: str, name: str) -> JSON | None:
         with self.lock:
-            obj = self._objects.get((resource.group, resource.plural, namespace, name))
-            return copy.deepcopy(obj) if obj is not None else None
+            obj = self._table(resource).get((namespace, name))
+            return clone(obj) if obj is not None else None
 
     def list_objects(self, resource: Resource, namespace: str | None) -> tuple[list[JSON], int]:
         """Objects of a resource (in one namespace, or all), sorted as etcd's keys are, and the revision."""
         with self.lock:
             items = [
-                copy.deepcopy(obj)
-                for (group, plural, ns, _), obj in sorted(self._objects.items(), key=lambda kv: kv[0])
-                if (group, plural) == (resource.group, resource.plural)
-                and (namespace is None or ns == namespace)
+                clone(obj)
+                for (ns, _), obj in sorted(self._table(resource).items(), key=lambda kv: kv[0])
+                if namespace is None or ns == namespace
             ]
             return items, self._revision
 
@@ -168,9 +186,7 @@ class Store:
         return self._revision
 
     def _record(self, resource: Resource, type_: str, obj: JSON, previous: JSON | None) -> None:
-        change = Change(
-            self._revision, (resource.group, resource.plural), type_, copy.deepcopy(obj), previous
-        )
+        change = Change(self._revision, (resource.group, resource.plural), type_, clone(obj), previous)
         self._history.append(change)
         for watcher in list(self._watchers):
             if watcher.kind_key == change.kind_key and (
@@ -188,15 +204,19 @@ class Store:
         with self.lock:
             meta = obj.setdefault("metadata", {})
             namespace = meta.get("namespace", "") if resource.namespaced else ""
-            key = (resource.group, resource.plural, namespace, meta["name"])
-            if key in self._objects:
+            key = (namespace, meta["name"])
+            if key in self._table(resource):
                 raise StoreError(
                     409,
                     "AlreadyExists",
                     f'{qualified(resource)} "{meta["name"]}" already exists',
                     {"name": meta["name"], "group": resource.group, "kind": resource.plural},
                 )
-            if resource.namespaced and namespace and ("", "namespaces", "", namespace) not in self._objects:
+            if (
+                resource.namespaced
+                and namespace
+                and ("", namespace) not in self._objects.get(("", "namespaces"), {})
+            ):
                 raise StoreError(
                     404,
                     "NotFound",
@@ -209,11 +229,11 @@ class Store:
                 meta["generation"] = 1
             obj["apiVersion"], obj["kind"] = resource.api_version, resource.kind
             if dry_run:
-                return copy.deepcopy(obj)
+                return clone(obj)
             meta["resourceVersion"] = str(self._next_revision())
-            self._objects[key] = copy.deepcopy(obj)
+            self._table(resource)[key] = clone(obj)
             self._record(resource, "ADDED", obj, None)
-            return copy.deepcopy(obj)
+            return clone(obj)
 
     def update(
         self, resource: Resource, obj: JSON, *, check_version: bool = True, dry_run: bool = False
@@ -222,8 +242,8 @@ class Store:
         with self.lock:
             meta = obj.setdefault("metadata", {})
             namespace = meta.get("namespace", "") if resource.namespaced else ""
-            key = (resource.group, resource.plural, namespace, meta.get("name", ""))
-            current = self._objects.get(key)
+            key = (namespace, meta.get("name", ""))
+            current = self._table(resource).get(key)
             if current is None:
                 raise not_found(resource, meta.get("name", ""))
             sent_version = meta.get("resourceVersion")
@@ -251,26 +271,26 @@ class Store:
                 meta["generation"] = generation + 1 if spec_changed else generation
             obj["apiVersion"], obj["kind"] = resource.api_version, resource.kind
             if _comparable(obj) == _comparable(current):
-                return copy.deepcopy(current)  # a no-op update keeps its resourceVersion, as etcd's does
+                return clone(current)  # a no-op update keeps its resourceVersion, as etcd's does
             if dry_run:
                 meta["resourceVersion"] = current["metadata"]["resourceVersion"]
-                return copy.deepcopy(obj)
+                return clone(obj)
             meta["resourceVersion"] = str(self._next_revision())
-            previous = self._objects[key]
-            self._objects[key] = copy.deepcopy(obj)
+            previous = current
+            self._table(resource)[key] = clone(obj)
             self._record(resource, "MODIFIED", obj, previous)
-            return copy.deepcopy(obj)
+            return clone(obj)
 
     def delete(self, resource: Resource, namespace: str, name: str) -> JSON:
         with self.lock:
-            key = (resource.group, resource.plural, namespace if resource.namespaced else "", name)
-            current = self._objects.pop(key, None)
+            key = (namespace if resource.namespaced else "", name)
+            current = self._table(resource).pop(key, None)
             if current is None:
                 raise not_found(resource, name)
             current["metadata"]["resourceVersion"] = str(self._next_revision())
             self._record(resource, "DELETED", current, None)
             self.logs_changed.notify_all()  # log followers of a deleted pod stop
-            return copy.deepcopy(current)
+            return clone(current)
 
     # -- watching ------------------------------------------------------------------------------
 
@@ -332,7 +352,7 @@ class Store:
                 lines = list(self._logs.get((namespace, pod, container), ()))
                 fresh = lines[position:]
                 position = max(position, len(lines))
-                gone = ("", "pods", namespace, pod) not in self._objects or self.closed.is_set()
+                gone = (namespace, pod) not in self._objects.get(("", "pods"), {}) or self.closed.is_set()
                 if not fresh and not gone:
                     self.logs_changed.wait(timeout=1.0)
             yield fresh  # empty when idle: the caller checks its client is still there
