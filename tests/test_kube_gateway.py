@@ -411,6 +411,31 @@ def test_exec_runs_an_allowed_command_masked_and_recorded(kube: Kube):
     assert "Error from server (BadRequest): container nope is not valid for pod debug" in wrong.stderr
 
 
+def test_the_python_clients_exec_speaks_v4_through_the_listener(kube: Kube):
+    from kubernetes import client
+    from kubernetes.stream import stream
+
+    configuration = client.Configuration()
+    configuration.host = f"{kube.url}/{CLUSTER}"
+    configuration.ssl_ca_cert = kube.ca_file
+    configuration.api_key = {"authorization": f"Bearer {kube.token}"}
+    api = client.CoreV1Api(client.ApiClient(configuration))
+    output = stream(
+        api.connect_get_namespaced_pod_exec,
+        "debug",
+        "default",
+        command=["echo", CARD],
+        stderr=True,
+        stdin=False,
+        stdout=True,
+        tty=False,
+    )
+    assert output == f"{MASKED_CARD}\n"
+    start = _wait_for("command", lambda e: "echo" in json.dumps(e["operation"]))
+    result = _wait_for("command_result", lambda e: e["record_id"] == start["record_id"])
+    assert result["exit_status"] == 0
+
+
 def test_a_refused_exec_never_reaches_the_pod(kube: Kube):
     made = kube.kubectl("exec", "-n", "default", "debug", "--", "sh", "-c", "echo kept > /tmp/keep")
     assert made.returncode == 0, made.stderr
@@ -480,7 +505,7 @@ def test_an_interactive_exec_through_a_pty_is_recorded_as_a_terminal(kube: Kube)
         if e["record_id"] == start["record_id"]
         for frame in e["frames"]
     ]
-    assert {code for _, code, _ in frames} >= {"o", "i"}
+    assert {code for _, code, _ in frames} >= {"o", "i", "r"}  # kubectl sends the terminal's size
     assert CARD not in json.dumps(frames) and MASKED_CARD in json.dumps(frames)  # input recorded masked too
     _wait_for("terminal_end", lambda e: e["record_id"] == start["record_id"])
 

@@ -341,9 +341,12 @@ class UpgradeSession(StreamSession):
                 headers,
                 limits.backend_connect_timeout_s,
             )
-        except GatewayError as failed:
+        except GatewayError as failed:  # the cluster cannot be reached: kubectl's SPDY retry hears so too
             result["error"] = {"code": failed.code, "message": failed.message}
-            await self.client.respond(error_status(failed, self.record.record_id), close=True)
+            unreachable = error_status(failed, self.record.record_id)
+            if operation.subresource != "portforward":
+                self.client.listener.remember_refusal(self._refusal_key(path), unreachable)
+            await self.client.respond(unreachable, close=True)
             return
         upstream = self.upstream
         if not upstream.upgraded:
