@@ -451,3 +451,23 @@ def test_a_refusal_before_any_request_exists_is_a_status_too(stack: DevStack) ->
     assert status["details"]["causes"][0]["reason"] == "bad_event"
     other = runtime.handle_http_event({"routeKey": "ANY /http/{connection}/{proxy+}"}, None)
     assert json.loads(other["body"])["error"]["code"] == "bad_event"  # wardgate's own shape elsewhere
+
+
+@pytest.mark.parametrize(
+    ("accept", "served"),
+    [
+        ("", True),
+        ("*/*", True),
+        ("application/json", True),
+        ("application/vnd.kubernetes.protobuf, */*", True),  # kubectl's typed clients: JSON is fine
+        ("application/vnd.kubernetes.protobuf,application/json", True),  # client-go's default
+        ("application/json;as=Table;v=v1;g=meta.k8s.io,application/json", True),
+        ("application/vnd.kubernetes.protobuf", False),
+        ("application/vnd.kubernetes.protobuf;stream=watch", False),
+        ("Application/Vnd.Kubernetes.Protobuf ; q=1", False),
+    ],
+)
+def test_which_clients_can_read_json(accept: str, served: bool) -> None:
+    from wardgate.proxies.kubernetes import accepts_json
+
+    assert accepts_json(accept) is served
