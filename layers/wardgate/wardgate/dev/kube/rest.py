@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
 
+import orjson
 import yaml
 
 from wardgate.dev.kube import patches, protobuf, tables
@@ -346,7 +347,7 @@ class Api:
                 obj = converted
             elif output.form == "metadata" and event_type not in ("BOOKMARK", "ERROR"):
                 obj = _partial(obj, output.table_version)
-            return json.dumps({"type": event_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
+            return orjson.dumps({"type": event_type, "object": obj}) + b"\n"
 
         def bookmark(revision: int, initial_end: bool = False) -> bytes:
             meta: JSON = {"resourceVersion": str(revision)}

@@ -7,7 +7,7 @@ Shape: https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/st
 
 from __future__ import annotations
 
-import json
+import orjson
 
 from wardgate.dev.kube.catalog import Answer
 from wardgate.dev.kube.store import JSON, StoreError
@@ -31,7 +31,7 @@ def status_object(code: int, reason: str, message: str, details: JSON | None = N
 
 
 def json_answer(code: int, body: JSON, headers: tuple[tuple[str, str], ...] = ()) -> Answer:
-    return Answer(code, "application/json", json.dumps(body, separators=(",", ":")).encode() + b"\n", headers)
+    return Answer(code, "application/json", orjson.dumps(body) + b"\n", headers)
 
 
 def status_answer(code: int, reason: str, message: str, details: JSON | None = None) -> Answer:
