@@ -707,9 +707,12 @@ def report(results: Results, args: argparse.Namespace) -> tuple[str, str]:
         f"and recorded (in memory) before it reaches the target; {recording}.{fallback} Key exchange: both "
         f"compared paths' clients use `{KEX}`, what wardgate negotiates with OpenSSH's default list "
         f"(`{results.facts['gateway_kex']}`; asyncssh offers no sntrup761x25519 without liboqs), and its "
-        f"leg to the target uses the same; the third row is the direct path with OpenSSH's default "
-        f"(`{results.facts['default_kex']}`), for what that exchange costs here. The machine was shared "
-        "with other work (see the load average).",
+        f"leg to the target uses the same; the direct path with OpenSSH's default "
+        f"(`{results.facts['default_kex']}`) is shown for what that exchange costs here. Ciphers: the "
+        "client picks ChaCha20-Poly1305 with sshd and with wardgate's default list; the last wardgate "
+        f"row is a second gateway process offering AES-GCM only (`WARDGATE_SSH_CIPHERS={GCM_ONLY}`), "
+        "where OpenSSH picks AES-128-GCM; wardgate's leg to the target uses AES-256-GCM with 255 KiB "
+        "packets either way. The machine was shared with other work (see the load average).",
         "",
         "`ssh host true` round trip, 1 client (ms, every call of every round; added is wardgate's "
         "p50 / p99 minus the direct path's):",

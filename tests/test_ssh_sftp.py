@@ -476,3 +476,44 @@ def test_read_ahead_is_bounded_per_session(
                 assert sum(size for _, _, size in target_reads) > CHUNK
 
     asyncio.run(run())
+
+
+# ---------------------------------------------------------------------------------------------------
+# Uploads written behind (sftp._WriteBehind): answered once sent, confirmed behind the client
+
+
+def test_writes_behind_are_seen_in_order_and_a_failed_one_fails_the_handle(
+    gw: SshGateway, tree: Path
+) -> None:
+    _grant(gw, tree, "sftp_read", "sftp_write")
+    payload = os.urandom(40 * CHUNK)
+    written = tree / "data" / "behind.bin"
+
+    async def run() -> None:
+        async with await gw.client() as conn, conn.start_sftp_client() as sftp:
+            writer = await sftp.open(str(written), "wb")
+            for offset in range(0, len(payload), CHUNK):
+                await writer.write(payload[offset : offset + CHUNK], offset)
+            # before the close: what was written is what another handle reads, and fstat's size
+            async with sftp.open(str(written), "rb") as reader:
+                assert await _read(reader) == payload
+            assert (await writer.stat()).size == len(payload)
+            await writer.close()
+            # a write the target cannot make (an offset past what a file may have) fails the
+            # handle: that request or the next, at the latest the close
+            broken = await sftp.open(f"{tree}/data/broken.bin", "wb")
+            with pytest.raises(asyncssh.SFTPError):
+                await broken.write(b"never", 2**63)
+                await broken.write(b"after", 0)
+                await broken.close()
+
+    asyncio.run(run())
+    assert written.read_bytes() == payload
+    uploads = _transfers("upload")
+    done = next(e for e in uploads if e["resolved"] == str(written))
+    assert done["sha256"] == hashlib.sha256(payload).hexdigest() and "error" not in done
+    deadline = time.monotonic() + 5  # recorded as the close is answered: it may land just after
+    while not (broken := [e for e in _transfers("upload") if e["resolved"] == f"{tree}/data/broken.bin"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert broken[-1]["error"]["code"] == "target_write_failed"

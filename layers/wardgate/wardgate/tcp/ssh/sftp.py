@@ -25,6 +25,11 @@ window per handle and per session; the client is answered from them. Bytes read 
 client's only once it asks for them: the hash and byte count are taken from what is answered,
 and what was never asked for is dropped at close. Any write through the session drops what was
 read ahead (a later read sees the write, as when requests are served one by one).
+
+Uploads are written behind (``_WriteBehind``): a write is answered once its request is on its way
+to the target, whose answer is awaited behind the client's next writes, within a bounded window;
+a write the target failed fails the client's next request on that handle, at the latest its close
+(which waits for every write), and the transfer's record says so.
 """
 
 from __future__ import annotations
@@ -58,7 +63,8 @@ HASH_WINDOW_BYTES = 4 * 1024 * 1024  # out-of-order chunks held per handle for t
 # Reads made on the target before the client asks (_ReadAhead). OpenSSH reads 255 KiB at a time
 # (sshd's largest read), so a handle's window is 16 of them: enough to keep a loopback target busy.
 READ_AHEAD_BYTES = 4 * 1024 * 1024  # per handle
-SESSION_READ_AHEAD_BYTES = 16 * 1024 * 1024  # per SFTP session, over all its handles
+SESSION_READ_AHEAD_BYTES = 16 * 1024 * 1024  # per SFTP session, over all its handles (and writes behind)
+WRITE_BEHIND_BYTES = 4 * 1024 * 1024  # per handle: written, not yet confirmed by the target
 
 
 def file_operation(path: str, feature: str) -> ShellOperation:
@@ -195,6 +201,70 @@ class _ReadAhead:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+class _WriteBehind:
+    """An upload handle's writes not yet confirmed by the target (see the module's docstring). The
+    target serves a session's requests in the order they are sent, so a later read, stat or
+    rename (of this handle or any other) sees every write sent before it."""
+
+    def __init__(self, remote: asyncssh.SFTPClientFile, budget: _Budget) -> None:
+        self.remote = remote
+        self.budget = budget
+        self.sent: collections.deque[tuple[asyncio.Task[int], int]] = collections.deque()
+        self.held = 0
+        self.failure: str | None = None  # the first write the target failed, for the record
+
+    async def write(self, data: bytes, offset: int) -> None:
+        self._confirmed()
+        if self.failure is not None:  # once a write failed, so does every later one
+            raise asyncssh.SFTPFailure(f"wardgate: an earlier write failed on the target: {self.failure}")
+        if not self.budget.take(len(data)):  # the session's budget is spent: write through
+            await self.settle()
+            await self.remote.write(data, offset)
+            return
+        writing = asyncio.ensure_future(self.remote.write(data, offset))
+        writing.add_done_callback(_retrieved)
+        self.sent.append((writing, len(data)))
+        self.held += len(data)
+        await asyncio.sleep(0)  # its request leaves first: whatever the client sends next follows it
+        while self.held > WRITE_BEHIND_BYTES:
+            await asyncio.wait([self.sent[0][0]])
+            self._confirmed()
+        self._confirmed()
+
+    def _confirmed(self) -> None:
+        """Forget the writes the target answered; raise the first it failed."""
+        while self.sent and self.sent[0][0].done():
+            writing, size = self.sent.popleft()
+            self.held -= size
+            self.budget.give_back(size)
+            self._raise_failure(writing)
+
+    def _raise_failure(self, writing: asyncio.Task[int]) -> None:
+        failed = writing.exception() if not writing.cancelled() else asyncssh.SFTPConnectionLost("cancelled")
+        if failed is None:
+            return
+        if self.failure is None:
+            self.failure = f"{type(failed).__name__}: {failed}"
+        if isinstance(failed, asyncssh.SFTPError):
+            raise asyncssh.SFTPFailure(f"wardgate: an earlier write failed on the target: {failed.reason}")
+        raise asyncssh.SFTPConnectionLost(f"wardgate: an earlier write failed on the target ({failed})")
+
+    async def settle(self) -> None:
+        """Every write confirmed (close, fsync, fstat, fsetstat wait for them), or raise the first
+        failure."""
+        if self.sent:
+            await asyncio.wait([writing for writing, _ in self.sent])
+        self._confirmed()
+        if self.failure is not None:
+            raise asyncssh.SFTPFailure(f"wardgate: an earlier write failed on the target: {self.failure}")
+
+
+def _retrieved(task: asyncio.Task[int]) -> None:
+    """A write's failure is reported by ``_confirmed``, or (the session ending) of no interest."""
+    if not task.cancelled():
+        task.exception()
+
+
 class _Transfer:
     """An open file: what went through it, hashed in offset order."""
 
@@ -205,12 +275,14 @@ class _Transfer:
         resolved: str,
         direction: str,
         read_ahead: _ReadAhead | None = None,
+        write_behind: _WriteBehind | None = None,
     ) -> None:
         self.remote = remote
         self.path = path
         self.resolved = resolved
         self.direction = direction  # "read" or "write" (what the handle may do)
         self.read_ahead = read_ahead  # handles opened only for reading
+        self.write_behind = write_behind  # handles opened for writing
         self.read = _Digest()
         self.written = _Digest()
 
@@ -286,6 +358,14 @@ class _Digest:
             "size": self.next if whole else None,
             "sha256": self.hasher.hexdigest() if whole else None,
         }
+
+
+def _failure(write_behind: _WriteBehind | None) -> dict[str, Any]:
+    """A transfer's record names the first write the target failed (the bytes counted and hashed
+    are what the client sent)."""
+    if write_behind is None or write_behind.failure is None:
+        return {}
+    return {"error": {"code": "target_write_failed", "message": write_behind.failure}}
 
 
 def _text(path: bytes) -> str:
@@ -388,7 +468,10 @@ class SftpProxy(asyncssh.SFTPServer):
             await self._decide("download", READ, path)
         remote = await self.target.open(path, pflags, attrs, encoding=None)
         read_ahead = None if writes else _ReadAhead(remote, self.read_ahead_budget)
-        transfer = _Transfer(remote, _text(path), resolved, "write" if writes else "read", read_ahead)
+        write_behind = _WriteBehind(remote, self.read_ahead_budget) if writes else None
+        transfer = _Transfer(
+            remote, _text(path), resolved, "write" if writes else "read", read_ahead, write_behind
+        )
         self.handles.add(transfer)
         return transfer
 
@@ -412,9 +495,10 @@ class SftpProxy(asyncssh.SFTPServer):
         if file_obj.direction != "write":
             raise asyncssh.SFTPPermissionDenied("wardgate: this file was opened for reading")
         self._drop_read_ahead()
-        written = int(await file_obj.remote.write(data, offset))
+        assert file_obj.write_behind is not None
+        await file_obj.write_behind.write(data, offset)
         await file_obj.written.add(offset, data)
-        return written
+        return len(data)
 
     async def close(self, file_obj: object) -> None:  # type: ignore[override]
         assert isinstance(file_obj, _Transfer)
@@ -422,7 +506,13 @@ class SftpProxy(asyncssh.SFTPServer):
         try:
             if file_obj.read_ahead is not None:
                 await file_obj.read_ahead.stop()
-            await file_obj.remote.close()
+            if file_obj.write_behind is not None:
+                try:
+                    await file_obj.write_behind.settle()
+                finally:
+                    await file_obj.remote.close()
+            else:
+                await file_obj.remote.close()
         finally:
             await self._record_transfer(file_obj)
 
@@ -439,10 +529,16 @@ class SftpProxy(asyncssh.SFTPServer):
                     path=transfer.path,
                     resolved=transfer.resolved,
                     **await digest.summary(),
+                    **_failure(transfer.write_behind if direction == "upload" else None),
                 )
+
+    async def _settled(self, transfer: _Transfer) -> None:
+        if transfer.write_behind is not None:
+            await transfer.write_behind.settle()
 
     async def fstat(self, file_obj: object) -> asyncssh.SFTPAttrs:  # type: ignore[override]
         assert isinstance(file_obj, _Transfer)
+        await self._settled(file_obj)
         return await file_obj.remote.stat()
 
     async def fsetstat(self, file_obj: object, attrs: asyncssh.SFTPAttrs) -> None:  # type: ignore[override]
@@ -450,10 +546,12 @@ class SftpProxy(asyncssh.SFTPServer):
         if file_obj.direction != "write":
             raise asyncssh.SFTPPermissionDenied("wardgate: this file was opened for reading")
         self._drop_read_ahead()
+        await self._settled(file_obj)
         await file_obj.remote.setstat(attrs)
 
     async def fsync(self, file_obj: object) -> None:  # type: ignore[override]
         assert isinstance(file_obj, _Transfer)
+        await self._settled(file_obj)
         await file_obj.remote.fsync()
 
     # ------------------------------------------------------------------ names
@@ -543,6 +641,9 @@ class SftpProxy(asyncssh.SFTPServer):
             self.handles.discard(transfer)
             if transfer.read_ahead is not None:
                 transfer.read_ahead.drop()
+            if transfer.write_behind is not None:
+                with contextlib.suppress(asyncssh.SFTPError):
+                    await transfer.write_behind.settle()
             await self._record_transfer(transfer)
         self.target.exit()
         self.target_connection.close()
