@@ -88,7 +88,6 @@ class WatchSession(StreamSession):
         super().__init__(client.services, connection_name, client.peer)
         self.client = client
         self.request = request
-        self.started = False  # the response head went to the client
 
     async def serve(self, proxy_path: str, operation: K8sOperation) -> None:
         watch = operation.verb == "watch"
@@ -158,7 +157,15 @@ class WatchSession(StreamSession):
             await self.client.respond(error_status(failed, self.record.record_id))
             return
         try:
-            if upstream.status != 200 or upstream.header("content-encoding") not in ("", "identity"):
+            if upstream.header("content-encoding") not in ("", "identity"):
+                self.record.outcome, self.record.reason = "failed", "upstream_bad_response"
+                unreadable = BadGateway(
+                    "the cluster compressed a stream although asked not to: it cannot be masked line by line",
+                    code="upstream_bad_response",
+                )
+                await self.client.respond(error_status(unreadable, self.record.record_id), close=True)
+                return
+            if upstream.status != 200:
                 await self._relay_refusal(
                     upstream.status, await upstream.read_all(), upstream.header("content-type")
                 )
@@ -166,7 +173,6 @@ class WatchSession(StreamSession):
             relayed = {k: v for k, v in upstream.headers if k in RELAYED_HEADERS}
             relayed["x-wardgate-record-id"] = self.record.record_id
             await self.client.start_stream(200, relayed)
-            self.started = True
             pump = asyncio.create_task(self._pump(upstream.body(), lines))
             ended = asyncio.create_task(self.wait_ended())
             gone = asyncio.create_task(self.client.client_gone())

@@ -124,7 +124,6 @@ class UpgradeSession(StreamSession):
         self.request = request
         self.params = parse_qsl(request.query, keep_blank_values=True)
         self.protocol = ""  # the WebSocket subprotocol of an exec or attach
-        self.client_ws: WebSocket | None = None
         self.upstream: UpstreamStream | None = None
         self.bytes_in = 0
         self.bytes_out = 0
@@ -252,7 +251,6 @@ class UpgradeSession(StreamSession):
             decisions.append(self._feature_grant(policy_set, feature))
         recorded.update(stdin=stdin, tty=tty, container=_value(self.params, "container"))
         decision = _worst(decisions)
-        self.decision_record = decision.to_record()
         if decision.outcome == "require_approval":
             held_text = f"{operation.subresource} {operation.namespace}/{operation.name}"
             held_text += f" -c {_value(self.params, 'container')}" if _value(self.params, "container") else ""
