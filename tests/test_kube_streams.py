@@ -344,12 +344,20 @@ def test_shell_scripts() -> None:
     ]
     assert (status, err) == (0, b"")
     assert container.fs.read("/tmp/notes.txt") == b"first\nsecond\n"
+    substituted = 'N=$(echo 6); echo "[$(hostname)] $((N * 7)) $(( (1 - 8) / 2 ))" $(cd /tmp; pwd) $(pwd)'
+    assert _run(container, ["sh", "-c", substituted]) == (0, b"[debug] 42 -3 /tmp /\n", b"")
+    assert _run(container, ["sh", "-c", "echo $((1 / 0)); echo never"]) == (
+        2,
+        b"",
+        b"sh: 1: arithmetic expression: 1 / 0\n",
+    )
     assert tokenize("a 'b c' \"d $E\"") and parse(tokenize("a && b | c; d")) == parse(tokenize("a&&b|c;d"))
 
 
 SHELL_PIECES = (
     "echo cat ls -la / /tmp | || && ; > >> < 2> 2>&1 >&2 ' \" $ $X ${ } \\ # * ? tar cf xf - -C head -n "
-    "tail -c+3 wc -l grep [ ] test -d mkdir -p rm -rf cd .. exit 3 sleep 0 sh -c read x env printenv "
+    "tail -c+3 $(( $( $((1+ 1/0)) )) wc -l grep [ ] test -d mkdir -p rm -rf cd .. exit 3 sleep 0 sh -c read "
+    "x env printenv "
     "touch a stty size = A=1 export ( ) ` ~ & uname -a /dev/null /etc/hostname !"
 )
 

@@ -10,6 +10,7 @@ interactive shell that behaves like one behind a pty when the exec asks for a tt
 
 from __future__ import annotations
 
+import ast
 import base64
 import dataclasses
 import fnmatch
@@ -274,7 +275,7 @@ class ShellExit(Exception):
 @dataclass(frozen=True)
 class Word:
     # (text, how): "lit" is taken as is (single quotes, escapes); "exp" gets $VAR expansion; "glob" also
-    # marks unquoted text, where * and ? match files.
+    # marks unquoted text, where * and ? match files; "sub" is a $(...) script, replaced by its output.
     parts: tuple[tuple[str, str], ...]
 
 
@@ -332,7 +333,11 @@ def tokenize(text: str) -> list[Token]:
             i += len(operator)
             continue
         started = True
-        if char == "'":
+        if text.startswith("$(", i):
+            flush_text("glob")
+            part, i = _substitution(text, i)
+            parts.append(part)
+        elif char == "'":
             flush_text("glob")
             end = text.find("'", i + 1)
             if end < 0:
@@ -344,6 +349,13 @@ def tokenize(text: str) -> list[Token]:
             i += 1
             quoted: list[str] = []
             while i < len(text) and text[i] != '"':
+                if text.startswith("$(", i):
+                    if quoted:
+                        parts.append(("".join(quoted), "exp"))
+                        quoted.clear()
+                    part, i = _substitution(text, i)
+                    parts.append(part)
+                    continue
                 if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in '"\\$`\n':
                     if quoted:
                         parts.append(("".join(quoted), "exp"))
@@ -367,6 +379,68 @@ def tokenize(text: str) -> list[Token]:
             i += 1
     end_word()
     return tokens
+
+
+_ARITHMETIC: dict[type[ast.operator], Callable[[int, int], int]] = {
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.FloorDiv: lambda a, b: int(a / b),  # C division: truncates toward zero
+    ast.Div: lambda a, b: int(a / b),
+    ast.Mod: lambda a, b: a - b * int(a / b),
+}
+
+
+def _evaluate(node: ast.expr, env: dict[str, str]) -> int:
+    if isinstance(node, ast.Constant) and isinstance(node.value, int) and not isinstance(node.value, bool):
+        return node.value
+    if isinstance(node, ast.Name):  # a bare variable name counts as its value, 0 when unset or not a number
+        value = env.get(node.id, "0").strip()
+        return int(value) if value.lstrip("-").isdigit() else 0
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        operand = _evaluate(node.operand, env)
+        return -operand if isinstance(node.op, ast.USub) else operand
+    if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
+        left, right = _evaluate(node.left, env), _evaluate(node.right, env)
+        if abs(left) > 1 << 64 or abs(right) > 1 << 64:
+            raise ValueError("out of range")
+        return int(_ARITHMETIC[type(node.op)](left, right))
+    raise ValueError("not an arithmetic expression")
+
+
+def _substitution(text: str, start: int) -> tuple[tuple[str, str], int]:
+    """The ``$((arithmetic))`` or ``$(script)`` at ``start``, as a word part, and where it ends."""
+    if text.startswith("$((", start):
+        end = _closing_paren(text, start + 3)
+        if not text.startswith(")", end + 1):
+            raise ShellSyntaxError("Syntax error: Missing '))'")
+        return (text[start + 3 : end], "math"), end + 2
+    end = _closing_paren(text, start + 2)
+    return (text[start + 2 : end], "sub"), end + 1
+
+
+def _closing_paren(text: str, start: int) -> int:
+    """The index of the ``)`` closing a ``$(`` whose body starts at ``start`` (quotes and nesting kept)."""
+    depth, i = 1, start
+    while i < len(text):
+        char = text[i]
+        if char == "\\":
+            i += 2
+            continue
+        if char in "'\"":
+            end = text.find(char, i + 1)
+            if end < 0:
+                break
+            i = end + 1
+            continue
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    raise ShellSyntaxError('Syntax error: end of file unexpected (expecting ")")')
 
 
 @dataclass
@@ -522,6 +596,7 @@ class Shell:
             "whoami": lambda args, p: self._say(p, "root"),
             "pwd": lambda args, p: self._say(p, self.cwd),
             "uname": self._uname,
+            "date": lambda args, p: self._say(p, time.strftime("%a %b %e %H:%M:%S UTC %Y", time.gmtime())),
             "sleep": self._sleep,
             "stty": self._stty,
             "read": self._read,
@@ -572,7 +647,12 @@ class Shell:
                 break
             if (connector == "&&" and self.status != 0) or (connector == "||" and self.status == 0):
                 continue
-            self.status = self._run_pipeline(pipeline, process)
+            try:
+                self.status = self._run_pipeline(pipeline, process)
+            except ShellSyntaxError as error:  # a bad expansion ends a non-interactive script, as in dash
+                process.stderr(f"sh: 1: {error}\n".encode())
+                self.status = 2
+                break
         return self.status
 
     def _run_pipeline(self, pipeline: Pipeline, process: ProcessIO) -> int:
@@ -588,12 +668,18 @@ class Shell:
                 stdin = BytesInput(bytes(captured))
         return status
 
-    def _expand(self, word: Word) -> list[str]:
+    def _expand(self, word: Word, process: ProcessIO) -> list[str]:
         text: list[str] = []
         globbed = False
         for part, how in word.parts:
             if how == "lit":
                 text.append(part)
+                continue
+            if how == "sub":
+                text.append(self._substitute(part, process))
+                continue
+            if how == "math":
+                text.append(str(self._arithmetic(part)))
                 continue
             text.append(_VARIABLE.sub(self._variable, part))
             globbed = globbed or (how == "glob" and any(c in part for c in "*?"))
@@ -603,6 +689,26 @@ class Shell:
             if matches:
                 return matches
         return [value]
+
+    def _substitute(self, script: str, process: ProcessIO) -> str:
+        """``$(script)``: its output without trailing newlines; it runs in a subshell (its ``cd``,
+        variables and ``exit`` stay there), its status becomes ``$?``."""
+        captured = bytearray()
+        child = Shell(self.container, dict(self.env), process)
+        child.cwd, child.positional = self.cwd, self.positional
+        try:
+            self.status = child.run_script(script, dataclasses.replace(process, stdout=captured.extend))
+        except ShellExit as done:
+            self.status = done.status
+        return captured.decode(errors="replace").rstrip("\n")
+
+    def _arithmetic(self, expression: str) -> int:
+        """``$((expression))``: integers, variables, + - * / % and parentheses (a bad one is an error)."""
+        expanded = _VARIABLE.sub(self._variable, expression)
+        try:
+            return _evaluate(ast.parse(expanded.strip() or "0", mode="eval").body, self.env)
+        except (SyntaxError, ValueError, ZeroDivisionError, RecursionError) as error:
+            raise ShellSyntaxError(f"arithmetic expression: {expression.strip()}") from error
 
     def _variable(self, match: re.Match[str]) -> str:
         name = match.group(1) or match.group(2) or match.group(3)
@@ -631,7 +737,7 @@ class Shell:
         ]
 
     def _run_simple(self, command: SimpleCommand, process: ProcessIO) -> int:
-        argv = [value for word in command.words for value in self._expand(word)]
+        argv = [value for word in command.words for value in self._expand(word, process)]
         assignments: dict[str, str] = {}
         while argv and _ASSIGNMENT.match(argv[0]):
             name, _, value = argv.pop(0).partition("=")
@@ -649,7 +755,7 @@ class Shell:
                 else:  # >&2
                     stdout = stderr
                 continue
-            path = self.fs.resolve(self.cwd, " ".join(self._expand(target)))
+            path = self.fs.resolve(self.cwd, " ".join(self._expand(target, process)))
             if path == "/dev/null":
                 if operator == "<":
                     stdin = BytesInput()
