@@ -420,6 +420,15 @@ def test_dry_run_server_stores_nothing(kube_double: KubeDouble) -> None:
         kube_double, "apply", "--server-side", "--dry-run=server", "-f", "-", input=manifest
     )
     assert "No resources found" in run_both(kube_double, "get", "deployments,pods", "-n", namespace)
+    run(kube_double, "apply", "-f", "-", input=manifest)
+    changed = manifest.replace("nginx:1.27", "nginx:1.29")
+    diff = kubectl(kube_double, DOUBLE_TOKEN, None, "diff", "-f", "-", input=changed, home=KUBECTL_HOME)
+    assert diff.returncode == 1, diff.stderr  # kubectl diff: 1 when the server's dry run differs
+    assert "-      - image: nginx:1.27" in diff.stdout and "+      - image: nginx:1.29" in diff.stdout
+    image = run(
+        kube_double, "get", "deploy", "api", "-n", namespace, "-o", "jsonpath={..containers[0].image}"
+    )
+    assert image == "nginx:1.27"
     assert "(server dry run)" in run(
         kube_double, "delete", "pod", "debug", "-n", "default", "--dry-run=server"
     )
@@ -764,6 +773,11 @@ def test_logs_tail_timestamps_container_and_previous(kube_double: KubeDouble, ht
     )
     previous = run(kube_double, "logs", "two", "-n", namespace, "-c", "app", "--previous", ok=False)
     assert 'previous terminated container "app" in pod "two" not found' in previous
+    assert run(kube_double, "logs", "two", "-n", namespace, "-c", "side", "--since=1h") == "side line\n"
+    assert (
+        run(kube_double, "logs", "two", "-n", namespace, "-c", "side", "--since-time=2999-01-01T00:00:00Z")
+        == ""
+    )
     seeded = run(kube_double, "logs", "deployment/web", "-n", "prod")
     assert "start worker processes" in seeded
 

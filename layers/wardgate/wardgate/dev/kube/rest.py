@@ -529,12 +529,22 @@ class Api:
         _validate_update(res, current, obj)
         obj["metadata"]["managedFields"] = current["metadata"].get("managedFields", [])
         patches.record_update(obj, current, self._manager(request), res.api_version, route.subresource or "")
-        updated = self.store.update(res, obj, dry_run=self._dry_run(request))
-        return self._after_write(res, updated, output, warnings, 200)
+        dry_run = self._dry_run(request)
+        updated = self.store.update(res, obj, dry_run=dry_run)
+        return self._after_write(res, updated, output, warnings, 200, dry_run)
 
     def _after_write(
-        self, res: Resource, obj: JSON, output: Output, warnings: tuple[tuple[str, str], ...], code: int
+        self,
+        res: Resource,
+        obj: JSON,
+        output: Output,
+        warnings: tuple[tuple[str, str], ...],
+        code: int,
+        dry_run: bool,
     ) -> Answer:
+        """The written object as the controllers left it (a dry run's result as it is: nothing ran)."""
+        if dry_run:
+            return self._render(obj, output, res, code, warnings)
         meta = obj["metadata"]
         self.cluster.reconcile(meta.get("namespace") or None)
         fresh = self.store.find(res, meta.get("namespace", ""), meta["name"])
@@ -595,7 +605,7 @@ class Api:
         if "resourceVersion" not in (self._patch_body_or_empty(request, content_type).get("metadata") or {}):
             patched["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         updated = self.store.update(res, patched, dry_run=dry_run)
-        return self._after_write(res, updated, output, warnings, 200)
+        return self._after_write(res, updated, output, warnings, 200, dry_run)
 
     def _patch_body(self, request: Request) -> JSON:
         body = json.loads(request.body or b"{}")
@@ -647,14 +657,14 @@ class Api:
             created = self.store.create(res, obj, dry_run=dry_run)
             if dry_run:
                 return self._render(created, output, res, 201, warnings)
-            return self._after_write(res, created, output, warnings, 201)
+            return self._after_write(res, created, output, warnings, 201, dry_run)
         merged = patches.apply(current, config, manager, res.api_version, force)
         if route.subresource != "status" and "status" in current and res.plural != "namespaces":
             merged["status"] = current["status"]
         _validate_update(res, current, merged)
         merged["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         updated = self.store.update(res, merged, dry_run=dry_run)
-        return self._after_write(res, updated, output, warnings, 200)
+        return self._after_write(res, updated, output, warnings, 200, dry_run)
 
     def _delete_options(self, request: Request) -> JSON:
         options: JSON = {}
@@ -862,9 +872,16 @@ class Api:
             except ValueError:
                 raise StoreError(400, "BadRequest", f'invalid tailLines: "{tail}"') from None
             lines = lines[max(0, len(lines) - count) :] if count >= 0 else lines
-        since_seconds = request.param("sinceSeconds")
-        if since_seconds:
-            cutoff = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=int(since_seconds))
+        since_seconds, since_time = request.param("sinceSeconds"), request.param("sinceTime")
+        try:
+            cutoff: datetime.datetime | None = None
+            if since_seconds:
+                cutoff = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=int(since_seconds))
+            elif since_time:
+                cutoff = datetime.datetime.fromisoformat(since_time.replace("Z", "+00:00"))
+        except ValueError:
+            raise StoreError(400, "BadRequest", "sinceSeconds or sinceTime is not valid") from None
+        if cutoff is not None:
             lines = [line for line in lines if _parse_stamp(line.timestamp) >= cutoff]
         limit_bytes = int(request.param("limitBytes", "0") or 0)
 
