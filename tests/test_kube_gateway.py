@@ -340,7 +340,7 @@ def test_rollout_status_follows_the_deployment_through_a_watch(kube: Kube):
     done = kube.kubectl("rollout", "status", "deployment/web", "--timeout=20s")
     assert done.returncode == 0, done.stderr
     assert 'deployment "web" successfully rolled out' in done.stdout
-    assert _wait_for("session_start", lambda e: e["operation"].get("resource") == "deployments")
+    assert _wait_for("session_start", lambda e: e.get("operation", {}).get("resource") == "deployments")
 
 
 def _live(kube: Kube, kind: str) -> list[Any]:
