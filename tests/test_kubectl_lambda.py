@@ -352,10 +352,27 @@ def test_streaming_verbs_are_sent_to_the_kubernetes_listener(kubectl: Kubectl) -
     assert "following logs is not served by wardgate's Lambda route" in follow.stderr
 
 
-def test_an_expired_token_is_a_401_kubectl_explains(stack: DevStack, kube_home: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("token_of", "reason"),
+    [
+        (lambda issuer: issuer.mint("agent-1", ["ci"], ttl=-600), "token has expired"),
+        (
+            lambda issuer: issuer.mint("agent-1", ["ci"], audience="someone-else"),
+            "token audience is not this gateway",
+        ),
+        (lambda issuer: "not-a-token", "token is not a well-formed JWT"),
+    ],
+)
+def test_a_bad_token_is_a_401_kubectl_explains(
+    stack: DevStack, kubectl: Kubectl, kube_home: Path, tmp_path: Path, token_of: Any, reason: str
+) -> None:
+    """kubectl prints the Status's reason once its discovery cache is warm (an agent that worked
+    before). Discovery itself decodes no Status (client-go's Raw()), so with a cold cache kubectl
+    words a 401 itself; the exec plugin refuses an expired token before sending it."""
     assert stack.issuer is not None
-    expired = tmp_path / "expired-token"
-    expired.write_text(stack.issuer.mint("agent-1", ["ci"], ttl=-600))
+    kubectl("get", "namespaces")  # a good token warms $HOME/.kube/cache for this server
+    bad = tmp_path / "bad-token"
+    bad.write_text(token_of(stack.issuer))
     config = write_kubeconfig(
         tmp_path / "kubeconfig",
         "--connection",
@@ -363,10 +380,12 @@ def test_an_expired_token_is_a_401_kubectl_explains(stack: DevStack, kube_home: 
         "--user-credential",
         "token-file",
         "--token-file",
-        str(expired),
+        str(bad),
     )
     refused = Kubectl(kubectl_binary(), config, kube_home)("get", "pods", "-n", "prod", ok=False)
-    assert "error: You must be logged in to the server (token has expired" in refused.stderr
+    assert f"error: You must be logged in to the server ({reason}" in refused.stderr
+    cold = Kubectl(kubectl_binary(), config, tmp_path)("get", "pods", "-n", "prod", ok=False)
+    assert "error: You must be logged in to the server (the server has asked for the client" in cold.stderr
 
 
 def test_an_unknown_connection_is_a_not_found_status(token_file: Path, tmp_path: Path) -> None:
