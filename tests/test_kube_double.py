@@ -980,3 +980,34 @@ def test_a_bug_in_the_double_is_a_500_status(
         "reason": "InternalError",
         "code": 500,
     }
+
+
+def test_a_watcher_that_falls_behind_is_closed() -> None:
+    """Fan-out never blocks a write: a watcher whose bounded queue fills is closed (its client re-lists)."""
+    from wardgate.dev.kube.catalog import resource
+    from wardgate.dev.kube.store import WATCH_QUEUE_LENGTH, Store
+
+    configmaps = resource("", "v1", "configmaps")
+    namespaces = resource("", "v1", "namespaces")
+    assert configmaps is not None and namespaces is not None
+    store = Store()
+    store.create(namespaces, {"metadata": {"name": "busy"}})
+    slow, _ = store.watch(configmaps, "busy", None)
+    other, _ = store.watch(configmaps, "elsewhere", None)
+    for index in range(WATCH_QUEUE_LENGTH + 1):
+        store.create(configmaps, {"metadata": {"name": f"cm-{index}", "namespace": "busy"}})
+    assert slow.closed.is_set() and not other.closed.is_set()
+    assert other.events.empty()  # the other namespace's watcher saw none of it
+    store.close()
+    assert other.closed.is_set() and other.events.get_nowait() is None
+
+
+def test_a_chunked_request_body_is_read(http: httpx.Client) -> None:
+    """A proxy in front may stream a body with chunked encoding rather than a Content-Length."""
+    body = json.dumps({"metadata": {"name": "streamed"}, "data": {"a": "b"}}).encode()
+    created = http.post(
+        "/api/v1/namespaces/default/configmaps", content=iter([body[:10], body[10:]])
+    )  # an iterator: httpx sends it chunked
+    assert created.request.headers["Transfer-Encoding"] == "chunked"
+    assert created.status_code == 201 and created.json()["data"] == {"a": "b"}
+    assert http.delete("/api/v1/namespaces/default/configmaps/streamed").status_code == 200

@@ -226,13 +226,11 @@ class KubeDouble:
     def _dispatch(self, h: BaseHTTPRequestHandler) -> None:
         split = urlsplit(h.path)
         path, query = unquote(split.path), split.query
-        length = int(h.headers.get("Content-Length") or 0)
-        if length > MAX_REQUEST_BODY:
-            self._write(
-                h, status_answer(413, "RequestEntityTooLarge", "the request is too large"), close=True
-            )
+        body = _read_body(h)
+        if body is None:
+            too_large = status_answer(413, "RequestEntityTooLarge", "the request is too large")
+            self._write(h, too_large, close=True)
             return
-        body = h.rfile.read(length) if length > 0 else b""
         if path not in _PROBES and not self._authorized(h):
             self._write(h, status_answer(401, "Unauthorized", "Unauthorized"))
             return
@@ -345,6 +343,26 @@ class KubeDouble:
             with self._streams_changed:
                 self._open_streams -= 1
                 self._streams_changed.notify_all()
+
+
+def _read_body(h: BaseHTTPRequestHandler) -> bytes | None:
+    """The request body, by Content-Length or chunked (a proxy may stream it); None if too large."""
+    if "chunked" in (h.headers.get("Transfer-Encoding") or "").lower():
+        body = bytearray()
+        while True:
+            size = int(h.rfile.readline(1024).split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while h.rfile.readline(1024) not in (b"\r\n", b"\n", b""):  # trailers
+                    pass
+                return bytes(body)
+            if len(body) + size > MAX_REQUEST_BODY:
+                return None
+            body += h.rfile.read(size)
+            h.rfile.readline(1024)  # the CRLF after the chunk
+    length = int(h.headers.get("Content-Length") or 0)
+    if length > MAX_REQUEST_BODY:
+        return None
+    return h.rfile.read(length) if length > 0 else b""
 
 
 def _peer_gone(connection: socket.socket) -> bool:
