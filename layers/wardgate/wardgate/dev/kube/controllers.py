@@ -129,6 +129,7 @@ class Cluster:
         # 0: a pod is Running as soon as it is made; more: it stays Pending (ContainerCreating) that
         # long, so a rollout takes time and kubectl rollout status watches it progress.
         self.pod_start_seconds = pod_start_seconds
+        self.root_ca_pem = ""  # what each namespace's kube-root-ca.crt ConfigMap holds (the server's CA)
         self._pod_ips = 0
         self._starting: set[tuple[str, str]] = set()
         self._kubelet_queue: list[tuple[float, tuple[str, str]]] = []
@@ -220,7 +221,7 @@ class Cluster:
                 CONFIGMAPS,
                 {
                     "metadata": {"name": "kube-root-ca.crt", "namespace": namespace},
-                    "data": {"ca.crt": "-----BEGIN CERTIFICATE-----\n(the double's cluster CA)\n"},
+                    "data": {"ca.crt": self.root_ca_pem},
                 },
             )
 

@@ -129,6 +129,8 @@ class KubeDouble:
         self.certificates = certificates
         self.store = Store()
         self.cluster = Cluster(self.store, pod_start_seconds)
+        if certificates is not None:
+            self.cluster.root_ca_pem = certificates.ca_file.read_text()
         self.api = Api(self.store, self.cluster)
         if seed:
             seed_store(self.store, self.cluster)
