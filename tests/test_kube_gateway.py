@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import pty
@@ -18,7 +19,9 @@ import select
 import shutil
 import socket
 import ssl
+import struct
 import subprocess
+import termios
 import threading
 import time
 from collections.abc import Iterator
@@ -481,6 +484,7 @@ def test_an_exec_needing_approval_runs_once_after_it_is_approved(kube: Kube):
 
 def test_an_interactive_exec_through_a_pty_is_recorded_as_a_terminal(kube: Kube):
     leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # rows, columns
     with subprocess.Popen(
         kube.argv("exec", "-it", "-n", "default", "debug", "--", "sh"),
         stdin=follower,
@@ -499,15 +503,16 @@ def test_an_interactive_exec_through_a_pty_is_recorded_as_a_terminal(kube: Kube)
     os.close(leader)
     assert CARD.encode() not in seen.replace(f"echo {CARD}".encode(), b"")  # the echoed keystrokes aside
     start = _wait_for("terminal_start")
-    frames = [
-        frame
-        for e in _events("terminal_output")
-        if e["record_id"] == start["record_id"]
-        for frame in e["frames"]
-    ]
-    assert {code for _, code, _ in frames} >= {"o", "i", "r"}  # kubectl sends the terminal's size
-    assert CARD not in json.dumps(frames) and MASKED_CARD in json.dumps(frames)  # input recorded masked too
+    assert (start["command"], start["width"], start["height"]) == ("sh", 120, 40)  # the terminal's size
+    assert start["channel"] == 1 and start["decision"]["outcome"] == "allow"
     _wait_for("terminal_end", lambda e: e["record_id"] == start["record_id"])
+    from wardgate.auditing.export import terminals
+
+    (terminal,) = terminals([e for e in _events() if e["record_id"] == start["record_id"]])  # replay's view
+    assert {code for _, code, _ in terminal.frames} >= {"o", "i"}
+    shown = json.dumps(terminal.frames)
+    assert CARD not in shown and MASKED_CARD in shown  # input recorded masked too
+    assert terminal.exit_status == 0
 
 
 def _pty_until(leader: int, wanted: bytes | None, timeout: float) -> bytes:

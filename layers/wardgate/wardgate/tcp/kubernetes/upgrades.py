@@ -65,6 +65,7 @@ QUIET_S = 0.05  # output held back for masking is sent once the program is this 
 RECORDED_OUTPUT_BYTES = 16 * 1024
 MAX_MESSAGE = 16 * 1024 * 1024
 PTY, INTERACTIVE_SHELL = "pty", "interactive_shell"
+TERMINAL_CHANNEL = 1  # an exec is one terminal: its record's channel (SSH numbers its channels)
 # The cluster's 101 headers the client needs (the rest are the cluster's own business).
 SWITCH_HEADERS = (
     "upgrade",
@@ -129,6 +130,8 @@ class UpgradeSession(StreamSession):
         self.bytes_out = 0
         self.spdy_fallback = False  # an exec or attach asked over SPDY
         self.client_early = b""  # what the client sent after its upgrade request (the new protocol's)
+        self.command_text: str | None = None  # an exec's command (shlex-joined argv), masked
+        self.decided: dict[str, Any] = {}  # the decision as recorded
         self.offered: list[str] = []
 
     # ------------------------------------------------------------------ deciding
@@ -163,6 +166,7 @@ class UpgradeSession(StreamSession):
                 request=what, pod=f"{operation.namespace}/{operation.name}", subresource=operation.subresource
             )
             self.record.statements += 1
+            self.decided = decided
             await self.services.recorder.write(self.record, "command", operation=recorded, decision=decided)
         except GatewayError as refused:
             if self.admitted:
@@ -235,6 +239,7 @@ class UpgradeSession(StreamSession):
             if not argv:
                 raise BadRequest("exec needs a command", code="bad_upgrade")
             command = shlex.join(argv)
+            self.command_text = mask_text(command, RECORDED_REQUEST_MASKING).value
             shell: ShellOperation | UnparseableOperation
             try:
                 shell = parse_shell(command)
@@ -434,14 +439,11 @@ class Relay:
         self.kept = 0
         self.exit_code: int | None = None
         self.cluster_error = b""
-        self.screen_started = time.monotonic()
-        self.terminal_open = False
+        self.screen_started = 0.0
+        self.terminal_open = False  # terminal_start written (at the first resize or frame)
 
     async def run(self, result: dict[str, Any]) -> None:
         session = self.session
-        if self.tty:
-            self._record("terminal_start", subprotocol=self.protocol)
-            self.terminal_open = True
         tasks = [
             asyncio.create_task(self._from_client(session.client_early)),
             asyncio.create_task(self._from_cluster()),
@@ -469,7 +471,7 @@ class Relay:
         with contextlib.suppress(Exception):
             await self.client.writer.drain()
         if self.tty and self.terminal_open:
-            self._record("terminal_end", exit_status=self.exit_code)
+            self._record("terminal_end", channel=TERMINAL_CHANNEL, exit_status=self.exit_code)
         result["exit_status"] = self.exit_code
         result["output"] = "".join(self.output)
         masked: dict[str, int] = {}
@@ -489,10 +491,31 @@ class Relay:
         session = self.session
         session.services.recorder.write_later(session.record, kind, session.recording_failed, **fields)
 
+    def _open_terminal(self, width: int, height: int) -> None:
+        """``terminal_start`` in the SSH terminals' shape (docs/recording-format.md), sized by the
+        client's first resize (kubectl sends one at once) or 80x24 when output came first."""
+        self.terminal_open = True
+        self.screen_started = time.monotonic()
+        session = self.session
+        self._record(
+            "terminal_start",
+            channel=TERMINAL_CHANNEL,
+            width=width,
+            height=height,
+            term=None,  # an exec carries no TERM
+            command=session.command_text,
+            decision=session.decided,
+            subprotocol=self.protocol,
+        )
+
     def _frame(self, code: str, data: str) -> None:
+        if not self.terminal_open:
+            self._open_terminal(80, 24)
         text = data.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         self._record(
-            "terminal_output", frames=[[round(time.monotonic() - self.screen_started, 6), code, text]]
+            "terminal_output",
+            channel=TERMINAL_CHANNEL,
+            frames=[[round(time.monotonic() - self.screen_started, 6), code, text]],
         )
 
     def _send_client(self, message: bytes) -> None:
@@ -547,7 +570,9 @@ class Relay:
             self._frame("i", mask_text(frame.data.decode("utf-8", "surrogateescape"), self.profile).value)
         elif frame.channel == channels.RESIZE and self.tty:
             size = channels.resize_of(frame.data)
-            if size is not None:
+            if size is not None and not self.terminal_open:
+                self._open_terminal(*size)
+            elif size is not None:
                 self._frame("r", f"{size[0]}x{size[1]}")
         elif frame.channel in (channels.STDOUT, channels.STDERR, channels.ERROR):
             raise channels.ChannelError(f"the client may not write to channel {frame.channel}")
