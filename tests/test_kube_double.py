@@ -895,6 +895,9 @@ def test_field_validation_strict_warn_and_ignore(kube_double: KubeDouble, http: 
     assert 'strict decoding error: unknown field "dta"' in run(
         kube_double, "apply", "-f", "-", input=manifest, ok=False
     )
+    server_side = run(kube_double, "apply", "--server-side", "-f", "-", input=manifest, ok=False)
+    typed = "failed to create typed patch object (/prod/typo; v1, Kind=ConfigMap)"
+    assert f"{typed}: .dta: field not declared in schema" in server_side
 
 
 def test_stop_ends_open_watches_and_log_streams(tmp_path: Path) -> None:

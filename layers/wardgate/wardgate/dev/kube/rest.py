@@ -424,8 +424,15 @@ class Api:
                 else f'{kind} in version "{res.version}" cannot be handled as a {res.kind}',
             )
 
-    def _field_validation(self, request: Request, res: Resource, obj: JSON) -> tuple[tuple[str, str], ...]:
-        """fieldValidation=Strict rejects unknown fields, Warn reports them in Warning headers."""
+    def _field_validation(
+        self, request: Request, res: Resource, obj: JSON, applied: bool = False
+    ) -> tuple[tuple[str, str], ...]:
+        """fieldValidation=Strict rejects unknown fields, Warn reports them in Warning headers.
+
+        https://kubernetes.io/docs/reference/using-api/api-concepts/#field-validation: a JSON body's
+        error is the decoder's ("strict decoding error"), an applied configuration's the typed
+        conversion's ("field not declared in schema").
+        """
         mode = request.param("fieldValidation", "Warn")
         if mode not in ("Strict", "Warn", "Ignore"):
             raise StoreError(400, "BadRequest", f'fieldValidation parameter unsupported: "{mode}"')
@@ -434,6 +441,18 @@ class Api:
         unknown = _unknown_fields(res, obj)
         if not unknown:
             return ()
+        if mode == "Strict" and applied:
+            meta = obj.get("metadata") or {}
+            where = f"/{meta.get('namespace', '')}/{meta.get('name', '')}"
+            if not res.namespaced:
+                where = f"/{meta.get('name', '')}"
+            group_version_kind = f"{res.api_version}, Kind={res.kind}"
+            raise StoreError(
+                400,
+                "BadRequest",
+                f"failed to create typed patch object ({where}; {group_version_kind}): "
+                + ", ".join(f"{path}: field not declared in schema" for path in unknown),
+            )
         if mode == "Strict":
             fields = ", ".join(f'unknown field "{path.lstrip(".")}"' for path in unknown)
             raise StoreError(
@@ -647,7 +666,7 @@ class Api:
             raise StoreError(400, "BadRequest", "the name of the object does not match the name on the URL")
         if res.namespaced:
             meta["namespace"] = route.namespace or meta.get("namespace") or "default"
-        warnings = self._field_validation(request, res, config)
+        warnings = self._field_validation(request, res, config, applied=True)
         current = self.store.find(res, route.namespace or "", route.name)
         force = request.flag("force")
         if current is None:
