@@ -346,6 +346,18 @@ def test_shell_scripts() -> None:
     assert container.fs.read("/tmp/notes.txt") == b"first\nsecond\n"
     substituted = 'N=$(echo 6); echo "[$(hostname)] $((N * 7)) $(( (1 - 8) / 2 ))" $(cd /tmp; pwd) $(pwd)'
     assert _run(container, ["sh", "-c", substituted]) == (0, b"[debug] 42 -3 /tmp /\n", b"")
+    loops = (
+        "for i in 1 2; do for j in a b; do echo $i$j; done; done | head -n 3\n"
+        "n=0; while [ $n != 2 ]; do n=$((n + 1)); done; until true; do echo never; done; echo n=$n\n"
+        "if test -d /nope; then echo a; elif [ -f /etc/hostname ]; then echo b; else echo c; fi >/tmp/if\n"
+        "echo x | while read line; do echo got $line; done; cat /tmp/if"
+    )
+    assert _run(container, ["sh", "-c", loops]) == (0, b"1a\n1b\n2a\nn=2\ngot x\nb\n", b"")
+    assert _run(container, ["sh", "-c", "if true; then fi"]) == (
+        2,
+        b"",
+        b'sh: 1: Syntax error: "fi" unexpected\n',
+    )
     assert _run(container, ["sh", "-c", "echo $((1 / 0)); echo never"]) == (
         2,
         b"",
@@ -357,7 +369,7 @@ def test_shell_scripts() -> None:
 SHELL_PIECES = (
     "echo cat ls -la / /tmp | || && ; > >> < 2> 2>&1 >&2 ' \" $ $X ${ } \\ # * ? tar cf xf - -C head -n "
     "tail -c+3 $(( $( $((1+ 1/0)) )) wc -l grep [ ] test -d mkdir -p rm -rf cd .. exit 3 sleep 0 sh -c read "
-    "x env printenv "
+    "x env printenv for in do done if then elif else fi "
     "touch a stty size = A=1 export ( ) ` ~ & uname -a /dev/null /etc/hostname !"
 )
 
@@ -387,6 +399,23 @@ def test_interactive_shell_on_a_tty_echoes_and_uses_crlf() -> None:
     shell.join(timeout=5)
     assert result == [5]
     assert bytes(out) == b"# echo hi\r\nhi\r\n# ech\b \bho $HOSTNAME\r\ndebug\r\n# exit 5\r\n"
+
+
+def test_ctrl_c_on_a_tty_ends_a_running_loop() -> None:
+    container = _container()
+    stopped = threading.Event()
+    stdin = StreamInput(stopped)
+    out = bytearray()
+    process = ProcessIO(stdin, out.extend, out.extend, stopped, True, stdin.interrupted)
+    result: list[int] = []
+    shell = threading.Thread(target=lambda: result.append(container.exec(["sh"], process)))
+    shell.start()
+    stdin.feed(b"while true; do sleep 0.01; done\r", tty=True)
+    stdin.feed(b"\x03", tty=True)  # ^C: the loop ends, the shell prompts again
+    stdin.feed(b"exit 0\r", tty=True)
+    shell.join(timeout=5)
+    assert result == [0]
+    assert bytes(out).endswith(b"^C\r\n# exit 0\r\n")
 
 
 def test_non_tty_shell_reads_commands_from_stdin() -> None:

@@ -445,56 +445,194 @@ def _closing_paren(text: str, start: int) -> int:
 
 @dataclass
 class SimpleCommand:
+    """One stage of a pipeline: words, or a compound command (for, if, while), with its redirects."""
+
     words: list[Word] = field(default_factory=list)
     redirects: list[tuple[str, Word | None]] = field(default_factory=list)
+    compound: ForLoop | IfClause | WhileLoop | None = None
 
 
 Pipeline = list[SimpleCommand]
 
 
-def parse(tokens: list[Token]) -> list[tuple[str, Pipeline]]:
-    """``[(connector, pipeline)]``: the connector before each pipeline is ``;``, ``&&`` or ``||``."""
-    items: list[tuple[str, Pipeline]] = []
-    connector = ";"
-    pipeline: Pipeline = [SimpleCommand()]
-    position = 0
+@dataclass
+class ForLoop:
+    name: str
+    items: list[Word] | None  # None: "for NAME; do" loops over the positional parameters
+    body: ScriptList
 
-    def close_pipeline() -> None:
-        if any(not (command.words or command.redirects) for command in pipeline):
-            raise ShellSyntaxError("Syntax error: end of command expected")
 
-    while position < len(tokens):
-        token = tokens[position]
-        position += 1
-        if isinstance(token, Word):
-            pipeline[-1].words.append(token)
-        elif token.text in (">", ">>", "<", "2>"):
-            if position >= len(tokens) or not isinstance(tokens[position], Word):
-                raise ShellSyntaxError('Syntax error: newline unexpected (expecting "word")')
-            target = tokens[position]
-            assert isinstance(target, Word)
-            pipeline[-1].redirects.append((token.text, target))
-            position += 1
-        elif token.text in ("2>&1", ">&2"):
-            pipeline[-1].redirects.append((token.text, None))
-        elif token.text == "|":
-            close_pipeline()
-            pipeline.append(SimpleCommand())
-        else:  # ; & newline && ||
-            empty = len(pipeline) == 1 and not (pipeline[0].words or pipeline[0].redirects)
-            if empty:
-                if token.text in ("&&", "||", "&") or (token.text == ";" and connector in ("&&", "||")):
-                    raise ShellSyntaxError(f'Syntax error: "{token.text}" unexpected')
+@dataclass
+class IfClause:
+    branches: list[tuple[ScriptList, ScriptList]]  # (condition, body) of the if and each elif
+    otherwise: ScriptList | None
+
+
+@dataclass
+class WhileLoop:
+    condition: ScriptList
+    body: ScriptList
+    until: bool
+
+
+ScriptList = list[tuple[str, Pipeline]]  # (connector before each pipeline: ";", "&&" or "||", pipeline)
+_SEPARATORS = (";", "\n", "&")
+_REDIRECTS = (">", ">>", "<", "2>", "2>&1", ">&2")
+
+
+def _reserved(token: Token | None) -> str | None:
+    """The reserved word a token is, if it is one (only unquoted words are)."""
+    if isinstance(token, Word) and len(token.parts) == 1 and token.parts[0][1] == "glob":
+        text = token.parts[0][0]
+        if text in ("for", "in", "do", "done", "if", "then", "elif", "else", "fi", "while", "until"):
+            return text
+    return None
+
+
+class _Parser:
+    """Recursive descent over tokens: lists, pipelines, and for/if/while/until compound commands."""
+
+    def __init__(self, tokens: list[Token]) -> None:
+        self.tokens = tokens
+        self.position = 0
+
+    def peek(self) -> Token | None:
+        return self.tokens[self.position] if self.position < len(self.tokens) else None
+
+    def take(self) -> Token | None:
+        token = self.peek()
+        self.position += 1
+        return token
+
+    @staticmethod
+    def unexpected(token: Token | None) -> ShellSyntaxError:
+        if token is None:
+            return ShellSyntaxError("Syntax error: end of file unexpected")
+        text = token.text if isinstance(token, Operator) else "".join(part for part, _ in token.parts)
+        return ShellSyntaxError(f'Syntax error: "{text.strip() or "newline"}" unexpected')
+
+    def parse_list(self, stops: tuple[str, ...] = ()) -> tuple[ScriptList, str | None]:
+        """Nodes until one of ``stops`` starts a command (consumed and returned) or the tokens end."""
+        items: ScriptList = []
+        connector = ";"
+        while True:
+            token = self.peek()
+            word = _reserved(token)
+            if token is None or (word is not None and word in stops):
+                if connector in ("&&", "||"):
+                    raise self.unexpected(token)
+                if token is None and stops:
+                    raise ShellSyntaxError(f'Syntax error: end of file unexpected (expecting "{stops[-1]}")')
+                self.take()
+                return items, word
+            if isinstance(token, Operator) and token.text in _SEPARATORS:
+                # A newline may follow && or || and start a list; ; and & need a command before them.
+                if token.text != "\n" and (connector in ("&&", "||") or not items):
+                    raise self.unexpected(token)
+                self.take()
                 continue
-            close_pipeline()
-            items.append((connector, pipeline))
-            connector = token.text if token.text in ("&&", "||") else ";"
-            pipeline = [SimpleCommand()]
-    if pipeline[0].words or pipeline[0].redirects or len(pipeline) > 1:
-        close_pipeline()
-        items.append((connector, pipeline))
-    elif connector in ("&&", "||"):
-        raise ShellSyntaxError("Syntax error: end of file unexpected")
+            if isinstance(token, Operator) and token.text in ("&&", "||", "|"):
+                raise self.unexpected(token)
+            items.append((connector, self.parse_pipeline()))
+            connector = ";"
+            after = self.peek()
+            if isinstance(after, Operator) and after.text in ("&&", "||"):
+                connector = after.text
+                self.take()
+            elif isinstance(after, Operator) and after.text in _SEPARATORS:
+                self.take()
+            elif after is not None and _reserved(after) not in stops:
+                raise self.unexpected(after)
+
+    def body(self, stops: tuple[str, ...]) -> ScriptList:
+        items, _ = self.parse_list(stops)
+        if not items:
+            raise self.unexpected(self.tokens[self.position - 1])
+        return items
+
+    def parse_for(self) -> ForLoop:
+        self.take()
+        name = self.take()
+        if not isinstance(name, Word) or len(name.parts) != 1 or not name.parts[0][0].isidentifier():
+            raise ShellSyntaxError("Syntax error: Bad for loop variable")
+        while isinstance(self.peek(), Operator) and self.peek() == Operator("\n"):
+            self.take()
+        items: list[Word] | None = None
+        if _reserved(self.peek()) == "in":
+            self.take()
+            items = []
+            while isinstance(self.peek(), Word):
+                word = self.take()
+                assert isinstance(word, Word)
+                items.append(word)
+        while isinstance(self.peek(), Operator) and self.peek() in (Operator(";"), Operator("\n")):
+            self.take()
+        if _reserved(self.take()) != "do":
+            raise ShellSyntaxError('Syntax error: "do" expected')
+        return ForLoop(name.parts[0][0], items, self.body(("done",)))
+
+    def parse_if(self) -> IfClause:
+        self.take()
+        branches: list[tuple[ScriptList, ScriptList]] = []
+        otherwise: ScriptList | None = None
+        while True:
+            condition = self.body(("then",))
+            items, stop = self.parse_list(("elif", "else", "fi"))
+            if not items:
+                raise self.unexpected(self.tokens[self.position - 1])
+            branches.append((condition, items))
+            if stop == "elif":
+                continue
+            if stop == "else":
+                otherwise = self.body(("fi",))
+            return IfClause(branches, otherwise)
+
+    def parse_pipeline(self) -> Pipeline:
+        pipeline = [self.parse_stage()]
+        while self.peek() == Operator("|"):
+            self.take()
+            while self.peek() == Operator("\n"):  # a pipeline may continue on the next line
+                self.take()
+            pipeline.append(self.parse_stage())
+        return pipeline
+
+    def parse_stage(self) -> SimpleCommand:
+        stage = SimpleCommand()
+        word = _reserved(self.peek())
+        if word == "for":
+            stage.compound = self.parse_for()
+        elif word == "if":
+            stage.compound = self.parse_if()
+        elif word in ("while", "until"):
+            self.take()
+            condition = self.body(("do",))
+            stage.compound = WhileLoop(condition, self.body(("done",)), until=word == "until")
+        elif word is not None:
+            raise self.unexpected(self.peek())
+        while (token := self.peek()) is not None:
+            if isinstance(token, Word):
+                if stage.compound is not None:
+                    raise self.unexpected(token)
+                stage.words.append(token)
+            elif token.text in (">", ">>", "<", "2>"):
+                self.take()
+                target = self.peek()
+                if not isinstance(target, Word):
+                    raise ShellSyntaxError('Syntax error: newline unexpected (expecting "word")')
+                stage.redirects.append((token.text, target))
+            elif token.text in ("2>&1", ">&2"):
+                stage.redirects.append((token.text, None))
+            else:
+                break
+            self.take()
+        if stage.compound is None and not (stage.words or stage.redirects):
+            raise self.unexpected(self.peek())
+        return stage
+
+
+def parse(tokens: list[Token]) -> ScriptList:
+    """A script's nodes, each with the connector before it (``;``, ``&&`` or ``||``)."""
+    items, _ = _Parser(tokens).parse_list()
     return items
 
 
@@ -642,18 +780,47 @@ class Shell:
             process.stderr(f"sh: 1: {error}\n".encode())
             self.status = 2
             return 2
-        for connector, pipeline in items:
-            if process.stopped.is_set():
+        try:
+            return self._run_list(items, process)
+        except ShellSyntaxError as error:  # a bad expansion ends a non-interactive script, as in dash
+            process.stderr(f"sh: 1: {error}\n".encode())
+            self.status = 2
+            return 2
+
+    def _run_list(self, items: ScriptList, process: ProcessIO) -> int:
+        for connector, node in items:
+            if process.stopped.is_set() or process.interrupted.is_set():
                 break
             if (connector == "&&" and self.status != 0) or (connector == "||" and self.status == 0):
                 continue
-            try:
-                self.status = self._run_pipeline(pipeline, process)
-            except ShellSyntaxError as error:  # a bad expansion ends a non-interactive script, as in dash
-                process.stderr(f"sh: 1: {error}\n".encode())
-                self.status = 2
-                break
+            self.status = self._run_pipeline(node, process)
         return self.status
+
+    def _run_compound(self, node: ForLoop | IfClause | WhileLoop, process: ProcessIO) -> int:
+        if isinstance(node, IfClause):
+            for condition, body in node.branches:
+                if self._run_list(condition, process) == 0:
+                    return self._run_list(body, process)
+            return self._run_list(node.otherwise, process) if node.otherwise else 0
+        status = 0
+        if isinstance(node, ForLoop):
+            values = (
+                self.positional[1:]
+                if node.items is None
+                else [value for word in node.items for value in self._expand(word, process)]
+            )
+            for value in values:
+                if process.stopped.is_set() or process.interrupted.is_set():
+                    break
+                self.env[node.name] = value
+                status = self._run_list(node.body, process)
+            return status
+        # while/until: a loop the client can end (^C on a tty, leaving), never the double's own thread
+        while not (process.stopped.is_set() or process.interrupted.is_set()):
+            if (self._run_list(node.condition, process) == 0) == node.until:
+                break
+            status = self._run_list(node.body, process)
+        return status
 
     def _run_pipeline(self, pipeline: Pipeline, process: ProcessIO) -> int:
         stdin = process.stdin
@@ -737,12 +904,13 @@ class Shell:
         ]
 
     def _run_simple(self, command: SimpleCommand, process: ProcessIO) -> int:
+        """A stage of a pipeline: assignments, redirects, then the command (or compound command)."""
         argv = [value for word in command.words for value in self._expand(word, process)]
         assignments: dict[str, str] = {}
         while argv and _ASSIGNMENT.match(argv[0]):
             name, _, value = argv.pop(0).partition("=")
             assignments[name] = value
-        if not argv:
+        if not argv and command.compound is None:
             self.env.update(assignments)
             if not command.redirects:
                 return 0
@@ -781,13 +949,16 @@ class Shell:
             except FileSystemError as error:
                 process.stderr(f"sh: 1: cannot open {path}: {error}\n".encode())
                 return 2
-        if not argv:
+        if not argv and command.compound is None:
             return 0
         saved = dict(self.env)
         self.env.update(assignments)
         try:
             redirected = dataclasses.replace(process, stdin=stdin, stdout=stdout, stderr=stderr)
-            status = self.run_argv(argv, redirected)
+            if command.compound is not None:
+                status = self._run_compound(command.compound, redirected)
+            else:
+                status = self.run_argv(argv, redirected)
         finally:
             if assignments:
                 self.env.clear()
@@ -820,7 +991,7 @@ class Shell:
                     escape = True
                 elif byte in (0x0D, 0x0A):
                     process.stdout(b"\n")
-                    process.interrupted.clear()
+                    # A ^C already typed after this line (still unread here) interrupts it at once.
                     self.run_script(line.decode(errors="replace"), process)
                     line.clear()
                     process.stdout(b"# ")
@@ -830,7 +1001,7 @@ class Shell:
                         process.stdout(b"\b \b")
                 elif byte == 0x03:
                     line.clear()
-                    process.interrupted.clear()
+                    process.interrupted.clear()  # this ^C is spent
                     process.stdout(b"^C\n# ")
                 elif byte == 0x04:
                     if not line:
