@@ -4,8 +4,10 @@ What ``kubectl exec``, ``kubectl cp`` and ``kubectl attach`` reach in the double
 the bytes). No real process is ever spawned: commands are interpreted here, on the in-memory files of
 the pod. Enough of a POSIX shell for the tools and tests that drive a container: builtins
 (``echo``, ``cat``, ``ls``, ``env``, ``tar`` as ``kubectl cp`` runs it both ways, ...), ``sh -c``
-scripts with ``;``, ``&&``, ``||``, ``|``, ``>``/``>>``/``<`` redirects and ``$VAR`` expansion, and an
-interactive shell that behaves like one behind a pty when the exec asks for a tty.
+scripts with ``;``, ``&&``, ``||``, ``|``, ``>``/``>>``/``<``/``2>&1`` redirects, ``$VAR``, ``$(...)``
+and ``$((...))`` expansion, ``for``/``if``/``while``/``until``, and an interactive shell that behaves
+like one behind a pty when the exec asks for a tty. Not there: functions, ``case``, here-documents,
+background jobs (``&`` runs in the foreground), ``set -e``.
 """
 
 from __future__ import annotations
