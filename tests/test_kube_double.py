@@ -1014,3 +1014,12 @@ def test_a_chunked_request_body_is_read(http: httpx.Client) -> None:
     assert created.request.headers["Transfer-Encoding"] == "chunked"
     assert created.status_code == 201 and created.json()["data"] == {"a": "b"}
     assert http.delete("/api/v1/namespaces/default/configmaps/streamed").status_code == 200
+
+
+def test_kubectl_with_a_wrong_token_must_log_in(kube_double: KubeDouble) -> None:
+    result = kubectl(kube_double, "not-the-token", None, "get", "pods")
+    assert result.returncode == 1
+    # kubectl 1.32 words a 401 to its discovery request this way against a real API server too.
+    assert (
+        "error: You must be logged in to the server (the server has asked for the client to" in result.stderr
+    )
