@@ -353,6 +353,7 @@ def test_shell_scripts() -> None:
         "echo x | while read line; do echo got $line; done; cat /tmp/if"
     )
     assert _run(container, ["sh", "-c", loops]) == (0, b"1a\n1b\n2a\nn=2\ngot x\nb\n", b"")
+    assert _run(container, ["sh", "-c", "set -eu; set -- a b; echo $# $2"]) == (0, b"2 b\n", b"")
     assert _run(container, ["sh", "-c", "if true; then fi"]) == (
         2,
         b"",

@@ -7,7 +7,7 @@ the pod. Enough of a POSIX shell for the tools and tests that drive a container:
 scripts with ``;``, ``&&``, ``||``, ``|``, ``>``/``>>``/``<``/``2>&1`` redirects, ``$VAR``, ``$(...)``
 and ``$((...))`` expansion, ``for``/``if``/``while``/``until``, and an interactive shell that behaves
 like one behind a pty when the exec asks for a tty. Not there: functions, ``case``, here-documents,
-background jobs (``&`` runs in the foreground), ``set -e``.
+background jobs (``&`` runs in the foreground), ``set -e`` (accepted, without effect).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 Output = Callable[[bytes], None]
 
 # Commands only a shell has: an exec cannot start them as programs.
-_SHELL_BUILTINS = frozenset({"cd", "exit", "export", "read", ":"})
+_SHELL_BUILTINS = frozenset({"cd", "exit", "export", "read", "set", ":"})
 # The binary directories a path-qualified command may name (/bin/ls, /usr/bin/env ...).
 _BIN_DIRS = ("/bin", "/usr/bin", "/usr/local/bin", "/sbin", "/usr/sbin")
 
@@ -746,6 +746,7 @@ class Shell:
             "exit": self._exit,
             "cd": self._cd,
             "export": self._export,
+            "set": self._set,
             "mkdir": self._mkdir,
             "rm": self._rm,
             "touch": self._touch,
@@ -1197,6 +1198,15 @@ class Shell:
             name, equals, value = assignment.partition("=")
             if equals:
                 self.env[name] = value
+        return 0
+
+    def _set(self, args: list[str], process: ProcessIO) -> int:
+        """``set -- ARGS`` sets the positional parameters; options (``-e``, ``-u``, ``-x`` ...) are accepted
+        and change nothing here; ``set`` alone lists the variables."""
+        if len(args) == 1:
+            process.stdout("".join(f"{k}='{v}'\n" for k, v in sorted(self.env.items())).encode())
+        elif "--" in args:
+            self.positional = [self.positional[0], *args[args.index("--") + 1 :]]
         return 0
 
     def _mkdir(self, args: list[str], process: ProcessIO) -> int:
