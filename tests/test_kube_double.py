@@ -1023,3 +1023,20 @@ def test_kubectl_with_a_wrong_token_must_log_in(kube_double: KubeDouble) -> None
     assert (
         "error: You must be logged in to the server (the server has asked for the client to" in result.stderr
     )
+
+
+def test_events_expire_after_an_hour_and_stop_is_idempotent() -> None:
+    from wardgate.dev.kube.controllers import EVENT_SWEEP_EVERY, EVENTS
+    from wardgate.dev.kube.controllers import PODS as PODS_RESOURCE
+
+    double = KubeDouble(token=DOUBLE_TOKEN, seed=True)  # plain HTTP, never started: the store alone
+    old = double.store.list_objects(EVENTS, "prod")[0][0]
+    old["lastTimestamp"] = "2020-01-01T00:00:00Z"
+    double.store.update(EVENTS, old)
+    pod = double.store.list_objects(PODS_RESOURCE, "default")[0][0]
+    for _ in range(EVENT_SWEEP_EVERY):
+        double.cluster.record_event(pod, "Tested", "an event", "test")
+    assert double.store.find(EVENTS, "prod", old["metadata"]["name"]) is None
+    assert double.url.startswith("http://127.0.0.1:")
+    double.stop()
+    double.stop()

@@ -29,6 +29,8 @@ HOST_IP = "10.0.0.10"
 # The alphabet Kubernetes uses for generated names and hashes (no vowels, no confusable digits).
 _SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 REVISION = "deployment.kubernetes.io/revision"
+EVENT_TTL_S = 3600  # the API server's default --event-ttl
+EVENT_SWEEP_EVERY = 200  # events recorded between sweeps for expired ones
 _MAX_ROUNDS = 20  # reconcile passes before giving up (a loop would be a bug; it must not hang a request)
 
 
@@ -137,6 +139,7 @@ class Cluster:
         self._kubelet_wakeup = threading.Event()
         self._stopping = threading.Event()
         self._last_event_ns = 0
+        self._events_recorded = 0
 
     # -- events --------------------------------------------------------------------------------
 
@@ -185,6 +188,18 @@ class Cluster:
             event["involvedObject"]["fieldPath"] = field_path
         with contextlib.suppress(StoreError):  # the namespace is going away: no event
             self.store.create(EVENTS, event)
+        self._events_recorded += 1
+        if self._events_recorded % EVENT_SWEEP_EVERY == 0:
+            self._expire_events()
+
+    def _expire_events(self) -> None:
+        """Events older than the API server's default TTL (--event-ttl, one hour) go."""
+        cutoff = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - EVENT_TTL_S))
+        for event in self.store.peek(EVENTS, None):
+            if (event.get("lastTimestamp") or cutoff) < cutoff:
+                meta = event["metadata"]
+                with contextlib.suppress(StoreError):
+                    self.store.delete(EVENTS, meta["namespace"], meta["name"])
 
     # -- the loops -----------------------------------------------------------------------------
 

@@ -150,6 +150,7 @@ class KubeDouble:
             daemon=True,
         )
         self._started = False
+        self._stopped = False
         self._open_streams = 0
         self._streams_changed = threading.Condition()
 
@@ -170,6 +171,9 @@ class KubeDouble:
 
     def stop(self) -> None:
         """Stops serving: open watches and log streams end, connections close, threads are joined."""
+        if self._stopped:
+            return
+        self._stopped = True
         if self._started:
             self._server.shutdown()
             self._thread.join()
