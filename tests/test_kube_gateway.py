@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -194,7 +194,7 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
     folder = tmp_path_factory.mktemp("kube-gateway")
     os.environ.update({"WARDGATE_UPSTREAM_TIMEOUT_S": "5", "WARDGATE_HOME": str(folder)})
     try:
-        with mock_aws(config=SFN_INTERPRETER):
+        with mock_aws(config=cast(Any, SFN_INTERPRETER)):
             stack = DevStack(
                 root=ROOT,
                 state_dir=folder,
@@ -255,7 +255,7 @@ def _pod(kube: Kube, namespace: str, prefix: str) -> str:
 # request/response verbs: the Lambda path's own gateway
 
 
-def test_kubectl_gets_through_the_listener_masked(kube: Kube):
+def test_kubectl_gets_through_the_listener_masked(kube: Kube) -> None:
     pods = kube.kubectl("get", "pods")
     assert pods.returncode == 0, pods.stderr
     assert "web-" in pods.stdout and "Running" in pods.stdout
@@ -273,8 +273,11 @@ def test_kubectl_gets_through_the_listener_masked(kube: Kube):
 # watches and followed logs
 
 
-def test_a_watch_streams_masked_events_and_is_recorded(kube: Kube):
-    from kubernetes import client, watch
+def test_a_watch_streams_masked_events_and_is_recorded(kube: Kube) -> None:
+    from kubernetes import client
+    from kubernetes import watch as watching_module
+
+    watch: Any = watching_module  # the client is untyped
 
     configuration = client.Configuration()
     configuration.host = f"{kube.url}/{CLUSTER}"
@@ -298,7 +301,7 @@ def test_a_watch_streams_masked_events_and_is_recorded(kube: Kube):
     assert end["masked"]["kubernetes_secret"] >= 1
 
 
-def test_kubectl_get_watch_prints_changes_as_they_happen(kube: Kube):
+def test_kubectl_get_watch_prints_changes_as_they_happen(kube: Kube) -> None:
     with subprocess.Popen(
         kube.argv("get", "configmaps", "-w", "--output-watch-events", "-o", "name"),
         stdout=subprocess.PIPE,
@@ -316,7 +319,7 @@ def test_kubectl_get_watch_prints_changes_as_they_happen(kube: Kube):
             watching.kill()
 
 
-def test_one_kubeconfig_from_wardgate_kubeconfig_serves_every_verb(kube: Kube):
+def test_one_kubeconfig_from_wardgate_kubeconfig_serves_every_verb(kube: Kube) -> None:
     from wardgate import cli
 
     token_file = kube.folder / "agent-token"
@@ -339,7 +342,7 @@ def test_one_kubeconfig_from_wardgate_kubeconfig_serves_every_verb(kube: Kube):
     assert web in watched.stdout  # the watch's list, then it ends at the request timeout
 
 
-def test_rollout_status_follows_the_deployment_through_a_watch(kube: Kube):
+def test_rollout_status_follows_the_deployment_through_a_watch(kube: Kube) -> None:
     done = kube.kubectl("rollout", "status", "deployment/web", "--timeout=20s")
     assert done.returncode == 0, done.stderr
     assert 'deployment "web" successfully rolled out' in done.stdout
@@ -393,7 +396,7 @@ class Lines:
 # exec, attach, cp
 
 
-def test_exec_runs_an_allowed_command_masked_and_recorded(kube: Kube):
+def test_exec_runs_an_allowed_command_masked_and_recorded(kube: Kube) -> None:
     ran = kube.kubectl("exec", "-n", "default", "debug", "--", "echo", f"card {CARD}")
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout == f"card {MASKED_CARD}\n"
@@ -414,7 +417,7 @@ def test_exec_runs_an_allowed_command_masked_and_recorded(kube: Kube):
     assert "Error from server (BadRequest): container nope is not valid for pod debug" in wrong.stderr
 
 
-def test_the_python_clients_exec_speaks_v4_through_the_listener(kube: Kube):
+def test_the_python_clients_exec_speaks_v4_through_the_listener(kube: Kube) -> None:
     from kubernetes import client
     from kubernetes.stream import stream
 
@@ -439,7 +442,7 @@ def test_the_python_clients_exec_speaks_v4_through_the_listener(kube: Kube):
     assert result["exit_status"] == 0
 
 
-def test_a_refused_exec_never_reaches_the_pod(kube: Kube):
+def test_a_refused_exec_never_reaches_the_pod(kube: Kube) -> None:
     made = kube.kubectl("exec", "-n", "default", "debug", "--", "sh", "-c", "echo kept > /tmp/keep")
     assert made.returncode == 0, made.stderr
     for argv in (["rm", "/tmp/keep"], ["sh", "-c", "echo hi; rm -f /tmp/keep"]):
@@ -458,7 +461,7 @@ def test_a_refused_exec_never_reaches_the_pod(kube: Kube):
     )
 
 
-def test_an_exec_needing_approval_runs_once_after_it_is_approved(kube: Kube):
+def test_an_exec_needing_approval_runs_once_after_it_is_approved(kube: Kube) -> None:
     from tests.approval_helpers import link_in, mail_to, outbox, press, wait_for_mail, wait_status
 
     marker = f"/tmp/approved-{time.time_ns()}"
@@ -482,7 +485,7 @@ def test_an_exec_needing_approval_runs_once_after_it_is_approved(kube: Kube):
     assert again.returncode == 1 and "is pending" in again.stderr and request_id not in again.stderr
 
 
-def test_an_interactive_exec_through_a_pty_is_recorded_as_a_terminal(kube: Kube):
+def test_an_interactive_exec_through_a_pty_is_recorded_as_a_terminal(kube: Kube) -> None:
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # rows, columns
     with subprocess.Popen(
@@ -536,7 +539,7 @@ def _pty_until(leader: int, wanted: bytes | None, timeout: float) -> bytes:
     return seen
 
 
-def test_kubectl_cp_copies_both_ways(kube: Kube):
+def test_kubectl_cp_copies_both_ways(kube: Kube) -> None:
     local = kube.folder / "report.txt"
     local.write_text("line one\nline two\n")
     up = kube.kubectl("cp", str(local), "default/debug:/tmp/report.txt")
@@ -553,7 +556,7 @@ def test_kubectl_cp_copies_both_ways(kube: Kube):
 # port-forward
 
 
-def test_port_forward_is_refused_by_the_pack_and_relayed_where_a_rule_allows_it(kube: Kube):
+def test_port_forward_is_refused_by_the_pack_and_relayed_where_a_rule_allows_it(kube: Kube) -> None:
     web = _pod(kube, "prod", "web-")
     refused = kube.kubectl("port-forward", f"pod/{web}", ":80", connection=LOCKED, timeout=20)
     assert refused.returncode != 0
@@ -582,7 +585,7 @@ def test_port_forward_is_refused_by_the_pack_and_relayed_where_a_rule_allows_it(
 # followed logs and attach
 
 
-def test_logs_follow_streams_new_lines_masked(kube: Kube):
+def test_logs_follow_streams_new_lines_masked(kube: Kube) -> None:
     web = _pod(kube, "prod", "web-")
     argv = kube.argv("logs", "-f", "--tail", "0", web)
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=kube.env()) as following:
@@ -598,7 +601,7 @@ def test_logs_follow_streams_new_lines_masked(kube: Kube):
     assert end["masked"] == {"card": 1} and CARD not in json.dumps(end)
 
 
-def test_attach_relays_output_and_stdin_needs_a_grant(kube: Kube):
+def test_attach_relays_output_and_stdin_needs_a_grant(kube: Kube) -> None:
     web = _pod(kube, "prod", "web-")
     refused = kube.kubectl("attach", "-i", web, timeout=20)
     assert refused.returncode != 0 and "interactive_shell" in refused.stderr, refused.stderr
@@ -624,31 +627,42 @@ def test_attach_relays_output_and_stdin_needs_a_grant(kube: Kube):
 # the kill switch and lifetimes
 
 
-def test_revoking_the_agent_ends_its_live_exec(kube: Kube):
+def test_revoking_the_agent_ends_its_live_exec_and_watch(kube: Kube) -> None:
     from wardgate import cli
 
     assert kube.stack.issuer is not None
     register_agent(kube.stack, "agent-doomed", "bob@example.com", CLUSTER)
     doomed = kube.stack.issuer.mint("agent-doomed", ["ci"])
-    argv = kube.argv("exec", "-n", "default", "debug", "--", "sleep", "30", token=doomed)
-    with subprocess.Popen(
-        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=kube.env()
-    ) as session:
+    exec_argv = kube.argv("exec", "-n", "default", "debug", "--", "sleep", "30", token=doomed)
+    watch_argv = kube.argv("get", "pods", "-w", token=doomed)
+    pipes: dict[str, Any] = {
+        "stdin": subprocess.DEVNULL,
+        "stdout": subprocess.PIPE,
+        "stderr": subprocess.PIPE,
+        "env": kube.env(),
+    }
+    with subprocess.Popen(exec_argv, **pipes) as session, subprocess.Popen(watch_argv, **pipes) as watching:
         _wait_live(kube, "UpgradeSession")
-        assert (
-            cli.main(["revoke", "--owner", "bob@example.com", "--reason", "offboarded", "--by", "root"]) == 0
-        )
+        _wait_live(kube, "WatchSession")
+        revoke = ["revoke", "--owner", "bob@example.com", "--reason", "offboarded", "--by", "root"]
+        assert cli.main(revoke) == 0
         revoked = time.monotonic()
         _, stderr = session.communicate(timeout=10)
+        watched, _ = watching.communicate(timeout=10)
         assert time.monotonic() - revoked < 3
     assert session.returncode != 0 and b"revoked" in stderr, stderr
-    end = _wait_for("session_end", lambda e: e.get("identity", {}).get("subject") == "agent-doomed")
-    assert end["outcome"] == "ended"
+    assert b"revoked" in watched, watched  # the watch's ERROR event, as kubectl prints it
+    ends = [e for e in _events("session_end") if e.get("identity", {}).get("subject") == "agent-doomed"]
+    deadline = time.monotonic() + 5
+    while len(ends) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        ends = [e for e in _events("session_end") if e.get("identity", {}).get("subject") == "agent-doomed"]
+    assert [e["outcome"] for e in ends] == ["ended", "ended"]
     again = kube.kubectl("get", "pods", token=doomed)
     assert again.returncode != 0 and "revoked" in again.stderr
 
 
-def test_a_watch_ends_when_its_token_expires(kube: Kube):
+def test_a_watch_ends_when_its_token_expires(kube: Kube) -> None:
     services = kube.services
     saved = services.limits
     services.limits = services.sessions.limits = dataclasses.replace(saved, token_grace_s=0.0)
@@ -687,7 +701,7 @@ def _status_of(answer: bytes) -> tuple[int, dict[str, Any]]:
     return int(head.split(b" ", 2)[1]), json.loads(body)
 
 
-def test_garbage_oversized_and_unfinished_requests_are_answered_and_closed(kube: Kube):
+def test_garbage_oversized_and_unfinished_requests_are_answered_and_closed(kube: Kube) -> None:
     code, status = _status_of(_exchange(kube, b"\x00\x01\x02 not http at all\r\n\r\n"))
     assert code == 400 and status["kind"] == "Status" and status["reason"] == "BadRequest"
     huge = b"GET /k8s/cluster/api HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n"
@@ -706,7 +720,7 @@ def test_garbage_oversized_and_unfinished_requests_are_answered_and_closed(kube:
     assert kube.kubectl("get", "configmap", "web-config", "-o", "name").stdout == "configmap/web-config\n"
 
 
-def test_bad_and_expired_tokens_unknown_connections_and_routes_are_refused_as_statuses(kube: Kube):
+def test_bad_and_expired_tokens_unknown_connections_and_routes_are_refused_as_statuses(kube: Kube) -> None:
     bad = kube.kubectl("get", "pods", token="not-a-token")
     assert bad.returncode == 1 and "You must be logged in to the server" in bad.stderr, bad.stderr
     assert kube.stack.issuer is not None
@@ -727,7 +741,7 @@ def test_bad_and_expired_tokens_unknown_connections_and_routes_are_refused_as_st
         assert answer.headers["www-authenticate"].startswith("Bearer")
 
 
-def test_a_protobuf_only_client_is_refused_clearly_and_json_clients_are_served(kube: Kube):
+def test_a_protobuf_only_client_is_refused_clearly_and_json_clients_are_served(kube: Kube) -> None:
     auth = {"authorization": f"Bearer {kube.token}"}
     protobuf = "application/vnd.kubernetes.protobuf"
     with httpx.Client(base_url=kube.url, verify=kube.ca_file, timeout=10) as http:
@@ -743,7 +757,7 @@ def test_a_protobuf_only_client_is_refused_clearly_and_json_clients_are_served(k
         assert both.status_code == 200 and both.headers["content-type"].startswith("application/json")
 
 
-def test_a_websocket_frame_error_ends_that_exec_only(kube: Kube):
+def test_a_websocket_frame_error_ends_that_exec_only(kube: Kube) -> None:
     import base64
 
     from wsproto import ConnectionType
