@@ -523,7 +523,9 @@ def compare_report(results: Results) -> str:
 
     rows = []
     for name in [n for n in trips if n.startswith("wardgate")]:
-        label = "this tree" if name == "wardgate" else name.removeprefix("wardgate at ")
+        label = {"wardgate": "this tree", "wardgate-gcm": "this tree, AES-GCM only to the client"}.get(
+            name, f"commit {name.removeprefix('wardgate at ')}"
+        )
         ratios = [f"{rate(name, d) / rate('direct', d):.2f}x" for d in DIRECTIONS]
         cpu = [f"{median(results.compared_cpu_s[(name, d)]) * 1000 / FILE_MB:.1f}" for d in DIRECTIONS]
         rows.append(
@@ -532,8 +534,9 @@ def compare_report(results: Results) -> str:
         )
     return "\n".join(
         [
-            f"Gateways compared in one run ({code_version()}, {machine()}; {results.facts['rounds']} rounds; "
-            f"the direct path's `ssh host true` p50 {base50:.1f} ms):",
+            "The same run's gateways side by side, this tree's and earlier commits' (`--compare`: each "
+            "commit's layers and benchmarks from git archive, in a process of its own, its calls and copies "
+            f"alternated with the others'; the direct path's `ssh host true` p50 {base50:.1f} ms):",
             "",
             "| gateway | added p50 ms | upload x direct | download x direct | CPU ms/MB up "
             "| CPU ms/MB down |",
@@ -688,6 +691,7 @@ def report(results: Results, args: argparse.Namespace) -> tuple[str, str]:
         + (f" --rounds {args.rounds}" if args.rounds != 3 else "")
         + (f" --calls {args.calls}" if args.calls != 20 else "")
         + (f" --method {args.method}" if args.method != "auto" else "")
+        + (f" --compare {args.compare}" if args.compare else "")
     )
     recorded = results.facts.get("recorded") or {}
     recording = (
@@ -806,8 +810,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.profile and args.write:
         parser.error("--profile does not measure what --write writes")
-    if args.compare and (args.write or args.profile):
-        parser.error("--compare is a run of its own: without --write or --profile")
+    if args.compare and args.profile:
+        parser.error("--compare measures; --profile only samples")
     if args.rounds < 1 or args.calls < 2:
         parser.error("--rounds must be at least 1 and --calls at least 2")
     results = run(args)
@@ -815,9 +819,9 @@ def main() -> None:
         print(results.facts["profile"])
         return
     summary, text = report(results, args)
+    if args.compare:  # earlier commits' gateways, measured in this same run
+        text += "\n\n" + compare_report(results)
     print(summary, text, sep="\n\n")
-    if args.compare:
-        print("", compare_report(results), sep="\n")
     if args.write:
         ensure_sections()
         write_section(SUMMARY_MARKERS, summary)

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import asyncssh
+from asyncssh.public_key import SSHLocalKeyPair
 
 from wardgate.connections import Connection
 from wardgate.errors import ServiceUnavailable
@@ -72,9 +73,23 @@ class SshTarget:
         return bool(pinned.public_data == key.public_data)
 
 
+class _SignsOnLogin(SSHLocalKeyPair):
+    """The credential's key pair, signing only once ``login`` is set. asyncssh first asks the
+    target whether it would take the key (no login: sshd logs it as postponed), then signs; so the
+    question goes with the key exchange, and an allowed command waits for one round trip only."""
+
+    def __init__(self, key: asyncssh.SSHKey, login: asyncio.Event) -> None:
+        super().__init__(key, None, None, None)
+        self.login = login
+
+    async def sign_async(self, data: bytes) -> bytes:
+        await self.login.wait()
+        return self.sign(data)
+
+
 class _PinnedHostClient(asyncssh.SSHClient):
     """Validates the target's host key against the pin (asyncssh asks this for every key not in its
-    empty trusted list), and offers the private key only once ``login`` is set."""
+    empty trusted list), and signs with the private key only once ``login`` is set."""
 
     def __init__(self, target: SshTarget, key: asyncssh.SSHKey | None, login: asyncio.Event) -> None:
         self.target = target
@@ -82,11 +97,9 @@ class _PinnedHostClient(asyncssh.SSHClient):
         self.login = login
         self.mismatch = False
 
-    async def public_key_auth_requested(self) -> asyncssh.SSHKey | None:
+    def public_key_auth_requested(self) -> asyncssh.SSHKeyPair | None:
         key, self.key = self.key, None  # offered once
-        if key is not None:
-            await self.login.wait()
-        return key
+        return None if key is None else _SignsOnLogin(key, self.login)
 
     def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
         if self.target.accepts(key):
