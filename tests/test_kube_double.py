@@ -875,6 +875,7 @@ def test_errors_are_status_objects(kube_double: KubeDouble, http: httpx.Client) 
         "/api/v1/namespaces/default/pods/nobody/exec", headers={"Upgrade": "websocket"}
     )
     assert missing_pod_exec.status_code == 404
+    assert http.post("/api/v1/namespaces/default/pods/nobody/exec?command=id").status_code == 404
 
 
 def test_field_validation_strict_warn_and_ignore(kube_double: KubeDouble, http: httpx.Client) -> None:

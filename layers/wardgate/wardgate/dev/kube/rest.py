@@ -188,7 +188,9 @@ class Api:
                 return self._delete_collection(request, route, output)
             return self._method_not_allowed(request)
         if sub in ("exec", "attach", "portforward"):
-            # Reached only without an Upgrade header (the server hands upgrades to the streams).
+            # Reached only without an Upgrade header (the server hands upgrades to the streams): the
+            # pod is looked up first (404), then the missing upgrade refused, as the API server does.
+            self.store.get(res, route.namespace or "", route.name)
             return status_answer(400, "BadRequest", "Upgrade request required")
         if sub == "log":
             if method != "GET":
