@@ -228,10 +228,12 @@ class SshSession(asyncssh.SSHServer):
         return True
 
     async def _admit(self, identity: Identity, connection_name: str) -> None:
-        await self._begin_target(connection_name)
+        beginning = asyncio.ensure_future(self._begin_target(connection_name))  # alongside admission
         try:
             await self._admitted(identity, connection_name)
+            await beginning
         except BaseException:
+            beginning.cancel()
             self._abandon_early()
             raise
 
@@ -242,8 +244,8 @@ class SshSession(asyncssh.SSHServer):
         try:
             connection = await asyncio.to_thread(self.services.gate.connections.get, connection_name)
             target = SshTarget.of(connection)
-        except (GatewayError, ValueError):
-            return  # admission says why
+        except Exception:  # admission reads it again and says why: never refused here
+            return
         secret = connection.credential_secret
 
         async def connect(login: asyncio.Event) -> asyncssh.SSHClientConnection:
