@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import gzip
 import json
 import os
 import pty
@@ -28,11 +29,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
+import boto3
 import httpx
 import pytest
 from moto import mock_aws
 
-from tests.helpers import apply_policy_now, recorded_events, register_agent
+from tests.helpers import apply_policy_now, register_agent
 from wardgate.dev.stack import DEV_POLICY, SFN_INTERPRETER, DevStack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -191,6 +193,7 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
     from wardgate.dev.kube.server import KubeDouble
 
     saved = dict(os.environ)
+    _DELIVERED.clear()
     folder = tmp_path_factory.mktemp("kube-gateway")
     os.environ.update({"WARDGATE_UPSTREAM_TIMEOUT_S": "5", "WARDGATE_HOME": str(folder)})
     try:
@@ -229,8 +232,23 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
         os.environ.update(saved)
 
 
+_DELIVERED: dict[str, list[dict[str, Any]]] = {}  # S3 key -> its events (objects never change)
+
+
 def _events(kind: str | None = None) -> list[dict[str, Any]]:
-    events = [e for e in recorded_events() if e.get("protocol") == "kubernetes"]
+    """The listener's recorded events, oldest first; each delivered object is read once."""
+    s3 = boto3.client("s3")
+    prefix = os.environ.get("RECORDINGS_PREFIX", "recordings/")
+    for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=os.environ["RECORDINGS_BUCKET"], Prefix=prefix
+    ):
+        for item in page.get("Contents", []):
+            if item["Key"] not in _DELIVERED:
+                data = s3.get_object(Bucket=os.environ["RECORDINGS_BUCKET"], Key=item["Key"])["Body"].read()
+                data = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+                _DELIVERED[item["Key"]] = [json.loads(line) for line in data.splitlines()]
+    events = [e for found in _DELIVERED.values() for e in found if e.get("protocol") == "kubernetes"]
+    events.sort(key=lambda e: e["time"])
     return [e for e in events if kind is None or e["event"] == kind]
 
 
@@ -668,7 +686,7 @@ def test_a_watch_ends_when_its_token_expires(kube: Kube) -> None:
     services.limits = services.sessions.limits = dataclasses.replace(saved, token_grace_s=0.0)
     try:
         assert kube.stack.issuer is not None
-        short = kube.stack.issuer.mint("agent-1", ["ci"], ttl=3)
+        short = kube.stack.issuer.mint("agent-1", ["ci"], ttl=2)
         started = time.monotonic()
         watched = kube.kubectl("get", "pods", "-w", token=short, timeout=20)
         assert time.monotonic() - started < 10
