@@ -241,7 +241,8 @@ def test_secret_values_are_masked_in_json_yaml_and_describe_and_the_table_is_unc
     as_json = json.loads(kubectl("get", "secret", "db-credentials", "-n", "prod", "-o", "json").stdout)
     assert as_json["data"] == {"username": MASKED_DATA, "password": MASKED_DATA}
     annotations = as_json["metadata"]["annotations"]
-    assert annotations["kubectl.kubernetes.io/last-applied-configuration"] == "[masked]"
+    applied = json.loads(annotations["kubectl.kubernetes.io/last-applied-configuration"])
+    assert applied["data"] == {"username": MASKED_DATA, "password": MASKED_DATA}  # still JSON: apply works
     as_yaml = kubectl("get", "secret", "db-credentials", "-n", "prod", "-o", "yaml").stdout
     assert f"password: {MASKED_DATA}" in as_yaml
     described = kubectl("describe", "secret", "db-credentials", "-n", "prod").stdout
@@ -287,6 +288,25 @@ def test_apply_client_side_then_server_side_create_replace_and_dry_run(
     server_side.write_text(server_side.read_text().replace("'2'", "'4'"))
     assert kubectl("replace", "-f", str(server_side)).stdout.strip() == "configmap/limits replaced"
     assert store_find(stack, "configmaps", "default", "limits")["data"] == {"cpu": "4"}
+
+
+def test_client_side_apply_updates_a_secret_whose_values_it_never_sees(
+    kubectl: Kubectl, stack: DevStack, tmp_path: Path
+) -> None:
+    """kubectl apply reads the live object's last-applied annotation for its three-way patch: masked,
+    it is still that JSON document, so applying to an existing Secret works (values sent, never read)."""
+    manifest = tmp_path / "api-key.yaml"
+    manifest.write_text(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: api-key\n  namespace: default\n"
+        "stringData:\n  key: first-value\n"
+    )
+    assert kubectl("apply", "-f", str(manifest)).stdout.strip() == "secret/api-key created"
+    manifest.write_text(manifest.read_text().replace("first-value", "second-value"))
+    assert kubectl("apply", "-f", str(manifest)).stdout.strip() == "secret/api-key configured"
+    live = store_find(stack, "secrets", "default", "api-key")
+    assert base64.b64decode(live["data"]["key"]) == b"second-value"
+    shown = kubectl("get", "secret", "api-key", "-o", "yaml").stdout
+    assert "second-value" not in shown and base64.b64encode(b"second-value").decode() not in shown
 
 
 def test_patch_in_three_flavours_label_and_annotate(kubectl: Kubectl, stack: DevStack) -> None:

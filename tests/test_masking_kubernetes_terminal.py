@@ -43,9 +43,45 @@ def test_a_secret_keeps_its_keys_and_loses_every_value():
     assert out["data"] == {"password": MASKED_DATA, "user": MASKED_DATA}
     assert base64.b64decode(out["data"]["password"]) == b"[masked]"  # still valid base64 for clients
     assert out["stringData"] == {"extra": "[masked]"}
-    assert out["metadata"]["annotations"][LAST_APPLIED] == "[masked]"  # the applied copy holds the data too
+    # The applied copy holds the data too: masked the same way, still the JSON kubectl apply reads.
+    assert json.loads(out["metadata"]["annotations"][LAST_APPLIED]) == {
+        "data": {"password": MASKED_DATA, "user": MASKED_DATA}
+    }
     assert out["metadata"]["name"] == "db" and out["type"] == "Opaque"
     assert counts == {"kubernetes_secret": 4}
+
+
+@pytest.mark.parametrize(
+    "applied",
+    [
+        "not json",
+        '["a", "list"]',
+        '{"data": "not-an-object"}',
+        '{"stringData": ["x"]}',
+        "[" * 100_000,  # deeper than json can go: never raised, masked whole
+    ],
+)
+def test_a_last_applied_copy_that_is_not_a_secret_document_is_masked_whole(applied: str) -> None:
+    document = {"kind": "Secret", "metadata": {"name": "db", "annotations": {LAST_APPLIED: applied}}}
+    out, counts = masked(document)
+    assert out["metadata"]["annotations"][LAST_APPLIED] == "[masked]" and counts == {"kubernetes_secret": 1}
+
+
+def test_the_masked_last_applied_copy_keeps_no_nested_copy_and_masks_string_data() -> None:
+    applied = {
+        "kind": "Secret",
+        "metadata": {"name": "db", "annotations": {LAST_APPLIED: '{"data": {"k": "c2VjcmV0"}}', "team": "a"}},
+        "stringData": {"token": "plain-secret"},
+    }
+    document = {
+        "kind": "Secret",
+        "metadata": {"name": "db", "annotations": {LAST_APPLIED: json.dumps(applied)}},
+    }
+    out, _ = masked(document)
+    copy = json.loads(out["metadata"]["annotations"][LAST_APPLIED])
+    assert copy["stringData"] == {"token": "[masked]"}
+    assert copy["metadata"]["annotations"] == {"team": "a"}
+    assert "c2VjcmV0" not in json.dumps(out) and "plain-secret" not in json.dumps(out)
 
 
 def test_secret_lists_lists_tables_and_watch_events():

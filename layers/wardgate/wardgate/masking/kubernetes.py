@@ -5,7 +5,9 @@ password is just a word), so they are masked by position, not by content: every 
 ``data`` becomes the base64 of ``[masked]`` (clients that decode it still get valid bytes) and
 every value of ``stringData`` becomes ``[masked]``. Keys are kept, so an agent can still see
 which keys a Secret has. The ``kubectl.kubernetes.io/last-applied-configuration`` annotation
-holds a copy of the whole Secret as applied, so it is masked whole too.
+holds a copy of the whole Secret as applied, so its values are masked the same way, and it stays
+the JSON document ``kubectl apply`` reads for its three-way patch (a bare ``[masked]`` made every
+client-side apply to an existing Secret fail); one that is not such a document is masked whole.
 
 Secrets are found wherever the API server puts them: a Secret, the items of a SecretList or a
 List, watch events (one JSON document per line), and the objects of a Table. Everything else
@@ -108,7 +110,30 @@ def _mask_secret(secret: dict[str, Any], counts: dict[str, int]) -> None:
                 masked += 1
     annotations = (secret.get("metadata") or {}).get("annotations")
     if isinstance(annotations, dict) and LAST_APPLIED in annotations:
-        annotations[LAST_APPLIED] = FIELD_MASK
+        annotations[LAST_APPLIED] = _masked_last_applied(annotations[LAST_APPLIED])
         masked += 1
     if masked:
         counts[SECRET] = counts.get(SECRET, 0) + masked
+
+
+def _masked_last_applied(value: Any) -> str:
+    """The applied copy with its values masked as a Secret's are, as compact JSON (what kubectl
+    writes); anything but a JSON object whose ``data``/``stringData`` are objects: ``[masked]``."""
+    try:
+        applied = json.loads(value) if isinstance(value, str) else None
+    except (ValueError, RecursionError):
+        return FIELD_MASK
+    if not isinstance(applied, dict):
+        return FIELD_MASK
+    for key, mask in (("data", MASKED_DATA), ("stringData", FIELD_MASK)):
+        values = applied.get(key)
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            return FIELD_MASK
+        for name in values:
+            values[name] = mask
+    metadata = applied.get("metadata")
+    if isinstance(metadata, dict) and isinstance(metadata.get("annotations"), dict):
+        metadata["annotations"].pop(LAST_APPLIED, None)  # a copy of a copy: never kept
+    return json.dumps(applied, ensure_ascii=False, separators=(",", ":"))
