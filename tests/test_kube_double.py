@@ -782,6 +782,17 @@ def test_logs_tail_timestamps_container_and_previous(kube_double: KubeDouble, ht
     assert "start worker processes" in seeded
 
 
+def test_logs_of_a_container_not_started_yet(
+    kube_double: KubeDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    namespace = fresh_namespace(kube_double, "starting")
+    monkeypatch.setattr(kube_double.cluster, "pod_start_seconds", 600.0)  # it stays ContainerCreating
+    run(kube_double, "run", "slow", "-n", namespace, "--image=busybox:1.36")
+    assert "ContainerCreating" in run(kube_double, "get", "pod", "slow", "-n", namespace)
+    waiting = run(kube_double, "logs", "slow", "-n", namespace, ok=False)
+    assert 'container "slow" in pod "slow" is waiting to start: ContainerCreating' in waiting
+
+
 def test_logs_follow_streams_until_the_pod_goes(kube_double: KubeDouble, tmp_path: Path) -> None:
     namespace = fresh_namespace(kube_double, "follow")
     run(kube_double, "run", "tail", "-n", namespace, "--image=busybox:1.36")
@@ -934,7 +945,7 @@ def test_rollout_status_watches_a_rollout_in_progress(tmp_path: Path) -> None:
         assert sorted(line.split()[1] for line in replica_sets.splitlines()[1:]) == ["0", "2"]
     finally:
         double.stop()
-    assert [t.name for t in threading.enumerate() if t.name == "kube-double-kubelet"] == []
+    assert [t.name for t in threading.enumerate() if t.name.startswith(f"kube-double:{double.port}")] == []
 
 
 def test_updates_keep_immutable_fields_and_convert_string_data(kube_double: KubeDouble) -> None:

@@ -138,6 +138,7 @@ class Cluster:
         self._kubelet: threading.Thread | None = None
         self._kubelet_wakeup = threading.Event()
         self._stopping = threading.Event()
+        self.kubelet_name = "kube-double-kubelet"  # the kubelet thread's (the server adds its port)
         self._last_event_ns = 0
         self._events_recorded = 0
 
@@ -577,9 +578,7 @@ class Cluster:
 
     def _ensure_kubelet(self) -> None:
         if self._kubelet is None and not self._stopping.is_set():
-            self._kubelet = threading.Thread(
-                target=self._run_kubelet, name="kube-double-kubelet", daemon=True
-            )
+            self._kubelet = threading.Thread(target=self._run_kubelet, name=self.kubelet_name, daemon=True)
             self._kubelet.start()
         self._kubelet_wakeup.set()
 

@@ -877,6 +877,21 @@ class Api:
             container = containers[0]
         elif container not in containers:
             raise StoreError(400, "BadRequest", f"container {container} is not valid for pod {route.name}")
+        waiting = next(
+            (
+                (status.get("state") or {}).get("waiting")
+                for status in (pod.get("status") or {}).get("containerStatuses") or []
+                if status.get("name") == container
+            ),
+            None,
+        )
+        if waiting is not None:  # the kubelet has no log for a container that has not started
+            reason = waiting.get("reason", "ContainerCreating")
+            raise StoreError(
+                400,
+                "BadRequest",
+                f'container "{container}" in pod "{route.name}" is waiting to start: {reason}',
+            )
         if request.flag("previous"):
             raise StoreError(
                 400,

@@ -143,6 +143,7 @@ class KubeDouble:
             context.set_alpn_protocols(["http/1.1"])  # never h2: client-go would speak HTTP/2 if offered
             self.ca_pem = certificates.ca_file.read_text()
         self._server = _DoubleHTTPServer((host, port), self._handler_class(), context)
+        self.cluster.kubelet_name = f"kube-double:{self.port} kubelet"
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.1},
