@@ -589,6 +589,18 @@ def test_rollout_status_history_and_undo(kube_double: KubeDouble) -> None:
     assert "successfully rolled out" in run(
         kube_double, "rollout", "status", "deployment/api", "-n", namespace
     )
+    run(
+        kube_double,
+        "patch",
+        "deployment",
+        "api",
+        "-n",
+        namespace,
+        "-p",
+        '{"spec":{"revisionHistoryLimit":0}}',
+    )
+    history = run(kube_double, "rollout", "history", "deployment/api", "-n", namespace)
+    assert [line.split()[0] for line in history.splitlines()[2:] if line.strip()] == ["3"]  # old ones pruned
 
 
 def test_auth_can_i(kube_double: KubeDouble) -> None:

@@ -286,7 +286,28 @@ class Cluster:
                 new_rs = self.store.update(REPLICASETS, new_rs)
         if not spec.get("paused"):
             self._scale_down_old(deployment, owned, new_rs, desired)
+            self._prune_history(deployment, new_rs)
         self._deployment_status(deployment, new_rs)
+
+    def _prune_history(self, deployment: JSON, new_rs: JSON | None) -> None:
+        """Old replica sets at zero beyond spec.revisionHistoryLimit go, the oldest first."""
+        meta = deployment["metadata"]
+        limit = int((deployment.get("spec") or {}).get("revisionHistoryLimit", 10))
+        new_uid = (new_rs or {}).get("metadata", {}).get("uid")
+        idle = sorted(
+            (
+                rs
+                for rs in self.store.peek(REPLICASETS, meta["namespace"])
+                if owned_by(rs, meta["uid"])
+                and rs["metadata"]["uid"] != new_uid
+                and int(rs["spec"].get("replicas", 0)) == 0
+                and int((rs.get("status") or {}).get("replicas", 0)) == 0
+            ),
+            key=lambda rs: int(rs["metadata"].get("annotations", {}).get(REVISION, "0")),
+        )
+        for replicaset in idle[: max(0, len(idle) - limit)]:
+            removed = self.store.delete(REPLICASETS, meta["namespace"], replicaset["metadata"]["name"])
+            self.collect_garbage(removed, "Background")
 
     def _scale_down_old(self, deployment: JSON, owned: list[JSON], new_rs: JSON | None, desired: int) -> None:
         """Old replica sets give way as the new one's pods become available (a rolling update keeps
