@@ -246,7 +246,7 @@ def test_field_selectors(kube_double: KubeDouble) -> None:
         "involvedObject.kind=Pod,involvedObject.name=debug",
     )
     assert {"Scheduled", "Pulled", "Created", "Started"} <= set(events.split())
-    secrets = run(kube_double, "get", "secrets", "-A", "--field-selector", "type=Opaque")
+    secrets = run(kube_double, "get", "secrets", "-n", "prod", "--field-selector", "type=Opaque")
     assert names(secrets) == ["db-credentials"]
     error = run(kube_double, "get", "pods", "--field-selector", "spec.unknown=x", ok=False)
     assert "field label not supported: spec.unknown" in error
