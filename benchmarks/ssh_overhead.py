@@ -751,8 +751,10 @@ wardgate, the gateway's second handshake with the target) and `scp` of a 100 MB 
 target-resolved path and recorded, and the bytes are hashed). The gateway runs in a process of
 its own, as `wardgate serve-tcp` runs it with only the SSH listener (host key from `SSH_HOST_KEY`,
 the CA's public key only), with the local stack's stores (moto as a server on loopback); its
-recording goes to an in-memory sink. `--profile` prints where the gateway process spends its time
-during one upload and one download (py-spy).
+recording goes to an in-memory sink. A second gateway process offers its clients AES-GCM only
+(`WARDGATE_SSH_CIPHERS`). `--compare REV,...` also runs those commits' gateways (git archive) in
+the same run, alternated with the others, and adds a table of how they compare. `--profile` prints
+where the gateway process spends its time during one upload and one download (py-spy).
 
 {MARKERS[0]}
 {MARKERS[1]}
