@@ -309,6 +309,18 @@ def test_client_side_apply_updates_a_secret_whose_values_it_never_sees(
     assert "second-value" not in shown and base64.b64encode(b"second-value").decode() not in shown
 
 
+def test_a_masked_secret_applied_back_is_refused_before_it_replaces_the_real_values(
+    kubectl: Kubectl, stack: DevStack, tmp_path: Path
+) -> None:
+    exported = tmp_path / "db-credentials.yaml"
+    exported.write_text(kubectl("get", "secret", "db-credentials", "-n", "prod", "-o", "yaml").stdout)
+    for verb in (("apply", "-f"), ("replace", "-f")):
+        refused = kubectl(*verb, str(exported), ok=False)
+        assert "(BadRequest)" in refused.stderr and "carries values wardgate masked" in refused.stderr
+    live = store_find(stack, "secrets", "prod", "db-credentials")
+    assert base64.b64decode(live["data"]["password"]).decode() == PASSWORD  # untouched
+
+
 def test_patch_in_three_flavours_label_and_annotate(kubectl: Kubectl, stack: DevStack) -> None:
     kubectl("create", "configmap", "patched", "--from-literal=a=1")
     kubectl("patch", "configmap", "patched", "-p", '{"data": {"b": "2"}}')

@@ -31,8 +31,8 @@ from wardgate.errors import (
 )
 from wardgate.gate import Gate, Progress, masked_counts_header, masked_url_part, ms_since
 from wardgate.identity import Identity
-from wardgate.masking.engine import MaskingRefused, mask_body
-from wardgate.masking.kubernetes import mask_kubernetes_body
+from wardgate.masking.engine import FIELD_MASK, MaskingRefused, mask_body
+from wardgate.masking.kubernetes import MASKED_DATA, mask_kubernetes_body
 from wardgate.masking.policy import AppliedMasking
 from wardgate.operations import UnparseableOperation
 from wardgate.operations.http import HttpOperation
@@ -132,6 +132,8 @@ class HttpGateway(Gate):
             recording.operation["path"] = recorded["path"] if same_path else masked_url_part(path, "/")
             same_query = query == request.raw_query
             recording.operation["query"] = recorded["query"] if same_query else masked_url_part(query, "=&")
+        if isinstance(operation, K8sOperation):
+            self._refuse_masked_secret_values(request.body, operation)
         approval: ApprovalRequest | None = None
         try:
             policy_set = self.decide(identity, connection, operation, recording)
@@ -392,6 +394,23 @@ class HttpGateway(Gate):
                 code="upgrade_not_supported",
             )
         return operation
+
+    @staticmethod
+    def _refuse_masked_secret_values(body: bytes, operation: K8sOperation) -> None:
+        """A Secret written with values wardgate masked (``kubectl get secret -o yaml``, edited,
+        applied back) would replace the real values with ``[masked]``: refused before anything is
+        decided or sent. JSON carries them as ``[masked]`` or its base64, protobuf as raw bytes."""
+        if (
+            operation.resource == "secrets"
+            and operation.verb in ("create", "update", "patch")
+            and (FIELD_MASK.encode() in body or MASKED_DATA.encode() in body)
+        ):
+            raise BadRequest(
+                "this Secret carries values wardgate masked ([masked]): writing them back would replace "
+                "the real values. Send the real values, or only the keys you change (kubectl patch, "
+                "kubectl apply of a manifest of your own)",
+                code="masked_values_written",
+            )
 
     @staticmethod
     def _check_kubernetes_media(request: HttpRequest) -> None:
