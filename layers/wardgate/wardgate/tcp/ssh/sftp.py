@@ -391,7 +391,7 @@ class SftpProxy(asyncssh.SFTPServer):
         self.target = target
         self.channel_number = channel
         self.handles: set[_Transfer] = set()
-        self.read_ahead_budget = _Budget(SESSION_READ_AHEAD_BYTES)
+        self.transfer_budget = _Budget(SESSION_READ_AHEAD_BYTES)  # read ahead and written behind
 
     # ------------------------------------------------------------------ deciding
     async def _resolve(self, path: bytes) -> bytes:
@@ -467,8 +467,8 @@ class SftpProxy(asyncssh.SFTPServer):
         if writes and pflags & asyncssh.FXF_READ:  # read-write handles need both grants
             await self._decide("download", READ, path)
         remote = await self.target.open(path, pflags, attrs, encoding=None)
-        read_ahead = None if writes else _ReadAhead(remote, self.read_ahead_budget)
-        write_behind = _WriteBehind(remote, self.read_ahead_budget) if writes else None
+        read_ahead = None if writes else _ReadAhead(remote, self.transfer_budget)
+        write_behind = _WriteBehind(remote, self.transfer_budget) if writes else None
         transfer = _Transfer(
             remote, _text(path), resolved, "write" if writes else "read", read_ahead, write_behind
         )
