@@ -51,6 +51,7 @@ class _DoubleHTTPServer(ThreadingHTTPServer):
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
         self.connection_threads: list[threading.Thread] = []
+        self.closing = False  # drop_connections() ran: a connection still coming in is closed at once
         super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -85,6 +86,11 @@ class _DoubleHTTPServer(ThreadingHTTPServer):
                 return
         with self.connections_lock:
             self.connections.add(connection)
+            closing = self.closing
+        if closing:  # accepted just before stop(): never served
+            with contextlib.suppress(OSError):
+                connection.close()
+            return
         try:
             super().finish_request(connection, client_address)
         finally:
@@ -106,6 +112,7 @@ class _DoubleHTTPServer(ThreadingHTTPServer):
 
     def drop_connections(self) -> None:
         with self.connections_lock:
+            self.closing = True
             connections = list(self.connections)
         for connection in connections:
             with contextlib.suppress(OSError):
