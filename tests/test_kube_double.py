@@ -731,6 +731,10 @@ def test_a_too_old_resource_version_is_410_gone(kube_double: KubeDouble, http: h
         }
     ]
     assert events[0]["object"]["message"].startswith(f"too old resource version: {old} (")
+    future = int(http.get("/api/v1/namespaces/prod/configmaps").json()["metadata"]["resourceVersion"]) + 1000
+    too_large = http.get(f"/api/v1/namespaces/prod/configmaps?watch=true&resourceVersion={future}")
+    assert too_large.status_code == 504
+    assert too_large.json()["details"]["causes"][0]["reason"] == "ResourceVersionTooLarge"
 
 
 def test_watch_initial_events_bookmark_and_timeout(http: httpx.Client) -> None:

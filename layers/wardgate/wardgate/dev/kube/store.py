@@ -300,6 +300,14 @@ class Store:
         """Opens a watcher; with ``since``, also the changes after it (410 if the history lacks them)."""
         with self.lock:
             backlog: list[Change] = []
+            if since is not None and since > self._revision:  # a resourceVersion this store never had
+                raise StoreError(
+                    504,
+                    "Timeout",
+                    f"Timeout: Too large resource version: {since}, current: {self._revision}",
+                    {"retryAfterSeconds": 1},
+                    [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                )
             if since is not None and since < self._revision:
                 oldest = self._history[0].revision - 1 if self._history else self._revision
                 if since < max(oldest, self._compacted):
