@@ -861,6 +861,7 @@ def test_list_pages_with_limit_and_continue(api_client: client.ApiClient) -> Non
 def test_errors_are_status_objects(kube_double: KubeDouble, http: httpx.Client) -> None:
     unknown = http.get("/api/v1/namespaces/prod/widgets")
     assert unknown.status_code == 404 and unknown.json()["reason"] == "NotFound"
+    assert re.fullmatch(r"[0-9a-f-]{36}", unknown.headers["Audit-Id"])
     not_allowed = http.put("/api/v1/namespaces/prod/configmaps", json={})
     assert not_allowed.status_code == 405 and not_allowed.json()["reason"] == "MethodNotAllowed"
     bad_deployment = {

@@ -17,6 +17,7 @@ import select
 import socket
 import ssl
 import threading
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -310,6 +311,9 @@ class KubeDouble:
             h.send_header("Content-Type", answer.content_type)
             h.send_header("Content-Length", str(len(answer.body)))
             h.send_header("Cache-Control", "no-cache, private")
+            h.send_header(
+                "Audit-Id", str(uuid.uuid4())
+            )  # each answer names its request, as the API server's do
             for name, value in answer.headers:
                 h.send_header(name, value)
             if close:
@@ -332,6 +336,9 @@ class KubeDouble:
             h.send_header("Content-Type", stream.content_type)
             h.send_header("Transfer-Encoding", "chunked")
             h.send_header("Cache-Control", "no-cache, private")
+            h.send_header(
+                "Audit-Id", str(uuid.uuid4())
+            )  # each answer names its request, as the API server's do
             for name, value in stream.headers:
                 h.send_header(name, value)
             h.end_headers()
