@@ -1069,3 +1069,53 @@ def test_events_expire_after_an_hour_and_stop_is_idempotent() -> None:
     assert double.url.startswith("http://127.0.0.1:")
     double.stop()
     double.stop()
+
+
+def test_strategic_merge_directives() -> None:
+    """The strategic merge patch directives kubectl sends (pure: no server)."""
+    from wardgate.dev.kube.patches import json_patch, merge_patch, strategic_merge
+
+    live = {
+        "metadata": {"finalizers": ["a"], "labels": {"x": "1", "y": "2"}},
+        "spec": {
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%"}},
+            "containers": [
+                {"name": "app", "image": "a:1", "ports": [{"containerPort": 80}, {"containerPort": 81}]},
+                {"name": "side", "image": "s:1"},
+            ],
+            "args": ["--one"],
+        },
+    }
+    patch = {
+        "metadata": {"finalizers": ["b"], "labels": {"x": None}},
+        "spec": {
+            "$setElementOrder/containers": [{"name": "side"}, {"name": "app"}],
+            "strategy": {"$retainKeys": ["type"], "type": "Recreate"},
+            "containers": [
+                {"name": "app", "ports": [{"containerPort": 81, "$patch": "delete"}]},
+                {"name": "side", "image": "s:2"},
+            ],
+            "args": ["--two"],  # a list without a merge key is replaced
+        },
+    }
+    merged = strategic_merge(live, patch)
+    assert merged["metadata"] == {"finalizers": ["a", "b"], "labels": {"y": "2"}}
+    assert merged["spec"]["strategy"] == {"type": "Recreate"}
+    assert [c["name"] for c in merged["spec"]["containers"]] == ["side", "app"]
+    assert merged["spec"]["containers"][1]["ports"] == [{"containerPort": 80}]
+    assert merged["spec"]["containers"][0]["image"] == "s:2" and merged["spec"]["args"] == ["--two"]
+    removed = strategic_merge(merged, {"spec": {"containers": [{"name": "side", "$patch": "delete"}]}})
+    assert [c["name"] for c in removed["spec"]["containers"]] == ["app"]
+    replaced = strategic_merge(
+        merged, {"spec": {"containers": [{"$patch": "replace"}, {"name": "only", "image": "o"}]}}
+    )
+    assert replaced["spec"]["containers"] == [{"name": "only", "image": "o"}]
+    assert merge_patch({"a": {"b": 1, "c": 2}, "l": [1]}, {"a": {"b": None}, "l": [2]}) == {
+        "a": {"c": 2},
+        "l": [2],
+    }
+    moved = json_patch(
+        {"a": {"b": 1}, "l": [1, 2]},
+        [{"op": "move", "from": "/a/b", "path": "/l/-"}, {"op": "copy", "from": "/l/0", "path": "/c"}],
+    )
+    assert moved == {"a": {}, "l": [1, 2, 1], "c": 1}
