@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -351,7 +352,12 @@ class KubeConnection:
         gateway = self.listener.gateway
         deadline = time.monotonic() + gateway.limits.upstream_timeout
         loop = asyncio.get_running_loop()
-        response = await loop.run_in_executor(self.listener.pool, gateway.handle, http_request, deadline)
+        try:
+            response = await loop.run_in_executor(self.listener.pool, gateway.handle, http_request, deadline)
+        except RuntimeError:  # the pool is shut: the listener closed (the task is stopping)
+            stopping = "the gateway is shutting down: reconnect"
+            await self.respond(status_response(503, stopping, "shutdown", request_id), close=True)
+            return
         await self.respond(response, method=request.method)
 
 
@@ -362,18 +368,38 @@ def _follows_log(operation: K8sOperation, query: str) -> bool:
     return bool(values) and values[-1].lower() not in ("false", "0", "")
 
 
+class KubernetesServer:
+    """The listening server as the TCP gateway handles its servers (``sockets``, ``is_serving``,
+    ``close``); closing it also lets the request threads go."""
+
+    def __init__(self, server: asyncio.Server, listener: KubeListener) -> None:
+        self.server = server
+        self.listener = listener
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        return tuple(self.server.sockets)
+
+    def is_serving(self) -> bool:
+        return self.server.is_serving()
+
+    def close(self) -> None:
+        self.server.close()
+        self.listener.pool.shutdown(wait=False, cancel_futures=True)
+
+
 async def start_kubernetes_listener(
     services: TcpServices,
     host: str,
     port: int,
     track: Callable[[asyncio.Future[Any]], None] | None = None,
-) -> asyncio.Server:
+) -> KubernetesServer:
     """The listening server (TLS from the first byte: HTTPS)."""
     context = services.http_tls
     if context is None:
         raise ValueError("the Kubernetes listener serves HTTPS only: the TCP gateway has no certificate")
     listener = KubeListener(services, track)
-    return await asyncio.start_server(
+    server = await asyncio.start_server(
         listener.serve,
         host,
         port,
@@ -382,3 +408,4 @@ async def start_kubernetes_listener(
         limit=READ_CHUNK * 4,
         backlog=1024,
     )
+    return KubernetesServer(server, listener)
