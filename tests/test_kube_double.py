@@ -1119,3 +1119,29 @@ def test_strategic_merge_directives() -> None:
         [{"op": "move", "from": "/a/b", "path": "/l/-"}, {"op": "copy", "from": "/l/0", "path": "/c"}],
     )
     assert moved == {"a": {}, "l": [1, 2, 1], "c": 1}
+
+
+@pytest.mark.parametrize(
+    ("seconds", "age"),
+    [
+        (45, "45s"),
+        (119, "119s"),
+        (330, "5m30s"),
+        (600, "10m"),
+        (10_000, "166m"),
+        (12_600, "3h30m"),
+        (36_000, "10h"),
+        (190_800, "2d5h"),
+        (864_000, "10d"),
+        (3 * 365 * 86_400, "3y"),
+        (-30, "<invalid>"),
+    ],
+)
+def test_ages_read_as_kubectl_prints_them(seconds: int, age: str) -> None:
+    import datetime
+
+    from wardgate.dev.kube.tables import human_duration
+
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    then = (now - datetime.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert human_duration(then, now) == age
