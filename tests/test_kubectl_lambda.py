@@ -159,6 +159,7 @@ class Kubectl:
         done = subprocess.run(
             [self.binary, "--kubeconfig", str(self.kubeconfig), "--request-timeout=20s", *args],
             env={**os.environ, "HOME": str(self.home), **self.env},
+            cwd=self.home,  # kubectl cp's relative paths land there, never in the checkout
             input=stdin,
             capture_output=True,
             text=True,
@@ -382,6 +383,14 @@ def test_streaming_verbs_are_sent_to_the_kubernetes_listener(kubectl: Kubectl) -
     assert "Error from server (BadRequest)" in watch.stderr and "Kubernetes listener" in watch.stderr
     follow = kubectl("logs", "-f", "deployment/web", "-n", "prod", ok=False)
     assert "following logs is not served by wardgate's Lambda route" in follow.stderr
+    for verb, argv in (
+        ("exec", ("exec", "debug", "--", "ls")),
+        ("exec", ("cp", "debug:/etc/hostname", "hostname")),  # kubectl cp is a tar over exec
+        ("portforward", ("port-forward", "pod/debug", "0:80")),
+    ):
+        refused = kubectl(*argv, ok=False)
+        assert f"{verb} needs an upgraded (WebSocket/SPDY) connection" in refused.stderr
+        assert "Kubernetes listener" in refused.stderr
 
 
 @pytest.mark.parametrize(
