@@ -819,3 +819,48 @@ def test_a_websocket_frame_error_ends_that_exec_only(kube: Kube) -> None:
             assert other.recv(65536).startswith(b"HTTP/1.1 200")
     result = _wait_for("command_result", lambda e: "channel protocol" in json.dumps(e))
     assert result["error"]["code"] == "channel_error"
+
+
+def test_requests_share_a_kept_alive_connection(kube: Kube) -> None:
+    request = "GET /k8s/cluster/api/v1/namespaces/prod/configmaps/web-config HTTP/1.1\r\nHost: x\r\n"
+    request += f"Authorization: Bearer {kube.token}\r\n\r\n"
+    with kube.raw() as sock:
+        assert sock.selected_alpn_protocol() == "http/1.1"
+        sock.settimeout(10)
+        answers = []
+        for _ in range(3):
+            sock.sendall(request.encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(1)
+            length = int(re.search(rb"content-length: (\d+)", head, re.IGNORECASE).group(1))  # type: ignore[union-attr]
+            body = b""
+            while len(body) < length:
+                body += sock.recv(length - len(body))
+            answers.append((head.split(b" ", 2)[1], json.loads(body)["metadata"]["name"]))
+    assert answers == [(b"200", "web-config")] * 3
+
+
+# ---------------------------------------------------------------------------------------------------
+# the channel codec (sans-I/O)
+
+
+def test_the_channel_codec_frames_and_refuses_what_is_not_the_protocol() -> None:
+    from wardgate.tcp.kubernetes import channels
+
+    frame = channels.decode(channels.encode(channels.STDOUT, b"hello"), channels.V5)
+    assert (frame.channel, frame.data, frame.closes) == (channels.STDOUT, b"hello", None)
+    assert channels.decode(channels.close(channels.STDIN), channels.V5).closes == channels.STDIN
+    for bad, protocol in ((b"", channels.V5), (b"\x09data", channels.V5), (b"\xff\x00", channels.V4)):
+        with pytest.raises(channels.ChannelError):
+            channels.decode(bad, protocol)
+    assert channels.resize_of(b'{"Width": 120, "Height": 40}') == (120, 40)
+    assert (
+        channels.resize_of(b"not json") is None and channels.resize_of(b'{"Width": -1, "Height": 1}') is None
+    )
+    assert channels.exit_code_of(b'{"status": "Success"}') == 0
+    causes = [{"reason": "ExitCode", "message": "3"}]
+    failure = {"status": "Failure", "reason": "NonZeroExitCode", "details": {"causes": causes}}
+    assert channels.exit_code_of(json.dumps(failure).encode()) == 3
+    assert channels.exit_code_of(channels.failure("wardgate: ended")) is None
+    assert json.loads(channels.failure("why", "Forbidden", 403))["message"] == "why"
