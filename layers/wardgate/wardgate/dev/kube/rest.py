@@ -26,11 +26,11 @@ import orjson
 import yaml
 
 from wardgate.dev.kube import patches, protobuf, tables
-from wardgate.dev.kube.catalog import Answer, Resource, by_kind, resource
-from wardgate.dev.kube.controllers import DEPLOYMENTS, PODS, REPLICASETS, Cluster, selector_string
+from wardgate.dev.kube.catalog import Answer, Resource, resource
+from wardgate.dev.kube.controllers import PODS, Cluster, selector_string
 from wardgate.dev.kube.selectors import object_filter
 from wardgate.dev.kube.status import error_answer, internal_error, json_answer, status_answer, status_object
-from wardgate.dev.kube.store import JSON, Change, Store, StoreError, now_rfc3339
+from wardgate.dev.kube.store import JSON, Change, Store, StoreError
 
 LOG = logging.getLogger(__name__)
 MAX_BODY = 3 * 1024 * 1024  # the API server's request body limit (3 MiB)
@@ -136,10 +136,6 @@ def negotiate(accept: str) -> Output | None:
         elif media == "application/yaml":
             return Output("yaml")
     return None
-
-
-def _age(timestamp: str | None) -> str:
-    return tables.human_duration(timestamp)
 
 
 class Api:
@@ -1194,17 +1190,3 @@ def _defaults(res: Resource, obj: JSON) -> None:
         container.setdefault("resources", {})
         for port in container.get("ports") or []:
             port.setdefault("protocol", "TCP")
-
-
-# Names kept for the type checker's sake (used by server.py and the tests).
-__all__ = [
-    "DEPLOYMENTS",
-    "REPLICASETS",
-    "Api",
-    "Request",
-    "Stream",
-    "by_kind",
-    "negotiate",
-    "now_rfc3339",
-    "parse_route",
-]
