@@ -136,8 +136,6 @@ class Store:
         self._logs: dict[tuple[str, str, str], deque[LogLine]] = {}
         self.logs_changed = threading.Condition(self.lock)
         self.closed = threading.Event()
-        # Called (under the lock) after every change: the controllers react to changes here.
-        self.listeners: list[Callable[[Change], None]] = []
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -193,8 +191,6 @@ class Store:
                 watcher.namespace is None or watcher.namespace == obj["metadata"].get("namespace", "")
             ):
                 watcher.offer(change)
-        for listener in list(self.listeners):
-            listener(change)
 
     def create(self, resource: Resource, obj: JSON, *, dry_run: bool = False) -> JSON:
         """Stores a new object: uid, creationTimestamp, resourceVersion and generation are the server's.
