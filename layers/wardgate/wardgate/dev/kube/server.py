@@ -121,7 +121,15 @@ class _DoubleHTTPServer(ThreadingHTTPServer):
 
 
 class KubeDouble:
-    """A Kubernetes API server double on a loopback port (see the module's docstring)."""
+    """A Kubernetes API server double on a loopback port (see the module's docstring).
+
+    ``token``: the one bearer token it accepts. ``certificates``: serve HTTPS with them (``url`` is
+    then ``https://``, ``ca_pem`` the CA to trust), else plain HTTP. ``seed``: start with the demo
+    cluster (``seed.py``). ``pod_start_seconds``: how long a new pod stays ContainerCreating (0: it
+    runs at once; more makes rollouts take time, as kubectl rollout status expects on a real
+    cluster). ``store`` holds the objects and logs (``store.append_log`` adds a container's line);
+    ``store.compact()`` forgets history as etcd's compaction does.
+    """
 
     def __init__(
         self,
