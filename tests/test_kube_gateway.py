@@ -839,6 +839,8 @@ def test_requests_share_a_kept_alive_connection(kube: Kube) -> None:
                 body += sock.recv(length - len(body))
             answers.append((head.split(b" ", 2)[1], json.loads(body)["metadata"]["name"]))
     assert answers == [(b"200", "web-config")] * 3
+    h2c = request.replace("Host: x\r\n", "Host: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n")
+    assert _exchange(kube, h2c.encode(), wait=3).startswith(b"HTTP/1.1 200")  # declined: answered as HTTP/1.1
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -43,6 +43,8 @@ MAX_HEAD = 64 * 1024  # a request's line and headers (h11 answers 431 beyond)
 IDLE_S = 120.0  # a kept-alive connection with no request for this long is closed
 READ_CHUNK = 64 * 1024
 SERVER = "wardgate"
+UPGRADE_PROTOCOLS = ("websocket", "spdy/3.1")
+UPGRADE_SUBRESOURCES = ("exec", "attach", "portforward")
 REFUSAL_MEMORY_S = 10.0  # kubectl's SPDY retry follows its refused WebSocket upgrade at once
 REMEMBERED_REFUSALS = 1024
 REQUEST_THREADS = 64  # request/response verbs in flight per task (each holds a thread while it waits)
@@ -326,7 +328,10 @@ class KubeConnection:
             operation = parse_k8s_request(request.method, proxy_path, request.query)
         except UnparseableOperation:
             operation = None  # the HTTP gateway decides what an unparseable request gets
-        if "upgrade" in request.headers:
+        upgrade = request.headers.get("upgrade", "").lower()
+        if upgrade in UPGRADE_PROTOCOLS or (
+            upgrade and operation is not None and operation.subresource in UPGRADE_SUBRESOURCES
+        ):  # another Upgrade (h2c...) is declined by answering the request as it is
             from wardgate.tcp.kubernetes.upgrades import serve_upgrade
 
             await serve_upgrade(self, request, connection, proxy_path, operation)

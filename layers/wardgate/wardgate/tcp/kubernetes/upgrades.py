@@ -53,13 +53,13 @@ from wardgate.policy.rules import SEVERITY
 from wardgate.proxies import http as http_proxy
 from wardgate.tcp.guard import HeldOperation, claim_or_hold_approval, cut
 from wardgate.tcp.kubernetes import channels
+from wardgate.tcp.kubernetes.listener import UPGRADE_SUBRESOURCES as UPGRADES
 from wardgate.tcp.kubernetes.listener import Incoming, KubeConnection
 from wardgate.tcp.kubernetes.session import StreamSession, operation_record, recorded_request
 from wardgate.tcp.kubernetes.status import error_status
 from wardgate.tcp.kubernetes.upstream import UpstreamStream, open_stream
 from wardgate.tcp.sessions import first_to_end
 
-UPGRADES = ("exec", "attach", "portforward")
 READ_CHUNK = 64 * 1024
 QUIET_S = 0.05  # output held back for masking is sent once the program is this long quiet
 RECORDED_OUTPUT_BYTES = 16 * 1024
