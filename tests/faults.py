@@ -1,9 +1,9 @@
 """Fault injection at wardgate's AWS boundary, through botocore's own event system.
 
 wardgate's AWS calls all go through botocore clients made from one shared botocore session
-(``wardgate.aws.botocore_session()``; pynamodb's client for the connections table is made from it
-too). ``FaultInjector.install`` registers handlers on that session *before* any client exists, so
-every client copies them; nothing of wardgate is replaced. The handlers
+(``wardgate.aws.botocore_session()``, the connection store's included). ``FaultInjector.install``
+registers handlers on that session *before* any client exists, so every client copies them;
+nothing of wardgate is replaced. The handlers
 
 - log every call (service, operation, the resources it names, whether it succeeded, and the
   Firehose records it carried), so tests see what reached AWS and in which order;

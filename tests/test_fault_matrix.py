@@ -47,7 +47,7 @@ import pytest
 from moto import mock_aws
 
 from tests.faults import FAULT_KINDS, Dependency, FaultInjector
-from wardgate import aws, connections
+from wardgate import aws
 from wardgate.dev.stack import DEMO_SECRET, DEV_POLICY, SFN_INTERPRETER, DevStack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,6 +100,7 @@ def resource_labels() -> dict[str, str]:
     labels.update(
         {
             DEMO_SECRET: "demo",
+            "wardgate/demo-k8s": "k8s-credential",  # the cluster double's token and CA
             f"wardgate/{SQL_CONNECTION}": "sql-credential",
             f"wardgate/{PG_CONNECTION}": "pg-credential",
             RDS_CLUSTER: "cluster",
@@ -202,8 +203,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
 
     saved_env, saved_config = dict(os.environ), aws.CLIENT_CONFIG
     aws.CLIENT_CONFIG = CLIENT_CONFIG  # type: ignore[assignment]
-    aws.reset_clients()
-    connections._model.cache_clear()
+    aws.reset_clients()  # the connection store reads through aws.client too
     injector = FaultInjector(labels=resource_labels)
     injector.install(aws.botocore_session().get_component("event_emitter"))  # before any client exists
     os.environ.update({"WARDGATE_UPSTREAM_TIMEOUT_S": "2"})
@@ -230,7 +230,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         os.environ.update(saved_env)
         aws.CLIENT_CONFIG = saved_config
         aws.reset_clients()
-        connections._model.cache_clear()
         runtime.http_gateway.cache_clear()
         runtime.sql_gateway.cache_clear()
         runtime.approval_desk.cache_clear()
@@ -1193,9 +1192,13 @@ HTTP_DEPS = {
     "dynamodb:PutItem(recordings)": "recording_unavailable",  # the index entry
     "dynamodb:UpdateItem(agents)": "ok",  # last_used, in the background
 }
+K8S_DEPS = {
+    ("secretsmanager:GetSecretValue(k8s-credential)" if k == "secretsmanager:GetSecretValue(demo)" else k): v
+    for k, v in HTTP_DEPS.items()
+}
 ROUTE_LIST: list[Route] = [  # the approval flows last: their items make the revocations' scans longer
     HttpRoute("http", "/http/demo/anything", HTTP_DEPS),
-    HttpRoute("k8s", "/k8s/demo-k8s/api/v1/namespaces/prod/secrets", HTTP_DEPS),
+    HttpRoute("k8s", "/k8s/demo-k8s/api/v1/namespaces/prod/secrets", K8S_DEPS),
     SqlRoute(),
     RdsDataRoute(),
     PgRoute(),
