@@ -483,6 +483,27 @@ def test_a_refused_exec_never_reaches_the_pod(kube: Kube) -> None:
     )
 
 
+def test_an_exec_is_refused_while_it_cannot_be_recorded(kube: Kube) -> None:
+    """Fail closed: with the recording stream down nothing reaches the pod; once it is back, exec
+    runs again."""
+
+    class Down:
+        def put_batch(self, lines: list[bytes]) -> None:
+            raise ConnectionError("firehose is down")
+
+    marker = f"/tmp/unrecorded-{time.time_ns()}"
+    commit = kube.services.recorder.commit
+    working = commit.stream
+    kube.stack.tcp.call(lambda: setattr(commit, "stream", Down()))
+    try:
+        refused = kube.kubectl("exec", "-n", "default", "debug", "--", "sh", "-c", f"echo x > {marker}")
+    finally:
+        kube.stack.tcp.call(lambda: setattr(commit, "stream", working))
+    assert refused.returncode == 1 and "recording stream unavailable" in refused.stderr, refused.stderr
+    missing = kube.kubectl("exec", "-n", "default", "debug", "--", "cat", marker)
+    assert missing.returncode == 1 and "No such file or directory" in missing.stderr
+
+
 def test_an_exec_needing_approval_runs_once_after_it_is_approved(kube: Kube) -> None:
     from tests.approval_helpers import link_in, mail_to, outbox, press, wait_for_mail, wait_status
 

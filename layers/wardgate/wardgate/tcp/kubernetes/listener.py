@@ -96,20 +96,21 @@ class KubeListener:
         # Request/response verbs block on the cluster (up to the upstream timeout): their own
         # threads, so that they never queue the worker threads the other sessions use for records.
         self.pool = ThreadPoolExecutor(max_workers=REQUEST_THREADS, thread_name_prefix="wardgate-k8s")
-        # The cluster's refusals of WebSocket exec/attach upgrades, briefly (see upgrades.py: kubectl
-        # retries a refused upgrade over SPDY, and that retry is answered with the cluster's reason).
-        self._cluster_refusals: dict[tuple[str, ...], tuple[float, HttpResponse]] = {}
+        # Refused WebSocket exec/attach upgrades, briefly (see upgrades.py: kubectl retries a refused
+        # upgrade over SPDY at once, and the retry gets the same answer).
+        self._refusals: dict[tuple[str, ...], tuple[float, HttpResponse, str]] = {}
 
-    def remember_refusal(self, key: tuple[str, ...], response: HttpResponse) -> None:
+    def remember_refusal(self, key: tuple[str, ...], response: HttpResponse, code: str) -> None:
         now = time.monotonic()
-        for stale in [k for k, (until, _) in self._cluster_refusals.items() if until < now]:
-            del self._cluster_refusals[stale]
-        if len(self._cluster_refusals) < REMEMBERED_REFUSALS:
-            self._cluster_refusals[key] = (now + REFUSAL_MEMORY_S, response)
+        for stale in [k for k, (until, *_) in self._refusals.items() if until < now]:
+            del self._refusals[stale]
+        if len(self._refusals) < REMEMBERED_REFUSALS:
+            self._refusals[key] = (now + REFUSAL_MEMORY_S, response, code)
 
-    def cluster_refusal(self, key: tuple[str, ...]) -> HttpResponse | None:
-        until, response = self._cluster_refusals.pop(key, (0.0, None))
-        return response if until >= time.monotonic() else None
+    def refusal(self, key: tuple[str, ...]) -> tuple[HttpResponse, str] | None:
+        """The answer (and its code) a WebSocket attempt of the same exec got, once."""
+        until, response, code = self._refusals.pop(key, (0.0, HttpResponse(0), ""))
+        return (response, code) if until >= time.monotonic() else None
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

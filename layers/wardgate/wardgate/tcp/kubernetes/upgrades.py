@@ -147,12 +147,12 @@ class UpgradeSession(StreamSession):
                 raise BadRequest("exec, attach and portforward name a pod in a namespace", code="bad_upgrade")
             self._check_handshake(operation.subresource or "")
             if self.spdy_fallback:
-                remembered = self.client.listener.cluster_refusal(self._refusal_key(proxy_path))
-                if remembered is not None:  # the cluster refused this very exec over WebSocket
-                    await self.refused(
-                        GatewayError("the cluster refused the upgrade", code="cluster_refused"), request=what
-                    )
-                    await self.client.respond(remembered, close=True)
+                remembered = self.client.listener.refusal(self._refusal_key(proxy_path))
+                if remembered is not None:  # this very exec was refused over WebSocket just now
+                    answer, code = remembered
+                    again = "kubectl's SPDY retry of a refused WebSocket upgrade, answered alike"
+                    await self.refused(GatewayError(again, code=code), request=what)
+                    await self.client.respond(answer, close=True)
                     return
             policy_set = await self.services.policy_set()
             operation = dataclasses.replace(operation, verb="create", authorized_verbs=("create",))
@@ -169,10 +169,15 @@ class UpgradeSession(StreamSession):
             self.decided = decided
             await self.services.recorder.write(self.record, "command", operation=recorded, decision=decided)
         except GatewayError as refused:
-            if self.admitted:
+            if self.admitted:  # live already (its command could not be recorded): it ends, refused
+                self.record.outcome, self.record.reason = "refused", refused.code
+                self.ended_reason = refused.message
                 await self.close()
-            await self.refused(refused, request=what)
-            await self.client.respond(error_status(refused, self.record.record_id), close=True)
+            else:
+                await self.refused(refused, request=what)
+            answer = error_status(refused, self.record.record_id)
+            self._remember(proxy_path, operation, answer, refused.code)
+            await self.client.respond(answer, close=True)
             return
         started = time.perf_counter()
         result: dict[str, Any] = {"command_seq": self.record.seq}
@@ -190,6 +195,16 @@ class UpgradeSession(StreamSession):
             result["bytes_from_client"], result["bytes_to_client"] = self.bytes_in, self.bytes_out
             self.services.recorder.write_later(self.record, "command_result", self.recording_failed, **result)
             await self.close()
+
+    def _remember(self, path: str, operation: K8sOperation | None, answer: HttpResponse, code: str) -> None:
+        """A refused WebSocket exec or attach of a known identity: kubectl retries it over SPDY at
+        once, and the retry gets this same answer (not decided again: one record, one approval
+        request)."""
+        known = hasattr(self, "connection")  # admitted: identity and connection are set
+        websocket = self.request.headers.get("upgrade", "").lower() == "websocket"
+        if known and websocket and operation is not None and operation.subresource in ("exec", "attach"):
+            with contextlib.suppress(GatewayError):
+                self.client.listener.remember_refusal(self._refusal_key(path), answer, code)
 
     def _refusal_key(self, path: str) -> tuple[str, ...]:
         """Who asked for which exec: kubectl's SPDY retry asks for the very same path and query."""
@@ -347,8 +362,7 @@ class UpgradeSession(StreamSession):
         except GatewayError as failed:  # the cluster cannot be reached: kubectl's SPDY retry hears so too
             result["error"] = {"code": failed.code, "message": failed.message}
             unreachable = error_status(failed, self.record.record_id)
-            if operation.subresource != "portforward":
-                self.client.listener.remember_refusal(self._refusal_key(path), unreachable)
+            self._remember(path, operation, unreachable, failed.code)
             await self.client.respond(unreachable, close=True)
             return
         upstream = self.upstream
@@ -364,7 +378,7 @@ class UpgradeSession(StreamSession):
                 "status": upstream.status,
             }
             refusal = HttpResponse(upstream.status, {"content-type": content_type}, masked.value.encode())
-            self.client.listener.remember_refusal(self._refusal_key(path), refusal)
+            self._remember(path, operation, refusal, "cluster_refused")
             await self.client.respond(refusal, close=True)
             return
         self.protocol = upstream.header("sec-websocket-protocol")
