@@ -492,8 +492,10 @@ def test_writes_behind_are_seen_in_order_and_a_failed_one_fails_the_handle(
     async def run() -> None:
         async with await gw.client() as conn, conn.start_sftp_client() as sftp:
             writer = await sftp.open(str(written), "wb")
-            for offset in range(0, len(payload), CHUNK):
+            for offset in range(0, len(payload) - 32 * CHUNK, CHUNK):
                 await writer.write(payload[offset : offset + CHUNK], offset)
+            # one write larger than the target takes in one request: written through
+            await writer.write(payload[len(payload) - 32 * CHUNK :], len(payload) - 32 * CHUNK)
             # before the close: what was written is what another handle reads, and fstat's size
             async with sftp.open(str(written), "rb") as reader:
                 assert await _read(reader) == payload

@@ -217,7 +217,10 @@ class _WriteBehind:
         self._confirmed()
         if self.failure is not None:  # once a write failed, so does every later one
             raise asyncssh.SFTPFailure(f"wardgate: an earlier write failed on the target: {self.failure}")
-        if not self.budget.take(len(data)):  # the session's budget is spent: write through
+        # Written through: when the session's budget is spent, and a write larger than the target
+        # takes in one request (asyncssh splits it into requests sent a loop turn later, so a request
+        # the client sends next could overtake them).
+        if len(data) > (self.remote.write_len or len(data)) or not self.budget.take(len(data)):
             await self.settle()
             await self.remote.write(data, offset)
             return
