@@ -393,6 +393,7 @@ def local_stack(folder: Path) -> Iterator[tuple[Any, CountingStream, CountingInd
         finally:
             with stdout_to_devnull():
                 stack.stop()
+            runtime.http_gateway.cache_clear()  # it holds this run's sinks: not for whoever comes next
 
 
 def run(args: argparse.Namespace) -> Results:
