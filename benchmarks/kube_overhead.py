@@ -106,7 +106,7 @@ PROFILE_PARTS: list[tuple[str, list[tuple[str, str]]]] = [
         [("wardgate/recording.py", "record_request"), ("wardgate/recording.py", "record_outcome")],
     ),
     (
-        "... the agent registry's reads of its table (moto here, DynamoDB on AWS)",
+        "... the agent registry (`_agent_for`: its table read every 0.5 s, moto here, DynamoDB on AWS)",
         [("wardgate/agents.py", "_agent_for")],
     ),
 ]
