@@ -85,7 +85,7 @@ bench: venv
 	$(BIN)/python benchmarks/pg_overhead.py --write  # TCP gateway: pgbench, PostgreSQL + PgBouncer (~4 min)
 	$(BIN)/python benchmarks/mysql_overhead.py --write  # TCP gateway: sysbench, MariaDB (make services; ~2 min)
 	$(BIN)/python benchmarks/ssh_overhead.py --write  # TCP gateway: ssh true and scp of 100 MB, direct vs wardgate (make services; ~3 min)
-	$(BIN)/python benchmarks/kube_overhead.py --write  # Kubernetes: 100 pods listed with the Python client, direct vs the Lambda path and the listener (~2 min)
+	$(BIN)/python benchmarks/kube_overhead.py --write  # Kubernetes: 100 pods listed with the Python client, direct vs the Lambda path and the listener (~3 min)
 	$(BIN)/python benchmarks/load.py --write  # 20,000 requests, 100 clients, wardgate dev (~15 min, then ~3 min of checks)
 	$(BIN)/python benchmarks/recordings_query.py --write  # a named question over 1,000,000 recorded operations (~4 min)
 	$(BIN)/python benchmarks/summary.py --write  # every target's latest figure, at the top of docs/benchmarks.md
