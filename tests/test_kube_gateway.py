@@ -319,6 +319,20 @@ def test_a_watch_streams_masked_events_and_is_recorded(kube: Kube) -> None:
     assert end["masked"]["kubernetes_secret"] >= 1
 
 
+def test_a_table_watch_of_secrets_masks_their_last_applied_copies(kube: Kube) -> None:
+    """``kubectl get secrets -w`` asks for Tables: each row embeds the Secret's metadata only, whose
+    last-applied annotation is a copy of the Secret (its password in base64)."""
+    table = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+    headers = {"authorization": f"Bearer {kube.token}", "accept": table}
+    with httpx.Client(base_url=kube.url, verify=kube.ca_file, timeout=10) as http:
+        watched = http.get(
+            f"/{CLUSTER}/api/v1/namespaces/prod/secrets?watch=true&timeoutSeconds=1", headers=headers
+        )
+    assert watched.status_code == 200 and '"kind":"Table"' in watched.text.replace(" ", "")
+    assert "db-credentials" in watched.text
+    assert "s3cr3t" not in watched.text and "czNjcjN0" not in watched.text  # nor its base64
+
+
 def test_kubectl_get_watch_prints_changes_as_they_happen(kube: Kube) -> None:
     with subprocess.Popen(
         kube.argv("get", "configmaps", "-w", "--output-watch-events", "-o", "name"),

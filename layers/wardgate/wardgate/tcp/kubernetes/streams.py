@@ -38,9 +38,10 @@ RELAYED_HEADERS = ("content-type", "cache-control", "audit-id", "x-kubernetes-pf
 class MaskedLines:
     """The cluster's body cut into lines, each masked: a watch event, or a line of a log."""
 
-    def __init__(self, watch: bool, profile: MaskingProfile) -> None:
+    def __init__(self, watch: bool, profile: MaskingProfile, resource: str | None) -> None:
         self.watch = watch
         self.profile = profile
+        self.resource = resource  # secrets: a Table's metadata-only rows are masked as Secrets
         self.pending = b""
         self.lines = 0
         self.counts: dict[str, int] = {}
@@ -64,7 +65,7 @@ class MaskedLines:
 
     def _mask(self, line: bytes) -> bytes:
         if self.watch:
-            result = mask_kubernetes_body(line, "application/json", self.profile)
+            result = mask_kubernetes_body(line, "application/json", self.profile, resource=self.resource)
             masked = result.value.rstrip(b"\n") + b"\n"
             counts = result.counts
         else:
@@ -83,6 +84,7 @@ class WatchSession(StreamSession):
     """One watch or followed log through the listener."""
 
     profile: MaskingProfile
+    resource: str | None = None
 
     def __init__(self, client: KubeConnection, request: Incoming, connection_name: str) -> None:
         super().__init__(client.services, connection_name, client.peer)
@@ -125,7 +127,8 @@ class WatchSession(StreamSession):
                 error_status(refused, self.record.record_id), method=self.request.method
             )
             return
-        lines = MaskedLines(watch, profile)
+        self.resource = operation.resource
+        lines = MaskedLines(watch, profile, operation.resource)
         try:
             await self._relay(path, query, credential, lines)
         finally:
@@ -211,7 +214,9 @@ class WatchSession(StreamSession):
     async def _relay_refusal(self, status: int, body: bytes, content_type: str) -> None:
         """The cluster's own refusal (a Status: 404, 410 Gone...), masked like any response."""
         try:
-            masked = mask_kubernetes_body(body, content_type or "application/json", self.profile)
+            masked = mask_kubernetes_body(
+                body, content_type or "application/json", self.profile, resource=self.resource
+            )
         except MaskingRefused as refused:
             await self.client.respond(
                 error_status(
