@@ -75,10 +75,11 @@ POLICY: dict[str, Any] = {
             "match": {"shell": {"programs": ["echo", "cat", "tar", "sh", "ls", "sleep"]}},
         },
         {
-            "name": "terminals",
+            "name": "operators get terminals and interactive shells",
             "effect": "allow",
             "connections": [CLUSTER],
-            "match": {"shell": {"features": ["pty"]}},
+            "identity": {"groups": ["operators"]},
+            "match": {"shell": {"features": ["pty", "interactive_shell"]}},
         },
         {
             "name": "nobody removes files in pods",
@@ -542,11 +543,25 @@ def test_an_exec_needing_approval_runs_once_after_it_is_approved(kube: Kube) -> 
     assert again.returncode == 1 and "is pending" in again.stderr and request_id not in again.stderr
 
 
+def test_a_shell_reading_stdin_needs_an_interactive_shell_grant(kube: Kube) -> None:
+    script = b"echo from-stdin\n"
+    refused = kube.kubectl("exec", "-i", "-n", "default", "debug", "--", "sh", input=script)
+    assert refused.returncode == 1 and "interactive_shell" in refused.stderr, refused.stderr
+    assert kube.stack.issuer is not None
+    operator = kube.stack.issuer.mint("operator-1", ["ci", "operators"])
+    ran = kube.kubectl("exec", "-i", "-n", "default", "debug", "--", "sh", input=script, token=operator)
+    assert ran.returncode == 0 and ran.stdout == "from-stdin\n", ran.stderr
+    scripted = kube.kubectl("exec", "-i", "-n", "default", "debug", "--", "sh", "-c", "cat", input=script)
+    assert scripted.stdout == "echo from-stdin\n"  # a decided script: its stdin is data to cat
+
+
 def test_an_interactive_exec_through_a_pty_is_recorded_as_a_terminal(kube: Kube) -> None:
+    assert kube.stack.issuer is not None
+    operator = kube.stack.issuer.mint("operator-1", ["ci", "operators"])
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # rows, columns
     with subprocess.Popen(
-        kube.argv("exec", "-it", "-n", "default", "debug", "--", "sh"),
+        kube.argv("exec", "-it", "-n", "default", "debug", "--", "sh", token=operator),
         stdin=follower,
         stdout=follower,
         stderr=follower,

@@ -65,6 +65,8 @@ QUIET_S = 0.05  # output held back for masking is sent once the program is this 
 RECORDED_OUTPUT_BYTES = 16 * 1024
 MAX_MESSAGE = 16 * 1024 * 1024
 PTY, INTERACTIVE_SHELL = "pty", "interactive_shell"
+SHELLS = frozenset({"sh", "bash", "dash", "ash", "zsh", "ksh", "mksh", "fish", "csh", "tcsh"})
+INTERPRETERS = frozenset({"python", "perl", "ruby", "node", "php", "lua", "irb"})
 TERMINAL_CHANNEL = 1  # an exec is one terminal: its record's channel (SSH numbers its channels)
 # The cluster's 101 headers the client needs (the rest are the cluster's own business).
 SWITCH_HEADERS = (
@@ -98,6 +100,23 @@ def _feature_operation(feature: str) -> ShellOperation:
         argv=(name,), program=name, effective_programs=(name,), operator=None, redirects=()
     )
     return ShellOperation(text=name, commands=(command,), features=(feature,))
+
+
+def reads_commands_from_stdin(argv: tuple[str, ...]) -> bool:
+    """Whether an exec runs a shell or interpreter that takes its program from stdin (``sh``,
+    ``bash -i``, ``python3``...): with stdin attached, that is an interactive shell, whose
+    commands policy never sees."""
+    if not argv:
+        return False
+    program = argv[0].rsplit("/", 1)[-1]
+    if program == "busybox" and len(argv) > 1:
+        program, argv = argv[1], argv[1:]
+    if program in SHELLS:
+        return "-c" not in argv[1:]
+    if program.rstrip("0123456789.") in INTERPRETERS:
+        operands = [arg for arg in argv[1:] if not arg.startswith("-")]
+        return not operands or "-" in argv[1:] or "-i" in argv[1:]
+    return False
 
 
 def _mask_shell_record(record: dict[str, Any]) -> None:
@@ -265,8 +284,8 @@ class UpgradeSession(StreamSession):
             _mask_shell_record(recorded["shell"])
             decisions.append(policy_set.decide(self.identity, self.connection.name, "shell", shell))
         features = [PTY] if tty and operation.subresource == "exec" else []
-        if operation.subresource == "attach" and stdin:
-            features.append(INTERACTIVE_SHELL)
+        if stdin and (operation.subresource == "attach" or reads_commands_from_stdin(operation.exec_command)):
+            features.append(INTERACTIVE_SHELL)  # what it is told on stdin is not decided one by one
         for feature in features:
             decisions.append(self._feature_grant(policy_set, feature))
         recorded.update(stdin=stdin, tty=tty, container=_value(self.params, "container"))
