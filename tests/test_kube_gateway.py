@@ -735,6 +735,25 @@ def test_revoking_the_agent_ends_its_live_exec_and_watch(kube: Kube) -> None:
     assert again.returncode != 0 and "revoked" in again.stderr
 
 
+def test_a_watch_ends_when_the_policy_no_longer_allows_it(kube: Kube) -> None:
+    argv = kube.argv("get", "configmaps", "-w")
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=kube.env()) as watching:
+        try:
+            _wait_live(kube, "WatchSession", "/configmaps")
+            rules = [dict(rule) for rule in POLICY["rules"]]
+            rules[0]["match"] = {"k8s": {"verbs": ["get", "list"]}}  # no more watches
+            apply_policy_now(kube.stack, {**POLICY, "rules": rules})
+            changed = time.monotonic()
+            printed, _ = watching.communicate(timeout=10)
+            assert time.monotonic() - changed < 4
+        finally:
+            watching.kill()
+            apply_policy_now(kube.stack, POLICY)
+    assert b"no longer allows it" in printed, printed
+    end = _wait_for("session_end", lambda e: e.get("reason", "").startswith("the policy in force"))
+    assert end["outcome"] == "ended"
+
+
 def test_a_watch_ends_when_its_token_expires(kube: Kube) -> None:
     services = kube.services
     saved = services.limits

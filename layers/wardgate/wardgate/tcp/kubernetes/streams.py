@@ -29,6 +29,7 @@ from wardgate.tcp.kubernetes.session import StreamSession, operation_record, rec
 from wardgate.tcp.kubernetes.status import error_status, status_object
 from wardgate.tcp.sessions import first_to_end
 
+POLICY_RECHECK_S = 1.0  # how soon a stream sees a new policy (the policy cache is 5 s on its own)
 RECORDED_EVENTS = 10  # the first events (or log lines) of a stream, as the agent saw them
 RECORDED_EVENT_BYTES = 4 * 1024
 MAX_LINE = 16 * 1024 * 1024  # one watch event; a log line longer than this is sent in pieces
@@ -85,6 +86,8 @@ class WatchSession(StreamSession):
 
     profile: MaskingProfile
     resource: str | None = None
+    operation: K8sOperation
+    policy_version = ""
 
     def __init__(self, client: KubeConnection, request: Incoming, connection_name: str) -> None:
         super().__init__(client.services, connection_name, client.peer)
@@ -112,6 +115,7 @@ class WatchSession(StreamSession):
             if decision.outcome != "allow":
                 raise Forbidden(decision.reason, code="denied_by_policy")
             profile = self.profile = self.profile_of(policy_set)
+            self.operation, self.policy_version = operation, policy_set.version
             credential = await self._credential()
             path = http_proxy.normalise_path(proxy_path)
             query = http_proxy.check_query(self.request.query)
@@ -179,8 +183,9 @@ class WatchSession(StreamSession):
             pump = asyncio.create_task(self._pump(upstream.body(), lines))
             ended = asyncio.create_task(self.wait_ended())
             gone = asyncio.create_task(self.client.client_gone())
+            policy = asyncio.create_task(self._follow_policy(lines))
             try:
-                await first_to_end([pump, ended, gone])
+                await first_to_end([pump, ended, gone, policy])
             except (MaskingRefused, GatewayError) as failed:
                 reason = failed.reason if isinstance(failed, MaskingRefused) else failed.message
                 self.terminate(f"the stream was withheld: {reason}", "masking_refused")
@@ -195,6 +200,22 @@ class WatchSession(StreamSession):
             await self.client.end_stream()
         finally:
             upstream.close()
+
+    async def _follow_policy(self, lines: MaskedLines) -> None:
+        """A stream lives on under the policy in force: a new policy that no longer allows it ends
+        it (its reason in the ERROR event); one that does may change how it is masked."""
+        while True:
+            await asyncio.sleep(POLICY_RECHECK_S)
+            policy_set = await self.services.policy_set()
+            if policy_set.version == self.policy_version:
+                continue
+            decision = decide_on(policy_set, self.identity, self.connection, self.operation)
+            if decision.outcome != "allow":
+                why = f"the policy in force no longer allows it: {decision.reason}"
+                self.terminate(why, "policy_changed")
+                return
+            self.policy_version = policy_set.version
+            lines.profile = self.profile = self.profile_of(policy_set)
 
     async def _pump(self, body: Any, lines: MaskedLines) -> None:
         async for chunk in body:
