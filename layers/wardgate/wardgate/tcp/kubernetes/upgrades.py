@@ -290,6 +290,8 @@ class UpgradeSession(StreamSession):
             decisions.append(self._feature_grant(policy_set, feature))
         recorded.update(stdin=stdin, tty=tty, container=_value(self.params, "container"))
         decision = _worst(decisions)
+        if decision.outcome == "require_approval" and self.spdy_fallback:
+            raise websocket_required()  # never claim an approval for an exec that cannot be relayed
         if decision.outcome == "require_approval":
             held_text = f"{operation.subresource} {operation.namespace}/{operation.name}"
             held_text += f" -c {_value(self.params, 'container')}" if _value(self.params, "container") else ""
