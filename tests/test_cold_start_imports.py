@@ -87,3 +87,15 @@ def test_an_rds_data_backend_does_not_import_the_local_backends() -> None:
         "print(type(backend).__name__, [m for m in local if m in sys.modules])\n"
     )
     assert out.strip() == "RdsDataBackend []"
+
+
+def test_the_http_proxying_modules_are_the_http_functions_only() -> None:
+    """The SQL function, and the functions that import runtime for ``agent_registry`` or
+    ``secret_string``, do not import the HTTP gateway and its Kubernetes modules."""
+    out = run_fresh(
+        "import sys\n"
+        "import wardgate.runtime, wardgate.sql_gateway\n"
+        "modules = ('wardgate.gateway', 'wardgate.operations.k8s', 'wardgate.proxies.kubernetes')\n"
+        "print([m for m in modules if m in sys.modules])\n"
+    )
+    assert out.strip() == "[]"

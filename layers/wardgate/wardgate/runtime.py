@@ -16,14 +16,13 @@ from wardgate.config import Settings
 from wardgate.connections import ConnectionStore
 from wardgate.credentials import CredentialStore
 from wardgate.errors import GatewayError, ServiceUnavailable
-from wardgate.gateway import HttpGateway
 from wardgate.identity import TokenValidator
 from wardgate.policy.store import PolicyStore
-from wardgate.proxies.http import HttpForwarder
 from wardgate.recording import DynamoRecordIndex, FirehoseStream, Recorder
 
 if TYPE_CHECKING:
     from wardgate.approvals.service import ApprovalDesk
+    from wardgate.gateway import HttpGateway
     from wardgate.sql_gateway import SqlGateway
 
 DEADLINE_MARGIN_S = 1.0  # leave time to record the outcome and answer before Lambda's own timeout
@@ -59,6 +58,11 @@ def agent_registry(settings: Settings, policies: PolicyStore | None = None) -> A
 
 @functools.cache
 def http_gateway() -> HttpGateway:
+    # The HTTP and Kubernetes proxying modules: the HTTP function's, not the SQL function's or those
+    # that import this module for agent_registry or secret_string.
+    from wardgate.gateway import HttpGateway
+    from wardgate.proxies.http import HttpForwarder
+
     settings = Settings.from_env()
     policies = PolicyStore(settings.policies_table, settings.connections_table)
     return HttpGateway(
@@ -212,8 +216,8 @@ def prepare(function: str) -> None:
     policy.start()
     for service in ("firehose", "secretsmanager", *(("rds-data",) if function == "sql" else ())):
         quietly(aws.client, service)
-    if isinstance(gateway, HttpGateway):
-        quietly(gateway.forwarder.pool_for, None)
+    if function != "sql":
+        quietly(http_gateway().forwarder.pool_for, None)
     else:
         import importlib
 
