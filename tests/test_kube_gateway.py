@@ -935,3 +935,33 @@ def test_the_channel_codec_frames_and_refuses_what_is_not_the_protocol() -> None
     assert channels.exit_code_of(json.dumps(failure).encode()) == 3
     assert channels.exit_code_of(channels.failure("wardgate: ended")) is None
     assert json.loads(channels.failure("why", "Forbidden", 403))["message"] == "why"
+
+
+def test_kubectls_protobuf_bodies_and_its_list_validation_work_through_the_listener(kube: Kube) -> None:
+    """kubectl 1.32 sends `create configmap` and `auth can-i` bodies as protobuf, and validates a
+    `kind: List` with /openapi/v2, which it asks only as protobuf: both must reach the cluster as
+    sent (the schema is the API's own, passed unmasked; a JSON answer failed kubectl's decoding)."""
+    writes = {
+        "name": "agents write configmaps and ask what they may do",
+        "effect": "allow",
+        "connections": [CLUSTER],
+        "match": {
+            "k8s": {"verbs": ["create", "patch"], "resources": ["configmaps", "selfsubjectaccessreviews"]}
+        },
+    }
+    apply_policy_now(kube.stack, {**POLICY, "rules": [writes, *POLICY["rules"]]})
+    try:
+        created = kube.kubectl("create", "configmap", "from-protobuf", "--from-literal=a=b")
+        assert (created.returncode, created.stdout) == (0, "configmap/from-protobuf created\n"), (
+            created.stderr
+        )
+        assert kube.kubectl("auth", "can-i", "get", "pods").stdout == "yes\n"
+        manifest = b"apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n"
+        manifest += b"  metadata: {name: from-a-list}\n  data: {x: y}\n"
+        applied = kube.kubectl("apply", "-f", "-", input=manifest)
+        assert (applied.returncode, applied.stdout) == (0, "configmap/from-a-list created\n"), applied.stderr
+        unknown = manifest.replace(b"  data:", b"  dta:")
+        refused = kube.kubectl("apply", "-f", "-", input=unknown)  # kubectl's own v2 check still runs
+        assert refused.returncode == 1 and 'unknown field "dta"' in refused.stderr, refused.stderr
+    finally:
+        apply_policy_now(kube.stack, POLICY)

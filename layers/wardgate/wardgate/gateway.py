@@ -31,7 +31,7 @@ from wardgate.errors import (
 )
 from wardgate.gate import Gate, Progress, masked_counts_header, masked_url_part, ms_since
 from wardgate.identity import Identity
-from wardgate.masking.engine import FIELD_MASK, MaskingRefused, mask_body
+from wardgate.masking.engine import FIELD_MASK, MaskingRefused, MaskResult, mask_body
 from wardgate.masking.kubernetes import MASKED_DATA, mask_kubernetes_body
 from wardgate.masking.policy import AppliedMasking
 from wardgate.operations import UnparseableOperation
@@ -238,7 +238,8 @@ class HttpGateway(Gate):
             self.credentials.get(connection.credential_secret) if connection.credential_secret else None
         )
         headers = http_proxy.forwarded_headers(outgoing.headers, outgoing.cookies, credential, request_id)
-        if connection.kind == "k8s":
+        schema = connection.kind == "k8s" and kubernetes.is_schema_path(outgoing.path)
+        if connection.kind == "k8s" and not schema:
             headers = kubernetes.json_only(headers)
         self.recorder.record_request(recording)  # durable before anything leaves: fail closed
         progress.forwarded = True
@@ -246,7 +247,7 @@ class HttpGateway(Gate):
         ca_pem = credential.ca_pem if credential else None
         upstream = self.forwarder.forward(outgoing.method, url, headers, outgoing.body, deadline, ca_pem)
         recording.timings_ms["upstream"] = ms_since(upstream_started)
-        return self._relay(upstream, connection, gateway_prefix, masking, recording)
+        return self._relay(upstream, connection, gateway_prefix, masking, recording, schema)
 
     def execute_held(self, held: ApprovalRequest, deadline: float) -> HttpResponse:
         """Run an approved one-time operation exactly as it was held, inside its original recording.
@@ -318,8 +319,11 @@ class HttpGateway(Gate):
         gateway_prefix: str,
         masking: AppliedMasking,
         recording: Recording,
+        schema: bool = False,
     ) -> HttpResponse:
-        """The agent's response from the upstream's, masked, and its recording (of the same bytes)."""
+        """The agent's response from the upstream's, masked, and its recording (of the same bytes).
+
+        ``schema``: a Kubernetes OpenAPI document (``kubernetes.is_schema_path``), passed unmasked."""
         headers: dict[str, str] = {}
         for name, value in upstream.headers:  # repeated headers (Link, Vary) are joined, not lost
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
@@ -334,7 +338,9 @@ class HttpGateway(Gate):
         }
         masking_started = time.perf_counter()
         try:
-            if connection.kind == "k8s":
+            if schema:
+                masked = MaskResult(upstream.body, {})
+            elif connection.kind == "k8s":
                 # The resource asked for: a Table of secrets embeds metadata objects that name no kind.
                 resource = (recording.operation or {}).get("resource")
                 masked = mask_kubernetes_body(

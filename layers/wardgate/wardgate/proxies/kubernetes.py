@@ -33,6 +33,17 @@ STATUS_REASONS = {
 }
 
 
+def is_schema_path(path: str) -> bool:
+    """The API's own OpenAPI documents (``/openapi/v2``, ``/openapi/v3[/...]``).
+
+    They describe types and hold no cluster data, so they are passed as the API server sends
+    them: kubectl asks ``/openapi/v2`` only as protobuf (it validates ``kind: List`` manifests
+    with it and fails on JSON), and masking could only corrupt a schema (its descriptions hold
+    example addresses).
+    """
+    return path in ("/openapi/v2", "/openapi/v3") or path.startswith("/openapi/v3/")
+
+
 def json_only(headers: dict[str, str]) -> dict[str, str]:
     """Ask the API server for JSON, never protobuf: only JSON can be masked (Secrets above all).
 
