@@ -64,7 +64,7 @@ DEV_POLICY: dict[str, Any] = {
             "effect": "allow",
             "connections": ["demo-k8s"],
             "identity": {"groups": list(DEMO_GROUPS)},
-            "match": {"k8s": {"verbs": ["get", "list"]}},
+            "match": {"k8s": {"verbs": ["get", "list", "watch"]}},  # watch: get -w, rollout status
         },
         {
             # MySQL drivers set up their session with SET at connect (PyMySQL: SET NAMES utf8mb4;
