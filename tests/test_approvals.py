@@ -318,8 +318,11 @@ def test_notifier_failure_leaves_the_request_pending_and_visible(client, auth, s
         def send(self, message: Any) -> None:
             raise ConnectionError("SES is down")
 
+    from wardgate.observability import logger
+
     original = runtime.mailer
     runtime.mailer = lambda: BrokenSes()  # type: ignore[assignment]
+    logger.addHandler(caplog.handler)  # wardgate's logger does not propagate (Lambda would print twice)
     try:
         with caplog.at_level(logging.ERROR):
             held = hold(client, auth)
@@ -330,6 +333,7 @@ def test_notifier_failure_leaves_the_request_pending_and_visible(client, auth, s
                 time.sleep(0.05)
     finally:
         runtime.mailer = original  # type: ignore[assignment]
+        logger.removeHandler(caplog.handler)
     assert state["status"] == "pending" and "failed: ConnectionError" in state["notification"]
     assert any("approval notification failed" in r.getMessage() for r in caplog.records)
     steps = [e["approval"]["step"] for e in recorded_events() if e["event"] == "approval"]
