@@ -19,6 +19,7 @@ import importlib.util
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,6 +152,14 @@ def _session_events(stack: DevStack) -> None:
     with psycopg.connect(pg_conninfo(stack), password=password, autocommit=True) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
         assert conn.execute("SELECT 2").fetchone() == (2,)
+    # The gateway records session_end once it has seen the client leave: wait for it, or on a busy
+    # machine it lands after the signer's last drain and the bucket holds an unsigned object.
+    bucket, deadline = os.environ["RECORDINGS_BUCKET"], time.monotonic() + 15
+    while not any(
+        b'"event":"session_end"' in line for lines in _objects(_snapshot(bucket)).values() for line in lines
+    ):
+        assert time.monotonic() < deadline, "the PostgreSQL session's end was never recorded"
+        time.sleep(0.05)
 
 
 def _synthetic_sessions(stream_name: str) -> tuple[str, str]:
