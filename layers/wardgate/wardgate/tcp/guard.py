@@ -167,20 +167,13 @@ class SqlGuard:
             return
         self.services.sessions.discard(session)
         record = self.record
-        if record.outcome == "open":
-            record.outcome = "closed"
-        with contextlib.suppress(GatewayError):
-            await self.services.recorder.write(
-                record,
-                "session_end",
-                identity=record.identity,
-                outcome=record.outcome,
-                reason=reason or "the client closed the session",
-                statements=record.statements,
-                refused=record.refused,
-                duration_ms=round((time.monotonic() - self.opened_at) * 1000, 3),
-            )
-            await self.services.recorder.index_session(record)
+        await self.services.recorder.end(
+            record,
+            reason or "the client closed the session",
+            self.opened_at,
+            statements=record.statements,
+            refused=record.refused,
+        )
 
     def record_later(self, kind: str, **fields: Any) -> None:
         self.services.recorder.write_later(self.record, kind, self.on_recording_failure, **fields)

@@ -13,6 +13,7 @@ fails, the session that queued it ends (``on_failure``), since it can no longer 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from typing import Any
 import orjson
 
 from wardgate.auditing.chain import EventWriter, RecordChain, Sealed
-from wardgate.errors import ServiceUnavailable
+from wardgate.errors import GatewayError, ServiceUnavailable
 from wardgate.recording import FORMAT, EventStream, RecordIndex, index_entry, new_record_id
 
 _OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
@@ -233,6 +234,23 @@ class SessionRecorder:
             raise ServiceUnavailable(
                 f"recording index unavailable ({type(exc).__name__})", code="recording_unavailable"
             ) from None
+
+    async def end(self, record: SessionRecord, reason: str, opened_at: float, **fields: Any) -> None:
+        """The session's last event and its index entry, for every protocol. A failure here is not
+        raised: the session is over either way, and what it did was recorded as it went."""
+        if record.outcome == "open":
+            record.outcome = "closed"
+        with contextlib.suppress(GatewayError):
+            await self.write(
+                record,
+                "session_end",
+                identity=record.identity,
+                outcome=record.outcome,
+                reason=reason,
+                duration_ms=round((time.monotonic() - opened_at) * 1000, 3),
+                **fields,
+            )
+            await self.index_session(record)
 
     async def write(self, record: SessionRecord, kind: str, **fields: Any) -> None:
         """Durable before the caller goes on (a statement about to run)."""

@@ -102,20 +102,8 @@ class StreamSession:
             return
         self.admitted = False
         self.services.sessions.discard(self)
-        record = self.record
-        if record.outcome == "open":
-            record.outcome = "closed"
-        with contextlib.suppress(GatewayError):
-            await self.services.recorder.write(
-                record,
-                "session_end",
-                identity=record.identity,
-                outcome=record.outcome,
-                reason=self.ended_reason or "the stream ended",
-                duration_ms=round((time.monotonic() - self.opened_at) * 1000, 3),
-                **fields,
-            )
-            await self.services.recorder.index_session(record)
+        reason = self.ended_reason or "the stream ended"
+        await self.services.recorder.end(self.record, reason, self.opened_at, **fields)
 
     def profile_of(self, policy_set: PolicySet) -> Any:
         return policy_set.masking.for_caller(self.connection.name, self.identity.groups).profile

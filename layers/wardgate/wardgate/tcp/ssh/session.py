@@ -125,21 +125,11 @@ class SshSession(asyncssh.SSHServer):
 
     async def _record_end(self) -> None:
         self.services.sessions.discard(self)
+        reason = self.ended_reason or "the client closed the session"
         record = self.record
-        if record.outcome == "open":
-            record.outcome = "closed"
-        with contextlib.suppress(GatewayError):
-            await self.services.recorder.write(
-                record,
-                "session_end",
-                identity=record.identity,
-                outcome=record.outcome,
-                reason=self.ended_reason or "the client closed the session",
-                commands=record.statements,
-                refused=record.refused,
-                duration_ms=round((time.monotonic() - self.opened_at) * 1000, 3),
-            )
-            await self.services.recorder.index_session(record)
+        await self.services.recorder.end(
+            record, reason, self.opened_at, commands=record.statements, refused=record.refused
+        )
 
     def terminate(self, reason: str, code: str) -> None:
         """The kill switch, a lifetime, shutdown: the client sees ``reason`` as the disconnect."""
