@@ -6,8 +6,10 @@ Tests drive it with real clients (httpx, boto3) over loopback; nothing of wardga
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import _mysql_connector  # noqa: F401  (first: see below)
 import httpx
@@ -20,6 +22,26 @@ ROOT = Path(__file__).resolve().parent.parent
 # mysql-connector's C extension (a test client) is imported before anything loads duckdb: once
 # duckdb's libstdc++ has taken glibc's spare static TLS, loading the extension fails ("cannot
 # allocate memory in static TLS block") and mysql.connector silently falls back to pure Python.
+
+
+def _serialise_moto_dynamodb_writes() -> None:
+    """moto undoes a failed transaction by restoring the tables as they were when it began, so a
+    write made meanwhile on another thread (the approval workflow's, on moto's Step Functions
+    threads) is lost: DynamoDB never does that. Writes are serialised, as DynamoDB's are per item."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+    for name in ("transact_write_items", "update_item", "put_item", "delete_item", "batch_write_item"):
+        original = getattr(DynamoDBBackend, name)
+
+        def locked(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return _original(self, *args, **kwargs)
+
+        setattr(DynamoDBBackend, name, locked)
+
+
+_serialise_moto_dynamodb_writes()
 
 
 @pytest.fixture(scope="session")
