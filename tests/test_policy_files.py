@@ -114,3 +114,43 @@ def test_a_folder_loads_every_yaml_file_in_it(tmp_path):
     _, policy_set = load([str(tmp_path)])
     assert {r.name for r in policy_set.rules} == {"read", "more"}
     assert problems(str(tmp_path / "empty-dir-does-not-exist")) != []
+
+
+RULES_ONLY = """\
+version: 1
+rules:
+  - name: read
+    effect: allow
+    connections: [api]
+    match:
+      http: {methods: [GET]}
+packs:
+  - name: read-only-sql
+    connections: [warehouse]
+"""
+
+
+def test_files_without_connections_are_checked_against_the_connections_table(tmp_path):
+    # What `policy export` prints declares no connections (they live in the connections table):
+    # its rules are checked against the table, as apply checks them.
+    path = write(tmp_path, "rules.yaml", RULES_ONLY)
+    _, policy_set = load([path], lambda: {"api": "http", "warehouse": "sql"})
+    assert "read" in [r.name for r in policy_set.rules]
+    with pytest.raises(PolicyFileError) as error:
+        load([path], lambda: {"api": "http"})
+    messages = error.value.messages
+    # The pack expands to several rules; its unknown connection is reported once.
+    assert messages == [
+        f"{path}:10: packs[0].connections[0]: pack 'read-only-sql' names unknown connection 'warehouse'"
+    ]
+    with pytest.raises(PolicyFileError) as error:
+        load([path], lambda: {"api": "sql", "warehouse": "sql"})
+    assert any("connection 'api' is a sql connection" in m for m in error.value.messages)
+
+
+def test_with_no_table_to_read_the_names_of_stored_connections_are_left_unchecked(tmp_path):
+    _, policy_set = load([write(tmp_path, "rules.yaml", RULES_ONLY)])
+    assert "read" in [r.name for r in policy_set.rules]
+    # A file that declares connections is still checked against them alone.
+    with pytest.raises(PolicyFileError):
+        load([write(tmp_path, "both.yaml", GOOD.replace("connections: [api]", "connections: [elsewhere]"))])

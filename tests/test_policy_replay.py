@@ -437,10 +437,9 @@ def test_a_looser_policy_allows_what_was_denied(
 def test_files_without_connections_use_the_connections_table(
     traffic: Traffic, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    document = {
-        "version": 1,
-        "rules": [{"name": "reads anywhere", "effect": "allow", "match": {"http": {"methods": ["GET"]}}}],
-    }
+    # As `policy export` prints a policy: rules naming connections that live in the table.
+    rule = {"name": "reads anywhere", "effect": "allow", "connections": ["demo"]}
+    document = {"version": 1, "rules": [{**rule, "match": {"http": {"methods": ["GET"]}}}]}
     folder = _write(tmp_path / "table", document)
     report = replay_json(capsys, "--file", folder, "--connection", "demo")
     assert report["connections"] == "from the connections table (the files declare none)"
@@ -458,6 +457,11 @@ def test_files_without_connections_use_the_connections_table(
         "(its connections, from the connections table (the files declare none): "
         "demo, demo-k8s, demo-mysql, demo-pg, demo-sql)" in err
     )
+    unknown = _write(tmp_path / "unknown", {"version": 1, "rules": [{**rule, "connections": ["nowhere"]}]})
+    code, _, err = replay(capsys, "--file", unknown)
+    assert code == 1
+    assert "rule 'reads anywhere' names unknown connection 'nowhere'" in err
+    assert "wardgate: 1 problem(s); nothing replayed" in err
 
 
 # ---------------------------------------------------------------- bad input

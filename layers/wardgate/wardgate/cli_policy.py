@@ -19,11 +19,15 @@ def _store() -> Any:
     return PolicyStore(settings.policies_table, settings.connections_table)
 
 
-def _load(paths: list[str], consequence: str = "nothing applied") -> tuple[dict[str, Any], Any] | None:
+def _load(
+    paths: list[str], consequence: str = "nothing applied", stack: bool = True
+) -> tuple[dict[str, Any], Any] | None:
+    """Load policy files; with ``stack``, files that declare no connections are checked against the
+    connections table of the stack ``target`` pointed at (apply applies them over it)."""
     from wardgate.policy.files import PolicyFileError, load
 
     try:
-        return load(paths)
+        return load(paths, (lambda: _store().connection_kinds()) if stack else None)
     except PolicyFileError as exc:
         for message in exc.messages:
             print(message, file=sys.stderr)
@@ -32,10 +36,23 @@ def _load(paths: list[str], consequence: str = "nothing applied") -> tuple[dict[
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    loaded = _load(args.files)
+    from wardgate.cli import target
+    from wardgate.dev.stack import read_state
+
+    # Offline unless there is a stack to read (--stack, or a running wardgate dev).
+    stack = bool(args.stack) or read_state() is not None
+    if stack:
+        target(args)
+    loaded = _load(args.files, stack=stack)
     if loaded is None:
         return 1
     document, policy_set = loaded
+    if not document["connections"] and not stack:
+        print(
+            "(the files declare no connections: the connection names they use are checked against "
+            "the connections table by diff and apply, or here with --stack)",
+            file=sys.stderr,
+        )
     print(
         f"ok: {len(document['connections'])} connection(s), {len(document['rules'])} rule(s), "
         f"{len(document['packs'])} pack(s) ({len(policy_set.rules)} rules in all); "
@@ -74,10 +91,10 @@ def _current(store: Any) -> tuple[str, dict[str, Any]]:
 def cmd_diff(args: argparse.Namespace) -> int:
     from wardgate.cli import target
 
+    target(args)
     loaded = _load(args.files)
     if loaded is None:
         return 1
-    target(args)
     version, current = _current(_store())
     lines = changes(current, _with_stored_shape(loaded[0]))
     print("\n".join(lines) if lines else "no changes")
@@ -96,10 +113,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from wardgate.policy.document import PolicyError
     from wardgate.policy.store import ApplyConflict
 
+    target(args)
     loaded = _load(args.files)
     if loaded is None:
         return 1
-    target(args)
     store = _store()
     version, current = _current(store)
     lines = changes(current, _with_stored_shape(loaded[0]))
@@ -175,14 +192,15 @@ def cmd_test(args: argparse.Namespace) -> int:
     from wardgate.operations import UnparseableOperation
 
     protocol = next(p for p in ("sql", "http", "k8s", "shell") if getattr(args, p) is not None)
+    target(args)
     if args.file:
         loaded = _load(args.file)
         if loaded is None:
             return 1
         document, policy_set = loaded
-        kinds = {c["name"]: c["kind"] for c in document["connections"]}
+        declared = document["connections"] or _store().stored_connections()
+        kinds = {c["name"]: c["kind"] for c in declared}
     else:
-        target(args)
         store = _store()
         policy_set = store.current()
         kinds = {c["name"]: c["kind"] for c in store.stored_connections()}
@@ -246,11 +264,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     since = questions.parse_when(args.since, "--since")
     until = questions.parse_when(args.until, "--until") if args.until else None
     questions.Filters(since=since, until=until, connection=args.connection)  # order, control characters
+    target(args)
     loaded = _load(args.file, "nothing replayed")
     if loaded is None:
         return 1
     document, policy_set = loaded
-    target(args)
     connections, origin = _candidate_connections(document)
     if args.connection is not None and args.connection not in connections:
         known = ", ".join(sorted(connections)) or "none"
@@ -282,6 +300,7 @@ def add_commands(sub: Any, with_stack: Any) -> None:
     validate = psub.add_parser("validate", help="check policy files against the schema and each other")
     validate.add_argument("files", nargs="+", help="YAML files or folders of them")
     validate.set_defaults(func=cmd_validate)
+    with_stack(validate)
 
     for name, func, text in (
         ("diff", cmd_diff, "show what applying the files would change"),

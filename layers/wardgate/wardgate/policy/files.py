@@ -9,6 +9,7 @@ every file is clean.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path as FilePath
@@ -182,8 +183,15 @@ def merge(files: list[PolicyFile]) -> Merged:
     return Merged(document, origins)
 
 
-def load(paths: list[str]) -> tuple[dict[str, Any], PolicySet]:
-    """Read, check and build policy files (or every *.yaml/*.yml in a folder); raise PolicyFileError."""
+def load(
+    paths: list[str], stored_connections: Callable[[], dict[str, str]] | None = None
+) -> tuple[dict[str, Any], PolicySet]:
+    """Read, check and build policy files (or every *.yaml/*.yml in a folder); raise PolicyFileError.
+
+    Files that declare no connections are applied over the connections table as it is, so their
+    rules are checked against ``stored_connections()`` (name -> kind) when it is given, and their
+    connection names are left unchecked when it is not (``validate`` with no stack to read).
+    """
     files: list[PolicyFile] = []
     problems: list[str] = []
     for path in _expand(paths):
@@ -203,9 +211,15 @@ def load(paths: list[str]) -> tuple[dict[str, Any], PolicySet]:
         raise PolicyFileError(problems)
     merged = merge(files)
     try:
-        policy_set = build(merged.document)
+        if merged.document.get("connections"):
+            policy_set = build(merged.document)
+        elif stored_connections is not None:
+            policy_set = build(merged.document, known_connections=stored_connections())
+        else:
+            policy_set = build(merged.document, strict=False)
     except PolicyError as exc:
-        raise PolicyFileError([merged.locate(p) for p in exc.problems]) from None
+        # A pack expands to several rules that share its location: say each problem once.
+        raise PolicyFileError(list(dict.fromkeys(merged.locate(p) for p in exc.problems))) from None
     return merged.document, policy_set
 
 

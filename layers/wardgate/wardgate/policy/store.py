@@ -107,7 +107,8 @@ class PolicyStore:
             return PolicySet(version=NO_POLICY, rules=())
         return build(document, strict=False)  # checked when applied; the function may not scan connections
 
-    def _connection_kinds(self) -> dict[str, str]:
+    def connection_kinds(self) -> dict[str, str]:
+        """Every stored connection, name -> kind (what files without connections are checked against)."""
         pages = (
             aws.client("dynamodb")
             .get_paginator("scan")
@@ -121,7 +122,7 @@ class PolicyStore:
 
     def apply(self, document: dict[str, Any], applied_by: str, expected_version: str) -> str:
         """Make ``document`` the policy in force; returns its version id. Raises ApplyConflict."""
-        build(document, known_connections=None if document.get("connections") else self._connection_kinds())
+        build(document, known_connections=None if document.get("connections") else self.connection_kinds())
         version = version_of(document)
         ddb = aws.client("dynamodb")
         now = datetime.now(UTC).isoformat()
