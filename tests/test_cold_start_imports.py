@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 LAYER = ROOT / "layers" / "wardgate"
 
@@ -99,3 +101,61 @@ def test_the_http_proxying_modules_are_the_http_functions_only() -> None:
         "print([m for m in modules if m in sys.modules])\n"
     )
     assert out.strip() == "[]"
+
+
+GC_PROBE = (
+    "import gc, importlib.util, json\n"
+    "import wardgate.runtime as runtime\n"
+    "during = []\n"
+    "real = runtime._prepare\n"
+    "def spy(function):\n"
+    "    during.append(gc.isenabled())\n"
+    "    real(function)\n"
+    "runtime._prepare = spy\n"
+    "spec = importlib.util.spec_from_file_location('app', {app!r})\n"
+    "module = importlib.util.module_from_spec(spec)\n"
+    "spec.loader.exec_module(module)\n"
+    "garbage = []\n"
+    "garbage.append(garbage)\n"  # a cycle made after the init phase is still collected
+    "del garbage\n"
+    "print(json.dumps([during, gc.isenabled(), gc.get_freeze_count() > 0, gc.collect() >= 1]))\n"
+)
+
+
+@pytest.mark.parametrize("function", ["http_proxy", "sql_proxy"])
+def test_the_init_phase_runs_without_collections_and_freezes_what_it_built(function: str) -> None:
+    """On Lambda: no collection while the handler module imports and prepares, then what it built
+    is frozen (later collections skip it) and collecting resumes for what requests create."""
+    app = ROOT / "functions" / function / "app.py"
+    # A configuration that cannot build the gateway: prepare gives up at once, the pause still ends.
+    out = run_fresh(GC_PROBE.format(app=str(app)), AWS_LAMBDA_FUNCTION_NAME=function, WARDGATE_ISSUERS="x")
+    assert json.loads(out) == [[False], True, True, True]
+
+
+@pytest.mark.parametrize("function", ["http_proxy", "sql_proxy"])
+def test_off_lambda_the_handler_modules_leave_collection_as_it_was(function: str) -> None:
+    app = ROOT / "functions" / function / "app.py"
+    env = {k: v for k, v in os.environ.items() if k != "AWS_LAMBDA_FUNCTION_NAME"}
+    result = subprocess.run(
+        [sys.executable, "-c", GC_PROBE.format(app=str(app))],
+        env={**env, "PYTHONPATH": os.pathsep.join([str(LAYER), str(ROOT)])},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert json.loads(result.stdout) == [[], True, False, True]  # enabled again, nothing frozen
+
+
+def test_prepare_called_with_collection_on_leaves_it_alone() -> None:
+    """Only the pause a handler module began is ended: a process that collects (tests, tools
+    calling prepare) is not frozen."""
+    out = run_fresh(
+        "import gc, json\n"
+        "from wardgate import runtime\n"
+        "runtime.prepare('http')\n"
+        "print(json.dumps([gc.isenabled(), gc.get_freeze_count()]))\n",
+        AWS_LAMBDA_FUNCTION_NAME="HttpProxyFunction",
+        WARDGATE_ISSUERS="x",
+    )
+    assert json.loads(out) == [True, 0]

@@ -1,9 +1,13 @@
 """SQL proxy function: POST /sql/{connection}/{Execute|BatchExecute|...} -> the Data API, guarded."""
 
-from typing import Any
+import gc
 
-from wardgate.observability import correlation_paths, logger, tracer
-from wardgate.runtime import handle_sql_event, prepare
+gc.disable()  # no collections in the init phase: runtime.prepare ends it (freezes what it built)
+
+from typing import Any  # noqa: E402
+
+from wardgate.observability import correlation_paths, logger, tracer  # noqa: E402
+from wardgate.runtime import handle_sql_event, prepare  # noqa: E402
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
