@@ -742,6 +742,41 @@ def test_prepare_is_only_for_lambda_and_never_raises(stack: Any, monkeypatch: py
     assert runtime.sql_gateway.cache_info().currsize == 0
 
 
+def test_prepare_reads_the_sql_functions_transaction_id_key_once(
+    stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key that binds rds-data transaction ids is read in the init phase, once: a backend built
+    later does not ask Secrets Manager. A failed read is not remembered: the next one asks again."""
+    from wardgate import aws, runtime
+    from wardgate.errors import ServiceUnavailable
+
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "SqlProxyFunction")
+    runtime.prepare("sql")
+    assert not [t for t in threading.enumerate() if t.name.startswith("wardgate-prepare")]
+    binding_key = runtime.sql_gateway().backends.binding_key
+    assert binding_key.cache_info().currsize == 1
+    secrets = aws.client("secretsmanager")
+    calls: list[dict[str, Any]] = []
+    real = secrets.get_secret_value
+
+    def counted(**kwargs: Any) -> Any:
+        calls.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(secrets, "get_secret_value", counted)
+    assert len(binding_key()) >= 16 and calls == []
+
+    runtime.sql_gateway.cache_clear()
+    monkeypatch.setenv("TRANSACTION_KEY_SECRET", "wardgate/no-such-key")
+    runtime.prepare("sql")  # the read fails, quietly
+    binding_key = runtime.sql_gateway().backends.binding_key
+    assert binding_key.cache_info().currsize == 0 and len(calls) == 1
+    with pytest.raises(ServiceUnavailable):
+        binding_key()
+    assert len(calls) == 2
+    runtime.sql_gateway.cache_clear()
+
+
 def test_prepare_with_the_identity_provider_down_leaves_the_refusal_to_the_request(
     stack: Any, token: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

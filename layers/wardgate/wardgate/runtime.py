@@ -159,6 +159,11 @@ def sql_gateway() -> SqlGateway:
     settings = Settings.from_env()
     policies = PolicyStore(settings.policies_table, settings.connections_table)
     key_secret = os.environ.get("TRANSACTION_KEY_SECRET", "")
+
+    @functools.cache  # a failure is not cached: the next backend reads the key again
+    def binding_key() -> bytes:
+        return secret_string(key_secret, "the transaction id key").encode()
+
     return SqlGateway(
         validator=TokenValidator(settings.issuers),
         connections=ConnectionStore(settings.connections_table),
@@ -169,10 +174,7 @@ def sql_gateway() -> SqlGateway:
         limits=settings.limits,
         agents=agent_registry(settings, policies),
         approvals=approval_desk() if settings.approvals_table else None,
-        backends=BackendPool(
-            CredentialStore(),
-            binding_key=lambda: secret_string(key_secret, "the transaction id key").encode(),
-        ),
+        backends=BackendPool(CredentialStore(), binding_key=binding_key),
     )
 
 
@@ -181,13 +183,13 @@ def prepare(function: str) -> None:
 
     Init runs with more CPU than a 512 MB invocation and before the caller waits, so the first
     event's imports and clients are made here: boto3's clients, the upstream pool and its CA
-    bundle (``http``), sqlglot and its PostgreSQL dialect (``sql``). Meanwhile two threads fetch
-    what every request needs and no request chooses, the trusted issuers' keys and the policy in
-    force, so their network waits overlap the imports; init waits for them up to
-    ``PREPARE_WAIT_S``. Nothing an agent sends is involved, nothing is decided, and a failure is
-    left for the first request, which redoes the work and fails closed as before: this never
-    raises. Only on Lambda (``AWS_LAMBDA_FUNCTION_NAME``): local mode and tests build everything
-    on first use.
+    bundle (``http``), sqlglot and its PostgreSQL dialect (``sql``). Meanwhile threads fetch
+    what every request needs and no request chooses, the trusted issuers' keys, the policy in
+    force and (``sql``) the key that binds rds-data transaction ids, so their network waits
+    overlap the imports; init waits for them up to ``PREPARE_WAIT_S``. Nothing an agent sends is
+    involved, nothing is decided, and a failure is left for the first request, which redoes the
+    work and fails closed as before: this never raises. Only on Lambda
+    (``AWS_LAMBDA_FUNCTION_NAME``): local mode and tests build everything on first use.
 
     The handler modules pause the garbage collector before their imports, and this ends the
     pause (see ``end_gc_pause``), on Lambda or not.
@@ -246,18 +248,29 @@ def _prepare(function: str) -> None:
         target=quietly, args=(gateway.policies.current,), name="wardgate-prepare-policy", daemon=True
     )
     policy.start()
+    fetches = [keys, policy]
     for service in ("firehose", "secretsmanager", *(("rds-data",) if function == "sql" else ())):
         quietly(aws.client, service)
     if function != "sql":
         quietly(http_gateway().forwarder.pool_for, None)
     else:
         import importlib
+        import os
 
         from wardgate.operations.sql import parse_sql
 
+        if os.environ.get("TRANSACTION_KEY_SECRET"):  # secretsmanager's client is made: one thread
+            binding_key = threading.Thread(
+                target=quietly,
+                args=(sql_gateway().backends.binding_key,),
+                name="wardgate-prepare-binding-key",
+                daemon=True,
+            )
+            binding_key.start()
+            fetches.append(binding_key)
         quietly(parse_sql, "SELECT 1", "postgres")
         quietly(importlib.import_module, "wardgate.dataapi.rdsdata")  # the one backend Lambda uses
-    for thread in (keys, policy):
+    for thread in fetches:
         thread.join(max(0.0, started + PREPARE_WAIT_S - time.monotonic()))
 
 
