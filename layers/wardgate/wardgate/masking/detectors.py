@@ -89,7 +89,7 @@ import bisect
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Container, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from typing import Any
 
 Span = tuple[int, int]
@@ -189,19 +189,28 @@ class Detector:
         """The candidate patterns (over ``shape(text)`` when ``on_shape``)."""
         return tuple(rule[0] for rule in self._rules)
 
-    def find(self, text: str, shaped: str | None = None) -> list[Span]:
+    def find(
+        self, text: str, shaped: str | None = None, known: Mapping[re.Pattern[str], int] | None = None
+    ) -> list[Span]:
         """Spans of valid values in ``text`` (per pattern in order; the engine sorts and merges).
 
         ``shaped`` is ``shape(text)`` when the caller has it already (detectors share it).
+        ``known``: what the engine's prefilter (``masking.prefilter``) found out about the
+        patterns on this detector's subject: ``-1``, a pattern matches nowhere; ``i``, not before ``i``.
         """
         subject = text
         if self.on_shape:
             subject = shaped if shaped is not None else shape(text)
         out: list[Span] = []
         for pattern, validate, group, tail in self._rules:
+            at = 0
+            if known:
+                at = known.get(pattern, 0)
+                if at < 0:
+                    continue
             # most patterns find nothing in a given text: one search (no iterator, no list) says
             # so; otherwise iterate from that first match (lookbehinds still see what precedes it)
-            first = pattern.search(subject)
+            first = pattern.search(subject, at)
             if first is None:
                 continue
             if group != tail:  # the match is a value's first group: every group is tried
@@ -621,29 +630,31 @@ EMAIL = Detector(
 
 
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_IPV4_STRICT = re.compile(
-    rf"(?:(?<![\w.])|(?<=\\[nrtbf])|(?<=\\u[0-9A-Fa-f]{{4}}))(?:{_OCTET}\.){{3}}{_OCTET}\Z"
+_VERSION_WORDS = ("version", "release", "build", "firmware")
+_VERSION_SEPARATOR = r"[\s\"':=#v_-]"
+# Not after a version word (any case) and at most four separators ("version 1.2.3.4",
+# '"build": "10.0.0.1"'): re's lookbehinds have a fixed width, so one per word and count.
+_NOT_AFTER_VERSION = "".join(
+    f"(?<!{word}{_VERSION_SEPARATOR}{{{n}}})" for word in _VERSION_WORDS for n in range(5)
 )
-_VERSION_CONTEXT = re.compile(r"(?:version|release|build|firmware)[\s\"':=#v_-]{0,4}\Z", re.IGNORECASE)
-
-
-def _version_before(text: str, at: int) -> bool:
-    """Whether ``at`` follows a version word (any case) and at most a few separators
-    (``version 1.2.3.4``, ``"build": "10.0.0.1"``), not just any text with the word in it."""
-    return _VERSION_CONTEXT.search(text, max(0, at - 16), at) is not None
+# Loopback (127.x.x.x) and unspecified (0.0.0.0) addresses say nothing about a network.
+_IPV4_ADDRESS = re.compile(
+    rf"(?:(?<![\w.])|(?<=\\[nrtbf])|(?<=\\u[0-9A-Fa-f]{{4}}))(?=[0-9])(?i:{_NOT_AFTER_VERSION})"
+    rf"(?!127\.|0\.0\.0\.0)(?:{_OCTET}\.){{3}}{_OCTET}\Z"
+)
 
 
 def _valid_ipv4(text: str, start: int, end: int) -> Span | None:
-    # the candidate starts at the first dot: the first octet is the 1-3 digits before it
-    m = _IPV4_STRICT.search(text, max(0, start - 3), end)
-    if m is None or m.start() >= start:
+    """The address whose first dot starts the candidate: its first octet is the 1-3 digits before.
+
+    One search does every check (at most one position in the window can start an address: one
+    after another digit is not at a boundary, nor after an escape, whose last character is not a
+    digit or is part of ``\\uXXXX`` before it), so a refused address is not looked for again."""
+    m = _IPV4_ADDRESS.search(text, start - 3 if start > 3 else 0, end)
+    if m is None:
         return None
     first = m.start()
-    if first > 0 and _version_before(text, first):
-        return None
-    if text.startswith("127.", first) or text.startswith(("0.0.0.0", "000.000.000.000"), first):
-        return None  # loopback and unspecified addresses say nothing about a network
-    return first, end
+    return (first, end) if first < start else None
 
 
 IPV4 = Detector(
@@ -716,7 +727,9 @@ class _AwsSecretDetector(Detector):
 
     __slots__ = ()
 
-    def find(self, text: str, shaped: str | None = None) -> list[Span]:
+    def find(
+        self, text: str, shaped: str | None = None, known: Mapping[re.Pattern[str], int] | None = None
+    ) -> list[Span]:
         out: list[Span] = []
         lowered = text.lower() if text.isascii() else text.encode("ascii", "replace").decode().lower()
         hits = [m.start() for word in _AWS_CONTEXT_WORDS for m in word.finditer(lowered)]

@@ -85,6 +85,7 @@ from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
 from uuid import UUID
 
 from wardgate.masking.detectors import BUILTIN_DETECTORS, Detector, shape
+from wardgate.masking.prefilter import KnownMatches, known_matches, scan_plan
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -96,6 +97,9 @@ FIELD = "field"
 FIELD_MASK = "[masked]"
 MARKER = "…[wardgate: truncated at {limit} {unit}]"
 _SCAN_MARGIN = 64 * 1024  # characters scanned past a truncation point, so a cut value is masked whole
+PREFILTER_FROM = 4096
+"""Texts from this length on are prefiltered (``masking.prefilter``): on shorter ones its checks
+cost about what the searches they spare would."""
 
 
 def _without_gc(func: Callable[P, R]) -> Callable[P, R]:
@@ -260,20 +264,33 @@ def find_values(text: str, detectors: Sequence[Detector]) -> list[Finding]:
     return [(s, e, detectors[i], m) for s, e, i, m in _resolve(_candidates(text, detectors))]
 
 
-def _candidates(text: str, detectors: Sequence[Detector]) -> list[tuple[int, int, int]]:
-    """``(start, -end, detector index)`` of every valid value, sorted: first, then longest first."""
-    widths, shortest = _widths(detectors if isinstance(detectors, tuple) else tuple(detectors))
+def _candidates(
+    text: str, detectors: Sequence[Detector], prefilter: bool = True
+) -> list[tuple[int, int, int]]:
+    """``(start, -end, detector index)`` of every valid value, sorted: first, then longest first.
+
+    ``prefilter``: first tell apart the patterns that cannot match (``masking.prefilter``; exact,
+    worth it on long texts); False: every pattern searches the whole text (the plain path)."""
+    if not isinstance(detectors, tuple):
+        detectors = tuple(detectors)
+    widths, shortest = _widths(detectors)
     size = len(text)
     if size < shortest:  # short values (a statement's parameters, most cells): nothing can match
         return []
     shaped: str | None = None
+    raw_known: KnownMatches | None = None
+    shaped_known: KnownMatches | None = None
+    if prefilter and size >= PREFILTER_FROM:
+        if any(det.on_shape for det in detectors):
+            shaped = shape(text)
+        raw_known, shaped_known = known_matches(scan_plan(detectors), text, shaped)
     found: list[tuple[int, int, int]] = []
     for i, det in enumerate(detectors):
         if size < widths[i]:
             continue
         if det.on_shape and shaped is None:
             shaped = shape(text)
-        spans = det.find(text, shaped)
+        spans = det.find(text, shaped, shaped_known if det.on_shape else raw_known)
         if spans:
             found += [(s, -e, i) for s, e in spans]
     found.sort()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 
 from wardgate.masking.engine import FIELD_MASK, MaskingProfile, MaskingRefused, MaskResult, mask_body
@@ -31,6 +32,7 @@ SECRET = "kubernetes_secret"
 """The ``counts`` key of Secret values masked."""
 MASKED_DATA = base64.b64encode(FIELD_MASK.encode()).decode("ascii")
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+_SECRET_WORD = re.compile(b"Secret")  # re looks for its rarer first letter: faster than ``in`` here
 
 
 def mask_kubernetes_body(
@@ -42,7 +44,7 @@ def mask_kubernetes_body(
     of_secrets = resource == "secrets"
     if (
         profile.kubernetes_secrets
-        and (of_secrets or b"Secret" in body)
+        and (of_secrets or _SECRET_WORD.search(body) is not None)
         and "json" in (content_type or "").lower()
     ):
         body = _mask_secrets(body, counts, profile.max_depth, of_secrets)
