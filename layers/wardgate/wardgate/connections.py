@@ -7,9 +7,11 @@ written, so a hand-edited item cannot widen what the gateway forwards to.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -200,6 +202,11 @@ def _connection_of(item: dict[str, Any]) -> Connection:
     )
 
 
+@functools.cache
+def _reads_ahead() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="wardgate-connection-read")
+
+
 @dataclass
 class ConnectionStore:
     """Reads connections with a short cache: a changed connection takes effect within ``ttl_seconds``.
@@ -212,23 +219,67 @@ class ConnectionStore:
     ttl_seconds: float = 10.0
     clock: Any = time.monotonic
     _cache: dict[str, tuple[float, Connection | None]] = field(default_factory=dict, init=False)
+    _reading: dict[str, tuple[float, Future[Connection | None]]] = field(default_factory=dict, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def get(self, name: str) -> Connection:
         now = self.clock()
         with self._lock:
             cached = self._cache.get(name)
+            reading = self._reading.get(name)
         if cached is not None and now - cached[0] < self.ttl_seconds:
             connection = cached[1]
+        elif reading is not None and now - reading[0] < self.ttl_seconds and self._begun(name, reading[1]):
+            connection = reading[1].result()  # a read begun since the cache's time limit: as our own
         else:
             connection = self._load(name) if NAME_PATTERN.match(name) else None
-            with self._lock:
-                if len(self._cache) >= MAX_CACHED:  # agents choose the names: never let it grow unbounded
-                    self._cache.clear()
-                self._cache[name] = (now, connection)  # unknown names are cached too: no DynamoDB spam
+            self._remember(name, now, connection)
         if connection is None:
             raise NotFound(f"no connection named {name!r}", code="unknown_connection")
         return connection
+
+    def read_ahead(self, name: str) -> None:
+        """Begin reading ``name`` in the background unless it is cached or being read, so that a
+        caller's other checks (the agent registry's) and this read overlap. Nothing is decided
+        here: the next ``get`` waits for this read and uses it as it would its own, a failure
+        included (so it fails closed the same way), if it began within ``ttl_seconds`` (a Lambda
+        container frozen mid-read thaws with an old read: ``get`` then reads anew). Its result is
+        cached by the time the read began, like ``get``'s."""
+        if not NAME_PATTERN.match(name):
+            return
+        now = self.clock()
+        with self._lock:
+            cached = self._cache.get(name)
+            if (cached is not None and now - cached[0] < self.ttl_seconds) or name in self._reading:
+                return
+            self._reading[name] = (now, _reads_ahead().submit(self._read_ahead, name, now))
+
+    def _begun(self, name: str, reading: Future[Connection | None]) -> bool:
+        """Whether ``read_ahead``'s read has begun (it is then waited for). One still queued behind
+        a busy pool is dropped, and the caller reads for itself: no request waits for others' reads."""
+        if not reading.cancel():
+            return True
+        with self._lock:
+            if self._reading.get(name, (0.0, None))[1] is reading:
+                del self._reading[name]
+        return False
+
+    def _read_ahead(self, name: str, started: float) -> Connection | None:
+        try:
+            connection = self._load(name)
+        except BaseException:
+            with self._lock:
+                self._reading.pop(name, None)
+            raise
+        self._remember(name, started, connection)
+        return connection
+
+    def _remember(self, name: str, at: float, connection: Connection | None) -> None:
+        with self._lock:
+            self._reading.pop(name, None)  # from now on the cache answers (a later read_ahead reads anew)
+            if len(self._cache) >= MAX_CACHED:  # agents choose the names: never let it grow unbounded
+                self._cache.clear()
+            self._cache[name] = (at, connection)  # unknown names are cached too: no DynamoDB spam
 
     def _load(self, name: str) -> Connection | None:
         try:

@@ -161,8 +161,11 @@ class Gate:
         progress: Progress | None = None,
     ) -> tuple[Identity, Connection]:
         """What every front door does once the token is validated: the registry's check (the kill
-        switch), then the connection, which must be of the kind ``route`` serves."""
+        switch), then the connection, which must be of the kind ``route`` serves. The connection is
+        read from the store while the registry is asked (``ConnectionStore.read_ahead``), and looked
+        at only once the registry has admitted the caller: a refusal is the registry's first."""
         recording.identity = identity.to_record()
+        self.connections.read_ahead(connection_name)  # overlaps the registry's check; used only after it
         identity = self.agents.check(identity, connection_name)  # revoked/unregistered: 403
         recording.identity = identity.to_record()
         connection = self.connections.get(connection_name)
