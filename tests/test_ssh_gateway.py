@@ -704,3 +704,107 @@ def test_the_ciphers_offered_to_clients_can_be_narrowed(aes_gcm_only: None, gw: 
     os.environ["WARDGATE_SSH_CIPHERS"] = "aes256-gcm@openssh.com,rot13"
     with pytest.raises(ValueError, match="unknown ciphers rot13"):
         client_ciphers()
+
+
+# ---------------------------------------------------------------------------------------------------
+# the wire (tcp/ssh/wire.py)
+
+
+def _kexinit() -> bytes:
+    """A client's unencrypted SSH_MSG_KEXINIT packet (RFC 4253 7.1)."""
+    names = [b"curve25519-sha256", b"ssh-ed25519", *[b"aes128-gcm@openssh.com"] * 2]
+    names += [b"hmac-sha2-256"] * 2 + [b"none"] * 2 + [b""] * 2
+    payload = bytes([20]) + os.urandom(16)
+    payload += b"".join(len(n).to_bytes(4, "big") + n for n in names) + b"\x00" + bytes(4)
+    pad = 8 - (5 + len(payload)) % 8
+    pad += 8 if pad < 4 else 0
+    return (1 + len(payload) + pad).to_bytes(4, "big") + bytes([pad]) + payload + bytes(pad)
+
+
+def _unacknowledged(sock: socket.socket) -> int:
+    """``tcpi_unacked`` of Linux's ``struct tcp_info``: segments sent and not yet acknowledged."""
+    return int.from_bytes(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)[24:28], "little")
+
+
+def test_the_gateway_acknowledges_what_it_reads_at_once(gw: SshGateway) -> None:
+    """OpenSSH leaves Nagle's algorithm on: its ECDH_INIT waits until its KEXINIT is acknowledged,
+    which Linux delays 40 ms when the reader sends nothing back (the gateway sent its KEXINIT
+    first). The gateway acknowledges at once (TCP_QUICKACK): the handshake does not stall."""
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as raw:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        raw.sendall(b"SSH-2.0-OpenSSH_9.2p1 test\r\n")
+        received = b""
+        while b"\n" not in received or len(received) < received.index(b"\n") + 5:
+            received += raw.recv(65536)
+        kexinit = received[received.index(b"\n") + 1 :]
+        while len(kexinit) < 4 + int.from_bytes(kexinit[:4], "big"):  # the gateway's KEXINIT, whole
+            kexinit += raw.recv(65536)
+        time.sleep(0.05)  # whatever acknowledgement of ours was pending has left
+        sent = time.monotonic()
+        raw.sendall(_kexinit())
+        while _unacknowledged(raw) and time.monotonic() - sent < 1:
+            time.sleep(0.001)
+        acknowledged = time.monotonic() - sent
+    assert acknowledged < 0.035, f"acknowledged after {acknowledged * 1000:.1f} ms (a delayed ACK: 40 ms)"
+
+
+def _received_ignore_packets(gw: SshGateway, *, encryption: str) -> int:
+    """SSH_MSG_IGNORE packets an asyncssh client received from the gateway while ``cat`` echoed
+    100 KB through it (counted from asyncssh's packet log on this thread: the gateway's is another)."""
+    import logging
+    import threading
+
+    counted: list[str] = []
+    me = threading.get_ident()
+
+    class Count(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.thread == me and "Received MSG_IGNORE" in record.getMessage():
+                counted.append(record.getMessage())
+
+    async def run() -> None:
+        async with asyncssh.connect(
+            "127.0.0.1", gw.port, username=CONNECTION, password=gw.token,
+            known_hosts=([asyncssh.import_public_key(gw.host_key_line)], [], []),
+            client_keys=[], agent_path=None, config=[], preferred_auth="password",
+            encryption_algs=[encryption],
+        ) as conn:  # fmt: skip
+            assert conn.get_extra_info("recv_cipher") == encryption
+            done = await conn.run("cat", input=b"x" * 100_000, encoding=None)
+            assert done.exit_status == 0 and done.stdout == b"x" * 100_000
+
+    handler = Count(logging.DEBUG)
+    logger = logging.getLogger("asyncssh")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    asyncssh.set_debug_level(3)  # packets are logged at 3
+    try:
+        asyncio.run(run())
+    finally:
+        asyncssh.set_debug_level(1)
+        logger.setLevel(level)
+        logger.removeHandler(handler)
+    return len(counted)
+
+
+def test_no_ignore_packet_precedes_each_packet_under_an_aead_cipher(gw: SshGateway) -> None:
+    """asyncssh sends an empty SSH_MSG_IGNORE ahead of every packet (RFC 4251's countermeasure for
+    CBC); the gateway sends none under AES-GCM or ChaCha20-Poly1305, where it only doubled the
+    packets, encryptions and writes of a copy."""
+    from wardgate.tcp.ssh.wire import needs_ignore_packets
+
+    assert _received_ignore_packets(gw, encryption="aes128-gcm@openssh.com") == 0
+    assert _received_ignore_packets(gw, encryption="chacha20-poly1305@openssh.com") == 0
+    assert not needs_ignore_packets("aes256-ctr")
+    assert needs_ignore_packets("aes128-cbc") and needs_ignore_packets(None)
+
+
+@pytest.fixture
+def cbc_offered(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WARDGATE_SSH_CIPHERS", "aes128-cbc")
+
+
+def test_ignore_packets_are_kept_under_a_cbc_cipher(cbc_offered: None, gw: SshGateway) -> None:
+    """Where an operator offers a CBC cipher (not by default), asyncssh's ignore packets stay."""
+    assert _received_ignore_packets(gw, encryption="aes128-cbc") > 5

@@ -51,6 +51,7 @@ from wardgate.tcp.recorder import SessionRecord
 from wardgate.tcp.services import TcpServices
 from wardgate.tcp.ssh.sftp import SftpProxy, sftp_enabled
 from wardgate.tcp.ssh.target import Begun, EarlyConnection, SshTarget, connect_target
+from wardgate.tcp.ssh.wire import Listener
 
 PROTOCOL = "ssh"
 ROUTE = "ssh"  # the connection kind this listener serves
@@ -882,8 +883,7 @@ async def start_ssh_listener(
         keepalive_interval=30,
         server_version="wardgate",
         **({"encryption_algs": list(ciphers)} if ciphers else {}),
-        reuse_address=True,
-        backlog=1024,
+        tunnel=Listener(backlog=1024),  # plain TCP, each connection prepared (wire.py)
     )
 
 

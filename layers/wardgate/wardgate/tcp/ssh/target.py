@@ -26,6 +26,7 @@ from asyncssh.public_key import SSHLocalKeyPair
 
 from wardgate.connections import Connection
 from wardgate.errors import ServiceUnavailable
+from wardgate.tcp.ssh.wire import Connector
 
 DEFAULT_PORT = 22
 # The target hop's bulk transfer (SFTP downloads, exec output), measured on loopback against
@@ -154,6 +155,7 @@ async def connect_target(
         "encryption_algs": [*TARGET_ENCRYPTION, *_other_encryption()],
         "max_pktsize": TARGET_MAX_PACKET,
         "window": TARGET_WINDOW,
+        "tunnel": Connector(),  # plain TCP, the connection prepared (wire.py)
     }
     try:
         connection, _ = await asyncssh.create_connection(lambda: client, target.host, target.port, **options)
