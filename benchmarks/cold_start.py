@@ -587,12 +587,13 @@ def first_event_profile(path: Path, function: str) -> list[str]:
     sql = function == "SqlProxyFunction"
     handle = cum(runtime.handle_sql_event if sql else runtime.handle_http_event)
     common = [
-        ("JWKS discovery + fetch (`JwksCache._refresh`, 2 x `httpx.get`)", cum(identity.JwksCache._refresh)),
+        ("JWKS discovery + fetch (`JwksCache._refresh`, 2 GETs)", cum(identity.JwksCache._refresh)),
         ("token signature and claims (`TokenValidator._verify`)", cum(identity.TokenValidator._verify)),
         ("agent registry (`AgentRegistry.check`: client, GetItem)", cum(agents.AgentRegistry.check)),
         (
-            "connection from DynamoDB (`ConnectionStore._load`: GetItem)",
-            cum(connections.ConnectionStore._load),
+            "connection from DynamoDB (`ConnectionStore.get`: waiting for the GetItem begun next to the "
+            "registry's)",
+            cum(connections.ConnectionStore.get),
         ),
         ("policy in force (`PolicyStore.current`: pointer and document)", cum(store.PolicyStore.current)),
     ]
@@ -602,7 +603,7 @@ def first_event_profile(path: Path, function: str) -> list[str]:
             *common,
             ("SQL classification (`parse_sql`: sqlglot's dialect)", cum(sql_operations.parse_sql)),
             (
-                "backend (`BackendPool.get`: transaction-id key from Secrets Manager)",
+                "backend (`BackendPool.get`; the transaction-id key is read in the init phase)",
                 cum(sql_gateway.BackendPool.get),
             ),
             (
