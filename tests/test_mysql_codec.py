@@ -901,6 +901,34 @@ def test_column_definition_is_byte_exact() -> None:
     assert "13 bytes" in violation(codec.parse_column_definition, bad_fixed).message
 
 
+def test_kept_column_definitions_are_the_parse() -> None:
+    """``column_definition`` keeps definitions by their bytes: the same object as a fresh parse
+    (every field and the payload as received), nothing kept of a malformed one, and the keep is
+    bounded."""
+    definitions = [
+        codec.column(f"c{i}", kind, table=f"t{i % 3}", schema="s", length=i, flags=i % 2, decimals=i % 4)
+        for i, kind in enumerate(
+            (codec.MYSQL_TYPE_LONG, codec.MYSQL_TYPE_VAR_STRING, codec.MYSQL_TYPE_BLOB) * 5
+        )
+    ]
+    for _ in range(2):  # parsed, then kept
+        for definition in definitions:
+            kept = codec.column_definition(definition.payload)
+            parsed = codec.parse_column_definition(definition.payload)
+            assert kept == parsed == definition
+            assert kept.payload == definition.payload and kept.charset == parsed.charset
+    filler = definitions[0].payload[:-2] + b"\x07\x07"  # equal definition, other filler bytes
+    assert codec.column_definition(filler).payload == filler
+    assert codec.column_definition(definitions[0].payload).payload == definitions[0].payload
+    bad_fixed = definitions[0].payload.replace(b"\x0c", b"\x0d", 1)
+    for _ in range(2):
+        assert "13 bytes" in violation(codec.column_definition, bad_fixed).message
+    assert bad_fixed not in codec._DEFINITIONS
+    for i in range(codec._DEFINITIONS_KEPT + 10):
+        codec.column_definition(codec.column(f"n{i}", codec.MYSQL_TYPE_LONG).payload)
+    assert len(codec._DEFINITIONS) <= codec._DEFINITIONS_KEPT
+
+
 def test_text_rows() -> None:
     values = [b"1", None, b"", b"x" * 300, b"\xfe"]
     wire = codec.build_text_row(values)
