@@ -23,13 +23,12 @@ from wardgate.approvals.service import ApprovalDesk, ApprovalRequired
 from wardgate.connections import Connection
 from wardgate.credentials import Credential
 from wardgate.errors import Forbidden, GatewayError, NotFound
-from wardgate.gate import RECORDED_REQUEST_MASKING
 from wardgate.identity import Identity
-from wardgate.masking.engine import MaskingProfile, mask_text
+from wardgate.masking.engine import MaskingProfile
 from wardgate.operations.sql import Dialect
 from wardgate.policy.engine import PolicySet
 from wardgate.tcp.recorder import SessionRecord
-from wardgate.tcp.services import SessionDecisions, TcpServices
+from wardgate.tcp.services import RECORDED_TEXTS, SessionDecisions, TcpServices
 from wardgate.tcp.sessions import LiveSession
 
 
@@ -265,7 +264,7 @@ class SqlGuard:
 
     def shown_value(self, text: str) -> str:
         """A statement parameter as recorded and shown to approvers: masked, cut."""
-        return cut(mask_text(text, RECORDED_REQUEST_MASKING).value, self.limits.recorded_statement_bytes)
+        return cut(RECORDED_TEXTS.masked(text), self.limits.recorded_statement_bytes)
 
     # ------------------------------------------------------------------ masking
     def profile(self) -> MaskingProfile:

@@ -16,7 +16,7 @@ from wardgate.connections import Connection
 from wardgate.credentials import CredentialStore
 from wardgate.gate import RECORDED_REQUEST_MASKING, Gate, decide_on, sql_operation_record
 from wardgate.identity import Identity
-from wardgate.masking.engine import mask_text
+from wardgate.masking.digits import QuietTexts
 from wardgate.operations import UnparseableOperation
 from wardgate.operations.sql import Dialect, SqlOperation, parse_sql
 from wardgate.operations.sql_shapes import Template, admit, instantiate, shape_of
@@ -33,6 +33,10 @@ ParseKey = tuple[str, str]
 """What a parse is the parse of: ``("text", text)``, or ``("shape", key)`` for every text of an
 admitted shape (operations/sql_shapes.py): the analysis, hence the decision, is the same for all."""
 PARSE_CACHE_TEXT = 8 * 1024  # longer statements are parsed every time (they are rarely repeated)
+RECORDED_TEXTS = QuietTexts(RECORDED_REQUEST_MASKING)
+"""What the agent sent (statement texts, bound values), masked for the recording: exactly
+``mask_text(text, RECORDED_REQUEST_MASKING).value``, one scan per form of texts that differ only in
+their digits (masking/digits.py). Used on the event loop only."""
 _SEEN_ONCE = "seen once"  # a shape's state before its second text: admitted then, or refused
 _REFUSED = "refused"
 
@@ -95,7 +99,7 @@ class ParseCache:
 
 def _shaped_record(template: Template, operation: SqlOperation) -> dict[str, Any]:
     """``sql_operation_record(operation)`` for a text of ``template``'s shape: only the text is its own."""
-    text = mask_text(operation.statements[0].text, RECORDED_REQUEST_MASKING).value
+    text = RECORDED_TEXTS.masked(operation.statements[0].text)
     return {
         "protocol": "sql",
         "dialect": template.dialect,
