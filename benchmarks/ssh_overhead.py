@@ -716,7 +716,12 @@ def report(results: Results, args: argparse.Namespace) -> tuple[str, str]:
         "client picks ChaCha20-Poly1305 with sshd and with wardgate's default list; the last wardgate "
         f"row is a second gateway process offering AES-GCM only (`WARDGATE_SSH_CIPHERS={GCM_ONLY}`), "
         "where OpenSSH picks AES-128-GCM; wardgate's leg to the target uses AES-256-GCM with 255 KiB "
-        "packets either way. The machine was shared with other work (see the load average).",
+        "packets either way. OpenSSH and sshd leave Nagle's algorithm on for sessions without a pty "
+        "and Linux delays an ACK 40 ms when the reader sends nothing back: the direct path waits on "
+        "that twice per `ssh host true` (the client's `SERVICE_REQUEST` behind its `NEWKEYS`, sshd's "
+        "channel confirmation behind its post-login messages); wardgate acknowledges what it reads at "
+        "once on both hops (`tcp/ssh/wire.py`), so its added time can be below zero. The machine was "
+        "shared with other work (see the load average).",
         "",
         "`ssh host true` round trip, 1 client (ms, every call of every round; added is wardgate's "
         "p50 / p99 minus the direct path's):",
