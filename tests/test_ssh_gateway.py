@@ -726,11 +726,10 @@ def _unacknowledged(sock: socket.socket) -> int:
     return int.from_bytes(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)[24:28], "little")
 
 
-def test_the_gateway_acknowledges_what_it_reads_at_once(gw: SshGateway) -> None:
-    """OpenSSH leaves Nagle's algorithm on: its ECDH_INIT waits until its KEXINIT is acknowledged,
-    which Linux delays 40 ms when the reader sends nothing back (the gateway sent its KEXINIT
-    first). The gateway acknowledges at once (TCP_QUICKACK): the handshake does not stall."""
-    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as raw:
+def _acknowledged_after(port: int) -> float:
+    """Seconds from sending a client's KEXINIT to the gateway's ACK of it (the gateway sent its own
+    KEXINIT first, so it has nothing to send back)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         raw.sendall(b"SSH-2.0-OpenSSH_9.2p1 test\r\n")
         received = b""
@@ -744,8 +743,16 @@ def test_the_gateway_acknowledges_what_it_reads_at_once(gw: SshGateway) -> None:
         raw.sendall(_kexinit())
         while _unacknowledged(raw) and time.monotonic() - sent < 1:
             time.sleep(0.001)
-        acknowledged = time.monotonic() - sent
-    assert acknowledged < 0.035, f"acknowledged after {acknowledged * 1000:.1f} ms (a delayed ACK: 40 ms)"
+        return time.monotonic() - sent
+
+
+def test_the_gateway_acknowledges_what_it_reads_at_once(gw: SshGateway) -> None:
+    """OpenSSH leaves Nagle's algorithm on: its ECDH_INIT waits until its KEXINIT is acknowledged,
+    which Linux delays at least 40 ms when the reader sends nothing back. The gateway acknowledges
+    at once (TCP_QUICKACK): the handshake does not stall (the best of three tries, so a busy
+    machine's scheduling is not mistaken for a delayed ACK)."""
+    best = min(_acknowledged_after(gw.port) for _ in range(3))
+    assert best < 0.035, f"acknowledged after {best * 1000:.1f} ms (a delayed ACK: 40 ms or more)"
 
 
 def _received_ignore_packets(gw: SshGateway, *, encryption: str) -> int:
