@@ -9,11 +9,11 @@ nothing, and one told to start at a position has no match before it (``re`` sear
 position with lookbehinds still seeing the text before it).
 
 * **Required characters.** From a pattern's parse tree: the literal characters that every match
-  holds, or that a lookaround of every match must see (``[rqi]`` below; never under IGNORECASE,
-  never in an optional part, and of a branch only what all its alternatives require). A text
-  without one of them cannot hold a match, and ``c in text`` answers at ``memchr`` speed: JSON
-  without spaces skips every pattern of numbers grouped by spaces, without ``+`` the E.164 one,
-  without ``-----BEGIN `` the PEM one.
+  holds, or that a positive lookaround of every match must see (never under IGNORECASE, never in
+  an optional part, and of a branch only what all its alternatives require). A text without one
+  of them cannot hold a match, and ``c in text`` answers at ``memchr`` speed: JSON without spaces
+  skips every pattern of numbers grouped by spaces, without ``+`` the E.164 one, without ``J``
+  the JWT one, without a space the PEM one (``-----BEGIN ``).
 * **Shared literal prefixes.** Patterns on the same text whose matches all start with the same
   literal character (the digit patterns of card, phone and SSN start with ``000`` on the shaped
   text, GitHub's two token patterns with ``g``, IPv6's two with ``:``) are searched once together,
@@ -24,7 +24,8 @@ position with lookbehinds still seeing the text before it).
 
 ``KnownMatches`` holds the result per pattern for one text: ``-1`` (no match) or the position a
 search may start from; ``Detector.find`` reads it. ``tests/test_masking_prefilter.py`` compares
-every detector with and without these checks on generated texts and on the masking corpus.
+every detector with and without these checks on generated texts, the masking corpus and a pod
+list. The engine uses them on texts of ``engine.PREFILTER_FROM`` characters and more.
 """
 
 from __future__ import annotations
