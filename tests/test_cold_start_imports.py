@@ -103,6 +103,46 @@ def test_the_http_proxying_modules_are_the_http_functions_only() -> None:
     assert out.strip() == "[]"
 
 
+APPROVAL_FLOW = (
+    "wardgate.approvals.service",
+    "wardgate.approvals.store",
+    "wardgate.approvals.signing",
+    "wardgate.approvals.model",
+    "wardgate.approvals.mail",
+    "wardgate.approvals.workflow",
+)
+
+
+def test_the_approval_flow_is_imported_when_an_operation_first_needs_it() -> None:
+    """The proxy functions' gateways have an approval desk (so ``require_approval`` holds, never
+    refuses for want of one) without importing the approval flow; its first use builds the one
+    desk ``runtime.approval_desk()`` is. (tests/test_approvals.py holds operations through them.)"""
+    out = run_fresh(
+        "import sys, json\n"
+        "from wardgate import runtime\n"
+        f"flow = {APPROVAL_FLOW!r}\n"
+        "gateways = [runtime.http_gateway(), runtime.sql_gateway()]\n"
+        "before = [m for m in flow if m in sys.modules]\n"
+        "present = [g.approvals is not None and bool(g.approvals) for g in gateways]\n"
+        "desk = runtime.approval_desk()\n"
+        "same = [g.approvals.store is desk.store and g.approvals.signer is desk.signer for g in gateways]\n"
+        "print(json.dumps([before, present, same, sorted(m for m in flow if m in sys.modules)]))\n",
+        APPROVALS_TABLE="approvals",
+        APPROVAL_STATE_MACHINE="arn:aws:states:us-east-1:123456789012:stateMachine:approvals",
+        APPROVAL_KEY_SECRET="approval-key",
+    )
+    assert json.loads(out) == [[], [True, True], [True, True], sorted(APPROVAL_FLOW)]
+
+
+def test_without_an_approvals_table_the_gateways_have_no_desk() -> None:
+    out = run_fresh(
+        "from wardgate import runtime\n"
+        "print([runtime.http_gateway().approvals, runtime.sql_gateway().approvals])\n",
+        APPROVALS_TABLE="",
+    )
+    assert out.strip() == "[None, None]"
+
+
 GC_PROBE = (
     "import gc, importlib.util, json\n"
     "import wardgate.runtime as runtime\n"

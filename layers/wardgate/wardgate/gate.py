@@ -13,12 +13,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, unquote
 
 from wardgate.agents import AgentRegistry
 from wardgate.apigw import HttpRequest, HttpResponse
-from wardgate.approvals.service import ApprovalDesk, ApprovalRequired
+from wardgate.approvals.required import ApprovalRequired
 from wardgate.config import Limits
 from wardgate.connections import Connection, ConnectionStore
 from wardgate.errors import Forbidden, GatewayError
@@ -30,6 +30,9 @@ from wardgate.policy.engine import Decision, PolicySet
 from wardgate.policy.rules import KIND_PROTOCOL
 from wardgate.policy.store import PolicyStore
 from wardgate.recording import Recorder, Recording, recorded_body, recorded_headers
+
+if TYPE_CHECKING:  # the approval flow's modules are imported when an operation is first held
+    from wardgate.approvals.service import ApprovalDesk
 
 RECORDED_REQUEST_MASKING = MaskingProfile(on_limit="truncate")
 """How what the agent *sent* is recorded: every built-in detector (auditors are not the agent)."""

@@ -14,11 +14,11 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 from wardgate.apigw import HttpRequest, HttpResponse, error_response
-from wardgate.approvals.model import ApprovalRequest
-from wardgate.approvals.service import ApprovalRequired
+from wardgate.approvals.required import ApprovalRequired
 from wardgate.connections import Connection
 from wardgate.credentials import CredentialStore
 from wardgate.errors import (
@@ -40,6 +40,9 @@ from wardgate.operations.k8s import CONNECT_SUBRESOURCES, K8sOperation, parse_k8
 from wardgate.proxies import http as http_proxy
 from wardgate.proxies import kubernetes
 from wardgate.recording import Recording, recorded_body, recorded_headers
+
+if TYPE_CHECKING:  # the approval flow's modules are imported when an operation is first held
+    from wardgate.approvals.model import ApprovalRequest
 
 Operation = HttpOperation | K8sOperation | UnparseableOperation
 

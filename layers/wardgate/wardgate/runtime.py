@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from wardgate.agents import AgentRegistry, AgentTable, registration_mode
 from wardgate.apigw import HttpRequest, error_response
@@ -76,8 +76,27 @@ def http_gateway() -> HttpGateway:
         policies=policies,
         limits=settings.limits,
         agents=agent_registry(settings, policies),
-        approvals=approval_desk() if settings.approvals_table else None,
+        approvals=approvals_of(settings),
     )
+
+
+class _DeskOnFirstUse:
+    """Stands for ``approval_desk()`` in the proxy functions' gateways and builds it on first use.
+
+    The desk is used only for a ``require_approval`` decision (a window grant looked up, the
+    operation held) and a held call's approval: a request that policy allows or denies never
+    touches it, and the flow's modules (service, store, signing, mail, pages, workflow: ~7 ms
+    of a cold start's imports) are imported when one first does. Building it reads nothing from
+    AWS; should it fail, that request fails (a recorded refusal, as any error there) and the next
+    one builds it again. Present, so a gateway with it never refuses for want of approvals."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(approval_desk(), name)
+
+
+def approvals_of(settings: Settings) -> ApprovalDesk | None:
+    """The gateways' approval desk: built on first use when approvals are configured, else None."""
+    return cast("ApprovalDesk", _DeskOnFirstUse()) if settings.approvals_table else None
 
 
 @functools.cache
@@ -173,7 +192,7 @@ def sql_gateway() -> SqlGateway:
         policies=policies,
         limits=settings.limits,
         agents=agent_registry(settings, policies),
-        approvals=approval_desk() if settings.approvals_table else None,
+        approvals=approvals_of(settings),
         backends=BackendPool(CredentialStore(), binding_key=binding_key),
     )
 

@@ -19,12 +19,11 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from wardgate.apigw import HttpRequest, HttpResponse
-from wardgate.approvals.model import ApprovalRequest
-from wardgate.approvals.service import ApprovalRequired
+from wardgate.approvals.required import ApprovalRequired
 from wardgate.connections import Connection
 from wardgate.credentials import CredentialStore
 from wardgate.dataapi import Backend, DataApiError, Limits, ResultSet, parse_request, run
@@ -50,6 +49,9 @@ from wardgate.operations import UnparseableOperation
 from wardgate.operations.sql import Dialect, SqlOperation, parse_sql
 from wardgate.proxies.http import check_request_body
 from wardgate.recording import Recording, recorded_body
+
+if TYPE_CHECKING:  # the approval flow's modules are imported when an operation is first held
+    from wardgate.approvals.model import ApprovalRequest
 
 # Which Data API error type a wardgate refusal becomes (boto3 reads the type, not the status).
 ERROR_TYPE_BY_STATUS = {

@@ -21,6 +21,7 @@ from wardgate.apigw import HttpRequest, HttpResponse
 from wardgate.approvals import email, pages
 from wardgate.approvals.mail import Mailer
 from wardgate.approvals.model import ApprovalRequest, Vote, iso
+from wardgate.approvals.required import ApprovalRequired as ApprovalRequired  # re-exported
 from wardgate.approvals.settings import ApprovalSettings, RuleApproval
 from wardgate.approvals.signing import LinkError, Signer, binding_of
 from wardgate.approvals.store import ApprovalStore, VoteRefused
@@ -28,7 +29,7 @@ from wardgate.approvals.workflow import Workflow
 from wardgate.errors import Conflict, Forbidden, GatewayError, NotFound, PayloadTooLarge, ServiceUnavailable
 from wardgate.identity import Identity
 from wardgate.observability import count, logger
-from wardgate.policy.engine import Decision, PolicySet
+from wardgate.policy.engine import Decision
 from wardgate.recording import FORMAT, Recorder, Recording
 
 HELD_BODY_LIMIT = 64 * 1024  # a held request lives in one DynamoDB item (400 KB) with its metadata
@@ -40,17 +41,6 @@ NOT_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "host
 
 # Runs an approved operation; raises ServiceUnavailable when it forwarded nothing (the claim is released).
 Executor = Callable[[ApprovalRequest, float], HttpResponse]
-
-
-class ApprovalRequired(Forbidden):
-    """Policy wants a human; raised by ``Gate.decide``. A gateway without approvals refuses with it."""
-
-    code = "approval_required"
-
-    def __init__(self, decision: Decision, policy_set: PolicySet, message: str) -> None:
-        super().__init__(message)
-        self.decision = decision
-        self.policy_set = policy_set
 
 
 def summary_of(operation: dict[str, Any]) -> str:
