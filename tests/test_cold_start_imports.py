@@ -97,7 +97,8 @@ def test_the_http_proxying_modules_are_the_http_functions_only() -> None:
     out = run_fresh(
         "import sys\n"
         "import wardgate.runtime, wardgate.sql_gateway\n"
-        "modules = ('wardgate.gateway', 'wardgate.operations.k8s', 'wardgate.proxies.kubernetes')\n"
+        "modules = ('wardgate.gateway', 'wardgate.operations.k8s', 'wardgate.proxies.kubernetes',\n"
+        "           'wardgate.proxies.http')\n"
         "print([m for m in modules if m in sys.modules])\n"
     )
     assert out.strip() == "[]"

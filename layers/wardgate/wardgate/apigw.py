@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from wardgate.errors import BadRequest, GatewayError, Unauthorized
+from wardgate.errors import BadRequest, GatewayError, PayloadTooLarge, Unauthorized
 
 TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript", "+json", "+xml")
 
@@ -92,3 +92,10 @@ def error_response(error: GatewayError, request_id: str) -> HttpResponse:
     if isinstance(error, Unauthorized):
         headers["www-authenticate"] = f'Bearer error="invalid_token", error_description="{error.code}"'
     return HttpResponse(error.status, headers, json.dumps(body).encode())
+
+
+def check_request_body(body: bytes, limit: int) -> bytes:
+    """The request's body, refused (413) over ``limit`` bytes: both gateways check it first."""
+    if len(body) > limit:
+        raise PayloadTooLarge(f"request body of {len(body)} bytes exceeds the {limit}-byte limit")
+    return body

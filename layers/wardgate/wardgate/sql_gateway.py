@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from wardgate.apigw import HttpRequest, HttpResponse
+from wardgate.apigw import HttpRequest, HttpResponse, check_request_body
 from wardgate.approvals.required import ApprovalRequired
 from wardgate.connections import Connection
 from wardgate.credentials import CredentialStore
@@ -47,7 +47,6 @@ from wardgate.masking.engine import MaskingRefused, mask_rows
 from wardgate.masking.policy import AppliedMasking
 from wardgate.operations import UnparseableOperation
 from wardgate.operations.sql import Dialect, SqlOperation, parse_sql
-from wardgate.proxies.http import check_request_body
 from wardgate.recording import Recording, recorded_body
 
 if TYPE_CHECKING:  # the approval flow's modules are imported when an operation is first held

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote_to_bytes, urlsplit
 
+from wardgate.apigw import check_request_body as check_request_body  # re-exported
 from wardgate.credentials import Credential
-from wardgate.errors import BadGateway, BadRequest, GatewayTimeout, PayloadTooLarge, ServiceUnavailable
+from wardgate.errors import BadGateway, BadRequest, GatewayTimeout, ServiceUnavailable
 
 if TYPE_CHECKING:
     import httpcore
@@ -427,12 +428,6 @@ class HttpForwarder:
             elif name not in DROPPED_RESPONSE_HEADERS:
                 headers.append((name, _text(raw_value)))
         return UpstreamResponse(status=resp.status, headers=headers, cookies=cookies, body=b"".join(chunks))
-
-
-def check_request_body(body: bytes, limit: int) -> bytes:
-    if len(body) > limit:
-        raise PayloadTooLarge(f"request body of {len(body)} bytes exceeds the {limit}-byte limit")
-    return body
 
 
 def rewrite_location(location: str, base_url: str, gateway_prefix: str) -> str:
