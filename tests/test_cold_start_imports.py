@@ -104,6 +104,25 @@ def test_the_http_proxying_modules_are_the_http_functions_only() -> None:
     assert out.strip() == "[]"
 
 
+def test_the_http_function_imports_kubernetes_operations_with_its_first_kubernetes_request() -> None:
+    """HttpProxyFunction's gateway serves HTTP without the Kubernetes operations' module; the first
+    Kubernetes request imports it and is read as before (tests/test_kubectl_lambda.py serves them)."""
+    out = run_fresh(
+        "import sys, json\n"
+        "from wardgate import runtime\n"
+        "from wardgate.apigw import HttpRequest\n"
+        "gateway = runtime.http_gateway()\n"
+        "def request(route, path):\n"
+        "    return HttpRequest('r', 'GET', 'c', route, path, '', {}, [], b'')\n"
+        "http = type(gateway._operation(request('http', '/v1/things'), 'http', '/v1/things', '')).__name__\n"
+        "before = 'wardgate.operations.k8s' in sys.modules\n"
+        "path = '/api/v1/namespaces/default/pods'\n"
+        "k8s = gateway._operation(request('k8s', path), 'k8s', path, '')\n"
+        "print(json.dumps([http, before, type(k8s).__name__, k8s.verb, k8s.resource, k8s.namespace]))\n"
+    )
+    assert json.loads(out) == ["HttpOperation", False, "K8sOperation", "list", "pods", "default"]
+
+
 APPROVAL_FLOW = (
     "wardgate.approvals.service",
     "wardgate.approvals.store",

@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 from urllib.parse import parse_qsl
 
 from wardgate.apigw import HttpRequest, HttpResponse, error_response
@@ -36,15 +36,15 @@ from wardgate.masking.kubernetes import MASKED_DATA, mask_kubernetes_body
 from wardgate.masking.policy import AppliedMasking
 from wardgate.operations import UnparseableOperation
 from wardgate.operations.http import HttpOperation
-from wardgate.operations.k8s import CONNECT_SUBRESOURCES, K8sOperation, parse_k8s_request
 from wardgate.proxies import http as http_proxy
 from wardgate.proxies import kubernetes
 from wardgate.recording import Recording, recorded_body, recorded_headers
 
-if TYPE_CHECKING:  # the approval flow's modules are imported when an operation is first held
-    from wardgate.approvals.model import ApprovalRequest
+if TYPE_CHECKING:
+    from wardgate.approvals.model import ApprovalRequest  # imported when an operation is first held
+    from wardgate.operations.k8s import K8sOperation  # imported by the first Kubernetes request
 
-Operation = HttpOperation | K8sOperation | UnparseableOperation
+Operation: TypeAlias = "HttpOperation | K8sOperation | UnparseableOperation"
 
 # What the Lambda route cannot serve (API Gateway's HTTP API neither upgrades a connection nor
 # streams a response) and where it is served instead.
@@ -135,8 +135,11 @@ class HttpGateway(Gate):
             recording.operation["path"] = recorded["path"] if same_path else masked_url_part(path, "/")
             same_query = query == request.raw_query
             recording.operation["query"] = recorded["query"] if same_query else masked_url_part(query, "=&")
-        if isinstance(operation, K8sOperation):
-            self._refuse_masked_secret_values(request.body, operation)
+        if connection.kind == "k8s":
+            from wardgate.operations.k8s import K8sOperation
+
+            if isinstance(operation, K8sOperation):
+                self._refuse_masked_secret_values(request.body, operation)
         approval: ApprovalRequest | None = None
         try:
             policy_set = self.decide(identity, connection, operation, recording)
@@ -377,6 +380,10 @@ class HttpGateway(Gate):
             return HttpOperation(
                 request.method, path, query, request.body, request.headers.get("content-type", "")
             )
+        # Kubernetes operations' module: imported by the first Kubernetes request, not the cold start
+        # of a function whose first request (like most of the Lambda route's) is HTTP.
+        from wardgate.operations.k8s import CONNECT_SUBRESOURCES, parse_k8s_request
+
         try:
             operation = parse_k8s_request(request.method, request.proxy_path, request.raw_query)
         except UnparseableOperation as unparseable:
