@@ -91,6 +91,25 @@ def _context():
     return LambdaContext("test")
 
 
+def test_the_template_reads_the_same_with_libyaml_as_with_pure_python_yaml():
+    """Template loads with libyaml's parser (fast: every DevStack reads template.yaml); PyYAML's own
+    parser, with the same intrinsic-function constructors, reads exactly the same document."""
+    import yaml
+
+    from wardgate.dev import template
+
+    assert issubclass(template._CfnLoader, yaml.CSafeLoader), "libyaml is not in use"
+
+    class PurePython(yaml.SafeLoader):
+        pass
+
+    PurePython.add_multi_constructor("!", template._intrinsic)
+    text = (ROOT / "template.yaml").read_text()
+    doc = Template(ROOT / "template.yaml").doc
+    assert doc == yaml.load(text, Loader=PurePython)
+    assert doc["Resources"] and any("Fn::Sub" in json.dumps(v) for v in doc["Resources"].values())
+
+
 def test_dev_server_serves_exactly_the_template_routes():
     routes = {r.route_key for r in Template(ROOT / "template.yaml").routes()}
     assert routes == {
@@ -253,7 +272,12 @@ def test_wardgate_dev_end_to_end_as_a_user_runs_it(tmp_path: Path):
         assert "no deleting users on demo" in wardgate("policy", "export")
     finally:
         dev.terminate()
-        dev.wait(timeout=20)
+        try:
+            dev.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            dev.kill()  # never left running: later tests' CLI calls would find it as "the local stack"
+            dev.wait()
+            raise
     assert not (ROOT / ".wardgate" / "dev.json").exists()
 
 

@@ -76,7 +76,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, signal.default_int_handler)
         with contextlib.suppress(KeyboardInterrupt):
             while True:
-                time.sleep(3600)
+                # Short sleeps: a signal the kernel hands to another of the many threads only runs
+                # its handler once the main thread is back in Python (a fresh-clone run saw a
+                # SIGTERM wait out a whole hour's sleep).
+                time.sleep(0.5)
     finally:
         stack.stop()
         moto_server.stop()
