@@ -217,7 +217,8 @@ def _free_ports(count: int) -> list[int]:
 
 def test_wardgate_dev_end_to_end_as_a_user_runs_it(tmp_path: Path):
     """`wardgate dev`, `wardgate token`, an HTTP client, `wardgate recordings ls`: separate processes."""
-    port, upstream_port, aws_port, pg_port, mysql_port = _free_ports(5)
+    port, upstream_port, aws_port, pg_port, mysql_port, *more = _free_ports(9)
+    ssh_port, kube_port, https_port, kube_listener_port = more  # no default port: make dev may be up
     bin_dir = Path(sys.executable).parent
     env = {
         k: v
@@ -226,7 +227,9 @@ def test_wardgate_dev_end_to_end_as_a_user_runs_it(tmp_path: Path):
     }
     dev = subprocess.Popen(
         [str(bin_dir / "wardgate"), "dev", "--port", str(port), "--upstream-port", str(upstream_port),
-         "--aws-port", str(aws_port), "--pg-port", str(pg_port), "--mysql-port", str(mysql_port)],
+         "--aws-port", str(aws_port), "--pg-port", str(pg_port), "--mysql-port", str(mysql_port),
+         "--ssh-port", str(ssh_port), "--kube-port", str(kube_port), "--https-port", str(https_port),
+         "--kube-listener-port", str(kube_listener_port)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
