@@ -796,6 +796,20 @@ def test_a_detector_finds_nothing_in_text_shorter_than_its_shortest_match(text: 
             assert det.find(text, shape(text)) == []
 
 
+def test_the_known_widths_are_the_built_in_patterns_parsed_widths() -> None:
+    """The table that spares parsing the built-in patterns on a cold start: one entry for every
+    built-in pattern, each exactly what parsing it gives, none for a pattern that is gone; a
+    pattern without an entry (a policy's own) is parsed."""
+    from wardgate.masking.engine import _KNOWN_WIDTHS, _parsed_width, _pattern_width, _width_key
+
+    patterns = [p for det in BUILTIN_DETECTORS.values() for p in det.patterns]
+    assert {_width_key(p): _parsed_width(p) for p in patterns} == _KNOWN_WIDTHS
+    assert all(_pattern_width(p) == _parsed_width(p) for p in patterns)
+    own = Detector.from_regex("order", r"ORD-[0-9]{6}")
+    assert _width_key(own.patterns[0]) not in _KNOWN_WIDTHS
+    assert _pattern_width(own.patterns[0]) == 10
+
+
 def test_the_shortest_values_of_the_corpus_still_fit_their_detectors() -> None:
     from tests.masking_corpus import generate
     from wardgate.masking.engine import _widths
