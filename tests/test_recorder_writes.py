@@ -97,3 +97,35 @@ def test_an_index_failure_in_a_worker_is_a_refusal() -> None:
         Recorder(StreamWaitingForTheIndex(index), index).record_outcome(recording(), "response")
     assert refused.value.code == "recording_unavailable"
     assert index.threads[0] is not threading.current_thread()
+
+
+def test_the_outcome_is_recorded_as_append_writes_the_same_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sealing before the index write starts changes no byte: the outcome's line is the event's
+    JSON line with its chain, as any other event's, and the index gets the recording's entry."""
+    import json
+    import time
+
+    monkeypatch.setattr(time, "time", lambda: 1_800_000_000.25)  # both events carry the same time
+    made = recording()
+    made.timings_ms.update(guard=0.5, total=1.25)
+    made.response = {"status": 200, "body": {"size": 2, "data": '{"a":"\\u00e9 \\"x\\""}'}}
+    index, stream = MemoryIndex(), MemoryStream()
+    outcome = Recorder(stream, index)
+    outcome.record_outcome(made, "response")
+    plain_stream = MemoryStream()
+    Recorder(plain_stream, MemoryIndex()).append(made.event("response"))
+
+    def without_writer(line: bytes) -> dict[str, Any]:
+        event = json.loads(line)
+        assert event["chain"]["writer"]
+        event["chain"].pop("writer")
+        return dict(event)
+
+    assert len(stream.lines) == 1 and stream.lines[0].endswith(b"\n")
+    first = without_writer(stream.lines[0])
+    assert first["chain"] == {"seq": 1, "prev": ""}
+    second = without_writer(plain_stream.lines[0])
+    assert second["chain"]["prev"] and second["chain"]["seq"] == 1  # the same record's next event
+    first.pop("chain"), second.pop("chain")
+    assert first == second == {**made.event("response")}
+    assert index.entries == [made.index_entry()]

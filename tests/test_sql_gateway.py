@@ -332,3 +332,26 @@ def test_a_statement_needing_approval_is_held_then_its_retry_runs_it_once(
     with pytest.raises(sql.client.exceptions.ForbiddenException) as inside:
         sql.execute(delete, parameters=params, transactionId=transaction["transactionId"])
     assert "the transaction was rolled back" in inside.value.response["Error"]["Message"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://wardgate@127.0.0.1:5432/wardgate_test",
+        "postgresql://wardgate@127.0.0.1:5432/",
+        "mysql://root@127.0.0.1/shop%20db",
+        "mariadb://root@127.0.0.1/shop",
+        "rds-data:///orders?resourceArn=arn:x&secretArn=arn:y",
+        "rds-data:///orders?resourceArn=arn:x&secretArn=arn:y&dialect=mysql",
+        "rds-data:///orders?dialect=postgres&dialect=mysql",
+    ],
+)
+def test_a_connections_database_and_dialect_are_read_once_per_url_as_on_every_call(url: str) -> None:
+    """The URL's database and dialect, parsed once per URL, are what parsing it each call gave."""
+    from urllib.parse import unquote, urlsplit
+
+    from wardgate.sql_gateway import _url_facts, dialect_of
+
+    expected = (unquote(urlsplit(url).path.lstrip("/")) or None, dialect_of(url))
+    assert _url_facts(url) == expected
+    assert _url_facts(url) == expected  # remembered: the same answer

@@ -9,6 +9,7 @@ answer. ``HttpGateway`` (HTTP and Kubernetes API) and ``SqlGateway`` (Data API) 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -248,6 +249,8 @@ class Gate:
         )
         count("Requests", connection=connection, outcome=outcome)
         # DEBUG: the recording is the audit trail; a log line per request would cost more than the index.
+        if not logger.isEnabledFor(logging.DEBUG):  # as on Lambda (INFO): skip building the line's fields
+            return
         logger.debug(
             "request finished",
             extra={

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import orjson
 
 from wardgate import aws
-from wardgate.auditing.chain import EventWriter
+from wardgate.auditing.chain import EventWriter, Sealed
 from wardgate.errors import ServiceUnavailable
 
 FORMAT = "wardgate.recording/v1"
@@ -229,14 +229,18 @@ class Recorder:
         """``kind`` is ``response`` for a forwarded request, ``refused`` for one the gateway refused.
 
         The event and the index entry are independent writes, so they go out together: the agent
-        waits for one AWS round trip instead of two. When the event is written before a worker
-        has taken the index entry up (a fast stream, or no CPU for the worker yet), the entry is
-        written here instead: waiting for a thread to wake would only add its switch.
+        waits for one AWS round trip instead of two. The event is serialised and hashed first and
+        only then is the index write handed to a worker, so that the worker does not take the GIL
+        from the hashing (hashlib lets it go on long lines) and the two writes, not the CPU work,
+        overlap. When the event is written before a worker has taken the index entry up (a fast
+        stream, or no CPU for the worker yet), the entry is written here instead: waiting for a
+        thread to wake would only add its switch.
         """
         entry = recording.index_entry()
+        sealed = self._seal(recording.event(kind))
         index_write = _background().submit(self.index.put, entry)
         try:
-            self._put(recording.event(kind))
+            self._send(*sealed)
         finally:
             try:
                 if index_write.cancel():  # not started: no worker will run it now
@@ -253,9 +257,15 @@ class Recorder:
         self._put(event)
 
     def _put(self, event: dict[str, Any]) -> None:
+        self._send(*self._seal(event))
+
+    def _seal(self, event: dict[str, Any]) -> tuple[Sealed, list[Sealed]]:
+        """The event's line, and before it the writer_lost events naming what a failed write may
+        not have delivered (none, nearly always)."""
         sealed = self.writer.seal(event, json_line)
-        # After a failed write: first the writer_lost event that names what may not have arrived.
-        declarations = self.writer.declarations(json_line)
+        return sealed, self.writer.declarations(json_line)
+
+    def _send(self, sealed: Sealed, declarations: list[Sealed]) -> None:
         try:
             if declarations:
                 self.stream.put_batch([*(d.line for d in declarations), sealed.line])

@@ -13,6 +13,7 @@ the agent can never believe half a transaction was applied.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
@@ -126,6 +127,13 @@ def dialect_of(upstream_url: str) -> Dialect:
     return "postgres"
 
 
+@functools.lru_cache(maxsize=256)  # a few URLs per container (one per SQL connection); bounded
+def _url_facts(upstream_url: str) -> tuple[str | None, Dialect]:
+    """The database a connection's URL names (None: the backend's default) and its dialect: pure
+    functions of the URL, parsed once per URL rather than on every statement."""
+    return unquote(urlsplit(upstream_url).path.lstrip("/")) or None, dialect_of(upstream_url)
+
+
 def caps_of(upstream_url: str, defaults: Limits) -> Limits:
     """A connection's own result caps: ``?max_rows=100&max_bytes=65536`` on its upstream URL."""
     query = parse_qs(urlsplit(upstream_url).query)
@@ -229,12 +237,11 @@ class SqlGateway(Gate):
         if request.method != "POST":
             raise BadRequest(f"the Data API takes POST requests, not {request.method}", code="bad_method")
         check_request_body(request.body, self.limits.max_request_body)
-        database = unquote(urlsplit(connection.upstream_url).path.lstrip("/")) or None
+        database, dialect = _url_facts(connection.upstream_url)
         try:
             data_request = parse_request(request.proxy_path.strip("/"), request.body, database=database)
         except DataApiError as error:
             raise DataApiRefusal(error) from None
-        dialect = dialect_of(connection.upstream_url)
         operation, recorded = self.parses.parse(_sql_of(data_request), dialect)
         recording.operation = {**recorded, "call": type(data_request).__name__}
         backend = self.backends.get(connection)
