@@ -508,9 +508,13 @@ def report(
             "policy (`timings_ms.guard`)",
             med(guard),
         ),
-        ("… … backend: run on PostgreSQL + masking + Data API response (`timings_ms.backend`)", med(backend)),
         (
-            "… … `record_request`, backend pool, JSON body, recorded body (total - guard - backend)",
+            "… … backend: run on PostgreSQL + masking + Data API response, serialised to JSON "
+            "(`timings_ms.backend`)",
+            med(backend),
+        ),
+        (
+            "… … `record_request`, backend pool, recorded body (total - guard - backend)",
             med([t - a - b for t, a, b in zip(handle, guard, backend, strict=True)]),
         ),
         (
