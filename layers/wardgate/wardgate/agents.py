@@ -136,6 +136,8 @@ class Agent:
 
 @dataclass(frozen=True)
 class OwnerState:
+    """Whether a human owner's agents are admitted (``active``) or all revoked, and who said so when."""
+
     owner: str
     status: str  # "active" or "revoked"
     reason: str = ""

@@ -17,6 +17,8 @@ TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javas
 
 @dataclass
 class HttpRequest:
+    """One agent request as API Gateway (payload 2.0) delivered it, before anything is decided."""
+
     request_id: str
     method: str
     connection: str
@@ -66,6 +68,8 @@ class HttpRequest:
 
 @dataclass
 class HttpResponse:
+    """What the function answers: status, headers, body and the upstream's ``Set-Cookie`` values."""
+
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""

@@ -35,6 +35,8 @@ LIMIT_VARIABLES: dict[str, tuple[str, type]] = {
 
 @dataclass(frozen=True)
 class Settings:
+    """The function's configuration from its environment (tables, stream, issuers, limits)."""
+
     issuers: tuple[IssuerConfig, ...]
     connections_table: str
     recordings_table: str

@@ -61,6 +61,8 @@ def validate_ssh_host_key(pin: str) -> str:
 
 @dataclass(frozen=True)
 class Connection:
+    """A named backend agents reach through wardgate: its kind, upstream, credential and who may use it."""
+
     name: str
     kind: str
     upstream_url: str

@@ -23,6 +23,9 @@ RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "co
 
 @dataclass(frozen=True)
 class Credential:
+    """A connection's secret as wardgate uses it: the header it injects, and per type a password,
+    an SSH key or the private CA the upstream's certificate must chain to."""
+
     header_name: str
     header_value: str = field(repr=False)
     password: str | None = field(default=None, repr=False)  # basic: what a database connection needs
@@ -82,6 +85,8 @@ def _ssh_private_key(text: str, passphrase: str | None) -> str:
 
 @dataclass
 class CredentialStore:
+    """Connections' credentials from Secrets Manager, remembered per container for ``ttl_seconds``."""
+
     ttl_seconds: float = 300.0
     clock: Any = time.monotonic
     _cache: dict[str, tuple[float, Credential]] = field(default_factory=dict, init=False)

@@ -107,6 +107,8 @@ class Progress:
 
 @dataclass
 class Gate:
+    """What every gateway does around its protocol's work: admit, decide, record, answer."""
+
     validator: TokenValidator
     agents: AgentRegistry  # the kill switch: checked on every request right after the token
     connections: ConnectionStore

@@ -93,6 +93,8 @@ class Outgoing:
 
 @dataclass
 class HttpGateway(Gate):
+    """``Gate`` for HTTP and Kubernetes API connections: the credential injected, forwarded, masked."""
+
     credentials: CredentialStore
     forwarder: http_proxy.HttpForwarder
 

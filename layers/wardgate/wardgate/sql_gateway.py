@@ -223,6 +223,8 @@ class ParsedStatements:
 
 @dataclass
 class SqlGateway(Gate):
+    """``Gate`` for the Data API: every statement decided, run on the connection's backend, masked."""
+
     backends: BackendPool
     parses: ParsedStatements = field(default_factory=ParsedStatements)
 

@@ -41,6 +41,8 @@ class Limits:
 
 @dataclass
 class ResultSet:
+    """What one statement returned: columns, rows, counts, generated fields, whether rows were capped."""
+
     columns: list[ColumnMetadata] = field(default_factory=list)
     rows: list[list[Any]] = field(default_factory=list)
     number_of_records_updated: int = 0
@@ -59,6 +61,8 @@ class ResultSet:
 
 @dataclass
 class BatchResult:
+    """What a batch returned: the generated fields of each parameter set."""
+
     update_results: list[list[Any]] = field(default_factory=list)  # generated fields per parameter set
 
 

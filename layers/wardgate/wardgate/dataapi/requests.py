@@ -32,6 +32,8 @@ TARGET_MEMBERS = ("resourceArn", "secretArn", "database", "schema")
 
 @dataclass(frozen=True)
 class SqlParameter:
+    """One named statement parameter, its value decoded from the Data API's typed field."""
+
     name: str
     value: Any  # None, bool, int, float, str, bytes, Decimal, date, time, datetime, UUID or JsonText
     type_hint: str | None = None
@@ -39,12 +41,16 @@ class SqlParameter:
 
 @dataclass(frozen=True)
 class ResultSetOptions:
+    """How the Data API renders decimals and longs in results."""
+
     decimal_return_type: DecimalReturnType = "STRING"
     long_return_type: LongReturnType = "LONG"
 
 
 @dataclass(frozen=True)
 class ExecuteStatementRequest:
+    """An ``ExecuteStatement`` call: one SQL text, its parameters, an optional transaction."""
+
     sql: str
     parameters: tuple[SqlParameter, ...] = ()
     transaction_id: str | None = None
@@ -56,6 +62,8 @@ class ExecuteStatementRequest:
 
 @dataclass(frozen=True)
 class BatchExecuteStatementRequest:
+    """A ``BatchExecuteStatement`` call: one SQL text run once per parameter set."""
+
     sql: str
     parameter_sets: tuple[tuple[SqlParameter, ...], ...] = ()
     transaction_id: str | None = None
@@ -63,16 +71,20 @@ class BatchExecuteStatementRequest:
 
 @dataclass(frozen=True)
 class BeginTransactionRequest:
-    pass
+    """A ``BeginTransaction`` call (the statement ``BEGIN``)."""
 
 
 @dataclass(frozen=True)
 class CommitTransactionRequest:
+    """A ``CommitTransaction`` call (the statement ``COMMIT``) on a transaction id."""
+
     transaction_id: str
 
 
 @dataclass(frozen=True)
 class RollbackTransactionRequest:
+    """A ``RollbackTransaction`` call (the statement ``ROLLBACK``) on a transaction id."""
+
     transaction_id: str
 
 

@@ -33,6 +33,8 @@ from wardgate.dataapi.result import (
 
 @dataclass(frozen=True)
 class DataApiResponse:
+    """A Data API answer: status, the JSON body and headers."""
+
     status: int
     body: dict[str, Any]
     headers: Mapping[str, str] = field(default_factory=lambda: {"content-type": "application/json"})

@@ -82,6 +82,8 @@ class AppliedMasking:
 
 @dataclass(frozen=True)
 class _Exemption:
+    """A masking exemption: the detectors it reveals, for which groups and connections."""
+
     groups: frozenset[str]
     connections: frozenset[str]
     reveal: frozenset[str]

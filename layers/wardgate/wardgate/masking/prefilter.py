@@ -52,6 +52,8 @@ _REPEATS = (_sre.MAX_REPEAT, _sre.MIN_REPEAT, _sre.POSSESSIVE_REPEAT)
 
 @dataclass(frozen=True)
 class PatternFacts:
+    """What a pattern needs of a text to match at all, read from its parse tree."""
+
     required: str
     """Characters that any match needs in the text (itself or what its lookarounds see)."""
     prefix: str

@@ -13,6 +13,8 @@ UNREADABLE = object()  # a body that rules cannot read (not JSON, too large): se
 
 @dataclass(frozen=True)
 class HttpOperation:
+    """An HTTP request as policy sees it: the method, the path as forwarded, the query, the body."""
+
     method: str
     path: str  # decoded and normalised exactly as it is forwarded (proxies.http.normalise_path)
     query: str

@@ -35,6 +35,8 @@ DOCUMENT_VERSION = 1
 
 @dataclass(frozen=True)
 class Problem:
+    """One thing wrong in a policy document, where it is (a path into the document) and what."""
+
     path: Path
     message: str
 

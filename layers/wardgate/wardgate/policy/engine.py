@@ -26,6 +26,8 @@ ANY = "\0any"  # index bucket of rules that do not constrain the index attribute
 
 @dataclass(frozen=True)
 class Decision:
+    """Policy's answer on one operation: the outcome, why, which rule, under which version."""
+
     outcome: Effect
     reason: str
     rule: str
@@ -83,6 +85,8 @@ def describe(protocol: str, unit: Mapping[str, Any]) -> str:
 
 @dataclass
 class PolicySet:
+    """One applied policy version: its rules indexed for decisions, its settings and masking."""
+
     version: str
     rules: tuple[Rule, ...]
     unparseable: Effect = "deny"

@@ -99,6 +99,8 @@ class Pattern:
 
 @dataclass(frozen=True)
 class IdentityMatch:
+    """Which callers a rule applies to: patterns of subjects, groups, owners and owners' groups."""
+
     subjects: Pattern | None = None
     groups: Pattern | None = None
     owners: Pattern | None = None
@@ -116,6 +118,8 @@ class IdentityMatch:
 
 @dataclass(frozen=True)
 class TimeWindow:
+    """When a rule applies: days of the week and a time of day, in a time zone."""
+
     days: tuple[int, ...] = tuple(range(7))
     start: time = time(0, 0)
     end: time = time(23, 59, 59, 999999)
@@ -165,6 +169,8 @@ def json_text(value: Any) -> str:
 
 @dataclass(frozen=True)
 class Rule:
+    """One policy rule as loaded: what it matches, its effect and where it was written."""
+
     name: str
     effect: Effect
     source: str  # "policies/prod.yaml:14" or "pack no-destructive-ddl"

@@ -46,6 +46,8 @@ def _deserialize(item: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class PolicyStore:
+    """The policy in force from DynamoDB (pointer, then the version), remembered for ``ttl_seconds``."""
+
     table_name: str
     connections_table: str
     ttl_seconds: float = 5.0  # a newly applied policy is in force everywhere within this

@@ -235,6 +235,8 @@ def forwarded_headers(
 
 @dataclass
 class UpstreamResponse:
+    """The upstream's answer: status, headers as received, its ``Set-Cookie`` values, the body."""
+
     status: int
     headers: list[tuple[str, str]]
     cookies: list[str]
