@@ -504,8 +504,7 @@ def report(
         ("whole gateway statement", med(samples["gateway"])),
         ("… `SqlGateway.handle` until it records the outcome (`timings_ms.total`)", med(handle)),
         (
-            "… … guard: recording started, token, registry, connection, parse, SQL classification, "
-            "policy (`timings_ms.guard`)",
+            "… … guard: token, registry, connection, parse, SQL classification, policy (`timings_ms.guard`)",
             med(guard),
         ),
         (
@@ -514,7 +513,8 @@ def report(
             med(backend),
         ),
         (
-            "… … `record_request`, backend pool, recorded body (total - guard - backend)",
+            "… … recording started (the request's recorded, masked body), `record_request`, backend "
+            "pool, the response's recorded body (total - guard - backend)",
             med([t - a - b for t, a, b in zip(handle, guard, backend, strict=True)]),
         ),
         (
