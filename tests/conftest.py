@@ -5,6 +5,7 @@ Tests drive it with real clients (httpx, boto3) over loopback; nothing of wardga
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 from collections.abc import Iterator
@@ -42,6 +43,28 @@ def _serialise_moto_dynamodb_writes() -> None:
 
 
 _serialise_moto_dynamodb_writes()
+
+
+_modules_frozen_after_first_test: set[str] = set()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Full collections walk every object alive, and a test run keeps hundreds of thousands alive
+    for good (modules, botocore's service models, moto's backends, loaded on first use): they were
+    a fifth of the integration tests' time. After the first test of each module (what its tests
+    share is loaded by then) and after its last (its module fixtures are gone), collect and freeze
+    what is left (``gc.freeze``, as wardgate does on Lambda: runtime.end_gc_pause), so that later
+    collections skip it. What tests create afterwards is collected as before; reference counting
+    still frees frozen objects, only a cycle among them that becomes garbage later stays."""
+    result = yield
+    module = item.nodeid.split("::", 1)[0]
+    last = nextitem is None or nextitem.nodeid.split("::", 1)[0] != module
+    if last or module not in _modules_frozen_after_first_test:
+        _modules_frozen_after_first_test.add(module)
+        gc.collect()
+        gc.freeze()
+    return result
 
 
 @pytest.fixture(scope="session")
