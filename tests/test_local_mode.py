@@ -149,6 +149,39 @@ def test_route_matching_follows_api_gateway(method, path, expected):
     assert match == expected
 
 
+@pytest.mark.parametrize("tls", [False, True])
+def test_a_loopback_server_stops_at_once_not_at_its_next_poll(tmp_path: Path, tls: bool):
+    """shutdown_promptly wakes serve_forever: stopping does not wait out its poll interval (a
+    minute here), and the server stops serving (a connection made meanwhile is handled quietly)."""
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler
+
+    from wardgate.dev.certs import make_dev_certificates
+    from wardgate.dev.server import LoopbackServer, TlsLoopbackServer, server_tls_context, shutdown_promptly
+
+    class Ok(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(204)
+            self.end_headers()
+
+    if tls:
+        server: LoopbackServer = TlsLoopbackServer(
+            ("127.0.0.1", 0), Ok, server_tls_context(make_dev_certificates(tmp_path))
+        )
+    else:
+        server = LoopbackServer(("127.0.0.1", 0), Ok)
+    serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 60}, daemon=True)
+    serving.start()
+    started = time.monotonic()
+    shutdown_promptly(server)
+    serving.join(timeout=5)
+    assert not serving.is_alive() and time.monotonic() - started < 5
+    server.server_close()
+    with pytest.raises(OSError):
+        socket.create_connection(server.server_address[:2], timeout=2).close()
+
+
 def test_cli_lists_and_shows_recordings(client, auth, capsys):
     record_id = client.get("/http/demo/cli-check", headers=auth).headers["x-wardgate-record-id"]
     client.get("/http/nope/x", headers=auth)

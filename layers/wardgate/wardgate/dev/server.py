@@ -7,9 +7,11 @@ would and calling the same handlers, plus the development issuer under /_dev/oid
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib.util
 import json
 import socket
+import socketserver
 import ssl
 import sys
 import threading
@@ -33,6 +35,28 @@ TLS_HANDSHAKE_TIMEOUT_S = 10.0
 
 if TYPE_CHECKING:
     from wardgate.dev.certs import DevCertificates
+
+
+def shutdown_promptly(server: socketserver.TCPServer) -> None:
+    """``server.shutdown()`` without waiting out ``serve_forever``'s poll interval.
+
+    ``shutdown()`` sets a flag that the serving loop reads only when its ``select`` returns: at the
+    next poll, or when a connection arrives. So connect to the listening socket until it has
+    stopped: the loop wakes, sees the flag and ends (a connection it accepted first is served like
+    any other: an HTTP handler reads nothing, a TLS handshake fails, both quietly). Every DevStack
+    the tests start and stop has four such servers.
+    """
+    stopped = threading.Event()
+
+    def stop() -> None:
+        server.shutdown()
+        stopped.set()
+
+    threading.Thread(target=stop, name="shutdown-promptly", daemon=True).start()
+    host, port = server.server_address[:2]
+    while not stopped.wait(0.002):
+        with contextlib.suppress(OSError):
+            socket.create_connection((str(host), int(port)), timeout=1).close()
 
 
 class LoopbackServer(ThreadingHTTPServer):
@@ -157,7 +181,7 @@ class LoopbackService:
         return self
 
     def stop(self) -> None:
-        self.server.shutdown()
+        shutdown_promptly(self.server)
         self.server.server_close()
 
 
@@ -194,7 +218,7 @@ class GatewayServer(LoopbackService):
 
     def stop(self) -> None:
         if self.tls_server is not None:
-            self.tls_server.shutdown()
+            shutdown_promptly(self.tls_server)
             self.tls_server.server_close()
         super().stop()
 

@@ -29,6 +29,7 @@ from wardgate.dev.kube.rest import Api, Request, Stream, parse_route
 from wardgate.dev.kube.seed import seed as seed_store
 from wardgate.dev.kube.status import internal_error, status_answer
 from wardgate.dev.kube.store import Store, StoreError
+from wardgate.dev.server import shutdown_promptly
 
 LOG = logging.getLogger(__name__)
 HANDSHAKE_TIMEOUT_S = 10.0
@@ -192,7 +193,7 @@ class KubeDouble:
             return
         self._stopped = True
         if self._started:
-            self._server.shutdown()
+            shutdown_promptly(self._server)
             self._thread.join()
         self.cluster.stop()
         self.store.close()  # watches and followed logs end their chunked answers cleanly...
