@@ -45,6 +45,26 @@ def _serialise_moto_dynamodb_writes() -> None:
 _serialise_moto_dynamodb_writes()
 
 
+def _validate_each_state_machine_definition_once() -> None:
+    """moto validates a state machine's definition by parsing it with its ANTLR grammar (~50 ms),
+    and every DevStack creates the same approval workflow: a definition that parsed once is valid
+    (the parse depends on its text alone), so it is not parsed again. Executions still parse it."""
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    validate = StepFunctionsParserBackend._validate_definition
+    valid: set[str] = set()
+
+    def validate_once(definition: str) -> None:
+        if definition not in valid:
+            validate(definition)  # raises InvalidDefinition: not remembered
+            valid.add(definition)
+
+    StepFunctionsParserBackend._validate_definition = staticmethod(validate_once)  # type: ignore[method-assign]
+
+
+_validate_each_state_machine_definition_once()
+
+
 _modules_frozen_after_first_test: set[str] = set()
 
 

@@ -92,8 +92,8 @@ def _context():
 
 
 def test_the_template_reads_the_same_with_libyaml_as_with_pure_python_yaml():
-    """Template loads with libyaml's parser (fast: every DevStack reads template.yaml); PyYAML's own
-    parser, with the same intrinsic-function constructors, reads exactly the same document."""
+    """Template loads with libyaml's parser, once per process (every DevStack reads template.yaml);
+    PyYAML's own parser, with the same intrinsic-function constructors, reads exactly the same document."""
     import yaml
 
     from wardgate.dev import template
@@ -108,6 +108,8 @@ def test_the_template_reads_the_same_with_libyaml_as_with_pure_python_yaml():
     doc = Template(ROOT / "template.yaml").doc
     assert doc == yaml.load(text, Loader=PurePython)
     assert doc["Resources"] and any("Fn::Sub" in json.dumps(v) for v in doc["Resources"].values())
+    doc["Resources"].clear()  # parsed once per process, but each Template has its own copy
+    assert Template(ROOT / "template.yaml").doc == yaml.load(text, Loader=PurePython)
 
 
 def test_dev_server_serves_exactly_the_template_routes():
@@ -147,6 +149,28 @@ def test_route_matching_follows_api_gateway(method, path, expected):
     routes = Template(ROOT / "template.yaml").routes()
     match = next((m for r in routes if (m := r.match(method, path)) is not None), None)
     assert match == expected
+
+
+def test_the_dev_issuer_loads_each_key_file_as_it_is_now(tmp_path: Path):
+    """The issuer's key is loaded once per process and key (every DevStack makes an issuer), by the
+    file's content: a replaced key file is read anew, never answered from what was loaded before."""
+    import jwt
+
+    from wardgate.dev.oidc import DevIssuer
+
+    key_file = tmp_path / "dev-issuer-key.pem"
+    first = DevIssuer("http://127.0.0.1:1/_dev/oidc", key_file)  # creates the key
+    again = DevIssuer("http://127.0.0.1:1/_dev/oidc", key_file)
+    assert again.kid == first.kid
+    token = again.mint("agent-1", ["ci"])
+    (public,) = first.jwks()["keys"]
+    key = jwt.PyJWK(public).key
+    assert jwt.decode(token, key, algorithms=["RS256"], audience="wardgate")["sub"] == "agent-1"
+    key_file.unlink()
+    renewed = DevIssuer("http://127.0.0.1:1/_dev/oidc", key_file)  # a new key in the same place
+    assert renewed.kid != first.kid
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(renewed.mint("agent-1", ["ci"]), key, algorithms=["RS256"], audience="wardgate")
 
 
 @pytest.mark.parametrize("tls", [False, True])

@@ -37,6 +37,8 @@ DEV_AUDIENCE = "wardgate"
 ISSUER_PATH = "/_dev/oidc"
 CODE_SECONDS = 60  # an authorization code is exchanged at once, or never
 ID_TOKEN_SECONDS = 300
+# Issuer keys loaded in this process, by their PEM: the tests start hundreds of stacks on one key file.
+_LOADED_KEYS: dict[bytes, rsa.RSAPrivateKey] = {}
 _VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")  # RFC 7636 section 4.1
 _CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")  # base64url of a SHA-256, unpadded
 AUTHORIZE_PARAMETERS = (
@@ -132,8 +134,12 @@ class DevIssuer:
     @staticmethod
     def _load_or_create(key_file: Path) -> rsa.RSAPrivateKey:
         if key_file.exists():
-            key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
-            assert isinstance(key, rsa.RSAPrivateKey)
+            pem = key_file.read_bytes()
+            key = _LOADED_KEYS.get(pem)
+            if key is None:  # loading checks the RSA key (~30 ms): once per process and key
+                loaded = serialization.load_pem_private_key(pem, password=None)
+                assert isinstance(loaded, rsa.RSAPrivateKey)
+                key = _LOADED_KEYS.setdefault(pem, loaded)
             return key
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         key_file.parent.mkdir(parents=True, exist_ok=True)

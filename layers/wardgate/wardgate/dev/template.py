@@ -6,6 +6,8 @@ bucket and stream that moto emulates are created from their declarations.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,13 @@ def _intrinsic(loader: yaml.constructor.SafeConstructor, suffix: str, node: yaml
 
 
 _CfnLoader.add_multi_constructor("!", _intrinsic)
+
+
+@functools.lru_cache(maxsize=4)
+def _parse(text: str) -> dict[str, Any]:
+    """template.yaml as read from ``text``, parsed once per process (every DevStack reads it)."""
+    doc: dict[str, Any] = yaml.load(text, Loader=_CfnLoader)  # noqa: S506 (SafeLoader subclass)
+    return doc
 
 
 @dataclass(frozen=True)
@@ -91,7 +100,7 @@ class Template:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.root = path.parent
-        self.doc: dict[str, Any] = yaml.load(path.read_text(), Loader=_CfnLoader)  # noqa: S506 (SafeLoader subclass)
+        self.doc: dict[str, Any] = copy.deepcopy(_parse(path.read_text()))  # each Template its own
         self.resources: dict[str, dict[str, Any]] = self.doc.get("Resources", {})
 
     def routes(self) -> list[Route]:
