@@ -51,7 +51,7 @@ from wardgate import aws
 from wardgate.dev.stack import DEMO_SECRET, DEV_POLICY, SFN_INTERPRETER, DevStack
 
 ROOT = Path(__file__).resolve().parent.parent
-READ_TIMEOUT_S = 0.05
+READ_TIMEOUT_S = 0.02
 # wardgate's clients, with its retries, but timeouts short enough for a fast matrix (aws.CLIENT_CONFIG).
 CLIENT_CONFIG = {
     "connect_timeout": READ_TIMEOUT_S,
