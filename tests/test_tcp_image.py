@@ -39,6 +39,8 @@ from pathlib import Path
 
 import pytest
 
+from wardgate.dev.server import shutdown_promptly
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
@@ -470,7 +472,7 @@ def health_server(status: int) -> Iterator[int]:
     try:
         yield server.server_address[1]
     finally:
-        server.shutdown()
+        shutdown_promptly(server)  # not at serve_forever's next poll (half a second)
         server.server_close()
 
 
