@@ -223,7 +223,7 @@ def test_ls_lists_every_record_newest_first(traffic: Traffic, capsys):
     assert (terminal["protocol"], terminal["owner"], terminal["summary"]) == (
         "ssh",
         ALICE,
-        "session: 0 statement(s), 0 refused",
+        "session: 0 statement(s) run, 0 refused",
     )
 
     code, out, _ = run(capsys, "ls")
@@ -263,7 +263,7 @@ def test_ls_of_the_sql_paths(traffic: Traffic, capsys):
     assert len(sessions) == 1
     (session,) = sessions
     assert session["owner"] == ALICE and session["outcome"] == "denied"
-    assert session["summary"] == "session: 1 statement(s), 1 refused"
+    assert session["summary"] == "session: 1 statement(s) run, 1 refused"
     data_api = rows(capsys, "ls", "--protocol", "sql")
     assert sorted(r["outcome"] for r in data_api) == ["allowed", "denied"]
     assert all(r["summary"].startswith("POST /Execute: ") for r in data_api)
@@ -327,7 +327,7 @@ def test_show_a_postgres_session_statement_by_statement(traffic: Traffic, capsys
         "refused          DENIED by rule read-only-sql: hidden writes  DELETE FROM pg_class  "
         "-> denied_by_policy" in out
     )
-    assert "session end      closed: the client closed the session; 1 statement(s), 1 refused" in out
+    assert "session end      closed: the client closed the session; 1 statement(s) run, 1 refused" in out
 
 
 def test_show_json_prints_the_events_as_recorded(traffic: Traffic, capsys):

@@ -304,7 +304,7 @@ def records_sql(events: str = "events") -> str:
     session = (
         "'session: ' || CAST("
         + _count("kind = 'statement'")
-        + " AS VARCHAR) || ' statement(s), ' || CAST("
+        + " AS VARCHAR) || ' statement(s) run, ' || CAST("
         + _count("kind = 'statement_refused'")
         + " AS VARCHAR) || ' refused'"
     )

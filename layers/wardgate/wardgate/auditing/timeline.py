@@ -193,7 +193,7 @@ def describe(event: dict[str, Any]) -> tuple[str, str]:
     if kind == "session_end":
         return "session end", (
             f"{inert(event.get('outcome', ''))}: {inert(event.get('reason', ''))}; "
-            f"{event.get('statements', 0)} statement(s), {event.get('refused', 0)} refused, "
+            f"{event.get('statements', 0)} statement(s) run, {event.get('refused', 0)} refused, "
             f"{event.get('duration_ms', '?')} ms"
         )
     if kind == "terminal_start":

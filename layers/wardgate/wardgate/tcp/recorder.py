@@ -212,7 +212,7 @@ class SessionRecord:
             self.started_at,
             self.identity,
             method=self.protocol,
-            path=f"session: {self.statements} statement(s), {self.refused} refused",
+            path=f"session: {self.statements} statement(s) run, {self.refused} refused",
             status=0,
             outcome=self.outcome,
             error=self.reason if self.outcome not in ("open", "closed") else "",
