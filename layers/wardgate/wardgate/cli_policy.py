@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from wardgate.identity import Identity
@@ -19,15 +21,23 @@ def _store() -> Any:
     return PolicyStore(settings.policies_table, settings.connections_table)
 
 
+def _table_kinds() -> dict[str, str]:
+    """The connections table's connections (name -> kind) of the stack ``target`` pointed at."""
+    kinds: dict[str, str] = _store().connection_kinds()
+    return kinds
+
+
 def _load(
-    paths: list[str], consequence: str = "nothing applied", stack: bool = True
+    paths: list[str],
+    consequence: str = "nothing applied",
+    stored_kinds: Callable[[], dict[str, str]] | None = _table_kinds,
 ) -> tuple[dict[str, Any], Any] | None:
-    """Load policy files; with ``stack``, files that declare no connections are checked against the
-    connections table of the stack ``target`` pointed at (apply applies them over it)."""
+    """Load policy files; files that declare no connections are checked against ``stored_kinds()``
+    (apply applies them over the connections table), or not at all when it is None."""
     from wardgate.policy.files import PolicyFileError, load
 
     try:
-        return load(paths, (lambda: _store().connection_kinds()) if stack else None)
+        return load(paths, stored_kinds)
     except PolicyFileError as exc:
         for message in exc.messages:
             print(message, file=sys.stderr)
@@ -43,7 +53,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     stack = bool(args.stack) or read_state() is not None
     if stack:
         target(args)
-    loaded = _load(args.files, stack=stack)
+    loaded = _load(args.files, stored_kinds=_table_kinds if stack else None)
     if loaded is None:
         return 1
     document, policy_set = loaded
@@ -193,17 +203,17 @@ def cmd_test(args: argparse.Namespace) -> int:
 
     protocol = next(p for p in ("sql", "http", "k8s", "shell") if getattr(args, p) is not None)
     target(args)
+    table_kinds = functools.cache(_table_kinds)  # the table is scanned once, if at all
     if args.file:
-        loaded = _load(args.file)
+        loaded = _load(args.file, stored_kinds=table_kinds)
         if loaded is None:
             return 1
         document, policy_set = loaded
-        declared = document["connections"] or _store().stored_connections()
-        kinds = {c["name"]: c["kind"] for c in declared}
+        declared = document["connections"]
+        kinds = {c["name"]: c["kind"] for c in declared} if declared else table_kinds()
     else:
-        store = _store()
-        policy_set = store.current()
-        kinds = {c["name"]: c["kind"] for c in store.stored_connections()}
+        policy_set = _store().current()
+        kinds = table_kinds()
     kind = kinds.get(args.connection)
     if kind is not None and kind != protocol:
         print(
