@@ -80,7 +80,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from functools import lru_cache, wraps
-from itertools import accumulate, repeat
+from itertools import accumulate, chain, repeat
 from operator import lt
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
 from uuid import UUID
@@ -943,9 +943,9 @@ def mask_rows(
     # Column by column: one set of types per column (in C) says which checks its cells need, so
     # the common columns (numbers, dates, short texts) cost no Python work per cell.
     masked_columns: list[Sequence[Any]] = []
-    scanned: dict[int, list[Any]] = {}  # the columns with cells in the scan, by index
-    scan: list[tuple[int, int]] = []  # (column, row) of short string cells, scanned in one pass
-    longest = profile.max_string
+    text_columns: list[int] = []  # columns of strings (and NULLs): each text masked once, put back in C
+    mixed: dict[int, list[Any]] = {}  # any other column with strings, by index
+    scan: list[tuple[int, int]] = []  # (column, row) of the short string cells of mixed columns
     texts: list[str] = []
     for i, column in enumerate(zip(*table, strict=True)):
         kinds = set(map(type, column))
@@ -955,24 +955,35 @@ def mask_rows(
             kinds <= _NUMBER_COLUMN_TYPES and _short_numbers(column, kinds, profile)
         ):
             masked_columns.append(column)
-        elif kinds <= _TEXT_COLUMN_TYPES and max(map(len, filter(None, column)), default=0) <= longest:
-            at = [r for r, value in enumerate(column) if value] if type(None) in kinds else range(len(column))
-            scan += [(i, r) for r in at]
-            texts += [column[r] for r in at]
-            masked_columns.append(scanned.setdefault(i, list(column)))
+        elif kinds <= _TEXT_COLUMN_TYPES:
+            text_columns.append(i)
+            masked_columns.append(column)
         else:
             masked_columns.append(
-                scanned.setdefault(i, _mask_mixed_column(i, column, profile, counts, scan, texts))
+                mixed.setdefault(i, _mask_mixed_column(i, column, profile, counts, scan, texts))
             )
-    if scan:
-        # Columns repeat their values (statuses, cities, names): each distinct text is scanned once,
-        # and what it masked is counted once per cell that holds it.
-        occurrences = Counter(texts)
-        distinct = list(occurrences)
-        masked = _mask_many(distinct, profile.active, counts, [occurrences[t] for t in distinct])
-        by_text = dict(zip(distinct, masked, strict=True))
-        for (c, r), text in zip(scan, texts, strict=True):
-            scanned[c][r] = by_text[text]
+    if text_columns or texts:
+        # Columns repeat their values (statuses, cities, names): each distinct text is masked once,
+        # the short ones together in one pass; what a text masked is counted once per cell holding
+        # it, and only the texts that changed are put back (a column holding none is kept as is).
+        cells = [masked_columns[i] for i in text_columns]
+        occurrences = Counter(chain(texts, *cells))
+        occurrences.pop(None, None)
+        short = [text for text in occurrences if len(text) <= profile.max_string]
+        masked = _mask_many(short, profile.active, counts, occurrences.__getitem__)
+        changed = {text: new for text, new in zip(short, masked, strict=True) if new != text}
+        if len(short) < len(occurrences):  # too long to scan with the rest: alone, maybe cut or refused
+            for text, times in occurrences.items():
+                if len(text) > profile.max_string:
+                    found: dict[str, int] = {}
+                    changed[text] = _mask_string_cell(text, profile, found)
+                    for name, n in found.items():
+                        _count(counts, name, n * times)
+        if changed:
+            for i, values in zip(text_columns, cells, strict=True):
+                masked_columns[i] = list(map(changed.get, values, values))  # get(text, text)
+            for (c, r), text in zip(scan, texts, strict=True):
+                mixed[c][r] = changed.get(text, text)
     return MaskResult(list(zip(*masked_columns, strict=True)), counts)
 
 
@@ -1034,10 +1045,11 @@ def _mask_many(
     texts: list[str],
     detectors: Sequence[Detector],
     counts: dict[str, int],
-    weights: Sequence[int] | None = None,
+    weight: Callable[[str], int] | None = None,
 ) -> list[str]:
     """``_mask_text_core`` on each of ``texts``, with the patterns run once over all of them;
-    ``weights[i]``: how many times what ``texts[i]`` masked is counted (the cells holding it).
+    ``weight(text)``: how many times what ``text`` masked is counted (the cells holding it; asked
+    only of the texts where something was found).
 
     A result of 100 rows has hundreds of short cells; scanning each alone costs every pattern
     once per cell. Their candidates are found in the joined text and given back to their cells;
@@ -1060,17 +1072,17 @@ def _mask_many(
         if cell in alone:
             continue
         text = texts[cell]
-        weight = 1 if weights is None else weights[cell]
+        times = 1 if weight is None else weight(text)
         replacements = []
         for s, e, i, merged in _resolve(found):
-            _count(counts, detectors[i].name, weight)
+            _count(counts, detectors[i].name, times)
             replacements.append((s, e, _mask_for(detectors[i], text[s:e], merged)))
         out[cell] = _splice(text, replacements)
     for cell in alone:
         found_alone: dict[str, int] = {}
         out[cell] = _mask_text_core(texts[cell], detectors, found_alone)
         for name, n in found_alone.items():
-            _count(counts, name, n * (1 if weights is None else weights[cell]))
+            _count(counts, name, n * (1 if weight is None else weight(texts[cell])))
     return out
 
 
