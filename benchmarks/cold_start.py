@@ -194,6 +194,23 @@ def link_layer(target: Path) -> list[str]:
     return sorted(names)
 
 
+def without_bytecode(site: Path, layer: Path, layer_copy: Path) -> Path:
+    """Replace the links in ``site`` by copies without ``__pycache__``, and copy ``layer`` likewise
+    (its copy is returned): a layer as deployed without bytecode (Lambda cannot write to /opt)."""
+    import shutil
+
+    no_pycache = shutil.ignore_patterns("__pycache__")
+    for entry in list(site.iterdir()):
+        source = entry.resolve()
+        entry.unlink()
+        if source.is_dir():
+            shutil.copytree(source, entry, ignore=no_pycache)
+        else:
+            shutil.copy2(source, entry)
+    shutil.copytree(layer, layer_copy, ignore=no_pycache)
+    return layer_copy
+
+
 # ------------------------------------------------------------------------------------------ local AWS
 class XRaySink:
     """Stands in for the X-Ray daemon: counts the UDP segments the tracer emits."""
@@ -413,6 +430,7 @@ class Sandbox:
     workdir: Path
     site: Path
     xray: XRaySink
+    bytecode: bool = True  # False: children neither find nor write .pyc files of the layer
 
     def env(
         self, function: str, code_dir: Path, extra: dict[str, str], with_layer: bool, tracing: str
@@ -428,6 +446,7 @@ class Sandbox:
             "LANG": "en_US.UTF-8",
             "TZ": ":UTC",
             "PYTHONPATH": os.pathsep.join(path),
+            **({} if self.bytecode else {"PYTHONDONTWRITEBYTECODE": "1"}),
             **FAKE_AWS_ENV,
             "AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"],
             # What Lambda itself sets for a python3.11 function with Tracing: Active and JSON logs.
@@ -765,21 +784,29 @@ def main() -> None:
         choices=("Active", "PassThrough"),
         help="override the template's Tracing (default: as deployed)",
     )
+    parser.add_argument(
+        "--without-bytecode",
+        action="store_true",
+        help="the layer without .pyc files, as SAM's python3.11 builder made it before the layer's "
+        "Makefile: every child (floors too) compiles the layer's modules it imports",
+    )
     args = parser.parse_args()
     if args.write and args.layer.resolve() != LAYER:
         parser.error("--write records the figures of layers/wardgate only")
-    if args.write and args.tracing:
-        parser.error("--write records the figures of the template as it is (no --tracing)")
+    if args.write and (args.tracing or args.without_bytecode):
+        parser.error("--write records the template as it is (no --tracing, no --without-bytecode)")
     LAYER = args.layer.resolve()
     sys.path.insert(0, str(LAYER))
 
     with tempfile.TemporaryDirectory() as tmp, local_stack(Path(tmp), args.tracing) as (functions, upstream):
         workdir = Path(tmp)
         layer = link_layer(workdir / "layer-python")
+        if args.without_bytecode:
+            LAYER = without_bytecode(workdir / "layer-python", LAYER, workdir / "layer-source")
         floor_dir = workdir / "floor"
         floor_dir.mkdir()
         (floor_dir / "floor_app.py").write_text(FLOOR_MODULE)
-        sandbox = Sandbox(workdir, workdir / "layer-python", XRaySink())
+        sandbox = Sandbox(workdir, workdir / "layer-python", XRaySink(), not args.without_bytecode)
 
         base = {"marker": PHASE_MARKER, "prefix": RESULT_PREFIX}
         wanted = set(args.functions or DEFAULT_FUNCTIONS)
@@ -821,6 +848,8 @@ def main() -> None:
         text = report(
             results, floor_event, importtime, profiles, layer, skipped, tracing, xray_per_start, args.runs
         )
+    if args.without_bytecode:
+        text = "**Without bytecode** (no .pyc of the layer, floors included).\n\n" + text
     print(text)
     if args.write:
         write_section(MARKERS, text)
