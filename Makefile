@@ -12,6 +12,7 @@ $(BIN)/.installed: pyproject.toml layers/wardgate/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/python -m wardgate.tls  # certifi's CAs as a hashed directory, as the layer ships them
 	touch $@
 
 venv: $(BIN)/.installed

@@ -57,6 +57,20 @@ def test_the_layer_holds_the_package_and_every_requirement_for_arm64(built: Path
     assert not (built / "bin").exists()
 
 
+def test_the_layer_holds_its_certifi_bundle_as_a_hashed_directory(built: Path) -> None:
+    """Written from the layer's own certifi, so that ``tls.tls_context`` on Lambda loads no bundle."""
+    import hashlib
+
+    from wardgate import tls
+
+    bundle = built / "certifi" / "cacert.pem"
+    directory = built / "wardgate" / "ca-directory"
+    digest = (directory / tls.BUNDLE_DIGEST).read_text().strip()
+    assert digest == hashlib.sha256(bundle.read_bytes()).hexdigest()
+    assert len(list(directory.glob("*.[0-9]"))) == bundle.read_text().count("-----BEGIN CERTIFICATE-----")
+    assert tls.public_ca_context(bundle, directory).cert_store_stats()["x509_ca"] == 0
+
+
 def test_every_module_has_unchecked_bytecode_of_its_own_source(built: Path) -> None:
     sources = list(built.rglob("*.py"))
     assert len(sources) > 1000
