@@ -970,7 +970,7 @@ def mask_rows(
         occurrences = Counter(chain(texts, *cells))
         occurrences.pop(None, None)
         short = [text for text in occurrences if len(text) <= profile.max_string]
-        masked = _mask_many(short, profile.active, counts, occurrences.__getitem__)
+        masked = _mask_many(short, profile.active, counts, [occurrences[text] for text in short])
         changed = {text: new for text, new in zip(short, masked, strict=True) if new != text}
         if len(short) < len(occurrences):  # too long to scan with the rest: alone, maybe cut or refused
             for text, times in occurrences.items():
@@ -1045,11 +1045,10 @@ def _mask_many(
     texts: list[str],
     detectors: Sequence[Detector],
     counts: dict[str, int],
-    weight: Callable[[str], int] | None = None,
+    weights: Sequence[int] | None = None,
 ) -> list[str]:
     """``_mask_text_core`` on each of ``texts``, with the patterns run once over all of them;
-    ``weight(text)``: how many times what ``text`` masked is counted (the cells holding it; asked
-    only of the texts where something was found).
+    ``weights[i]``: how many times what ``texts[i]`` masked is counted (the cells holding it).
 
     A result of 100 rows has hundreds of short cells; scanning each alone costs every pattern
     once per cell. Their candidates are found in the joined text and given back to their cells;
@@ -1072,17 +1071,17 @@ def _mask_many(
         if cell in alone:
             continue
         text = texts[cell]
-        times = 1 if weight is None else weight(text)
+        weight = 1 if weights is None else weights[cell]
         replacements = []
         for s, e, i, merged in _resolve(found):
-            _count(counts, detectors[i].name, times)
+            _count(counts, detectors[i].name, weight)
             replacements.append((s, e, _mask_for(detectors[i], text[s:e], merged)))
         out[cell] = _splice(text, replacements)
     for cell in alone:
         found_alone: dict[str, int] = {}
         out[cell] = _mask_text_core(texts[cell], detectors, found_alone)
         for name, n in found_alone.items():
-            _count(counts, name, n * (1 if weight is None else weight(texts[cell])))
+            _count(counts, name, n * (1 if weights is None else weights[cell]))
     return out
 
 
