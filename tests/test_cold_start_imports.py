@@ -219,3 +219,18 @@ def test_prepare_called_with_collection_on_leaves_it_alone() -> None:
         WARDGATE_ISSUERS="x",
     )
     assert json.loads(out) == [True, 0]
+
+
+def test_the_masking_prefilter_is_imported_by_the_first_long_text() -> None:
+    """Short bodies (most first events) are masked without it; a long one imports it and is
+    masked as the prefilter's own tests require (``test_masking_prefilter.py``)."""
+    out = run_fresh(
+        "import sys, json\n"
+        "import wardgate.runtime, wardgate.gateway, wardgate.sql_gateway\n"
+        "from wardgate.masking.engine import PREFILTER_FROM, mask_text\n"
+        "short = mask_text('mail ada@example.com').value\n"
+        "before = 'wardgate.masking.prefilter' in sys.modules\n"
+        "long = mask_text('x' * PREFILTER_FROM + ' ada@example.com').value\n"
+        "print(json.dumps([before, 'wardgate.masking.prefilter' in sys.modules, short, long[-15:]]))\n"
+    )
+    assert json.loads(out) == [False, True, "mail [masked:email]", " [masked:email]"]

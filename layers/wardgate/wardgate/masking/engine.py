@@ -82,11 +82,13 @@ from decimal import Decimal
 from functools import lru_cache, wraps
 from itertools import accumulate, chain, repeat
 from operator import lt
-from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, overload
 from uuid import UUID
 
 from wardgate.masking.detectors import BUILTIN_DETECTORS, Detector, shape
-from wardgate.masking.prefilter import KnownMatches, known_matches, scan_plan
+
+if TYPE_CHECKING:  # the prefilter itself is imported by the first long text (off the cold start)
+    from wardgate.masking.prefilter import KnownMatches
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -282,6 +284,8 @@ def _candidates(
     raw_known: KnownMatches | None = None
     shaped_known: KnownMatches | None = None
     if prefilter and size >= PREFILTER_FROM:
+        from wardgate.masking.prefilter import known_matches, scan_plan
+
         if any(det.on_shape for det in detectors):
             shaped = shape(text)
         raw_known, shaped_known = known_matches(scan_plan(detectors), text, shaped)
