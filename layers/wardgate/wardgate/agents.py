@@ -370,7 +370,7 @@ def _background() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="wardgate-last-used")
 
 
-@dataclass
+@dataclass(eq=False, repr=False)  # a service: compared by identity, its caches never printed
 class AgentRegistry:
     """Registration, revocation and the per-request check."""
 

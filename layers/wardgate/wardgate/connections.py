@@ -209,7 +209,7 @@ def _reads_ahead() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=4, thread_name_prefix="wardgate-connection-read")
 
 
-@dataclass
+@dataclass(eq=False, repr=False)  # a service: compared by identity, its caches never printed
 class ConnectionStore:
     """Reads connections with a short cache: a changed connection takes effect within ``ttl_seconds``.
 

@@ -83,7 +83,7 @@ def _ssh_private_key(text: str, passphrase: str | None) -> str:
     return key.export_private_key().decode()
 
 
-@dataclass
+@dataclass(eq=False, repr=False)  # a service: compared by identity, its caches never printed
 class CredentialStore:
     """Connections' credentials from Secrets Manager, remembered per container for ``ttl_seconds``."""
 

@@ -105,7 +105,7 @@ class Progress:
     held: bool = False  # answered 202: the operation waits for approval (recorded as a "held" event)
 
 
-@dataclass
+@dataclass(eq=False, repr=False)  # a service: compared by identity, its caches never printed
 class Gate:
     """What every gateway does around its protocol's work: admit, decide, record, answer."""
 

@@ -91,7 +91,7 @@ class Outgoing:
     body: bytes
 
 
-@dataclass
+@dataclass(eq=False, repr=False)  # a service: compared by identity, its caches never printed
 class HttpGateway(Gate):
     """``Gate`` for HTTP and Kubernetes API connections: the credential injected, forwarded, masked."""
 

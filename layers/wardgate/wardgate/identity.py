@@ -256,7 +256,7 @@ def fetch_json_over_https(url: str) -> Mapping[str, Any]:
     return document
 
 
-@dataclass
+@dataclass(eq=False, repr=False)  # a service: compared by identity, its caches never printed
 class JwksCache:
     """Signing keys of one issuer, refreshed on expiry and (rate-limited) on an unknown ``kid``."""
 

@@ -143,7 +143,7 @@ def caps_of(upstream_url: str, defaults: Limits) -> Limits:
     return replace(defaults, **caps)
 
 
-@dataclass
+@dataclass(eq=False, repr=False)  # a service: compared by identity, its caches never printed
 class BackendPool:
     """One backend per connection per container: it pools database sessions and holds transactions."""
 
@@ -221,7 +221,7 @@ class ParsedStatements:
         return operation, {**record, "statements": [dict(s) for s in record["statements"]]}
 
 
-@dataclass
+@dataclass(eq=False, repr=False)  # a service: compared by identity, its caches never printed
 class SqlGateway(Gate):
     """``Gate`` for the Data API: every statement decided, run on the connection's backend, masked."""
 

@@ -44,7 +44,7 @@ def _deserialize(item: dict[str, Any]) -> dict[str, Any]:
     return {k: deserializer.deserialize(v) for k, v in item.items()}
 
 
-@dataclass
+@dataclass(eq=False, repr=False)  # a service: compared by identity, its caches never printed
 class PolicyStore:
     """The policy in force from DynamoDB (pointer, then the version), remembered for ``ttl_seconds``."""
 
