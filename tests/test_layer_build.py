@@ -55,6 +55,9 @@ def test_the_layer_holds_the_package_and_every_requirement_for_arm64(built: Path
     assert binaries and all("aarch64" in name or "abi3" in name for name in binaries), binaries
     assert any(p.name.startswith("sqlglotc-") for p in built.glob("*.dist-info"))  # the compiled parser
     assert not (built / "bin").exists()
+    # Lambda's quota: a function and its layers unzipped under 250 MB (the bytecode adds ~15%)
+    size = sum(p.stat().st_size for p in built.rglob("*") if p.is_file())
+    assert size < 230 * 1024 * 1024, f"the layer is {size / 2**20:.0f} MB unzipped"
 
 
 def test_the_layer_holds_its_certifi_bundle_as_a_hashed_directory(built: Path) -> None:
