@@ -1,12 +1,12 @@
 """TLS contexts for outgoing HTTPS, one per trust anchor and container.
 
-The public CAs are certifi's bundle. Loading it parses its ~150 certificates, tens of milliseconds
+The public CAs are certifi's bundle. Loading it parses its ~120 certificates: tens of milliseconds
 of a cold start (the JWKS fetch and the upstream pool both need the context). The same bundle as
 OpenSSL's hashed directory (``CA_DIRECTORY``: one ``<subject hash>.<n>`` file per certificate,
 written into the layer by its Makefile with ``python -m wardgate.tls``) costs nothing to load:
-OpenSSL reads the one or two CAs a handshake looks up. The directory is used only while it is
-the bundle's, same certificates, checked by the bundle's digest it was written from; otherwise the
-bundle is loaded as before.
+OpenSSL reads the one or two CAs a handshake looks up. The directory is used only if the bundle
+beside it is the one it was written from (its SHA-256, written last); otherwise the bundle is
+loaded, as before. Both are build output of the same layer, equally trusted.
 
 An upstream behind a private CA (a Kubernetes API server, an internal API) is verified against
 that CA alone, given as PEM with the connection's credential (``credentials.Credential.ca_pem``).
