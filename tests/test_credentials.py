@@ -119,6 +119,16 @@ def test_store_fetches_once_per_ttl(stack):
     assert (caught.value.status, caught.value.code) == (503, "credential_unavailable")
 
 
+def test_stores_are_services_compared_by_identity_and_never_print_their_caches(stack):
+    name = create_secret("wardgate/printed", {"type": "bearer", "token": "printed-token"})
+    store = CredentialStore(ttl_seconds=60, clock=FakeClock())
+    store.get(name)
+    assert name not in repr(store) and "authorization" not in repr(store)
+    assert store != CredentialStore(ttl_seconds=60, clock=store.clock)  # same settings, another cache
+    connections = ConnectionStore("wardgate-connections")
+    assert connections == connections and connections != ConnectionStore("wardgate-connections")
+
+
 def test_store_picks_up_a_rotated_secret_after_the_ttl(stack):
     name = create_secret("wardgate/rotated", {"type": "bearer", "token": "old"})
     clock = FakeClock()
